@@ -1,0 +1,402 @@
+//! The command-line definitions of the five fronts, and the pure parsers of
+//! what users type (durations, names, topics, JSON context). No I/O here:
+//! the same definitions feed `--help`, the completions and the man pages.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::value::RawValue;
+use std::ffi::OsString;
+use std::time::Duration;
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  run ./build.sh
+  run python train.py --epochs 100
+  run 'make && make test'          # one argument with shell syntax: sh -c
+  run -n my-topic make -j8         # ntfy notification to my-topic when it ends
+  run -n ./long-build.sh           # ... to $NTFY_TOPIC
+
+After -n, the next argument is the command if it names an executable (on
+PATH, or a path) or is the last argument; otherwise it is the topic.
+Prints: JOB-ID PID LOG-PATH";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "run",
+    version,
+    about = "Run a command in the background, detached from the terminal",
+    after_help = RUN_EXAMPLES
+)]
+pub struct Run {
+    /// Send an ntfy notification when the job ends ($NTFY_TOPIC, or the next argument)
+    #[arg(short = 'n', long = "notify")]
+    pub notify: bool,
+    /// Notify this ntfy topic when the job ends (implies -n)
+    #[arg(long, value_name = "TOPIC", value_parser = parse_topic)]
+    pub topic: Option<String>,
+    /// Name the job (default: the command's basename)
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
+    /// The command and its arguments, kept exactly as given
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub cmd: Vec<OsString>,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "runs",
+    version,
+    about = "List background jobs: running, done, failed, killed, lost",
+    after_help = "Examples:\n  runs\n  runs --json | jq '.[] | select(.state == \"failed\") | .id'"
+)]
+pub struct Runs {
+    /// Print a JSON array, one object per job
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "runlog",
+    version,
+    about = "Show a job's log, following it while the job runs",
+    after_help = "JOB is an id, a unique prefix of one, or a name (the newest job of that name).\n\
+With no JOB: the only job, or a picker when there are several (on a terminal),\n\
+or the newest job (when not on a terminal).\n\n\
+Examples:\n  runlog\n  runlog build --tail 20\n  runlog make_20251205_163539 --no-follow"
+)]
+pub struct Runlog {
+    /// The job: id, unique id prefix, or name
+    pub job: Option<String>,
+    /// Print only the last N lines (then follow if the job runs)
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Print and exit, even if the job is still running
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "runrm",
+    version,
+    about = "Remove finished jobs (never a running one)",
+    after_help = "Examples:\n  runrm                 # every job that is not running\n  runrm --dry-run\n  runrm build_20251205_163539"
+)]
+pub struct Runrm {
+    /// The jobs to remove (id, unique prefix, or name); default: every finished job
+    pub jobs: Vec<String>,
+    /// Show what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+const JOB_EXAMPLES: &str = "\
+Examples:
+  job run \"pytest tests/\"
+  job run \"make build\" --name build --timeout 30m
+  job run \"pytest\" --key \"test-$(git rev-parse HEAD)\" --wait
+  job list --status failed
+  job logs build --tail
+  job wait build --timeout 5m
+
+Exit codes: 0 success, 1 failure (job failed, killed, stopped, timed out or
+lost; unknown job), 2 usage error, 124 wait timeout (job still running).";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "job",
+    version,
+    about = "Run and manage background jobs",
+    after_help = JOB_EXAMPLES,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Job {
+    #[command(subcommand)]
+    pub cmd: JobCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Start a background job (prints its id)
+    Run(JobRun),
+    /// List jobs of this project (--all: every job)
+    List(JobList),
+    /// Show a job's details, or the system status with no ID
+    Status(JobStatus),
+    /// Show a job's output
+    Logs(JobLogs),
+    /// Stop jobs: SIGTERM to everything they started, then SIGKILL
+    Stop(JobStop),
+    /// Block until jobs end (exit 0 success, 1 failure, 124 timeout)
+    Wait(JobWait),
+    /// Start a job again with the same command and settings
+    Retry(JobRetry),
+    /// Remove old finished jobs
+    Clean(JobClean),
+}
+
+#[derive(Args, Debug)]
+pub struct JobRun {
+    /// The command: one shell string, run with sh -c (several words are joined with spaces)
+    #[arg(value_name = "CMD", num_args = 0.., allow_hyphen_values = false)]
+    pub cmd: Vec<String>,
+    /// Refer to the job by this name
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
+    /// End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Any JSON value, kept with the job for your own tracking
+    #[arg(long, value_name = "JSON", value_parser = parse_context)]
+    pub context: Option<Box<RawValue>>,
+    /// Idempotency key: if a job with this key exists, print its id and start nothing
+    #[arg(long, value_name = "KEY", value_parser = parse_key)]
+    pub key: Option<String>,
+    /// Wait for the job to end; exit as `job wait` does
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: stream the job's log while waiting
+    #[arg(long, requires = "wait")]
+    pub follow: bool,
+    /// Send an ntfy notification when the job ends (to TOPIC, or $NTFY_TOPIC)
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, require_equals = false)]
+    pub notify: Option<Option<String>>,
+    /// Notify this ntfy topic when the job ends (implies --notify)
+    #[arg(long, value_name = "TOPIC", value_parser = parse_topic)]
+    pub topic: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    Running,
+    Done,
+    Failed,
+    Killed,
+    Stopped,
+    Timeout,
+    Lost,
+}
+
+#[derive(Args, Debug)]
+pub struct JobList {
+    /// Every job, not only this project's
+    #[arg(long)]
+    pub all: bool,
+    /// Only jobs in this state
+    #[arg(long, value_name = "STATE")]
+    pub status: Option<StateFilter>,
+    /// JSON output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobStatus {
+    /// The job (id, unique prefix, or name); none: the system status
+    pub id: Option<String>,
+    /// JSON output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobLogs {
+    /// The job (id, unique prefix, or name)
+    pub id: String,
+    /// Only the last N lines (50 if N is not given)
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "50")]
+    pub tail: Option<usize>,
+    /// Stream new output until the job ends, then exit 0 if it succeeded, 1 if not
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobStop {
+    /// The jobs (id, unique prefix, or name)
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// SIGKILL at once, no grace period
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobWait {
+    /// The jobs (id, unique prefix, or name); waits for all
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// Give up after this long (exit 124; the jobs keep running)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+pub struct JobRetry {
+    /// The job to run again (id, unique prefix, or name)
+    pub id: String,
+    /// Wait for the new job to end; exit as `job wait` does
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobClean {
+    /// Remove finished jobs that ended longer ago than this (default 7d)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "all")]
+    pub older_than: Option<Duration>,
+    /// Remove every job that is not running
+    #[arg(long)]
+    pub all: bool,
+    /// Show what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The longest duration accepted anywhere: 100 years.
+const MAX_SECS: u64 = 100 * 365 * 86_400;
+
+/// Parses `30s`, `5m`, `1h30m`, `2d`, `90` (seconds): whole numbers with the
+/// units d, h, m, s, in that order. No signs, no fractions.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a duration (use forms like 30s, 5m, 1h30m, 2d)");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = s.parse().map_err(|_| bad())?;
+        return check_max(n, s);
+    }
+    let (mut total, mut num, mut last_rank) = (0u64, None::<u64>, 0u8);
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            let n = num.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(d as u64));
+            num = Some(n.ok_or_else(|| format!("'{s}' is too long a duration"))?);
+            continue;
+        }
+        let (unit, rank) = match c {
+            'd' => (86_400, 1),
+            'h' => (3_600, 2),
+            'm' => (60, 3),
+            's' => (1, 4),
+            _ => return Err(bad()),
+        };
+        let n = num.take().ok_or_else(bad)?;
+        if rank <= last_rank {
+            return Err(bad());
+        }
+        last_rank = rank;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("'{s}' is too long a duration"))?;
+    }
+    if num.is_some() {
+        return Err(bad());
+    }
+    check_max(total, s)
+}
+
+fn check_max(secs: u64, s: &str) -> Result<Duration, String> {
+    if secs > MAX_SECS {
+        return Err(format!("'{s}' is too long a duration (at most 100 years)"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// A job name: what `--name` takes and ids are made of.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a name cannot be empty".into());
+    }
+    if s == "." || s == ".." {
+        return Err(format!("'{s}' cannot be a name"));
+    }
+    if s.contains('/') {
+        return Err("a name cannot contain '/'".into());
+    }
+    if s.contains('\0') {
+        return Err("a name cannot contain a NUL byte".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("a name cannot contain control characters".into());
+    }
+    if s.len() > 100 {
+        return Err(format!("a name is at most 100 bytes (this one is {})", s.len()));
+    }
+    Ok(s.to_string())
+}
+
+/// An ntfy topic: `[-_A-Za-z0-9]{1,64}`, as ntfy itself requires.
+pub fn parse_topic(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{}' is not an ntfy topic (1 to 64 of A-Z a-z 0-9 - _)",
+            s.escape_debug()
+        ))
+    }
+}
+
+/// `--context`: any JSON value, kept verbatim.
+pub fn parse_context(s: &str) -> Result<Box<RawValue>, String> {
+    if s.len() > 1 << 20 {
+        return Err(format!("context is at most 1 MiB of JSON (this is {} bytes)", s.len()));
+    }
+    serde_json::from_str::<Box<RawValue>>(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// `--key`: any text up to 100 bytes, no NUL.
+pub fn parse_key(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 100 || s.contains('\0') {
+        return Err("a key is 1 to 100 bytes, with no NUL".into());
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_documented_form_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        for s in ["", "5x", "-5m", "1.5h", "m", "5m1h", "99999999999d", "1h1h", "5 m"] {
+            assert!(parse_duration(s).is_err(), "{s} was accepted");
+        }
+    }
+
+    #[test]
+    fn names_that_would_escape_the_store_are_refused() {
+        for s in ["", ".", "..", "a/b", "a\0b", &"x".repeat(10_000)] {
+            assert!(parse_name(s).is_err(), "{s:?} was accepted");
+        }
+        assert!(parse_name("build").is_ok());
+    }
+
+    #[test]
+    fn topics_follow_ntfy_rules() {
+        assert!(parse_topic("my-topic_1").is_ok());
+        for s in ["", "a b", "ü", &"x".repeat(65)] {
+            assert!(parse_topic(s).is_err(), "{s:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! `job`: the fuller manager over the same store: run, list, status, logs,
+//! stop, wait, retry, clean.
+
+use super::{
+    clean, env, exit_for, human_bytes, launch, load_all, parse, resolve, show_log, state, summary, tail_offset,
+    usage, view, wait_all, Launched, Out, Spec,
+};
+use crate::cli::{self, JobCmd, StateFilter};
+use crate::store::{self, Job, State, Store};
+use crate::{proc, watch, Exit, Fail, Res};
+use std::ffi::OsString;
+use std::time::Duration;
+
+pub fn main(args: Vec<OsString>) -> Res<Exit> {
+    let a: cli::Job = parse(args)?;
+    let store = super::store()?;
+    match a.cmd {
+        JobCmd::Run(r) => run(&store, r),
+        JobCmd::List(l) => list(&store, l),
+        JobCmd::Status(s) => status(&store, s),
+        JobCmd::Logs(l) => logs(&store, l),
+        JobCmd::Stop(s) => stop(&store, s),
+        JobCmd::Wait(w) => wait(&store, &w.ids, w.timeout),
+        JobCmd::Retry(r) => retry(&store, r),
+        JobCmd::Clean(c) => clean_jobs(&store, c),
+    }
+}
+
+fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
+    let mut cmd = a.cmd.join(" ");
+    let mut topic = a.topic.clone();
+    let notify = a.notify.is_some() || a.topic.is_some();
+    if let Some(Some(t)) = &a.notify {
+        if cmd.is_empty() {
+            cmd = t.clone(); // `job run --notify "CMD"`: the value was the command
+        } else if topic.is_none() {
+            topic = Some(cli::parse_topic(t).map_err(|e| usage(format!("--notify: {e}")))?);
+        }
+    }
+    if cmd.trim().is_empty() {
+        return Err(usage("job run needs a command: job run \"CMD\""));
+    }
+    if notify && topic.is_none() {
+        let t = env("NTFY_TOPIC")
+            .ok_or_else(|| usage("--notify needs a topic: set NTFY_TOPIC or pass one (--notify TOPIC)"))?;
+        topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
+    }
+    let name = a.name.unwrap_or_else(|| {
+        let first = cmd.split_whitespace().next().unwrap_or("job");
+        super::default_name(&cmd.split_whitespace().take(2).map(OsString::from).collect::<Vec<_>>())
+            .chars()
+            .take(100)
+            .collect::<String>()
+            .replace(first, first)
+    });
+    let spec = Spec {
+        program: super::shell()?,
+        argv: vec!["sh".into(), "-c".into(), cmd.clone().into()],
+        command: cmd,
+        name,
+        cwd: super::current_dir()?,
+        timeout: a.timeout,
+        topic,
+        context: a.context,
+        key: a.key,
+    };
+    let id = started_id(launch(store, spec)?);
+    let mut out = Out::new();
+    out.line(&id)?;
+    out.flush()?;
+    if !a.wait {
+        return Ok(Exit::Ok);
+    }
+    if a.follow {
+        let mut job = resolve(store, &id)?;
+        let st = show_log(&mut job, 0, true, &mut out)?;
+        return Ok(exit_for(st));
+    }
+    wait(store, &[id], None)
+}
+
+fn started_id(l: Launched) -> String {
+    match l {
+        Launched::Started { id, .. } | Launched::Existing(id) => id,
+    }
+}
+
+fn filter_matches(f: StateFilter, s: State) -> bool {
+    matches!(
+        (f, s),
+        (StateFilter::Running, State::Running)
+            | (StateFilter::Done, State::Done)
+            | (StateFilter::Failed, State::Failed)
+            | (StateFilter::Killed, State::Killed)
+            | (StateFilter::Stopped, State::Stopped)
+            | (StateFilter::Timeout, State::Timeout)
+            | (StateFilter::Lost, State::Lost)
+    )
+}
+
+fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
+    let project = super::project_of(&super::current_dir()?).to_string_lossy().into_owned();
+    let jobs: Vec<(Job, State)> = load_all(store, "job")?
+        .into_iter()
+        .filter(|(j, _)| a.all || j.meta.project == project || j.meta.cwd == project)
+        .filter(|(_, s)| a.status.is_none_or(|f| filter_matches(f, *s)))
+        .collect();
+    let mut out = Out::new();
+    if a.json {
+        let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
+        out.line(&serde_json::to_string_pretty(&views).map_err(|e| format!("writing JSON: {e}"))?)?;
+    } else if jobs.is_empty() {
+        let scope = if a.all { String::new() } else { format!(" for {project} (--all for every project)") };
+        eprintln!("no jobs{scope}");
+    } else {
+        for (j, s) in &jobs {
+            let line = summary(&out, j, *s);
+            out.line(&line)?;
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
+    let Some(q) = a.id else { return system_status(store, a.json) };
+    let mut job = resolve(store, &q)?;
+    let st = state(&mut job, &super::boot_id());
+    let log_size = std::fs::metadata(job.log()).map(|m| m.len()).unwrap_or(0);
+    let mut out = Out::new();
+    if a.json {
+        let mut v = serde_json::to_value(view(&job, st)).map_err(|e| format!("writing JSON: {e}"))?;
+        v["log_size"] = log_size.into();
+        out.line(&serde_json::to_string_pretty(&v).map_err(|e| format!("writing JSON: {e}"))?)?;
+        out.flush()?;
+        return Ok(Exit::Ok);
+    }
+    let v = view(&job, st);
+    let mut rows: Vec<(&str, String)> = vec![
+        ("id", v.id.to_string()),
+        ("name", clean(v.name)),
+        ("command", clean(v.command)),
+        ("state", job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end)),
+        ("started", v.started_at.to_string()),
+    ];
+    if let Some(e) = &v.ended_at {
+        rows.push(("ended", e.clone()));
+    }
+    if let Some(d) = v.duration_s {
+        rows.push(("duration", store::human_duration(d)));
+    }
+    rows.push(("pid", v.pid.map_or("-".into(), |p| p.to_string())));
+    rows.push(("cwd", clean(v.cwd)));
+    rows.push(("project", clean(v.project)));
+    rows.push(("host", clean(v.host)));
+    rows.push(("log", format!("{} ({})", v.log, human_bytes(log_size))));
+    if let Some(t) = v.timeout_s {
+        rows.push(("timeout", store::human_duration(t as f64)));
+    }
+    if let Some(k) = v.key {
+        rows.push(("key", clean(k)));
+    }
+    if let Some(c) = v.context {
+        rows.push(("context", clean(c.get())));
+    }
+    if let Some(n) = &v.notify {
+        let e = n.error.as_ref().map(|e| format!(": {}", clean(e))).unwrap_or_default();
+        rows.push(("notify", format!("{} {}{e}", n.topic, n.state)));
+    }
+    for (k, val) in rows {
+        out.line(&format!("{k:>9}  {val}"))?;
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn system_status(store: &Store, json: bool) -> Res<Exit> {
+    let jobs = load_all(store, "job")?;
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for st in [State::Running, State::Done, State::Failed, State::Killed, State::Stopped, State::Timeout, State::Lost] {
+        let n = jobs.iter().filter(|(_, s)| *s == st).count();
+        counts.push((st.as_str(), n));
+    }
+    let disk = store.disk_usage();
+    let topic = env("NTFY_TOPIC");
+    let mut out = Out::new();
+    if json {
+        let running: Vec<_> = jobs.iter().filter(|(_, s)| *s == State::Running).map(|(j, s)| view(j, *s)).collect();
+        let by_state: serde_json::Map<String, serde_json::Value> =
+            counts.iter().map(|(k, n)| (k.to_string(), (*n).into())).collect();
+        let v = serde_json::json!({
+            "store": store.root().display().to_string(),
+            "jobs": jobs.len(),
+            "by_state": by_state,
+            "disk_bytes": disk,
+            "running": running,
+            "ntfy_topic": topic,
+            "ntfy_server": env("NTFY_SERVER").unwrap_or_else(|| "https://ntfy.sh".into()),
+        });
+        out.line(&serde_json::to_string_pretty(&v).map_err(|e| format!("writing JSON: {e}"))?)?;
+        out.flush()?;
+        return Ok(Exit::Ok);
+    }
+    out.line(&format!("store    {} ({})", store.root().display(), human_bytes(disk)))?;
+    let parts: Vec<String> = counts.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{n} {k}")).collect();
+    out.line(&format!(
+        "jobs     {}{}",
+        jobs.len(),
+        if parts.is_empty() { String::new() } else { format!(": {}", parts.join(", ")) }
+    ))?;
+    out.line(&match &topic {
+        Some(t) => format!(
+            "ntfy     NTFY_TOPIC={} ({})",
+            clean(t),
+            env("NTFY_SERVER").unwrap_or_else(|| "https://ntfy.sh".into())
+        ),
+        None => "ntfy     NTFY_TOPIC is not set (run -n and job run --notify need a topic)".into(),
+    })?;
+    let running: Vec<_> = jobs.iter().filter(|(_, s)| *s == State::Running).collect();
+    if !running.is_empty() {
+        out.line("running")?;
+        for (j, s) in running {
+            let line = summary(&out, j, *s);
+            out.line(&format!("  {line}"))?;
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn logs(store: &Store, a: cli::JobLogs) -> Res<Exit> {
+    let mut job = resolve(store, &a.id)?;
+    let from = match a.tail {
+        Some(n) => tail_offset(&job.log(), n)?,
+        None => 0,
+    };
+    let mut out = Out::new();
+    let st = show_log(&mut job, from, a.follow, &mut out)?;
+    Ok(if a.follow { exit_for(st) } else { Exit::Ok })
+}
+
+fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
+    let boot = super::boot_id();
+    let mut jobs = Vec::new();
+    for q in &a.ids {
+        jobs.push(resolve(store, q)?);
+    }
+    let mut out = Out::new();
+    let mut code = Exit::Ok;
+    for mut job in jobs {
+        let st = state(&mut job, &boot);
+        if st != State::Running {
+            let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
+            out.line(&format!("{}: already ended: {how}", job.id))?;
+            continue;
+        }
+        let word = if a.force { "kill" } else { "term" };
+        store::write_atomic(&job.dir, "stop", format!("{word}\n").as_bytes())?;
+        let m = &job.meta;
+        let asked = matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::signal_if_same(p, s, proc::SIGUSR1));
+        if !asked {
+            // The watcher is gone (killed): end the job's tree ourselves.
+            // Its end cannot be recorded, so it will show as lost.
+            let pid = job.pid_file().unwrap_or(0);
+            if pid > 0 && m.pid_start.is_some_and(|s| proc::alive(pid, s)) {
+                let sig = if a.force { proc::SIGKILL } else { proc::SIGTERM };
+                proc::signal_tree(pid, pid, sig);
+                if !proc::wait_tree_gone(pid, pid, watch::GRACE) {
+                    proc::signal_tree(pid, pid, proc::SIGKILL);
+                    proc::wait_tree_gone(pid, pid, Duration::from_secs(2));
+                }
+                out.line(&format!("{}: stopped (its watcher was gone, so no end was recorded: lost)", job.id))?;
+                continue;
+            }
+        }
+        let mut one = [job];
+        if wait_all(&mut one, Some(watch::GRACE + Duration::from_secs(10))) {
+            let [mut job] = one;
+            let st = state(&mut job, &boot);
+            let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
+            out.line(&format!("{}: {how}", job.id))?;
+        } else {
+            eprintln!("job: {}: still running after the stop request", one[0].id);
+            code = Exit::Error;
+        }
+    }
+    out.flush()?;
+    Ok(code)
+}
+
+fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
+    let mut jobs = Vec::new();
+    for q in ids {
+        jobs.push(resolve(store, q)?);
+    }
+    if !wait_all(&mut jobs, timeout) {
+        let boot = super::boot_id();
+        let running: Vec<String> =
+            jobs.iter_mut().filter_map(|j| (state(j, &boot) == State::Running).then(|| j.id.clone())).collect();
+        eprintln!("job: timed out waiting for {} (still running)", running.join(", "));
+        return Ok(Exit::WaitTimeout);
+    }
+    let boot = super::boot_id();
+    let mut code = Exit::Ok;
+    for job in &mut jobs {
+        let st = state(job, &boot);
+        if st != State::Done {
+            let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
+            eprintln!("job: {}: {how}", job.id);
+            code = Exit::Error;
+        }
+    }
+    Ok(code)
+}
+
+fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
+    let old = resolve(store, &a.id)?;
+    let m = &old.meta;
+    let cwd = std::path::PathBuf::from(&m.cwd);
+    std::env::set_current_dir(&cwd).map_err(|e| Fail::from(store::io_err("entering", &cwd, e)))?;
+    let argv: Vec<OsString> = m.argv.iter().map(OsString::from).collect();
+    let first = argv.first().ok_or_else(|| format!("job {}: no command recorded", old.id))?;
+    let program = proc::which(first, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+        Fail::new(Exit::NotFound, format!("{}: command not found", clean(&first.to_string_lossy())))
+    })?;
+    let spec = Spec {
+        program,
+        argv,
+        command: m.command.clone(),
+        name: m.name.clone(),
+        cwd,
+        timeout: m.timeout_s.map(Duration::from_secs),
+        topic: m.notify_topic.clone(),
+        context: m.context.clone(),
+        key: None,
+    };
+    let id = started_id(launch(store, spec)?);
+    let mut out = Out::new();
+    out.line(&id)?;
+    out.flush()?;
+    if a.wait {
+        return wait(store, &[id], None);
+    }
+    Ok(Exit::Ok)
+}
+
+fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
+    let cutoff = a.older_than.unwrap_or(Duration::from_secs(7 * 86_400));
+    let now = chrono::Local::now().fixed_offset();
+    let mut out = Out::new();
+    let (mut count, mut freed, mut failed) = (0, 0u64, false);
+    for (job, st) in load_all(store, "job")? {
+        if st == State::Running {
+            continue;
+        }
+        if !a.all {
+            let ended = match &job.end {
+                Some(e) => e.ended_at,
+                None => last_sign_of_life(&job),
+            };
+            let age = (now - ended).to_std().unwrap_or(Duration::ZERO);
+            if age < cutoff {
+                continue;
+            }
+        }
+        if a.dry_run {
+            out.line(&format!("would remove {}", job.id))?;
+            freed += store::disk_usage(&job.dir);
+            count += 1;
+            continue;
+        }
+        match store.remove(&job.id) {
+            Ok(n) => {
+                if let Some(key) = &job.meta.key {
+                    store.release_key(key, &job.id);
+                }
+                freed += n;
+                count += 1;
+            }
+            Err(e) => {
+                eprintln!("job: {e}");
+                failed = true;
+            }
+        }
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    out.line(&format!("{verb} {count} job{}, {} freed", if count == 1 { "" } else { "s" }, human_bytes(freed)))?;
+    out.flush()?;
+    Ok(if failed { Exit::Error } else { Exit::Ok })
+}
+
+/// For a lost job (no end recorded): when its log last changed.
+fn last_sign_of_life(job: &Job) -> chrono::DateTime<chrono::FixedOffset> {
+    std::fs::metadata(job.log())
+        .and_then(|m| m.modified())
+        .map(|t| chrono::DateTime::<chrono::Local>::from(t).fixed_offset())
+        .unwrap_or(job.started)
+}

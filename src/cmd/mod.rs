@@ -1,0 +1,621 @@
+//! The fronts, one file each, and what they share: reading the
+//! environment, the job's state (store record + process liveness),
+//! resolving what the user typed to a job, launching, waiting, following,
+//! and writing to a terminal or a pipe.
+
+pub mod job;
+pub mod run;
+pub mod runlog;
+pub mod runrm;
+pub mod runs;
+
+use crate::proc;
+use crate::store::{self, Job, Meta, State, Store};
+use crate::watch;
+use crate::{Exit, Fail, Res};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Parses a front's arguments. Usage errors become one line naming the
+/// flag, exit 2; `--help` and `--version` print and exit 0.
+pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
+    T::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind::*;
+        match e.kind() {
+            DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                let code = if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand { Exit::Usage } else { Exit::Ok };
+                Fail::quiet(code)
+            }
+            _ => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("invalid arguments");
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                Fail::new(Exit::Usage, format!("{first} (see --help)"))
+            }
+        }
+    })
+}
+
+pub fn usage(msg: impl Into<String>) -> Fail {
+    Fail::new(Exit::Usage, msg)
+}
+
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The store, from RUN_DIR / XDG_DATA_HOME / HOME.
+pub fn store() -> Res<Store> {
+    Store::from_env(std::env::var_os("RUN_DIR"), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+        .map_err(Fail::from)
+}
+
+// --- output -------------------------------------------------------------------
+
+/// Standard output; a closed pipe (`runs | head`) ends the command quietly.
+pub struct Out {
+    w: io::BufWriter<io::StdoutLock<'static>>,
+    pub color: bool,
+}
+
+impl Out {
+    pub fn new() -> Out {
+        let stdout = io::stdout();
+        let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Out { w: io::BufWriter::new(stdout.lock()), color }
+    }
+    pub fn line(&mut self, s: &str) -> Res<()> {
+        self.bytes(s.as_bytes())?;
+        self.bytes(b"\n")
+    }
+    pub fn bytes(&mut self, b: &[u8]) -> Res<()> {
+        self.w.write_all(b).map_err(out_err)
+    }
+    pub fn flush(&mut self) -> Res<()> {
+        self.w.flush().map_err(out_err)
+    }
+    pub fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+fn out_err(e: io::Error) -> Fail {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Fail::quiet(Exit::Ok)
+    } else {
+        Fail::from(format!("writing to standard output: {e}"))
+    }
+}
+
+/// Text from a job (its command, its name) made safe for a terminal:
+/// control characters are shown escaped, never sent.
+pub fn clean(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control()) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
+// --- state ----------------------------------------------------------------------
+
+/// The job's state: what `status` says; else `running` while the job's
+/// process or its watcher lives (checked by pid, start time and boot id);
+/// else `lost`.
+pub fn state(job: &mut Job, boot: &str) -> State {
+    if let Some(e) = &job.end {
+        return e.state;
+    }
+    if is_live(job, boot) {
+        return State::Running;
+    }
+    // The watcher may have recorded the end just now.
+    let _ = job.reread_end();
+    job.end.as_ref().map_or(State::Lost, |e| e.state)
+}
+
+fn is_live(job: &Job, boot: &str) -> bool {
+    let m = &job.meta;
+    if m.boot_id != boot {
+        return false;
+    }
+    let job_alive = matches!((job.pid_file(), m.pid_start), (Some(p), Some(s)) if proc::alive(p, s));
+    job_alive || matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::alive(p, s))
+}
+
+pub fn boot_id() -> String {
+    proc::boot_id()
+}
+
+/// Every job with its state, oldest first; damaged entries are named on
+/// stderr and left out.
+pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
+    let (jobs, damaged) = store.list()?;
+    report_damaged(front, &damaged);
+    let boot = boot_id();
+    Ok(jobs
+        .into_iter()
+        .map(|mut j| {
+            let s = state(&mut j, &boot);
+            (j, s)
+        })
+        .collect())
+}
+
+pub fn report_damaged(front: &str, damaged: &[store::Damaged]) {
+    for d in damaged {
+        eprintln!("{front}: skipping damaged entry {}: {}", clean(&d.path.display().to_string()), clean(&d.reason));
+    }
+}
+
+/// What the user typed, to one job: an exact id, else a name (the newest
+/// job of that name), else a unique id prefix.
+pub fn resolve(store: &Store, query: &str) -> Res<Job> {
+    if query.is_empty() {
+        return Err(Fail::from("an empty job id".to_string()));
+    }
+    match store.get(query) {
+        Ok(Some(job)) => return Ok(job),
+        Ok(None) => {}
+        Err(d) => return Err(Fail::from(format!("job {}: damaged: {}", clean(&d.id), clean(&d.reason)))),
+    }
+    let (jobs, _) = store.list()?;
+    let mut jobs = jobs;
+    if let Some(pos) = jobs.iter().rposition(|j| j.meta.name == query) {
+        return Ok(jobs.swap_remove(pos));
+    }
+    let mut matches: Vec<Job> = jobs.into_iter().filter(|j| j.id.starts_with(query)).collect();
+    match matches.len() {
+        0 => Err(Fail::from(format!("no job '{}' in {}", clean(query), store.root().display()))),
+        1 => Ok(matches.remove(0)),
+        n => {
+            let names: Vec<&str> = matches.iter().rev().take(10).map(|j| j.id.as_str()).collect();
+            Err(Fail::from(format!(
+                "'{}' matches {n} jobs: {}{}",
+                clean(query),
+                names.join(", "),
+                if n > 10 { ", …" } else { "" }
+            )))
+        }
+    }
+}
+
+// --- JSON -----------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct NotifyView {
+    pub topic: String,
+    pub state: String,
+    pub error: Option<String>,
+}
+
+/// One job as `runs --json` and `job list --json` print it: a stable
+/// interface, documented in README.md.
+#[derive(Serialize)]
+pub struct View<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub state: State,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub pid: Option<i32>,
+    pub command: &'a str,
+    pub argv: &'a [String],
+    pub cwd: &'a str,
+    pub project: &'a str,
+    pub host: &'a str,
+    pub user: &'a str,
+    pub started_at: &'a str,
+    pub ended_at: Option<String>,
+    pub duration_s: Option<f64>,
+    pub log: String,
+    pub key: Option<&'a str>,
+    pub context: Option<&'a RawValue>,
+    pub timeout_s: Option<u64>,
+    pub notify: Option<NotifyView>,
+}
+
+pub fn view(job: &Job, state: State) -> View<'_> {
+    let m = &job.meta;
+    let (exit_code, signal) = match job.end.as_ref().map(|e| e.outcome) {
+        Some(store::Outcome::Exited(c)) => (Some(c), None),
+        Some(store::Outcome::Signaled(s)) => (None, Some(store::signal_name(s))),
+        None => (None, None),
+    };
+    View {
+        id: &job.id,
+        name: &m.name,
+        state,
+        exit_code,
+        signal,
+        pid: m.pid,
+        command: &m.command,
+        argv: &m.argv,
+        cwd: &m.cwd,
+        project: &m.project,
+        host: &m.host,
+        user: &m.user,
+        started_at: &m.started_at,
+        ended_at: job.end.as_ref().map(|e| e.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
+        duration_s: duration(job, state),
+        log: job.log().display().to_string(),
+        key: m.key.as_deref(),
+        context: m.context.as_deref(),
+        timeout_s: m.timeout_s,
+        notify: notify_view(job, state),
+    }
+}
+
+fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
+    let topic = job.meta.notify_topic.clone()?;
+    let (st, error) = match job.notified() {
+        Some(s) if s == "sent" => ("sent".to_string(), None),
+        Some(s) => ("failed".to_string(), Some(s.strip_prefix("failed: ").unwrap_or(&s).to_string())),
+        None if state == State::Lost => ("failed".to_string(), Some("the job was lost".to_string())),
+        None => ("pending".to_string(), None),
+    };
+    Some(NotifyView { topic, state: st, error })
+}
+
+/// Seconds the job ran (so far, if running); none if lost.
+pub fn duration(job: &Job, state: State) -> Option<f64> {
+    let end = match (&job.end, state) {
+        (Some(e), _) => e.ended_at,
+        (None, State::Running) => chrono::Local::now().fixed_offset(),
+        _ => return None,
+    };
+    Some(((end - job.started).num_milliseconds().max(0) as f64) / 1000.0)
+}
+
+// --- launching --------------------------------------------------------------------
+
+/// What to start.
+pub struct Spec {
+    pub program: PathBuf,
+    pub argv: Vec<OsString>,
+    pub command: String,
+    pub name: String,
+    pub cwd: PathBuf,
+    pub timeout: Option<Duration>,
+    pub topic: Option<String>,
+    pub context: Option<Box<RawValue>>,
+    pub key: Option<String>,
+}
+
+pub enum Launched {
+    Started { id: String, pid: i32, log: PathBuf },
+    /// `--key` named a job that exists: nothing was started.
+    Existing(String),
+}
+
+/// Starts a job, detached, and returns once it exists in the store.
+pub fn launch(store: &Store, spec: Spec) -> Res<Launched> {
+    store.create()?;
+    let now = chrono::Local::now();
+    let cwd = spec.cwd.to_string_lossy().into_owned();
+    let meta = Meta {
+        id: format!("{}_{}", id_name(&spec.name), now.format("%Y%m%d_%H%M%S")),
+        name: spec.name,
+        command: spec.command,
+        argv: spec.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        project: project_of(&spec.cwd).to_string_lossy().into_owned(),
+        cwd,
+        host: proc::hostname(),
+        user: proc::username(),
+        started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        boot_id: proc::boot_id(),
+        timeout_s: spec.timeout.map(|t| t.as_secs()),
+        notify_topic: spec.topic,
+        context: spec.context,
+        key: spec.key,
+        ..Meta::default()
+    };
+    if let Some(key) = &meta.key {
+        match store.claim_key(key, &proc::pid_exists)? {
+            store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
+            store::Claim::Mine => {}
+        }
+    }
+    let release = |store: &Store| {
+        if let Some(key) = &meta.key {
+            store.release_key(key, &Store::pending_target());
+        }
+    };
+    let staged = match store.stage(&meta) {
+        Ok(s) => s,
+        Err(e) => {
+            release(store);
+            return Err(Fail::from(e));
+        }
+    };
+    let ntfy = meta.notify_topic.as_ref().map(|_| {
+        crate::ntfy::Config::new(
+            env("NTFY_SERVER"),
+            env("NTFY_TOKEN"),
+            env("NTFY_USER"),
+            std::env::var("NTFY_PASSWORD").ok(),
+            env("NTFY_TIMEOUT"),
+        )
+    });
+    let staged_dir = staged.dir.clone();
+    let key = meta.key.clone();
+    let plan = watch::Plan { staged, meta, program: spec.program, argv: spec.argv, ntfy, started: Instant::now() };
+    let answer = proc::detach(|hs| watch::run(store, plan, hs));
+    let fail = |msg: String| {
+        let _ = std::fs::remove_dir_all(&staged_dir);
+        if let Some(key) = &key {
+            store.release_key(key, &Store::pending_target());
+        }
+        Err(Fail::from(msg))
+    };
+    let line = match answer {
+        Ok(line) => line,
+        Err(e) => return fail(e),
+    };
+    let mut words = line.splitn(3, ' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some("ok"), Some(id), Some(pid)) => Ok(Launched::Started {
+            id: id.to_string(),
+            pid: pid.parse().unwrap_or(0),
+            log: store.root().join(id).join("log"),
+        }),
+        (Some("err"), _, _) => fail(line.strip_prefix("err ").unwrap_or(&line).to_string()),
+        _ => fail("the watcher ended before the job started".into()),
+    }
+}
+
+/// The part of a job id that comes from its name: safe in a file name and
+/// never hidden.
+fn id_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .take(48)
+        .collect();
+    if s.starts_with('.') {
+        s.insert(0, '_');
+    }
+    if s.is_empty() {
+        s.push_str("job");
+    }
+    s
+}
+
+/// The project a directory belongs to: its git top level, else itself.
+pub fn project_of(dir: &Path) -> PathBuf {
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        if p.join(".git").exists() {
+            return p.to_path_buf();
+        }
+        d = p.parent();
+    }
+    dir.to_path_buf()
+}
+
+/// The default job name: the command's basename without its extension; for
+/// an interpreter running a script (`python train.py`), the script's.
+pub fn default_name(argv: &[OsString]) -> String {
+    let base = |a: &OsStr| {
+        let b = Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match b.rsplit_once('.') {
+            Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+            _ => b,
+        }
+    };
+    let Some(first) = argv.first() else { return "job".into() };
+    let prog = Path::new(first).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let interpreter = ["python", "python3", "node", "bash", "sh", "zsh", "ruby", "perl", "deno", "bun"]
+        .iter()
+        .any(|i| prog == *i || (prog.starts_with("python3.") && *i == "python3"));
+    if interpreter {
+        if let Some(script) = argv.get(1).filter(|a| !a.to_string_lossy().starts_with('-')) {
+            return base(script);
+        }
+    }
+    let b = base(first);
+    if b.is_empty() {
+        "job".into()
+    } else {
+        b
+    }
+}
+
+/// A command line for display: words that need it are single-quoted.
+pub fn shell_join(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| {
+            let s = a.to_string_lossy();
+            let plain = !s.is_empty()
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
+            if plain {
+                s.into_owned()
+            } else {
+                format!("'{}'", s.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn current_dir() -> Res<PathBuf> {
+    std::env::current_dir().map_err(|e| Fail::from(format!("reading the working directory: {e}")))
+}
+
+/// The program for `sh -c`.
+pub fn shell() -> Res<PathBuf> {
+    proc::which(OsStr::new("sh"), std::env::var_os("PATH").as_deref())
+        .or_else(|| Some(PathBuf::from("/bin/sh")).filter(|p| proc::is_executable(p)))
+        .ok_or_else(|| Fail::new(Exit::NotFound, "sh: command not found"))
+}
+
+// --- waiting and following ----------------------------------------------------------
+
+/// Watches job directories for changes (inotify, via the notify crate).
+struct DirWatch {
+    _watcher: Option<notify::RecommendedWatcher>,
+    rx: std::sync::mpsc::Receiver<()>,
+}
+
+impl DirWatch {
+    fn new(dirs: &[&Path]) -> DirWatch {
+        use notify::Watcher;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        })
+        .ok()
+        .map(|mut w| {
+            for d in dirs {
+                let _ = w.watch(d, notify::RecursiveMode::NonRecursive);
+            }
+            w
+        });
+        DirWatch { _watcher: watcher, rx }
+    }
+
+    /// Sleeps until something changes or `d` passes. The jobs' state is
+    /// also re-checked every second: a job lost with its watcher changes no
+    /// file.
+    fn wait(&self, d: Duration) {
+        let _ = self.rx.recv_timeout(d.min(Duration::from_secs(1)));
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Waits until every job has ended; false if `timeout` ran out first.
+pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
+    let dirs: Vec<&Path> = jobs.iter().map(|j| j.dir.as_path()).collect();
+    let dirs: Vec<PathBuf> = dirs.into_iter().map(Path::to_path_buf).collect();
+    let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let watch = DirWatch::new(&refs);
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let boot = boot_id();
+    loop {
+        if jobs.iter_mut().all(|j| state(j, &boot) != State::Running) {
+            return true;
+        }
+        let left = match deadline {
+            Some(d) if Instant::now() >= d => return false,
+            Some(d) => d - Instant::now(),
+            None => Duration::from_secs(1),
+        };
+        watch.wait(left);
+    }
+}
+
+/// Copies the job's log to `out` from byte `from`, following it while the
+/// job runs. Returns the job's final state (or `running` if not following).
+pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<State> {
+    let path = job.log();
+    let mut f = File::open(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+    let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+    let boot = boot_id();
+    let watch = follow.then(|| DirWatch::new(&[job.dir.as_path()]));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let st = state(job, &boot);
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+            if n == 0 {
+                break;
+            }
+            pos += n as u64;
+            out.bytes(&buf[..n])?;
+        }
+        out.flush()?;
+        let Some(watch) = &watch else { return Ok(st) };
+        if st != State::Running {
+            return Ok(st);
+        }
+        watch.wait(Duration::from_secs(1));
+        if let Ok(m) = std::fs::metadata(&path) {
+            if m.len() < pos {
+                eprintln!("(log truncated)");
+                pos = f.seek(SeekFrom::Start(0)).unwrap_or(0);
+            }
+        }
+    }
+}
+
+/// Where the log's last `n` lines start.
+pub fn tail_offset(path: &Path, n: usize) -> Res<u64> {
+    let len = std::fs::metadata(path).map_err(|e| Fail::from(store::io_err("reading", path, e)))?.len();
+    let tail = store::tail_lines(path, n).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
+    Ok(len - tail.len() as u64)
+}
+
+/// Exit status for a job's end: 0 if it succeeded, else 1.
+pub fn exit_for(state: State) -> Exit {
+    if state == State::Done {
+        Exit::Ok
+    } else {
+        Exit::Error
+    }
+}
+
+/// A job's one-line summary: mark, id, pid, state and how long, command.
+pub fn summary(out: &Out, job: &Job, state: State) -> String {
+    let (mark, color) = match state {
+        State::Running => ("●", "32"),
+        State::Done => ("○", "2"),
+        State::Failed | State::Killed | State::Timeout => ("✗", "31"),
+        State::Stopped => ("■", "33"),
+        State::Lost => ("?", "33"),
+    };
+    let what = match (&job.end, state) {
+        (Some(e), State::Done) => {
+            let _ = e;
+            "done".to_string()
+        }
+        (Some(e), _) => store::describe_end(e),
+        (None, s) => s.as_str().to_string(),
+    };
+    let took = duration(job, state).map(|d| format!(" {}", store::human_duration(d))).unwrap_or_default();
+    let notified = match notify_view(job, state).map(|n| n.state) {
+        Some(s) if s == "sent" => " ✉",
+        Some(s) if s == "failed" => " ✉✗",
+        Some(_) => " ✉…",
+        None => "",
+    };
+    let pid = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+    format!(
+        "{} {} (PID: {pid}) - {}{took}{notified}  {}",
+        out.paint(color, mark),
+        clean(&job.id),
+        out.paint(color, &what),
+        clean(&job.meta.command)
+    )
+}
+
+/// Human-readable bytes: `512 B`, `3.4 KiB`, `12.0 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// Is stdin/stderr a terminal (where a picker can run)?
+pub fn interactive() -> bool {
+    io::stdin().is_terminal() && io::stderr().is_terminal()
+}

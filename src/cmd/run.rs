@@ -1,0 +1,109 @@
+//! `run CMD…`: start a detached job and return at once.
+
+use super::{launch, parse, usage, Launched, Out, Spec};
+use crate::{cli, proc, Exit, Fail, Res};
+use std::ffi::{OsStr, OsString};
+
+pub fn main(args: Vec<OsString>) -> Res<Exit> {
+    let a: cli::Run = parse(args)?;
+    let path = std::env::var_os("PATH");
+    let mut cmd = a.cmd;
+    let mut topic = a.topic;
+    // The -n rule: the next argument is the command if it names an
+    // executable or is the last argument; otherwise it is the topic.
+    if a.notify && topic.is_none() && cmd.len() > 1 && proc::which(&cmd[0], path.as_deref()).is_none() {
+        let word = cmd.remove(0);
+        let t = word.to_str().ok_or_else(|| usage("-n: the topic is not UTF-8"))?;
+        topic = Some(cli::parse_topic(t).map_err(|e| {
+            usage(format!("-n: {e}; and it is not a command either (not found on PATH)"))
+        })?);
+    }
+    if (a.notify || topic.is_some()) && topic.is_none() {
+        let t = super::env("NTFY_TOPIC").ok_or_else(|| {
+            usage("-n needs a topic: set NTFY_TOPIC or pass one (run -n TOPIC CMD…, or --topic TOPIC)")
+        })?;
+        topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
+    }
+    let spec = spec_for(cmd, a.name, topic, path.as_deref())?;
+    match launch(&super::store()?, spec)? {
+        Launched::Started { id, pid, log } => {
+            let mut out = Out::new();
+            out.line(&format!("{id} {pid} {}", log.display()))?;
+            out.flush()?;
+        }
+        Launched::Existing(id) => Out::new().line(&id)?,
+    }
+    Ok(Exit::Ok)
+}
+
+/// What to execute for `cmd`: the command itself, or `sh -c` for one
+/// argument holding shell syntax. A missing command is refused here,
+/// before anything is detached.
+fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, path: Option<&OsStr>) -> Res<Spec> {
+    let first = &cmd[0];
+    let found = proc::which(first, path);
+    let shell = found.is_none() && cmd.len() == 1 && is_shell_string(first);
+    let (program, argv, command) = if shell {
+        let text = first.to_string_lossy().into_owned();
+        if let Some(word) = plain_first_word(&text) {
+            if proc::which(OsStr::new(word), path).is_none() {
+                return Err(Fail::new(Exit::NotFound, format!("{}: command not found", super::clean(word))));
+            }
+        }
+        let argv = vec![OsString::from("sh"), OsString::from("-c"), first.clone()];
+        (super::shell()?, argv, text)
+    } else {
+        let Some(program) = found else {
+            let what = if first.as_encoded_bytes().contains(&b'/') && std::path::Path::new(first).exists() {
+                "not executable"
+            } else {
+                "command not found"
+            };
+            return Err(Fail::new(Exit::NotFound, format!("{}: {what}", super::clean(&first.to_string_lossy()))));
+        };
+        let command = super::shell_join(&cmd);
+        (program, cmd, command)
+    };
+    let name = name.unwrap_or_else(|| {
+        if shell {
+            let first_word = argv[2].to_string_lossy().split_whitespace().next().unwrap_or("sh").to_string();
+            super::default_name(&[OsString::from(first_word)])
+        } else {
+            super::default_name(&argv)
+        }
+    });
+    Ok(Spec {
+        program,
+        argv,
+        command,
+        name,
+        cwd: super::current_dir()?,
+        timeout: None,
+        topic,
+        context: None,
+        key: None,
+    })
+}
+
+/// One argument that is not a command but holds shell syntax or spaces.
+fn is_shell_string(s: &OsStr) -> bool {
+    s.as_encoded_bytes()
+        .iter()
+        .any(|b| b" \t\n;&|<>()$`'\"*?[]{}~#=!\\".contains(b))
+}
+
+/// The first word of a shell string when it can only be a command on PATH
+/// (not a builtin, keyword, assignment or anything expanded), so that a
+/// typo is refused before anything starts.
+fn plain_first_word(text: &str) -> Option<&str> {
+    const SHELL_WORDS: &[&str] = &[
+        "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "function",
+        "select", "time", "!", "{", "}", "[", "[[", ".", ":", "alias", "bg", "break", "cd", "command", "continue",
+        "eval", "exec", "exit", "export", "false", "fg", "getopts", "hash", "jobs", "kill", "local", "printf",
+        "pwd", "read", "readonly", "return", "set", "shift", "source", "test", "trap", "true", "type", "ulimit",
+        "umask", "unalias", "unset", "wait", "echo", "let", "declare", "typeset",
+    ];
+    let word = text.split_whitespace().next()?;
+    let plain = word.chars().all(|c| c.is_alphanumeric() || "-_./+@%,:".contains(c));
+    (plain && !SHELL_WORDS.contains(&word)).then_some(word)
+}

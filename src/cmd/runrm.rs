@@ -1,0 +1,103 @@
+//! `runrm [JOB…]`: remove finished jobs. Never a running one: a job is
+//! removed only once `status` says it ended or it is known to be lost, and
+//! neither can turn back into running.
+
+use super::{clean, human_bytes, load_all, parse, resolve, state, Out};
+use crate::store::{Job, State, Store};
+use crate::{cli, Exit, Fail, Res};
+use std::ffi::OsString;
+
+pub fn main(args: Vec<OsString>) -> Res<Exit> {
+    let a: cli::Runrm = parse(args)?;
+    let store = super::store()?;
+    let mut out = Out::new();
+    let boot = super::boot_id();
+    let mut doomed: Vec<Job> = Vec::new();
+    let mut failed = false;
+    if a.jobs.is_empty() {
+        doomed = load_all(&store, "runrm")?
+            .into_iter()
+            .filter(|(_, s)| *s != State::Running)
+            .map(|(j, _)| j)
+            .collect();
+    } else {
+        for q in &a.jobs {
+            match resolve(&store, q) {
+                Ok(mut job) => {
+                    if state(&mut job, &boot) == State::Running {
+                        eprintln!("runrm: {} is running; stop it first (job stop {})", job.id, job.id);
+                        failed = true;
+                    } else if !doomed.iter().any(|d| d.id == job.id) {
+                        doomed.push(job);
+                    }
+                }
+                Err(e) if e.msg.contains("damaged") => match remove_damaged(&store, q, a.dry_run) {
+                    Ok(line) => out.line(&line)?,
+                    Err(e) => {
+                        eprintln!("runrm: {}", e.msg);
+                        failed = true;
+                    }
+                },
+                Err(e) => {
+                    eprintln!("runrm: {}", e.msg);
+                    failed = true;
+                }
+            }
+        }
+    }
+    let (mut count, mut freed) = (0usize, 0u64);
+    for job in &doomed {
+        if a.dry_run {
+            out.line(&format!("would remove {}", clean(&job.id)))?;
+            freed += crate::store::disk_usage(&job.dir);
+            count += 1;
+            continue;
+        }
+        match store.remove(&job.id) {
+            Ok(n) => {
+                if let Some(key) = &job.meta.key {
+                    store.release_key(key, &job.id);
+                }
+                freed += n;
+                count += 1;
+            }
+            Err(e) => {
+                eprintln!("runrm: {e}");
+                failed = true;
+            }
+        }
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    let s = if count == 1 { "" } else { "s" };
+    out.line(&format!("{verb} {count} job{s}, {} freed", human_bytes(freed)))?;
+    out.flush()?;
+    if failed {
+        Err(Fail::quiet(Exit::Error))
+    } else {
+        Ok(Exit::Ok)
+    }
+}
+
+/// A damaged entry named by the user: a link is removed (never followed);
+/// a directory only if no process holds the pid written in it.
+fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
+    let path = store.root().join(id);
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| crate::store::io_err("reading", &path, e))?;
+    if meta.is_dir() {
+        let pid: Option<i32> =
+            std::fs::read_to_string(path.join("pid")).ok().and_then(|s| s.trim().parse().ok());
+        let has_status = path.join("status").exists();
+        if !has_status && pid.is_some_and(crate::proc::pid_exists) {
+            return Err(Fail::from(format!(
+                "{}: damaged, and its pid {} is alive; not removing it",
+                clean(id),
+                pid.unwrap_or(0)
+            )));
+        }
+    }
+    if dry_run {
+        return Ok(format!("would remove damaged entry {}", clean(id)));
+    }
+    store.remove(id)?;
+    Ok(format!("removed damaged entry {}", clean(id)))
+}

@@ -1,0 +1,157 @@
+//! Publishing to ntfy: one JSON POST to the server root, with connect and
+//! total timeouts, up to three tries with backoff on network errors and
+//! 5xx answers, none on 4xx. Named `ntfy` so it never clashes with the
+//! `notify` crate (file watching).
+//!
+//! The title and message hold emoji and any UTF-8, so they go in the JSON
+//! body, never in HTTP headers. Credentials come in through [`Config`]
+//! (read from the environment by the launcher) and only ever leave in the
+//! `Authorization` header: never in an error message.
+
+use std::io::Read;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Config {
+    /// Server root, e.g. `https://ntfy.sh`.
+    pub server: String,
+    pub auth: Option<Auth>,
+    /// Time for one try, connection included.
+    pub timeout: Duration,
+}
+
+#[derive(Clone)]
+pub enum Auth {
+    Token(String),
+    Basic(String, String),
+}
+
+impl Config {
+    /// From the values of NTFY_SERVER, NTFY_TOKEN, NTFY_USER,
+    /// NTFY_PASSWORD and NTFY_TIMEOUT (seconds), read by the caller.
+    pub fn new(
+        server: Option<String>,
+        token: Option<String>,
+        user: Option<String>,
+        password: Option<String>,
+        timeout: Option<String>,
+    ) -> Config {
+        let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let auth = match (nonempty(token), nonempty(user), password) {
+            (Some(t), _, _) => Some(Auth::Token(t)),
+            (None, Some(u), p) => Some(Auth::Basic(u, p.unwrap_or_default())),
+            _ => None,
+        };
+        let secs = timeout.and_then(|t| t.parse::<u64>().ok()).filter(|&t| t > 0).unwrap_or(10);
+        Config {
+            server: nonempty(server).unwrap_or_else(|| "https://ntfy.sh".into()),
+            auth,
+            timeout: Duration::from_secs(secs.min(300)),
+        }
+    }
+}
+
+pub struct Message {
+    pub topic: String,
+    pub title: String,
+    pub message: String,
+    pub priority: u8,
+    pub tags: Vec<String>,
+}
+
+/// Publishes `msg`; on failure, the reason (with the HTTP status if there
+/// was one), never a credential.
+pub fn publish(cfg: &Config, msg: &Message) -> Result<(), String> {
+    let body = serde_json::json!({
+        "topic": msg.topic,
+        "title": msg.title,
+        "message": msg.message,
+        "priority": msg.priority,
+        "tags": msg.tags,
+    })
+    .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(cfg.timeout))
+        .timeout_connect(Some(cfg.timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let url = format!("{}/", cfg.server.trim_end_matches('/'));
+    let mut last = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(500 << attempt));
+        }
+        let mut req = agent.post(&url).header("Content-Type", "application/json");
+        match &cfg.auth {
+            Some(Auth::Token(t)) => req = req.header("Authorization", format!("Bearer {t}")),
+            Some(Auth::Basic(u, p)) => {
+                req = req.header("Authorization", format!("Basic {}", base64(format!("{u}:{p}").as_bytes())))
+            }
+            None => {}
+        }
+        match req.send(body.as_bytes()) {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let mut text = String::new();
+                let _ = resp.into_body().into_reader().take(4096).read_to_string(&mut text);
+                last = format!("HTTP {status}{}", ntfy_error(&text).map(|e| format!(": {e}")).unwrap_or_default());
+                if status < 500 {
+                    return Err(last);
+                }
+            }
+            Err(e) => last = describe(&e),
+        }
+    }
+    Err(last)
+}
+
+/// ntfy's error body is `{"code":…,"http":…,"error":"…"}`.
+fn ntfy_error(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let e = v.get("error")?.as_str()?;
+    Some(e.chars().filter(|c| !c.is_control()).take(200).collect())
+}
+
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => "timed out".into(),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::Io(io) => format!("network error: {}", io.kind()),
+        other => other.to_string().chars().filter(|c| !c.is_control()).take(200).collect(),
+    }
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_examples() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}

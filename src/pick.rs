@@ -1,0 +1,39 @@
+//! The job picker: the only file that imports skim. Cancelling (Esc,
+//! Ctrl-C) is a quiet exit 130, decided by the caller.
+
+use bgrun::PickRow;
+use skim::prelude::*;
+use std::path::PathBuf;
+
+struct Row {
+    line: String,
+    log: PathBuf,
+}
+
+impl SkimItem for Row {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.line)
+    }
+    fn preview(&self, ctx: PreviewContext) -> ItemPreview {
+        let n = ctx.height.max(10);
+        let tail = bgrun::store::tail_lines(&self.log, n).unwrap_or_default();
+        ItemPreview::Text(String::from_utf8_lossy(&tail).into_owned())
+    }
+}
+
+pub fn pick(rows: Vec<PickRow>) -> Result<Option<usize>, String> {
+    let lines: Vec<String> = rows.iter().map(|r| r.line.clone()).collect();
+    let items: Vec<Row> = rows.into_iter().map(|r| Row { line: r.line, log: r.preview }).collect();
+    let opts = SkimOptionsBuilder::default()
+        .prompt("log> ".to_string())
+        .preview(String::new())
+        .no_sort(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let out = Skim::run_items(opts, items).map_err(|e| e.to_string())?;
+    if out.is_abort {
+        return Ok(None);
+    }
+    let chosen = out.selected_items.first().map(|m| m.item.text().into_owned());
+    Ok(chosen.and_then(|c| lines.iter().position(|l| *l == c)))
+}

@@ -1,0 +1,437 @@
+//! Processes: the only home of nix, `unsafe`, fork/setsid/exec, signals and
+//! liveness.
+//!
+//! Launching (nq's handshake, with one more fork):
+//! 1. The launcher (`run`) stages the job directory, then forks the watcher
+//!    and waits on a pipe for one line from it.
+//! 2. The watcher calls `setsid` (its own session: no SIGHUP from the
+//!    caller's terminal), points its stdio at /dev/null, blocks SIGCHLD and
+//!    SIGUSR1, makes itself a child subreaper, and forks the job.
+//! 3. The job calls `setsid` (its own session and process group) and waits
+//!    on a second pipe. The watcher reads the job's start time from /proc,
+//!    publishes the job directory (with `pid` in it), then says "go": only
+//!    now does the job exec, with /dev/null as stdin and the log as stdout
+//!    and stderr. Then the watcher sends the launcher the job's id.
+//!
+//! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
+//! reused after a wrap-around or a reboot has another start time or another
+//! boot id. We chose this over nq's inherited lock because a lock is held by
+//! every process that inherits it, so a background child left behind would
+//! keep a finished job "running"; the start time names exactly one process.
+//! A zombie counts as ended.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use crate::store::Outcome;
+
+/// What /proc says of a process.
+pub struct Stat {
+    pub ppid: i32,
+    pub pgrp: i32,
+    pub state: u8,
+    pub start: u64,
+}
+
+pub fn stat(pid: i32) -> Option<Stat> {
+    if pid <= 0 {
+        return None;
+    }
+    let buf = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&buf)
+}
+
+fn parse_stat(buf: &[u8]) -> Option<Stat> {
+    // "pid (comm) S ppid …": comm may hold spaces and parentheses.
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(buf.get(close + 2..)?).ok()?;
+    let f: Vec<&str> = rest.split(' ').collect();
+    Some(Stat {
+        state: *f.first()?.as_bytes().first()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Is the process that had `pid` and started at `start` still running?
+pub fn alive(pid: i32, start: u64) -> bool {
+    matches!(stat(pid), Some(s) if s.start == start && s.state != b'Z' && s.state != b'X')
+}
+
+/// Does any process have this pid (used only for key claims, which live
+/// for milliseconds)?
+pub fn pid_exists(pid: i32) -> bool {
+    matches!(stat(pid), Some(s) if s.state != b'Z' && s.state != b'X')
+}
+
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+pub fn username() -> String {
+    let uid = nix::unistd::getuid();
+    if let Ok(Some(u)) = nix::unistd::User::from_uid(uid) {
+        return u.name;
+    }
+    uid.to_string()
+}
+
+/// Finds an executable: a name with a slash is taken as a path, anything
+/// else is looked up in `path` (the caller's PATH).
+pub fn which(cmd: &OsStr, path: Option<&OsStr>) -> Option<PathBuf> {
+    if cmd.is_empty() {
+        return None;
+    }
+    if cmd.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(cmd);
+        return is_executable(&p).then_some(p);
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    for dir in path.as_bytes().split(|&b| b == b':') {
+        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let p = dir.join(cmd);
+        if is_executable(&p) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+pub fn is_executable(p: &Path) -> bool {
+    let Ok(m) = fs::metadata(p) else { return false };
+    if !m.is_file() {
+        return false;
+    }
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
+    // SAFETY: c is a valid NUL-terminated string.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+// --- launching ---------------------------------------------------------------
+
+/// The watcher's end of the launcher's pipe.
+pub struct Handshake(File);
+
+impl Handshake {
+    /// Sends the one line the launcher waits for, and closes the pipe.
+    pub fn send(mut self, line: &str) {
+        let _ = self.0.write_all(format!("{}\n", line.replace('\n', " ")).as_bytes());
+    }
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Forks the watcher, which runs `in_watcher` in its own session and exits
+/// with what it returns. The launcher gets the one line the watcher sends
+/// (empty if it died first). Call only while single-threaded.
+pub fn detach(in_watcher: impl FnOnce(Handshake) -> i32) -> Result<String, String> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the process is single-threaded here (no thread is started
+    // before a launch), so the child may run ordinary code.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(format!("fork: {e}")),
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(w);
+            let mut line = String::new();
+            let _ = BufReader::new(File::from(r)).read_line(&mut line);
+            Ok(line.trim_end().to_string())
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            let _ = redirect_stdio_to_null();
+            let code = in_watcher(Handshake(File::from(w)));
+            // SAFETY: ends the watcher without running the launcher's
+            // atexit handlers or flushing its buffers a second time.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+fn redirect_stdio_to_null() -> Result<(), nix::Error> {
+    let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty())?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which we own.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+pub fn close_fds_except(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing a descriptor nothing in this process uses.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Prepares the watcher: SIGCHLD and SIGUSR1 blocked (taken with
+/// sigtimedwait), and made a child subreaper so that whatever the job
+/// leaves behind, even after a `setsid`, is re-parented here.
+pub fn become_watcher() {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGCHLD);
+    set.add(nix::sys::signal::Signal::SIGUSR1);
+    let _ = set.thread_block();
+    // SAFETY: plain prctl call with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// After the job is started: the watcher ignores hangups and leaves the
+/// caller's directory (so it keeps no mount busy).
+pub fn settle_watcher() {
+    // SAFETY: setting a signal to be ignored.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    let _ = std::env::set_current_dir("/");
+}
+
+/// The job, forked and waiting for the word to exec.
+pub struct JobChild {
+    pub pid: i32,
+    go: Option<File>,
+}
+
+impl JobChild {
+    /// Lets the job exec.
+    pub fn go(&mut self) {
+        if let Some(mut f) = self.go.take() {
+            let _ = f.write_all(b"g");
+        }
+    }
+}
+
+/// Forks the job: its own session, then (on "go") stdin from /dev/null,
+/// stdout and stderr to `log`, SIGPIPE back to default, no signal blocked,
+/// no other descriptor open, and exec. If the watcher drops the child
+/// without "go", the job exits without running anything.
+pub fn fork_job(program: &Path, argv: &[OsString], log: RawFd) -> Result<JobChild, String> {
+    let cprog = CString::new(program.as_os_str().as_bytes()).map_err(|_| "command holds a NUL byte".to_string())?;
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "an argument holds a NUL byte".to_string())?;
+    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let null = CString::new("/dev/null").expect("no NUL in a literal");
+    let (gr, gw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: single-threaded; the child only makes system calls and execs.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(format!("fork: {e}")),
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(gr);
+            Ok(JobChild { pid: child.as_raw(), go: Some(File::from(gw)) })
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(gw);
+            // SAFETY: system calls on descriptors and memory this child owns.
+            unsafe { exec_job(gr, log, &null, &cprog, &ptrs) }
+        }
+    }
+}
+
+unsafe fn exec_job(go: OwnedFd, log: RawFd, null: &CStr, prog: &CStr, argv: &[*const libc::c_char]) -> ! {
+    libc::setsid();
+    let mut b = [0u8; 1];
+    if libc::read(go.as_raw_fd(), b.as_mut_ptr().cast(), 1) != 1 {
+        libc::_exit(125);
+    }
+    let nullfd = libc::open(null.as_ptr(), libc::O_RDONLY);
+    if nullfd >= 0 {
+        libc::dup2(nullfd, 0);
+    }
+    libc::dup2(log, 1);
+    libc::dup2(log, 2);
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    libc::signal(libc::SIGHUP, libc::SIG_DFL);
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+        for fd in 3..1024 {
+            libc::close(fd);
+        }
+    }
+    libc::execv(prog.as_ptr(), argv.as_ptr());
+    let err = std::io::Error::last_os_error();
+    let code = if err.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
+    let msg = format!("run: {}: {err}\n", prog.to_string_lossy());
+    libc::write(2, msg.as_ptr().cast(), msg.len());
+    libc::_exit(code)
+}
+
+/// What woke the watcher.
+pub enum Wake {
+    /// A child was reaped: the job, or an orphan re-parented to us.
+    Reaped(i32, Outcome),
+    /// `job stop` asked (SIGUSR1).
+    StopRequest,
+    /// The deadline passed.
+    Deadline,
+    /// No child is left.
+    NoChildren,
+}
+
+/// Reaps a child if one has ended, else sleeps until a signal or `until`.
+pub fn next_wake(until: Option<Instant>) -> Wake {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            if libc::WIFEXITED(status) {
+                return Wake::Reaped(pid, Outcome::Exited(libc::WEXITSTATUS(status)));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Wake::Reaped(pid, Outcome::Signaled(libc::WTERMSIG(status)));
+            }
+            continue;
+        }
+        if pid < 0 {
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                _ => return Wake::NoChildren,
+            }
+        }
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: building a signal set on the stack.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+        }
+        let ts = until.map(|t| {
+            let d = t.saturating_duration_since(Instant::now());
+            libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long }
+        });
+        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: valid set and timeout pointers.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), tsp) };
+        if sig == libc::SIGUSR1 {
+            return Wake::StopRequest;
+        }
+        if sig < 0 && nix::errno::Errno::last() == nix::errno::Errno::EAGAIN {
+            return Wake::Deadline;
+        }
+    }
+}
+
+/// Every live process below `root` (following parent links in /proc).
+pub fn descendants(root: i32) -> Vec<i32> {
+    let Ok(rd) = fs::read_dir("/proc") else { return vec![] };
+    let procs: Vec<(i32, i32)> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| stat(pid).filter(|s| s.state != b'Z' && s.state != b'X').map(|s| (pid, s.ppid)))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for &(pid, ppid) in &procs {
+            if ppid == parent && !found.contains(&pid) {
+                found.push(pid);
+            }
+        }
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Sends `sig` to the process group `pgid` and to every live process below
+/// `root`. Returns how many processes were below `root`.
+pub fn signal_tree(root: i32, pgid: i32, sig: i32) -> usize {
+    // SAFETY: kill with plain integers.
+    unsafe { libc::kill(-pgid, sig) };
+    let below = descendants(root);
+    for &p in &below {
+        // SAFETY: as above.
+        unsafe { libc::kill(p, sig) };
+    }
+    below.len()
+}
+
+pub fn my_pid() -> i32 {
+    std::process::id() as i32
+}
+
+/// Sends `sig` to the process `pid` if it is still the one that started at
+/// `start`.
+pub fn signal_if_same(pid: i32, start: u64, sig: i32) -> bool {
+    // SAFETY: kill with plain integers; checked just before.
+    alive(pid, start) && unsafe { libc::kill(pid, sig) } == 0
+}
+
+pub const SIGTERM: i32 = libc::SIGTERM;
+pub const SIGKILL: i32 = libc::SIGKILL;
+pub const SIGUSR1: i32 = libc::SIGUSR1;
+
+/// Waits up to `d` for every process below `root` (and the group `pgid`)
+/// to be gone; polls /proc, which is what there is for processes we are
+/// not the parent of.
+pub fn wait_tree_gone(root: i32, pgid: i32, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if !group_has_live(pgid) && descendants(root).is_empty() {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn group_has_live(pgid: i32) -> bool {
+    let Ok(rd) = fs::read_dir("/proc") else { return false };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .any(|s| s.pgrp == pgid && s.state != b'Z' && s.state != b'X')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_survives_a_command_name_with_parentheses_and_spaces() {
+        let line = b"123 (a) b (c) S 1 123 123 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.start, 4242);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = stat(my_pid()).unwrap();
+        assert!(alive(my_pid(), me.start));
+        assert!(!alive(my_pid(), me.start + 1));
+    }
+}

@@ -1,0 +1,218 @@
+//! The watcher: one small detached process per running job. It forks the
+//! job, publishes the job directory, lets the launcher return, then waits.
+//! When the job ends it records the end (log footer, then `status`, then
+//! `ended_at` in meta.json) and only then, if asked, publishes to ntfy: the
+//! record of a job's end never waits on the network.
+//!
+//! It is a child subreaper, so every process the job leaves behind, even
+//! one that escaped with `setsid`, is re-parented to it; that is how a stop
+//! or a timeout reaches the whole tree: SIGTERM to the job's group and to
+//! every process below the watcher, a grace period, then SIGKILL.
+//!
+//! After detaching there is no stderr: the watcher never panics and writes
+//! its own troubles into the job's log.
+
+use crate::ntfy;
+use crate::proc::{self, Handshake, Wake};
+use crate::store::{self, End, Meta, Outcome, Staged, State, Store};
+use std::ffi::OsString;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a job has between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// Everything the watcher needs, prepared by the launcher before the fork.
+pub struct Plan {
+    pub staged: Staged,
+    pub meta: Meta,
+    pub program: PathBuf,
+    pub argv: Vec<OsString>,
+    pub ntfy: Option<ntfy::Config>,
+    pub started: Instant,
+}
+
+/// The watcher's life; returns its exit status.
+pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
+    proc::become_watcher();
+    proc::close_fds_except(&[hs.fd(), plan.staged.log.as_raw_fd(), plan.staged.status.as_raw_fd()]);
+    let mut job = match proc::fork_job(&plan.program, &plan.argv, plan.staged.log.as_raw_fd()) {
+        Ok(j) => j,
+        Err(e) => {
+            store.discard(&plan.staged);
+            hs.send(&format!("err {e}"));
+            return 1;
+        }
+    };
+    let meta = &mut plan.meta;
+    meta.pid = Some(job.pid);
+    meta.pid_start = proc::stat(job.pid).map(|s| s.start);
+    meta.watcher_pid = Some(proc::my_pid());
+    meta.watcher_start = proc::stat(proc::my_pid()).map(|s| s.start);
+    let dir = match store.publish(&plan.staged, meta) {
+        Ok(d) => d,
+        Err(e) => {
+            store.discard(&plan.staged);
+            drop(job); // the job sees no "go" and exits without running
+            let _ = proc::next_wake(None);
+            hs.send(&format!("err {e}"));
+            return 1;
+        }
+    };
+    if let Some(key) = &meta.key {
+        if let Err(e) = store.set_key(key, &meta.id) {
+            note(&plan.staged, &dir, &format!("could not record key: {e}"));
+        }
+    }
+    job.go();
+    hs.send(&format!("ok {} {}", meta.id, job.pid));
+    proc::settle_watcher();
+
+    let (state, outcome) = supervise(&dir, job.pid, meta.timeout_s.map(|s| plan.started + Duration::from_secs(s)));
+    let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset() };
+    let secs = (end.ended_at - plan.meta.started()).num_milliseconds() as f64 / 1000.0;
+    let tail = if state != State::Done && plan.meta.notify_topic.is_some() {
+        store::tail_lines(&dir.join("log"), 10).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let _ = store::write_footer(&plan.staged.log, &dir.join("log"), &end, secs);
+    if let Err(e) = store::record_end(&dir, &plan.staged.status, &end) {
+        note(&plan.staged, &dir, &format!("could not record the end: {e}"));
+        return 1;
+    }
+    plan.meta.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
+    let _ = store::write_meta(&dir, &plan.meta);
+
+    if let (Some(topic), Some(cfg)) = (&plan.meta.notify_topic, &plan.ntfy) {
+        let msg = message(&plan.meta, topic, &end, secs, &tail);
+        let outcome = match ntfy::publish(cfg, &msg) {
+            Ok(()) => "sent\n".to_string(),
+            Err(e) => format!("failed: {e}\n"),
+        };
+        if let Err(e) = store::write_atomic(&dir, "notified", outcome.as_bytes()) {
+            note(&plan.staged, &dir, &format!("could not record the notification: {e}"));
+        }
+    }
+    0
+}
+
+/// Waits for the job; handles the timeout and stop requests. Returns the
+/// state to record and how the job's own process ended.
+fn supervise(dir: &Path, job: i32, deadline: Option<Instant>) -> (State, Outcome) {
+    let me = proc::my_pid();
+    let mut outcome: Option<Outcome> = None;
+    // While ending: the state to record, when to send SIGKILL, and when the
+    // SIGKILL went out.
+    let mut ending: Option<(State, Instant, Option<Instant>)> = None;
+    loop {
+        if let Some(o) = outcome {
+            match ending {
+                None => return (natural(o), o),
+                Some((s, _, _)) if proc::descendants(me).is_empty() => return (s, o),
+                Some((s, _, Some(killed))) if killed.elapsed() > Duration::from_secs(5) => return (s, o),
+                _ => {}
+            }
+        }
+        let until = match ending {
+            None => deadline,
+            Some((_, kill_at, None)) => Some(kill_at),
+            Some((_, _, Some(_))) => Some(Instant::now() + Duration::from_millis(20)),
+        };
+        match proc::next_wake(until) {
+            Wake::Reaped(pid, o) if pid == job => outcome = Some(o),
+            Wake::Reaped(..) => {}
+            Wake::NoChildren => {
+                let o = outcome.unwrap_or(Outcome::Exited(-1));
+                return (ending.map_or(natural(o), |e| e.0), o);
+            }
+            Wake::StopRequest if ending.is_none() => match store::stop_request(dir).as_deref() {
+                Some("kill") => {
+                    proc::signal_tree(me, job, proc::SIGKILL);
+                    ending = Some((State::Stopped, Instant::now(), Some(Instant::now())));
+                }
+                Some(_) => {
+                    proc::signal_tree(me, job, proc::SIGTERM);
+                    ending = Some((State::Stopped, Instant::now() + GRACE, None));
+                }
+                None => {}
+            },
+            Wake::StopRequest => {}
+            Wake::Deadline => match ending {
+                None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    proc::signal_tree(me, job, proc::SIGTERM);
+                    ending = Some((State::Timeout, Instant::now() + GRACE, None));
+                }
+                None => {}
+                Some((s, kill_at, None)) if Instant::now() >= kill_at => {
+                    proc::signal_tree(me, job, proc::SIGKILL);
+                    ending = Some((s, kill_at, Some(Instant::now())));
+                }
+                Some((_, _, Some(_))) => {
+                    proc::signal_tree(me, job, proc::SIGKILL);
+                }
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+fn natural(o: Outcome) -> State {
+    match o {
+        Outcome::Exited(0) => State::Done,
+        Outcome::Exited(_) => State::Failed,
+        Outcome::Signaled(_) => State::Killed,
+    }
+}
+
+/// The ntfy message: success or failure at a glance in the title; the
+/// command, duration, host and id in the body, and on failure the last
+/// lines of the log.
+pub fn message(meta: &Meta, topic: &str, end: &End, secs: f64, tail: &[u8]) -> ntfy::Message {
+    let short = cut(&meta.command, 80);
+    let ok = end.state == State::Done;
+    let title = match end.state {
+        State::Done => format!("✅ {short} finished"),
+        State::Timeout => format!("❌ {short} timed out ({})", store::describe_outcome(end.outcome)),
+        State::Stopped => format!("❌ {short} stopped ({})", store::describe_outcome(end.outcome)),
+        _ => format!("❌ {short} {} ({})", end.state.as_str(), store::describe_outcome(end.outcome)),
+    };
+    let mut message = format!(
+        "{short}\nDuration: {}\nHost: {}\nJob: {}",
+        store::human_duration(secs),
+        meta.host,
+        meta.id
+    );
+    if !ok && !tail.is_empty() {
+        let text: String = String::from_utf8_lossy(tail)
+            .chars()
+            .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+            .collect();
+        message.push_str("\n\n");
+        message.push_str(text.trim_end());
+    }
+    ntfy::Message {
+        topic: topic.to_string(),
+        title,
+        message,
+        priority: if ok { 3 } else { 4 },
+        tags: vec![if ok { "white_check_mark" } else { "x" }.to_string(), meta.host.clone()],
+    }
+}
+
+/// `s` cut to `max` characters, with `…` where it was cut.
+pub fn cut(s: &str, max: usize) -> String {
+    let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut t: String = one_line.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+/// The watcher's own troubles go into the job's log.
+fn note(staged: &Staged, dir: &Path, msg: &str) {
+    let _ = store::append_note(&staged.log, &dir.join("log"), msg);
+}
