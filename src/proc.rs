@@ -82,7 +82,14 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// The user's name: `$USER` or `$LOGNAME` (as the shell knows it), else the
+/// password database (slower: it may consult NSS).
 pub fn username() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Some(u) = std::env::var(var).ok().filter(|u| !u.is_empty()) {
+            return u;
+        }
+    }
     let uid = nix::unistd::getuid();
     if let Ok(Some(u)) = nix::unistd::User::from_uid(uid) {
         return u.name;

@@ -287,9 +287,10 @@ impl Store {
             log.write_all(header.as_bytes()).map_err(|e| io_err("writing", &log_path, e))?;
             let status_path = dir.join(".status");
             let mut status = open_new(&status_path, false)?;
+            // Writing the bytes reserves the space (also under delayed
+            // allocation), so the end can be written in place later.
             status
                 .write_all(&[b' '; 128])
-                .and_then(|_| status.sync_data())
                 .map_err(|e| io_err("reserving", &status_path, e))?;
             Ok(Staged { dir: dir.clone(), log, status })
         })();
