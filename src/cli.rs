@@ -37,12 +37,7 @@ pub struct Run {
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub name: Option<String>,
     /// The command and its arguments, kept exactly as given
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
 
@@ -57,6 +52,9 @@ pub struct Runs {
     /// Print a JSON array, one object per job
     #[arg(long)]
     pub json: bool,
+    /// For the shell completions: print every job id and job name, one a line
+    #[arg(long, hide = true, conflicts_with = "json")]
+    pub complete_ids: bool,
 }
 
 #[derive(Parser, Debug)]
@@ -124,20 +122,36 @@ pub struct Job {
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
     /// Start a background job (prints its id)
+    #[command(
+        after_help = "Examples:\n  job run \"pytest tests/\"\n  job run \"make build\" --name build --timeout 30m\n  job run \"./deploy.sh\" --context '{\"pr\": 123}'\n  job run \"pytest\" --key \"test-$(git rev-parse HEAD)\" --wait"
+    )]
     Run(JobRun),
     /// List jobs of this project (--all: every job)
+    #[command(
+        after_help = "Examples:\n  job list\n  job list --all --status failed\n  job list --json | jq -r '.[].id'"
+    )]
     List(JobList),
     /// Show a job's details, or the system status with no ID
+    #[command(after_help = "Examples:\n  job status\n  job status build\n  job status build --json")]
     Status(JobStatus),
     /// Show a job's output
+    #[command(
+        after_help = "Examples:\n  job logs build\n  job logs build --tail\n  job logs build --tail 100\n  job logs build --follow"
+    )]
     Logs(JobLogs),
     /// Stop jobs: SIGTERM to everything they started, then SIGKILL
+    #[command(after_help = "Examples:\n  job stop build\n  job stop build --force\n  job stop tests lint")]
     Stop(JobStop),
     /// Block until jobs end (exit 0 success, 1 failure, 124 timeout)
+    #[command(after_help = "Examples:\n  job wait build\n  job wait build --timeout 5m\n  job wait tests lint types")]
     Wait(JobWait),
     /// Start a job again with the same command and settings
+    #[command(after_help = "Examples:\n  job retry build\n  job retry build --wait")]
     Retry(JobRetry),
     /// Remove old finished jobs
+    #[command(
+        after_help = "Examples:\n  job clean                    # finished more than 7 days ago\n  job clean --older-than 1d\n  job clean --all --dry-run"
+    )]
     Clean(JobClean),
 }
 
@@ -335,16 +349,11 @@ pub fn parse_name(s: &str) -> Result<String, String> {
 
 /// An ntfy topic: `[-_A-Za-z0-9]{1,64}`, as ntfy itself requires.
 pub fn parse_topic(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(s.to_string())
     } else {
-        Err(format!(
-            "'{}' is not an ntfy topic (1 to 64 of A-Z a-z 0-9 - _)",
-            s.escape_debug()
-        ))
+        Err(format!("'{}' is not an ntfy topic (1 to 64 of A-Z a-z 0-9 - _)", s.escape_debug()))
     }
 }
 

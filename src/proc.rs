@@ -71,15 +71,11 @@ pub fn pid_exists(pid: i32) -> bool {
 }
 
 pub fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into())
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
 }
 
 /// The user's name: `$USER` or `$LOGNAME` (as the shell knows it), else the
@@ -182,10 +178,7 @@ fn redirect_stdio_to_null() -> Result<(), nix::Error> {
 /// Closes every descriptor from 3 up except `keep`.
 pub fn close_fds_except(keep: &[RawFd]) {
     let fds: Vec<RawFd> = match fs::read_dir("/proc/self/fd") {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-            .collect(),
+        Ok(rd) => rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect(),
         Err(_) => (3..1024).collect(),
     };
     for fd in fds {

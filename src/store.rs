@@ -181,10 +181,7 @@ impl Job {
     /// The pid in the `pid` file (what a user or tool may have put there),
     /// else the one in meta.json.
     pub fn pid_file(&self) -> Option<i32> {
-        fs::read_to_string(self.dir.join("pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .or(self.meta.pid)
+        fs::read_to_string(self.dir.join("pid")).ok().and_then(|s| s.trim().parse().ok()).or(self.meta.pid)
     }
     /// Reads `status` again (it may have appeared since the job was loaded).
     pub fn reread_end(&mut self) -> Result<(), String> {
@@ -223,11 +220,7 @@ pub struct Store {
 impl Store {
     /// Works out the root from the environment: `RUN_DIR`, else
     /// `$XDG_DATA_HOME/run`, else `$HOME/.local/share/run`.
-    pub fn from_env(
-        run_dir: Option<OsString>,
-        xdg: Option<OsString>,
-        home: Option<OsString>,
-    ) -> Result<Store, String> {
+    pub fn from_env(run_dir: Option<OsString>, xdg: Option<OsString>, home: Option<OsString>) -> Result<Store, String> {
         let nonempty = |v: Option<OsString>| v.filter(|v| !v.is_empty());
         if let Some(d) = nonempty(run_dir) {
             return Ok(Store::at(d.into()));
@@ -271,10 +264,7 @@ impl Store {
     /// log header and the reserved status. Nothing is visible yet.
     pub fn stage(&self, meta: &Meta) -> Result<Staged, String> {
         let dir = self.root.join(format!(".new-{}-{}", meta.id, std::process::id()));
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| io_err("creating", &dir, e))?;
+        DirBuilder::new().mode(0o700).create(&dir).map_err(|e| io_err("creating", &dir, e))?;
         let made = (|| {
             write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
             write_new(&dir.join("meta.json"), &meta_bytes(meta))?;
@@ -289,9 +279,7 @@ impl Store {
             let mut status = open_new(&status_path, false)?;
             // Writing the bytes reserves the space (also under delayed
             // allocation), so the end can be written in place later.
-            status
-                .write_all(&[b' '; 128])
-                .map_err(|e| io_err("reserving", &status_path, e))?;
+            status.write_all(&[b' '; 128]).map_err(|e| io_err("reserving", &status_path, e))?;
             Ok(Staged { dir: dir.clone(), log, status })
         })();
         if made.is_err() {
@@ -378,11 +366,7 @@ impl Store {
         match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {}
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(Damaged {
-                    id: id.into(),
-                    path,
-                    reason: "a symbolic link, not a job directory".into(),
-                })
+                return Err(Damaged { id: id.into(), path, reason: "a symbolic link, not a job directory".into() })
             }
             _ => return Ok(None),
         }
@@ -392,11 +376,16 @@ impl Store {
     /// Removes a job's directory (or a link planted in its place, never
     /// following it): renamed out of sight first, so no reader sees half of
     /// it. Returns the bytes freed. The caller has made sure it is not
-    /// running.
+    /// running. An entry already gone (another `runrm` got there first)
+    /// frees nothing and is no error.
     pub fn remove(&self, id: &str) -> Result<u64, String> {
         let path = self.root.join(id);
         let hidden = self.root.join(format!(".rm-{id}-{}", std::process::id()));
-        fs::rename(&path, &hidden).map_err(|e| io_err("removing", &path, e))?;
+        match fs::rename(&path, &hidden) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("removing", &path, e)),
+        }
         let size = disk_usage(&hidden);
         let meta = fs::symlink_metadata(&hidden).map_err(|e| io_err("removing", &path, e))?;
         let res = if meta.is_dir() { fs::remove_dir_all(&hidden) } else { fs::remove_file(&hidden) };
@@ -486,6 +475,33 @@ impl Store {
 pub enum Claim {
     Mine,
     Taken(String),
+}
+
+/// Which job a word names, among `jobs` (id and name, oldest first).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pick {
+    One(usize),
+    NoMatch,
+    /// Several ids start with the word: their indexes, oldest first.
+    Ambiguous(Vec<usize>),
+}
+
+/// The rules every front resolves a job by: the job with that exact id,
+/// else the newest job of that name, else the one job whose id starts with
+/// the word.
+pub fn pick(jobs: &[(&str, &str)], word: &str) -> Pick {
+    if let Some(i) = jobs.iter().position(|(id, _)| *id == word) {
+        return Pick::One(i);
+    }
+    if let Some(i) = jobs.iter().rposition(|(_, name)| *name == word) {
+        return Pick::One(i);
+    }
+    let matches: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].0.starts_with(word)).collect();
+    match matches.len() {
+        0 => Pick::NoMatch,
+        1 => Pick::One(matches[0]),
+        _ => Pick::Ambiguous(matches),
+    }
 }
 
 fn read_job(dir: &Path, id: &str) -> Result<Job, String> {
@@ -616,39 +632,46 @@ pub fn human_duration(secs: f64) -> String {
     }
 }
 
-/// The last `n` lines of a file (whole lines; reads from the end).
-pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<u8>> {
+/// Where the last `n` lines of a file start (a final newline does not
+/// start an empty line). Scans back from the end in blocks, so it costs
+/// what the tail is, not what the file is, in time and memory.
+pub fn tail_start(path: &Path, n: usize) -> io::Result<u64> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
     if n == 0 {
-        return Ok(vec![]);
+        return Ok(len);
     }
     let mut pos = len;
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let step = pos.min(64 * 1024);
-        pos -= step;
-        let mut chunk = vec![0u8; step as usize];
+    let mut seen = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while pos > 0 {
+        let step = pos.min(chunk.len() as u64) as usize;
+        pos -= step as u64;
         f.seek(SeekFrom::Start(pos))?;
-        f.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
-        // Count newlines, ignoring one at the very end.
-        let body = if buf.last() == Some(&b'\n') { &buf[..buf.len() - 1] } else { &buf[..] };
-        let count = body.iter().filter(|&&b| b == b'\n').count();
-        if count >= n || pos == 0 {
-            let mut seen = 0;
-            for (i, &b) in body.iter().enumerate().rev() {
-                if b == b'\n' {
-                    seen += 1;
-                    if seen == n {
-                        return Ok(buf[i + 1..].to_vec());
-                    }
+        f.read_exact(&mut chunk[..step])?;
+        for i in (0..step).rev() {
+            let at = pos + i as u64;
+            if chunk[i] == b'\n' && at + 1 < len {
+                seen += 1;
+                if seen == n {
+                    return Ok(at + 1);
                 }
             }
-            return Ok(buf);
         }
     }
+    Ok(0)
+}
+
+/// The last `n` lines of a file, at most `max_bytes` of them (the end).
+pub fn tail_lines(path: &Path, n: usize, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let start = tail_start(path, n)?;
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = start.max(len.saturating_sub(max_bytes));
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(len - start).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 pub fn disk_usage(path: &Path) -> u64 {
@@ -689,12 +712,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> 
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let dest = dir.join(name);
     let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(bytes)?;
         fs::rename(&tmp, &dest)
     })();
@@ -705,10 +723,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> 
 }
 
 fn is_taken(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EEXIST) | Some(libc::ENOTEMPTY) | Some(libc::ENOTDIR) | Some(libc::EISDIR)
-    )
+    matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY) | Some(libc::ENOTDIR) | Some(libc::EISDIR))
 }
 
 /// A short suffix for a taken id: base-36 of the pid and the attempt, so
@@ -754,6 +769,21 @@ mod tests {
         assert_eq!(back.state, State::Killed);
         assert_eq!(back.outcome, Outcome::Signaled(9));
         assert_eq!(back.ended_at, end.ended_at);
+    }
+
+    #[test]
+    fn tails_count_whole_lines_and_respect_the_byte_cap() {
+        let dir = std::env::temp_dir().join(format!("bgrun-tail-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let p = dir.join("log");
+        fs::write(&p, "a\nb\nc\n").unwrap();
+        assert_eq!(tail_lines(&p, 2, u64::MAX).unwrap(), b"b\nc\n");
+        assert_eq!(tail_lines(&p, 9, u64::MAX).unwrap(), b"a\nb\nc\n");
+        assert_eq!(tail_lines(&p, 0, u64::MAX).unwrap(), b"");
+        fs::write(&p, "a\nno newline at the end").unwrap();
+        assert_eq!(tail_lines(&p, 1, u64::MAX).unwrap(), b"no newline at the end");
+        assert_eq!(tail_lines(&p, 1, 3).unwrap(), b"end");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset() };
     let secs = (end.ended_at - plan.meta.started()).num_milliseconds() as f64 / 1000.0;
     let tail = if state != State::Done && plan.meta.notify_topic.is_some() {
-        store::tail_lines(&dir.join("log"), 10).unwrap_or_default()
+        store::tail_lines(&dir.join("log"), 10, 64 * 1024).unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -178,19 +178,14 @@ pub fn message(meta: &Meta, topic: &str, end: &End, secs: f64, tail: &[u8]) -> n
         State::Stopped => format!("❌ {short} stopped ({})", store::describe_outcome(end.outcome)),
         _ => format!("❌ {short} {} ({})", end.state.as_str(), store::describe_outcome(end.outcome)),
     };
-    let mut message = format!(
-        "{short}\nDuration: {}\nHost: {}\nJob: {}",
-        store::human_duration(secs),
-        meta.host,
-        meta.id
-    );
-    if !ok && !tail.is_empty() {
-        let text: String = String::from_utf8_lossy(tail)
-            .chars()
-            .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-            .collect();
-        message.push_str("\n\n");
-        message.push_str(text.trim_end());
+    let mut message =
+        format!("{short}\nDuration: {}\nHost: {}\nJob: {}", store::human_duration(secs), meta.host, meta.id);
+    if !ok {
+        let text = tail_text(tail, MAX_MESSAGE.saturating_sub(message.len() + 2));
+        if !text.is_empty() {
+            message.push_str("\n\n");
+            message.push_str(&text);
+        }
     }
     ntfy::Message {
         topic: topic.to_string(),
@@ -199,6 +194,39 @@ pub fn message(meta: &Meta, topic: &str, end: &End, secs: f64, tail: &[u8]) -> n
         priority: if ok { 3 } else { 4 },
         tags: vec![if ok { "white_check_mark" } else { "x" }.to_string(), meta.host.clone()],
     }
+}
+
+/// ntfy shows a message of up to 4096 bytes as text; a longer one arrives
+/// as an attachment (`attachment.txt`) instead.
+const MAX_MESSAGE: usize = 4096;
+
+/// The log's last lines as a terminal shows them (a line redrawn with `\r`,
+/// such as a progress bar, in its last state), without control characters,
+/// the newest that fit in `budget` bytes; an overlong last line keeps its end.
+fn tail_text(tail: &[u8], budget: usize) -> String {
+    let text = String::from_utf8_lossy(tail);
+    let mut kept: Vec<String> = Vec::new();
+    let mut used = 0;
+    for line in text.trim_end().lines().rev() {
+        let shown = line.split('\r').rfind(|s| !s.is_empty()).unwrap_or("");
+        let shown: String = shown.chars().filter(|c| !c.is_control() || *c == '\t').collect();
+        let cost = shown.len() + usize::from(!kept.is_empty());
+        if used + cost <= budget {
+            used += cost;
+            kept.push(shown);
+            continue;
+        }
+        if kept.is_empty() {
+            let mut start = shown.len().saturating_sub(budget.saturating_sub('…'.len_utf8()));
+            while !shown.is_char_boundary(start) {
+                start += 1;
+            }
+            kept.push(format!("…{}", &shown[start..]));
+        }
+        break;
+    }
+    kept.reverse();
+    kept.join("\n")
 }
 
 /// `s` cut to `max` characters, with `…` where it was cut.
@@ -215,4 +243,24 @@ pub fn cut(s: &str, max: usize) -> String {
 /// The watcher's own troubles go into the job's log.
 fn note(staged: &Staged, dir: &Path, msg: &str) {
     let _ = store::append_note(&staged.log, &dir.join("log"), msg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_shows_redrawn_lines_in_their_last_state_within_the_budget() {
+        let log = "compiling\nstep 1\rstep 2\rstep 3\r\nerror: boom\n\n";
+        assert_eq!(tail_text(log.as_bytes(), 100), "compiling\nstep 3\nerror: boom");
+        assert_eq!(tail_text(log.as_bytes(), 18), "step 3\nerror: boom");
+    }
+
+    #[test]
+    fn an_overlong_last_line_keeps_its_end_cut_on_a_character() {
+        let log = format!("{}é: the end\n", "é".repeat(5000));
+        let text = tail_text(log.as_bytes(), 100);
+        assert!(text.len() <= 100, "{} bytes", text.len());
+        assert!(text.starts_with('…') && text.ends_with("é: the end"), "{text}");
+    }
 }

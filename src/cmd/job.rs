@@ -2,8 +2,8 @@
 //! stop, wait, retry, clean.
 
 use super::{
-    clean, env, exit_for, human_bytes, launch, load_all, parse, resolve, show_log, state, summary, tail_offset,
-    usage, view, wait_all, Launched, Out, Spec,
+    clean, env, exit_for, human_bytes, launch, load_all, parse, resolve, show_log, state, summary, tail_offset, usage,
+    view, wait_all, Launched, Out, Spec,
 };
 use crate::cli::{self, JobCmd, StateFilter};
 use crate::store::{self, Job, State, Store};
@@ -46,12 +46,8 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
     }
     let name = a.name.unwrap_or_else(|| {
-        let first = cmd.split_whitespace().next().unwrap_or("job");
-        super::default_name(&cmd.split_whitespace().take(2).map(OsString::from).collect::<Vec<_>>())
-            .chars()
-            .take(100)
-            .collect::<String>()
-            .replace(first, first)
+        let words: Vec<OsString> = cmd.split_whitespace().take(2).map(OsString::from).collect();
+        super::default_name(&words)
     });
     let spec = Spec {
         program: super::shell()?,
@@ -257,7 +253,8 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
         let word = if a.force { "kill" } else { "term" };
         store::write_atomic(&job.dir, "stop", format!("{word}\n").as_bytes())?;
         let m = &job.meta;
-        let asked = matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::signal_if_same(p, s, proc::SIGUSR1));
+        let asked =
+            matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::signal_if_same(p, s, proc::SIGUSR1));
         if !asked {
             // The watcher is gone (killed): end the job's tree ourselves.
             // Its end cannot be recorded, so it will show as lost.
@@ -320,9 +317,8 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
     std::env::set_current_dir(&cwd).map_err(|e| Fail::from(store::io_err("entering", &cwd, e)))?;
     let argv: Vec<OsString> = m.argv.iter().map(OsString::from).collect();
     let first = argv.first().ok_or_else(|| format!("job {}: no command recorded", old.id))?;
-    let program = proc::which(first, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
-        Fail::new(Exit::NotFound, format!("{}: command not found", clean(&first.to_string_lossy())))
-    })?;
+    let program = proc::which(first, std::env::var_os("PATH").as_deref())
+        .ok_or_else(|| Fail::new(Exit::NotFound, format!("{}: command not found", clean(&first.to_string_lossy()))))?;
     let spec = Spec {
         program,
         argv,

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
     T::try_parse_from(args).map_err(|e| {
         use clap::error::ErrorKind::*;
+        use clap::error::{ContextKind, ContextValue};
         match e.kind() {
             DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => {
                 let _ = e.print();
@@ -35,8 +36,20 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
             _ => {
                 let text = e.render().to_string();
                 let first = text.lines().next().unwrap_or("invalid arguments");
-                let first = first.strip_prefix("error: ").unwrap_or(first);
-                Fail::new(Exit::Usage, format!("{first} (see --help)"))
+                let mut first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+                // A huge value (a 10,000-character --name) is shown cut, so
+                // the error stays one readable line.
+                if let Some(ContextValue::String(v)) = e.get(ContextKind::InvalidValue) {
+                    if v.chars().count() > 40 {
+                        let cut: String = v.chars().take(40).collect();
+                        first = first.replacen(v.as_str(), &format!("{cut}…"), 1);
+                    }
+                }
+                // A closed set of values (`--status`) is listed.
+                if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
+                    first = format!("{first}; possible values: {}", valid.join(", "));
+                }
+                Fail::new(Exit::Usage, format!("{} (see --help)", clean(&first)))
             }
         }
     })
@@ -51,9 +64,15 @@ pub fn env(name: &str) -> Option<String> {
 }
 
 /// The store, from RUN_DIR / XDG_DATA_HOME / HOME.
+/// A relative RUN_DIR is taken from the working directory (the watcher
+/// leaves it, so the store's path must not depend on it).
 pub fn store() -> Res<Store> {
-    Store::from_env(std::env::var_os("RUN_DIR"), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
-        .map_err(Fail::from)
+    let store =
+        Store::from_env(std::env::var_os("RUN_DIR"), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))?;
+    if store.root().is_absolute() {
+        return Ok(store);
+    }
+    Ok(Store::at(current_dir()?.join(store.root())))
 }
 
 // --- output -------------------------------------------------------------------
@@ -103,9 +122,7 @@ pub fn clean(s: &str) -> String {
     if !s.chars().any(|c| c.is_control()) {
         return s.to_string();
     }
-    s.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 // --- state ----------------------------------------------------------------------
@@ -170,17 +187,14 @@ pub fn resolve(store: &Store, query: &str) -> Res<Job> {
         Ok(None) => {}
         Err(d) => return Err(Fail::from(format!("job {}: damaged: {}", clean(&d.id), clean(&d.reason)))),
     }
-    let (jobs, _) = store.list()?;
-    let mut jobs = jobs;
-    if let Some(pos) = jobs.iter().rposition(|j| j.meta.name == query) {
-        return Ok(jobs.swap_remove(pos));
-    }
-    let mut matches: Vec<Job> = jobs.into_iter().filter(|j| j.id.starts_with(query)).collect();
-    match matches.len() {
-        0 => Err(Fail::from(format!("no job '{}' in {}", clean(query), store.root().display()))),
-        1 => Ok(matches.remove(0)),
-        n => {
-            let names: Vec<&str> = matches.iter().rev().take(10).map(|j| j.id.as_str()).collect();
+    let (mut jobs, _) = store.list()?;
+    let keys: Vec<(&str, &str)> = jobs.iter().map(|j| (j.id.as_str(), j.meta.name.as_str())).collect();
+    match store::pick(&keys, query) {
+        store::Pick::One(i) => Ok(jobs.swap_remove(i)),
+        store::Pick::NoMatch => Err(Fail::from(format!("no job '{}' in {}", clean(query), store.root().display()))),
+        store::Pick::Ambiguous(matches) => {
+            let n = matches.len();
+            let names: Vec<&str> = matches.iter().rev().take(10).map(|&i| jobs[i].id.as_str()).collect();
             Err(Fail::from(format!(
                 "'{}' matches {n} jobs: {}{}",
                 clean(query),
@@ -294,7 +308,11 @@ pub struct Spec {
 }
 
 pub enum Launched {
-    Started { id: String, pid: i32, log: PathBuf },
+    Started {
+        id: String,
+        pid: i32,
+        log: PathBuf,
+    },
     /// `--key` named a job that exists: nothing was started.
     Existing(String),
 }
@@ -437,8 +455,7 @@ pub fn shell_join(argv: &[OsString]) -> String {
     argv.iter()
         .map(|a| {
             let s = a.to_string_lossy();
-            let plain = !s.is_empty()
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
+            let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
             if plain {
                 s.into_owned()
             } else {
@@ -551,9 +568,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
 
 /// Where the log's last `n` lines start.
 pub fn tail_offset(path: &Path, n: usize) -> Res<u64> {
-    let len = std::fs::metadata(path).map_err(|e| Fail::from(store::io_err("reading", path, e)))?.len();
-    let tail = store::tail_lines(path, n).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
-    Ok(len - tail.len() as u64)
+    store::tail_start(path, n).map_err(|e| Fail::from(store::io_err("reading", path, e)))
 }
 
 /// Exit status for a job's end: 0 if it succeeded, else 1.

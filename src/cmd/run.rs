@@ -14,9 +14,10 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     if a.notify && topic.is_none() && cmd.len() > 1 && proc::which(&cmd[0], path.as_deref()).is_none() {
         let word = cmd.remove(0);
         let t = word.to_str().ok_or_else(|| usage("-n: the topic is not UTF-8"))?;
-        topic = Some(cli::parse_topic(t).map_err(|e| {
-            usage(format!("-n: {e}; and it is not a command either (not found on PATH)"))
-        })?);
+        topic = Some(
+            cli::parse_topic(t)
+                .map_err(|e| usage(format!("-n: {e}; and it is not a command either (not found on PATH)")))?,
+        );
     }
     if (a.notify || topic.is_some()) && topic.is_none() {
         let t = super::env("NTFY_TOPIC").ok_or_else(|| {
@@ -87,9 +88,7 @@ fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, pat
 
 /// One argument that is not a command but holds shell syntax or spaces.
 fn is_shell_string(s: &OsStr) -> bool {
-    s.as_encoded_bytes()
-        .iter()
-        .any(|b| b" \t\n;&|<>()$`'\"*?[]{}~#=!\\".contains(b))
+    s.as_encoded_bytes().iter().any(|b| b" \t\n;&|<>()$`'\"*?[]{}~#=!\\".contains(b))
 }
 
 /// The first word of a shell string when it can only be a command on PATH
@@ -99,9 +98,9 @@ fn plain_first_word(text: &str) -> Option<&str> {
     const SHELL_WORDS: &[&str] = &[
         "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "function",
         "select", "time", "!", "{", "}", "[", "[[", ".", ":", "alias", "bg", "break", "cd", "command", "continue",
-        "eval", "exec", "exit", "export", "false", "fg", "getopts", "hash", "jobs", "kill", "local", "printf",
-        "pwd", "read", "readonly", "return", "set", "shift", "source", "test", "trap", "true", "type", "ulimit",
-        "umask", "unalias", "unset", "wait", "echo", "let", "declare", "typeset",
+        "eval", "exec", "exit", "export", "false", "fg", "getopts", "hash", "jobs", "kill", "local", "printf", "pwd",
+        "read", "readonly", "return", "set", "shift", "source", "test", "trap", "true", "type", "ulimit", "umask",
+        "unalias", "unset", "wait", "echo", "let", "declare", "typeset",
     ];
     let word = text.split_whitespace().next()?;
     let plain = word.chars().all(|c| c.is_alphanumeric() || "-_./+@%,:".contains(c));

@@ -15,11 +15,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let mut doomed: Vec<Job> = Vec::new();
     let mut failed = false;
     if a.jobs.is_empty() {
-        doomed = load_all(&store, "runrm")?
-            .into_iter()
-            .filter(|(_, s)| *s != State::Running)
-            .map(|(j, _)| j)
-            .collect();
+        doomed = load_all(&store, "runrm")?.into_iter().filter(|(_, s)| *s != State::Running).map(|(j, _)| j).collect();
     } else {
         for q in &a.jobs {
             match resolve(&store, q) {
@@ -84,8 +80,7 @@ fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
     let path = store.root().join(id);
     let meta = std::fs::symlink_metadata(&path).map_err(|e| crate::store::io_err("reading", &path, e))?;
     if meta.is_dir() {
-        let pid: Option<i32> =
-            std::fs::read_to_string(path.join("pid")).ok().and_then(|s| s.trim().parse().ok());
+        let pid: Option<i32> = std::fs::read_to_string(path.join("pid")).ok().and_then(|s| s.trim().parse().ok());
         let has_status = path.join("status").exists();
         if !has_status && pid.is_some_and(crate::proc::pid_exists) {
             return Err(Fail::from(format!(

@@ -71,10 +71,7 @@ impl Env {
 
     /// One job's object from `runs --json`.
     pub fn job(&self, id: &str) -> Value {
-        self.jobs()
-            .into_iter()
-            .find(|j| j["id"] == id)
-            .unwrap_or_else(|| panic!("no job {id} in runs --json"))
+        self.jobs().into_iter().find(|j| j["id"] == id).unwrap_or_else(|| panic!("no job {id} in runs --json"))
     }
 
     pub fn state(&self, id: &str) -> String {
@@ -97,6 +94,25 @@ impl Env {
 
     pub fn log(&self, id: &str) -> String {
         String::from_utf8_lossy(&std::fs::read(self.job_dir(id).join("log")).unwrap_or_default()).into_owned()
+    }
+
+    /// Any other program (`script`, `tmux`, `sh`) with the environment the
+    /// binaries get from [`Env::cmd`].
+    pub fn tool(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("RUN_DIR", &self.store)
+            .env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("NTFY_TOPIC")
+            .env_remove("NTFY_SERVER")
+            .env_remove("NTFY_TOKEN")
+            .env_remove("NTFY_USER")
+            .env_remove("NTFY_PASSWORD")
+            .env_remove("TMUX")
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
+        c
     }
 }
 
@@ -155,9 +171,8 @@ pub fn stderr(o: &Output) -> String {
 
 /// Is `tool` on PATH? Tests that need one fail loudly without it.
 pub fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
     assert!(found, "{tool} is not installed: .ci/run installs it (apt-get install {tool})");
 }
 
