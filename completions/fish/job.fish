@@ -1,0 +1,82 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_job_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_job_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_job_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_job_using_subcommand
+    set -l cmd (__fish_job_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c job -n "__fish_job_needs_command" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_needs_command" -s V -l version -d 'Print version'
+complete -c job -n "__fish_job_needs_command" -f -a "run" -d 'Start a background job (prints its id)'
+complete -c job -n "__fish_job_needs_command" -f -a "list" -d 'List jobs of this project (--all: every job)'
+complete -c job -n "__fish_job_needs_command" -f -a "status" -d 'Show a job\'s details, or the system status with no ID'
+complete -c job -n "__fish_job_needs_command" -f -a "logs" -d 'Show a job\'s output'
+complete -c job -n "__fish_job_needs_command" -f -a "stop" -d 'Stop jobs: SIGTERM to everything they started, then SIGKILL'
+complete -c job -n "__fish_job_needs_command" -f -a "wait" -d 'Block until jobs end (exit 0 success, 1 failure, 124 timeout)'
+complete -c job -n "__fish_job_needs_command" -f -a "retry" -d 'Start a job again with the same command and settings'
+complete -c job -n "__fish_job_needs_command" -f -a "clean" -d 'Remove old finished jobs'
+complete -c job -n "__fish_job_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c job -n "__fish_job_using_subcommand run" -l name -d 'Refer to the job by this name' -r
+complete -c job -n "__fish_job_using_subcommand run" -l timeout -d 'End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL' -r
+complete -c job -n "__fish_job_using_subcommand run" -l context -d 'Any JSON value, kept with the job for your own tracking' -r
+complete -c job -n "__fish_job_using_subcommand run" -l key -d 'Idempotency key: if a job with this key exists, print its id and start nothing' -r
+complete -c job -n "__fish_job_using_subcommand run" -l notify -d 'Send an ntfy notification when the job ends (to TOPIC, or $NTFY_TOPIC)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l topic -d 'Notify this ntfy topic when the job ends (implies --notify)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l wait -d 'Wait for the job to end; exit as `job wait` does'
+complete -c job -n "__fish_job_using_subcommand run" -l follow -d 'With --wait: stream the job\'s log while waiting'
+complete -c job -n "__fish_job_using_subcommand run" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand list" -l status -d 'Only jobs in this state' -r -f -a "running\t''
+done\t''
+failed\t''
+killed\t''
+stopped\t''
+timeout\t''
+lost\t''"
+complete -c job -n "__fish_job_using_subcommand list" -l all -d 'Every job, not only this project\'s'
+complete -c job -n "__fish_job_using_subcommand list" -l json -d 'JSON output'
+complete -c job -n "__fish_job_using_subcommand list" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand status" -l json -d 'JSON output'
+complete -c job -n "__fish_job_using_subcommand status" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand logs" -l tail -d 'Only the last N lines (50 if N is not given)' -r
+complete -c job -n "__fish_job_using_subcommand logs" -s f -l follow -d 'Stream new output until the job ends, then exit 0 if it succeeded, 1 if not'
+complete -c job -n "__fish_job_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand stop" -l force -d 'SIGKILL at once, no grace period'
+complete -c job -n "__fish_job_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand wait" -l timeout -d 'Give up after this long (exit 124; the jobs keep running)' -r
+complete -c job -n "__fish_job_using_subcommand wait" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand retry" -l wait -d 'Wait for the new job to end; exit as `job wait` does'
+complete -c job -n "__fish_job_using_subcommand retry" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand clean" -l older-than -d 'Remove finished jobs that ended longer ago than this (default 7d)' -r
+complete -c job -n "__fish_job_using_subcommand clean" -l all -d 'Remove every job that is not running'
+complete -c job -n "__fish_job_using_subcommand clean" -l dry-run -d 'Show what would be removed, remove nothing'
+complete -c job -n "__fish_job_using_subcommand clean" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "run" -d 'Start a background job (prints its id)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "list" -d 'List jobs of this project (--all: every job)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "status" -d 'Show a job\'s details, or the system status with no ID'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "logs" -d 'Show a job\'s output'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "stop" -d 'Stop jobs: SIGTERM to everything they started, then SIGKILL'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "wait" -d 'Block until jobs end (exit 0 success, 1 failure, 124 timeout)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "retry" -d 'Start a job again with the same command and settings'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "clean" -d 'Remove old finished jobs'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+# Job ids and names (added by examples/gen-assets).
+complete -c job -n "__fish_job_using_subcommand status logs stop wait retry; and not __fish_prev_arg_in --tail --timeout" -f -a "(runs --complete-ids 2>/dev/null)"

@@ -1,0 +1,5 @@
+complete -c runrm -l dry-run -d 'Show what would be removed, remove nothing'
+complete -c runrm -s h -l help -d 'Print help'
+complete -c runrm -s V -l version -d 'Print version'
+# Job ids and names (added by examples/gen-assets).
+complete -c runrm -f -a "(runs --complete-ids 2>/dev/null)"

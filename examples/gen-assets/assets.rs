@@ -1,0 +1,450 @@
+//! The shell completions and the man pages, generated from the clap
+//! definitions in src/cli.rs. Shared by `examples/gen-assets` (which writes
+//! them into the repository) and `tests/assets.rs` (which fails when the
+//! committed files differ from what this produces).
+//!
+//! - Completions: clap_complete writes the static part (options,
+//!   subcommands). Where a job id or name goes ([`JOB_ARGS`]), the scripts
+//!   call `runs --complete-ids`, which prints the store's ids and names one
+//!   a line: bash through a wrapper function registered after clap's, zsh
+//!   as the `_arguments` action of that position, fish as one more
+//!   `complete` line. Everything added is checked against clap's output
+//!   here, so a change in clap_complete fails the generator, not the user.
+//! - Man pages: clap_mangen writes NAME, SYNOPSIS, DESCRIPTION, OPTIONS and
+//!   the subcommand list; this adds the notes and examples of each
+//!   command's `after_help`, EXIT STATUS, ENVIRONMENT, FILES (the store
+//!   layout, taken from the header of src/store.rs) and SEE ALSO.
+//!
+//! Output is deterministic (no dates), so it can be compared byte for byte.
+
+use bgrun::cli;
+use clap::{Arg, Command, CommandFactory};
+use clap_complete::Shell;
+use clap_mangen::roff::{bold, roman, Roff};
+use clap_mangen::Man;
+
+/// The command the completion scripts run for job ids and names.
+const IDS_COMMAND: &str = "runs --complete-ids";
+
+/// Where a job id or name goes: (command, subcommand, argument id).
+const JOB_ARGS: [(&str, Option<&str>, &str); 7] = [
+    ("runlog", None, "job"),
+    ("runrm", None, "jobs"),
+    ("job", Some("status"), "id"),
+    ("job", Some("logs"), "id"),
+    ("job", Some("stop"), "ids"),
+    ("job", Some("wait"), "ids"),
+    ("job", Some("retry"), "id"),
+];
+
+/// The five commands, as clap defines them.
+pub fn commands() -> Vec<Command> {
+    vec![cli::Run::command(), cli::Runs::command(), cli::Runlog::command(), cli::Runrm::command(), cli::Job::command()]
+}
+
+/// The directories the generator owns, whole.
+pub const DIRS: [&str; 2] = ["completions", "man"];
+
+/// Every generated file: its path relative to the repository, and its text.
+pub fn generate() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for cmd in commands() {
+        let name = cmd.get_name().to_string();
+        let slots = slots(&cmd);
+        files.push((format!("completions/bash/{name}"), bash(&cmd, &slots)));
+        files.push((format!("completions/zsh/_{name}"), zsh(&cmd, &slots)));
+        files.push((format!("completions/fish/{name}.fish"), fish(&cmd, &slots)));
+        for (file, text) in man_pages(&cmd) {
+            files.push((format!("man/{file}"), text));
+        }
+    }
+    files
+}
+
+// --- completions ------------------------------------------------------------
+
+/// One position where a job goes, with what the scripts need to know of it.
+struct Slot {
+    /// The `job` subcommand it belongs to, if any.
+    sub: Option<String>,
+    /// The argument's id in clap (the word the zsh spec names it by).
+    arg: String,
+    /// Whether it takes several jobs.
+    many: bool,
+    /// The options of the same (sub)command that take a value: the word
+    /// after one of them is that value, not a job.
+    value_options: Vec<String>,
+}
+
+fn slots(cmd: &Command) -> Vec<Slot> {
+    let mut built = cmd.clone();
+    built.build();
+    let name = built.get_name().to_string();
+    JOB_ARGS
+        .iter()
+        .filter(|(c, _, _)| *c == name)
+        .map(|&(_, sub, arg)| {
+            let owner = match sub {
+                Some(s) => {
+                    built.find_subcommand(s).unwrap_or_else(|| panic!("{name} has no subcommand {s} (JOB_ARGS)"))
+                }
+                None => &built,
+            };
+            let a = owner
+                .get_arguments()
+                .find(|a| a.get_id() == arg)
+                .unwrap_or_else(|| panic!("{name} {sub:?} has no argument {arg} (JOB_ARGS)"));
+            assert!(a.is_positional(), "{name} {sub:?}: {arg} is not a positional argument");
+            let many = a.get_num_args().is_some_and(|n| n.max_values() > 1);
+            Slot { sub: sub.map(String::from), arg: arg.to_string(), many, value_options: value_options(owner) }
+        })
+        .collect()
+}
+
+fn value_options(cmd: &Command) -> Vec<String> {
+    let takes_value = |a: &&Arg| !a.is_positional() && a.get_action().takes_values();
+    let mut opts = Vec::new();
+    for a in cmd.get_arguments().filter(takes_value) {
+        opts.extend(a.get_long().map(|l| format!("--{l}")));
+        opts.extend(a.get_short().map(|s| format!("-{s}")));
+    }
+    opts
+}
+
+fn clap_script(cmd: &Command, shell: Shell) -> String {
+    let mut cmd = cmd.clone();
+    let name = cmd.get_name().to_string();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut buf);
+    String::from_utf8(buf).expect("clap_complete writes UTF-8")
+}
+
+const BASH_IDS: &str = r#"
+# --- job ids and names (added by examples/gen-assets) ---
+# _bgrun_ids FIRST MAX [OPTION…]: if the word being completed is where a
+# job goes, offer the ids and names `runs --complete-ids` prints and
+# succeed. FIRST is the index of the first word after the (sub)command,
+# MAX how many jobs it takes (0: any number), the OPTIONs those that take
+# a value (the word after one is not a job).
+_bgrun_ids() {
+    local first=$1 max=$2 i n=0 word before
+    shift 2
+    (( COMP_CWORD >= first )) || return 1
+    _bgrun_is_job_word "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}" "$@" || return 1
+    for (( i = first; i < COMP_CWORD; i++ )); do
+        word=${COMP_WORDS[i]} before=${COMP_WORDS[i-1]}
+        _bgrun_is_job_word "$word" "$before" "$@" && n=$((n + 1))
+    done
+    (( max == 0 || n < max )) || return 1
+    local IFS=$'\n'
+    COMPREPLY=($(compgen -W "$(IDS_COMMAND 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
+    return 0
+}
+
+# _bgrun_is_job_word WORD BEFORE [OPTION…]: is WORD (preceded by BEFORE) a
+# job rather than an option or an option's value?
+_bgrun_is_job_word() {
+    local word=$1 before=$2 opt
+    shift 2
+    [[ $word == -* || $word == = || $before == = ]] && return 1
+    for opt in "$@"; do
+        [[ $before == "$opt" ]] && return 1
+    done
+    return 0
+}
+
+"#;
+
+/// The bash script: clap's, then (for commands that take jobs) the id
+/// helpers and a wrapper, registered in place of clap's function.
+fn bash(cmd: &Command, slots: &[Slot]) -> String {
+    let name = cmd.get_name();
+    let mut s = clap_script(cmd, Shell::Bash);
+    if slots.is_empty() {
+        return s;
+    }
+    let clap_fn = format!("_{name}");
+    assert!(s.contains(&format!("\n    complete -F {clap_fn} ")), "clap's bash script for {name} changed shape");
+    s.push_str(&BASH_IDS.replace("IDS_COMMAND", IDS_COMMAND));
+    let call = |first: usize, slot: &Slot| {
+        let mut c = format!("_bgrun_ids {first} {}", if slot.many { 0 } else { 1 });
+        for o in &slot.value_options {
+            c.push(' ');
+            c.push_str(o);
+        }
+        c
+    };
+    s.push_str(&format!("_bgrun_{name}() {{\n"));
+    if slots.iter().all(|sl| sl.sub.is_none()) {
+        for slot in slots {
+            s.push_str(&format!("    {} && return 0\n", call(1, slot)));
+        }
+    } else {
+        s.push_str("    case ${COMP_WORDS[1]} in\n");
+        for slot in slots {
+            let sub = slot.sub.as_deref().expect("all slots of a command with subcommands are in one");
+            s.push_str(&format!("        {sub}) {} && return 0 ;;\n", call(2, slot)));
+        }
+        s.push_str("    esac\n");
+    }
+    s.push_str(&format!("    {clap_fn} \"$@\"\n}}\n"));
+    s.push_str(&format!("complete -F _bgrun_{name} -o bashdefault -o default {name}\n"));
+    s
+}
+
+const ZSH_IDS: &str = r#"# Job ids and names (added by examples/gen-assets).
+(( $+functions[_bgrun_ids] )) ||
+_bgrun_ids() {
+    local -a ids expl
+    ids=(${(f)"$(_call_program job-ids IDS_COMMAND 2>/dev/null)"})
+    _wanted job-ids expl 'job id or name' compadd -a ids
+}
+
+"#;
+
+/// The zsh script: clap's, with the job positions' action set to
+/// `_bgrun_ids`, defined before the script's last block (which runs when
+/// the file is autoloaded from fpath).
+fn zsh(cmd: &Command, slots: &[Slot]) -> String {
+    let name = cmd.get_name();
+    let s = clap_script(cmd, Shell::Zsh);
+    if slots.is_empty() {
+        return s;
+    }
+    let mut replaced = 0;
+    let mut out = String::new();
+    for line in s.split_inclusive('\n') {
+        let spec = line.trim_start_matches(['\'', '*', ':']);
+        let is_slot = line.starts_with('\'')
+            && line.ends_with(":_default' \\\n")
+            && slots
+                .iter()
+                .any(|sl| spec.starts_with(&format!("{} -- ", sl.arg)) || spec.starts_with(&format!("{}:", sl.arg)));
+        if is_slot {
+            out.push_str(&line.replace(":_default' \\\n", ":_bgrun_ids' \\\n"));
+            replaced += 1;
+        } else {
+            out.push_str(line);
+        }
+    }
+    assert_eq!(replaced, slots.len(), "clap's zsh script for {name}: job positions not found where expected");
+    let last = format!("if [ \"$funcstack[1]\" = \"_{name}\" ]; then");
+    let at = out.find(&last).unwrap_or_else(|| panic!("clap's zsh script for {name} changed shape"));
+    out.insert_str(at, &ZSH_IDS.replace("IDS_COMMAND", IDS_COMMAND));
+    out
+}
+
+/// The fish script: clap's, then one line offering job ids and names where
+/// a job goes.
+fn fish(cmd: &Command, slots: &[Slot]) -> String {
+    let name = cmd.get_name();
+    let mut s = clap_script(cmd, Shell::Fish);
+    if slots.is_empty() {
+        return s;
+    }
+    s.push_str("# Job ids and names (added by examples/gen-assets).\n");
+    let subs: Vec<&str> = slots.iter().filter_map(|sl| sl.sub.as_deref()).collect();
+    let mut condition = String::new();
+    if !subs.is_empty() {
+        let helper = format!("__fish_{name}_using_subcommand");
+        assert!(s.contains(&format!("function {helper}\n")), "clap's fish script for {name} changed shape");
+        condition = format!("{helper} {}", subs.join(" "));
+    }
+    // The word after an option that takes a value is that value.
+    let mut value_options: Vec<&str> =
+        slots.iter().flat_map(|sl| sl.value_options.iter().map(String::as_str)).collect();
+    value_options.sort_unstable();
+    value_options.dedup();
+    if !value_options.is_empty() {
+        if !condition.is_empty() {
+            condition.push_str("; and ");
+        }
+        condition.push_str(&format!("not __fish_prev_arg_in {}", value_options.join(" ")));
+    }
+    let condition = if condition.is_empty() { String::new() } else { format!(" -n \"{condition}\"") };
+    s.push_str(&format!("complete -c {name}{condition} -f -a \"({IDS_COMMAND} 2>/dev/null)\"\n"));
+    s
+}
+
+// --- man pages ---------------------------------------------------------------
+
+/// What the short `--help` leaves out: a paragraph or two for each page of
+/// the five commands.
+fn description(name: &str) -> &'static [&'static str] {
+    match name {
+        "run" => &[
+            "run starts CMD detached from the terminal, in its own session, so it survives a closed terminal, \
+             a dropped SSH connection or a hang-up. It prints the job's id, its process id and its log's path, \
+             and returns at once. The job's output (stdout and stderr) goes to its log; a watcher process \
+             records how it ended (exit code or signal, and when) and, if asked, sends an ntfy notification.",
+            "With several arguments, CMD is run as given, without a shell. A single argument that holds shell \
+             syntax (spaces, pipes, &&) is run with sh -c.",
+        ],
+        "runs" => {
+            &["runs lists every job in the store, oldest first, one line each: a mark, the id, the pid, the state \
+             and how long it ran, and the command. The states are running, done (exit 0), failed (another exit \
+             code), killed (by a signal), stopped (by job stop), timeout (by job run --timeout) and lost (the \
+             job and its watcher are gone without recording an end, as after a reboot)."]
+        }
+        "runlog" => &["runlog prints a job's log and, while the job runs, follows it until the job ends."],
+        "runrm" => {
+            &["runrm removes jobs from the store: their directories, logs included. It never removes a running \
+             job."]
+        }
+        "job" => {
+            &["job is the scriptable front to the same store as run, runs, runlog and runrm: it starts jobs from \
+             one shell string, names them, waits for them with a timeout, and lists them per project (the git \
+             top level of the directory a job was started in). Its exit status tells how the job went, so it \
+             fits in scripts and CI."]
+        }
+        _ => &[],
+    }
+}
+
+const EXIT_STATUS: [(&str, &str); 6] = [
+    ("0", "Success (for job wait, job logs --follow and --wait: the job succeeded)."),
+    ("1", "An error, or the job failed, was killed, stopped, timed out or lost; an unknown job."),
+    ("2", "A usage error: an unknown flag or a bad value."),
+    ("124", "job wait --timeout (or --wait) gave up; the job is still running."),
+    ("127", "The command to run was not found."),
+    ("130", "The job picker of runlog was cancelled."),
+];
+
+const ENVIRONMENT: [(&str, &str); 9] = [
+    ("RUN_DIR", "The job store's directory. Default: $XDG_DATA_HOME/run, else ~/.local/share/run."),
+    ("XDG_DATA_HOME", "Where the store is when RUN_DIR is not set: $XDG_DATA_HOME/run (an absolute path)."),
+    ("NTFY_TOPIC", "The ntfy topic for run -n and job run --notify when none is given."),
+    ("NTFY_SERVER", "The ntfy server to publish to. Default: https://ntfy.sh."),
+    ("NTFY_TOKEN", "An ntfy access token (sent as a bearer token; takes precedence over NTFY_USER)."),
+    ("NTFY_USER", "An ntfy user name, for basic authentication with NTFY_PASSWORD."),
+    ("NTFY_PASSWORD", "The password for NTFY_USER."),
+    ("NTFY_TIMEOUT", "Seconds for one try to publish a notification (default 10, at most 300; three tries)."),
+    ("NO_COLOR", "When set and not empty, output to a terminal has no colour."),
+];
+
+/// The store layout drawn in the header of src/store.rs, in ASCII.
+fn store_layout() -> Vec<String> {
+    let src = include_str!("../../src/store.rs");
+    let mut lines = src.lines().skip_while(|l| !l.starts_with("//! ```text")).skip(1);
+    let layout: Vec<String> = lines
+        .by_ref()
+        .take_while(|l| !l.starts_with("//! ```"))
+        .map(|l| {
+            l.trim_start_matches("//!")
+                .strip_prefix(' ')
+                .unwrap_or("")
+                .replace("├──", "|--")
+                .replace("└──", "`--")
+                .replace('│', "|")
+        })
+        .collect();
+    assert!(layout.len() > 5, "src/store.rs has no ```text block with the store layout in its header");
+    assert!(
+        layout.iter().all(|l| l.is_ascii()),
+        "the store layout in src/store.rs has characters the man page cannot show"
+    );
+    layout
+}
+
+/// A command's `after_help`, split: the example lines (after `Examples:`),
+/// and the other paragraphs (notes), leaving out `Exit codes:`, which the
+/// EXIT STATUS section says in full.
+fn after_help(cmd: &Command) -> (Vec<String>, Vec<String>) {
+    let text = cmd.get_after_help().map(|t| t.to_string()).unwrap_or_default();
+    let (mut examples, mut notes) = (Vec::new(), Vec::new());
+    for para in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some(rest) = para.strip_prefix("Examples:") {
+            examples.extend(rest.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+        } else if !para.starts_with("Exit codes:") {
+            notes.push(para.to_string());
+        }
+    }
+    (examples, notes)
+}
+
+/// The page of a command and one for each of its subcommands:
+/// (file name, text).
+fn man_pages(cmd: &Command) -> Vec<(String, String)> {
+    let mut cmd = cmd.clone().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![(format!("{}.1", cmd.get_name()), man_page(&cmd, None))];
+    for sub in cmd.get_subcommands() {
+        let title = sub.get_display_name().expect("a built subcommand has a display name");
+        pages.push((format!("{title}.1"), man_page(sub, Some(&cmd))));
+    }
+    pages
+}
+
+/// The preamble the roff crate puts before every piece it renders: kept
+/// once, at the top of the page.
+const ROFF_PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
+
+fn man_page(cmd: &Command, parent: Option<&Command>) -> String {
+    let top = parent.unwrap_or(cmd);
+    let version = top.get_version().unwrap_or_default();
+    let man = Man::new(cmd.clone()).source(format!("bgrun {version}")).manual("bgrun manual");
+    let mut page = String::new();
+    let mut put = |render: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
+        let mut buf = Vec::new();
+        render(&mut buf).expect("rendering into memory cannot fail");
+        let text = String::from_utf8(buf).expect("clap_mangen writes UTF-8");
+        let text = if page.is_empty() { text.as_str() } else { text.strip_prefix(ROFF_PREAMBLE).unwrap_or(&text) };
+        page.push_str(text);
+    };
+    put(&|w| man.render_title(w));
+    put(&|w| man.render_name_section(w));
+    put(&|w| man.render_synopsis_section(w));
+    put(&|w| man.render_description_section(w));
+    let (examples, notes) = after_help(cmd);
+    let mut desc = Roff::new();
+    for para in description(cmd.get_name()).iter().map(|p| p.to_string()).chain(notes) {
+        desc.control("PP", []);
+        desc.text([roman(para.lines().collect::<Vec<_>>().join(" "))]);
+    }
+    put(&|w| desc.to_writer(w));
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        put(&|w| man.render_options_section(w));
+    }
+    if cmd.has_subcommands() {
+        put(&|w| man.render_subcommands_section(w));
+    }
+    let mut r = Roff::new();
+    r.control("SH", ["EXIT STATUS"]);
+    for (code, what) in EXIT_STATUS {
+        r.control("TP", []).text([bold(code)]).text([roman(what)]);
+    }
+    r.control("SH", ["ENVIRONMENT"]);
+    for (var, what) in ENVIRONMENT {
+        r.control("TP", []).text([bold(var)]).text([roman(what)]);
+    }
+    r.control("SH", ["FILES"]);
+    r.text([roman(
+        "Each job is one directory in the store; its name is the job's id. Files are published whole \
+         (written under a temporary name, then renamed); only the log is appended to.",
+    )]);
+    r.control("PP", []).control("RS", ["4"]).control("nf", []);
+    for line in store_layout() {
+        r.text([roman(line)]);
+    }
+    r.control("fi", []).control("RE", []);
+    if !examples.is_empty() {
+        r.control("SH", ["EXAMPLES"]);
+        r.control("RS", ["4"]).control("nf", []);
+        for line in &examples {
+            r.text([roman(line.as_str())]);
+        }
+        r.control("fi", []).control("RE", []);
+    }
+    r.control("SH", ["SEE ALSO"]);
+    let own = cmd.get_display_name().unwrap_or(cmd.get_name());
+    let mut see: Vec<String> =
+        ["run", "runs", "runlog", "runrm", "job"].iter().filter(|n| **n != own).map(|n| format!("{n}(1)")).collect();
+    if let Some(p) = parent {
+        see.extend(
+            p.get_subcommands().filter_map(|s| s.get_display_name()).filter(|n| *n != own).map(|n| format!("{n}(1)")),
+        );
+    }
+    r.text([roman(see.join(", "))]);
+    put(&|w| r.to_writer(w));
+    page
+}

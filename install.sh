@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Installs bgrun for this user, without root: the five commands (run, runs,
+# runlog, runrm, job), their bash, zsh and fish completions and their man
+# pages. Running it again updates what it installed; --uninstall removes
+# exactly that, as listed in its manifest, and never the job store.
+#
+#   ./install.sh                  build with cargo (release) and install
+#   ./install.sh --prefix DIR     commands in DIR/bin, man pages in DIR/share/man
+#                                 (default: $CARGO_INSTALL_ROOT, else ~/.cargo)
+#   ./install.sh --no-build DIR   copy the five binaries from DIR (for example
+#                                 target/release) instead of running cargo
+#   ./install.sh --force          replace files of the same name that this
+#                                 script did not install
+#   ./install.sh --uninstall      remove everything it installed
+#
+# Where things go (DATA is $XDG_DATA_HOME, else ~/.local/share):
+#   PREFIX/bin/NAME                                    the commands
+#   PREFIX/share/man/man1/NAME.1                       man pages (man finds them
+#                                                      next to PREFIX/bin on PATH)
+#   DATA/bash-completion/completions/NAME              bash (bash-completion)
+#   DATA/zsh/site-functions/_NAME                      zsh (needs it in fpath)
+#   ${XDG_CONFIG_HOME:-~/.config}/fish/completions/NAME.fish   fish
+#   DATA/bgrun/installed-files                         the manifest
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+names=(run runs runlog runrm job)
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+[ -n "${HOME:-}" ] || die "HOME is not set"
+prefix=${CARGO_INSTALL_ROOT:-$HOME/.cargo}
+bin_dir= uninstall= force=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix=$2; shift 2 ;;
+    --prefix=*) prefix=${1#*=}; shift ;;
+    --no-build) [ $# -ge 2 ] || die "--no-build needs the directory of the built binaries"; bin_dir=$2; shift 2 ;;
+    --no-build=*) bin_dir=${1#*=}; shift ;;
+    --force) force=1; shift ;;
+    --uninstall) uninstall=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+case $prefix in /*) ;; *) prefix=$PWD/$prefix ;; esac
+
+data=${XDG_DATA_HOME:-$HOME/.local/share}
+case $data in /*) ;; *) data=$HOME/.local/share ;; esac
+config=${XDG_CONFIG_HOME:-$HOME/.config}
+case $config in /*) ;; *) config=$HOME/.config ;; esac
+bash_dir=${BASH_COMPLETION_USER_DIR:-$data/bash-completion}/completions
+zsh_dir=$data/zsh/site-functions
+fish_dir=$config/fish/completions
+man_dir=$prefix/share/man/man1
+manifest=$data/bgrun/installed-files
+
+# The manifest: one entry a line, "file PATH", "dir PATH" (a directory this
+# script created) or "cargo ROOT" (binaries installed by cargo install).
+entries=()
+if [ -f "$manifest" ]; then
+  while IFS= read -r line; do
+    [ -n "$line" ] && entries+=("$line")
+  done <"$manifest"
+fi
+
+listed() { # listed ENTRY: is it in the manifest?
+  local e
+  for e in "${entries[@]+"${entries[@]}"}"; do [ "$e" = "$1" ] && return 0; done
+  return 1
+}
+
+if [ -n "$uninstall" ]; then
+  if [ ${#entries[@]} -eq 0 ]; then
+    echo "bgrun: nothing to uninstall (no manifest at $manifest)"
+    exit 0
+  fi
+  for e in "${entries[@]}"; do
+    case $e in
+      "cargo "*)
+        root=${e#cargo }
+        if command -v cargo >/dev/null; then
+          cargo uninstall --quiet --root "$root" bgrun 2>/dev/null || true
+        fi
+        # cargo's records of what it installed there, if this script made
+        # that directory and they are empty now.
+        if listed "dir $root" && [ "$(cat "$root/.crates.toml" 2>/dev/null)" = "[v1]" ] &&
+          [ "$(cat "$root/.crates2.json" 2>/dev/null)" = '{"installs":{}}' ]; then
+          rm -f -- "$root/.crates.toml" "$root/.crates2.json"
+        fi ;;
+    esac
+  done
+  files=()
+  for e in "${entries[@]}"; do
+    case $e in "file "*) files+=("${e#file }") ;; esac
+  done
+  [ ${#files[@]} -eq 0 ] || rm -f -- "${files[@]}"
+  rm -f -- "$manifest"
+  # Directories this script made, deepest first, if nothing else is in them.
+  for e in "${entries[@]}"; do
+    case $e in "dir "*) printf '%s\n' "${e#dir }" ;; esac
+  done | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- | while IFS= read -r d; do
+    rmdir -- "$d" 2>/dev/null || true
+  done
+  echo "bgrun: uninstalled (the job store was left as it was)"
+  exit 0
+fi
+
+for d in completions/bash completions/zsh completions/fish man; do
+  [ -d "$here/$d" ] || die "$here/$d is missing: run this script from the bgrun source tree"
+done
+if [ -n "$bin_dir" ]; then
+  for n in "${names[@]}"; do
+    [ -x "$bin_dir/$n" ] || die "$bin_dir/$n: no such executable (--no-build)"
+  done
+fi
+
+add() { listed "$1" || entries+=("$1"); }
+
+mkdirs() { # mkdirs DIR: mkdir -p, recording each directory it creates
+  local d=$1 missing=()
+  while [ -n "$d" ] && [ ! -d "$d" ]; do
+    missing+=("$d")
+    d=${d%/*}
+  done
+  mkdir -p -- "$1"
+  for d in "${missing[@]+"${missing[@]}"}"; do add "dir $d"; done
+}
+
+# What goes where: "SOURCE DEST MODE", one a line.
+plan=()
+for n in "${names[@]}"; do
+  [ -z "$bin_dir" ] || plan+=("$bin_dir/$n"$'\t'"$prefix/bin/$n"$'\t'755)
+  plan+=("$here/completions/bash/$n"$'\t'"$bash_dir/$n"$'\t'644)
+  plan+=("$here/completions/zsh/_$n"$'\t'"$zsh_dir/_$n"$'\t'644)
+  plan+=("$here/completions/fish/$n.fish"$'\t'"$fish_dir/$n.fish"$'\t'644)
+done
+for page in "$here"/man/*.1; do
+  plan+=("$page"$'\t'"$man_dir/${page##*/}"$'\t'644)
+done
+
+# Never replace a file this script did not put there (unless --force).
+clashes=()
+for p in "${plan[@]}"; do
+  IFS=$'\t' read -r src dest _ <<<"$p"
+  if [ -e "$dest" ] && ! listed "file $dest" && ! cmp -s "$src" "$dest"; then
+    clashes+=("$dest")
+  fi
+done
+if [ ${#clashes[@]} -gt 0 ] && [ -z "$force" ]; then
+  printf 'install.sh: %s exists and was not installed by this script\n' "${clashes[@]}" >&2
+  die "nothing was changed; move those files away, or pass --force to replace them"
+fi
+
+save_manifest() {
+  mkdirs "${manifest%/*}"
+  printf '%s\n' "${entries[@]}" >"$manifest.tmp"
+  mv -f -- "$manifest.tmp" "$manifest"
+}
+
+if [ -z "$bin_dir" ]; then
+  command -v cargo >/dev/null || die "cargo is not on PATH: install Rust (https://rustup.rs) first"
+  mkdirs "$prefix/bin"
+  add "cargo $prefix"
+  for n in "${names[@]}"; do add "file $prefix/bin/$n"; done
+  save_manifest # before cargo, so an interrupted install can still be undone
+  cargo install --locked --path "$here" --root "$prefix"
+fi
+
+for p in "${plan[@]}"; do
+  IFS=$'\t' read -r src dest mode <<<"$p"
+  [ -d "${dest%/*}" ] || mkdirs "${dest%/*}"
+  add "file $dest"
+  # install(1) unlinks the old file first, so a running binary is no obstacle.
+  install -m "$mode" -- "$src" "$dest"
+done
+save_manifest
+
+echo "bgrun: installed ${names[*]} in $prefix/bin"
+echo "  man pages        $man_dir"
+echo "  bash completion  $bash_dir"
+echo "  zsh completion   $zsh_dir"
+echo "  fish completion  $fish_dir"
+echo "  manifest         $manifest (./install.sh --uninstall removes what it lists)"
+case ":$PATH:" in
+  *":$prefix/bin:"*) ;;
+  *) echo "note: $prefix/bin is not on your PATH; add it (export PATH=\"$prefix/bin:\$PATH\")" ;;
+esac
+if [ ! -r /usr/share/bash-completion/bash_completion ] && [ ! -r /etc/bash_completion ]; then
+  echo "note: bash completion needs the bash-completion package (apt-get install bash-completion)"
+fi
+if command -v zsh >/dev/null && ! grep -qs "zsh/site-functions" "${ZDOTDIR:-$HOME}/.zshrc"; then
+  echo "note: for zsh, add this line to ~/.zshrc before compinit:  fpath=($zsh_dir \$fpath)"
+fi
