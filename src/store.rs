@@ -388,7 +388,19 @@ impl Store {
         }
         let size = disk_usage(&hidden);
         let meta = fs::symlink_metadata(&hidden).map_err(|e| io_err("removing", &path, e))?;
-        let res = if meta.is_dir() { fs::remove_dir_all(&hidden) } else { fs::remove_file(&hidden) };
+        if !meta.is_dir() {
+            fs::remove_file(&hidden).map_err(|e| io_err("removing", &path, e))?;
+            return Ok(size);
+        }
+        // A finished job's watcher may still be recording its notification:
+        // a file appearing mid-removal is removed on the next pass.
+        let mut res = fs::remove_dir_all(&hidden);
+        for _ in 0..5 {
+            match &res {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = fs::remove_dir_all(&hidden),
+                _ => break,
+            }
+        }
         res.map_err(|e| io_err("removing", &path, e))?;
         Ok(size)
     }

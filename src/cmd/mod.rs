@@ -480,17 +480,31 @@ pub fn shell() -> Res<PathBuf> {
 // --- waiting and following ----------------------------------------------------------
 
 /// Watches job directories for changes (inotify, via the notify crate).
+/// Only changes wake it: our own reads of the job's files (opening `pid`,
+/// reading the log) raise access events too, and waking on those would
+/// make waiting a busy loop.
 struct DirWatch {
     _watcher: Option<notify::RecommendedWatcher>,
     rx: std::sync::mpsc::Receiver<()>,
+    /// Keeps the channel open when no watcher could be made (inotify
+    /// limits), so that waiting falls back to the one-second re-check
+    /// instead of spinning.
+    _tx: std::sync::mpsc::Sender<()>,
 }
 
 impl DirWatch {
     fn new(dirs: &[&Path]) -> DirWatch {
+        use notify::event::{AccessKind, AccessMode, EventKind};
         use notify::Watcher;
         let (tx, rx) = std::sync::mpsc::channel();
-        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.send(());
+        let keep = tx.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let read_only = res.as_ref().is_ok_and(|e| {
+                matches!(e.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write))
+            });
+            if !read_only {
+                let _ = tx.send(());
+            }
         })
         .ok()
         .map(|mut w| {
@@ -499,7 +513,7 @@ impl DirWatch {
             }
             w
         });
-        DirWatch { _watcher: watcher, rx }
+        DirWatch { _watcher: watcher, rx, _tx: keep }
     }
 
     /// Sleeps until something changes or `d` passes. The jobs' state is

@@ -118,7 +118,14 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+        // A watcher finishing its last writes (meta.json after `status`)
+        // can put a file back into a directory being emptied: try again.
+        for _ in 0..10 {
+            if std::fs::remove_dir_all(&self.root).is_ok() || !self.root.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -1,0 +1,133 @@
+//! The `runlog` picker, driven through a real terminal: tmux runs `runlog`
+//! in a detached session, the test reads the screen with `capture-pane` and
+//! types with `send-keys`.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(20);
+
+/// A tmux server of the test's own (its socket lives in the test's
+/// directory), killed when dropped.
+struct Tmux<'a> {
+    env: &'a Env,
+    socket: PathBuf,
+}
+
+impl<'a> Tmux<'a> {
+    fn new(env: &'a Env) -> Tmux<'a> {
+        require("tmux");
+        Tmux { env, socket: env.root.join("tmux.sock") }
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        self.env.tool("tmux").arg("-S").arg(&self.socket).args(args).output().expect("running tmux")
+    }
+
+    /// Starts `runlog` in session `S`, its stdout to `OUT/sel` and its exit
+    /// status to `OUT/rc` once it ends.
+    fn start_runlog(&self) {
+        let out = self.env.root.display();
+        let command = format!(
+            "env RUN_DIR='{}' HOME='{}' NO_COLOR=1 '{}' > '{out}/sel'; echo $? > '{out}/rc.tmp'; mv '{out}/rc.tmp' '{out}/rc'",
+            self.env.store.display(),
+            self.env.home.display(),
+            bin("runlog").display(),
+        );
+        let started = self.tmux(&["new-session", "-d", "-s", "S", "-x", "100", "-y", "30", &command]);
+        assert!(started.status.success(), "tmux new-session: {}", stderr(&started));
+    }
+
+    fn screen(&self) -> String {
+        stdout(&self.tmux(&["capture-pane", "-p", "-t", "S"]))
+    }
+
+    fn wait_screen(&self, what: &str, cond: impl Fn(&str) -> bool) {
+        let mut last = String::new();
+        let deadline = std::time::Instant::now() + SOON;
+        while std::time::Instant::now() < deadline {
+            last = self.screen();
+            if cond(&last) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}; the screen:\n{last}");
+    }
+
+    /// Waits for the picker's prompt with all `n` jobs listed.
+    fn wait_prompt(&self, n: usize) {
+        let count = format!("{n}/{n}");
+        self.wait_screen("the picker's prompt", |s| {
+            s.lines().any(|l| l.starts_with("log>")) && s.lines().any(|l| l.trim_start().starts_with(&count))
+        });
+    }
+
+    fn keys(&self, args: &[&str]) {
+        let mut all = vec!["send-keys", "-t", "S"];
+        all.extend_from_slice(args);
+        let out = self.tmux(&all);
+        assert!(out.status.success(), "tmux send-keys: {}", stderr(&out));
+    }
+
+    /// `runlog`'s exit status and what it printed, once it has ended.
+    fn result(&self) -> (i32, String) {
+        let rc = self.env.root.join("rc");
+        wait_until(SOON, "runlog to end", || rc.exists());
+        let code = std::fs::read_to_string(&rc).expect("reading rc").trim().parse().expect("an exit status");
+        let sel = std::fs::read_to_string(self.env.root.join("sel")).expect("reading runlog's output");
+        (code, sel)
+    }
+}
+
+impl Drop for Tmux<'_> {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// Three finished jobs with different commands; their ids, oldest first.
+fn three_jobs(env: &Env) -> Vec<String> {
+    let ids: Vec<String> = ["apple", "zebra-kiwi", "mango"].iter().map(|w| env.start(&["echo", w])).collect();
+    for id in &ids {
+        env.wait_ended(id, SOON);
+    }
+    ids
+}
+
+#[test]
+fn the_picker_selects_the_job_matching_the_filter_and_prints_its_log() {
+    let env = Env::new();
+    let ids = three_jobs(&env);
+    let tmux = Tmux::new(&env);
+    tmux.start_runlog();
+    tmux.wait_prompt(3);
+
+    tmux.keys(&["-l", "zebra"]);
+    tmux.wait_screen("the filter to leave one job", |s| s.lines().any(|l| l.trim_start().starts_with("1/3")));
+    tmux.keys(&["Enter"]);
+
+    let (code, sel) = tmux.result();
+    assert_eq!(code, 0, "runlog exited with {code}; printed: {sel}");
+    assert_eq!(sel, env.log(&ids[1]), "runlog printed another log than the chosen job's");
+    assert!(sel.contains("\nzebra-kiwi\n") && sel.contains("=== done (exit 0) after "), "{sel}");
+}
+
+#[test]
+fn escape_in_the_picker_cancels_with_130_and_prints_nothing() {
+    let env = Env::new();
+    three_jobs(&env);
+    let tmux = Tmux::new(&env);
+    tmux.start_runlog();
+    tmux.wait_prompt(3);
+
+    tmux.keys(&["Escape"]);
+
+    let (code, sel) = tmux.result();
+    assert_eq!(code, 130);
+    assert_eq!(sel, "");
+}
