@@ -167,6 +167,8 @@ pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
             let s = state(&mut j, &boot);
             (j, s)
         })
+        // Removed (by another runrm) while we looked: gone, not lost.
+        .filter(|(j, s)| *s != State::Lost || j.dir.exists())
         .collect())
 }
 
@@ -499,9 +501,9 @@ impl DirWatch {
         let (tx, rx) = std::sync::mpsc::channel();
         let keep = tx.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let read_only = res.as_ref().is_ok_and(|e| {
-                matches!(e.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write))
-            });
+            let read_only = res
+                .as_ref()
+                .is_ok_and(|e| matches!(e.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write)));
             if !read_only {
                 let _ = tx.send(());
             }
