@@ -238,24 +238,41 @@ pub fn fork_job(program: &Path, argv: &[OsString], log: RawFd) -> Result<JobChil
     let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     let null = CString::new("/dev/null").expect("no NUL in a literal");
-    let (gr, gw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+    let (gr, gw) = pipe()?;
+    let (rr, rw) = pipe()?;
     // SAFETY: single-threaded; the child only makes system calls and execs.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(format!("fork: {e}")),
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(gr);
+            drop(rw);
+            // Wait until the job has its own session and group, so that
+            // once its id is printed, `kill -- -PID` reaches it.
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut File::from(rr), &mut b);
             Ok(JobChild { pid: child.as_raw(), go: Some(File::from(gw)) })
         }
         Ok(nix::unistd::ForkResult::Child) => {
             drop(gw);
+            drop(rr);
             // SAFETY: system calls on descriptors and memory this child owns.
-            unsafe { exec_job(gr, log, &null, &cprog, &ptrs) }
+            unsafe { exec_job(gr, rw, log, &null, &cprog, &ptrs) }
         }
     }
 }
 
-unsafe fn exec_job(go: OwnedFd, log: RawFd, null: &CStr, prog: &CStr, argv: &[*const libc::c_char]) -> ! {
+unsafe fn exec_job(
+    go: OwnedFd,
+    ready: OwnedFd,
+    log: RawFd,
+    null: &CStr,
+    prog: &CStr,
+    argv: &[*const libc::c_char],
+) -> ! {
     libc::setsid();
+    libc::write(ready.as_raw_fd(), b"r".as_ptr().cast(), 1);
+    drop(ready);
     let mut b = [0u8; 1];
     if libc::read(go.as_raw_fd(), b.as_mut_ptr().cast(), 1) != 1 {
         libc::_exit(125);

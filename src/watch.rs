@@ -142,7 +142,16 @@ fn supervise(dir: &Path, job: i32, deadline: Option<Instant>) -> (State, Outcome
                 }
                 None => {}
             },
-            Wake::StopRequest => {}
+            // `job stop --force` while a graceful stop or a timeout waits
+            // out its grace: kill now.
+            Wake::StopRequest => {
+                if let Some((s, kill_at, None)) = ending {
+                    if store::stop_request(dir).as_deref() == Some("kill") {
+                        proc::signal_tree(me, job, proc::SIGKILL);
+                        ending = Some((s, kill_at, Some(Instant::now())));
+                    }
+                }
+            }
             Wake::Deadline => match ending {
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
                     proc::signal_tree(me, job, proc::SIGTERM);

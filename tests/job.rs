@@ -1133,3 +1133,53 @@ job run "npm run typecheck" --name types"#);
     ok("job clean --all              # Remove all non-running jobs");
     assert_eq!(env.ids(), vec![slow.clone()], "only the running job is left");
 }
+
+#[test]
+fn the_jobs_process_group_exists_when_job_run_returns() {
+    let t = jobs();
+    for _ in 0..10 {
+        let id = t.launch(&["sleep 300"]);
+        let pid = t.pid(&id);
+        // No waiting: the group must already be there.
+        assert!(!group_members(pid).is_empty(), "no process group {pid} right after job run returned");
+        assert_eq!(pgrp_of(pid), pid, "the job does not lead its own group");
+        kill_group(pid);
+    }
+}
+
+#[test]
+fn job_run_refuses_a_command_that_is_not_there_before_starting_anything() {
+    let t = jobs();
+    let out = t.cli(&["run", "nosuchcmd-xyz --flag"]);
+    assert_eq!(code(&out), 127, "{out:?}");
+    assert_eq!(stderr(&out).trim_end(), "job: nosuchcmd-xyz: command not found");
+    assert!(stdout(&out).is_empty());
+    let left: Vec<_> = std::fs::read_dir(&t.store).map(|rd| rd.flatten().collect()).unwrap_or_default();
+    let names: Vec<_> = left.iter().map(|e| e.file_name()).filter(|n| n != ".keys").collect();
+    assert!(names.is_empty(), "the store holds {names:?}");
+}
+
+#[test]
+fn stop_force_cuts_short_the_grace_of_a_graceful_stop() {
+    let t = jobs();
+    let id = t.launch(&["trap '' TERM; sleep 300"]);
+    let pid = t.pid(&id);
+    wait_until(SOON, "the trap to be set", || group_members(pid).len() >= 2);
+    // A graceful stop: TERM is ignored, so it waits out its 3 s grace.
+    let mut graceful = t.cmd("job");
+    graceful.args(["stop", &id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut graceful = graceful.spawn().expect("starting job stop");
+    wait_until(SOON, "the stop request", || t.job_dir(&id).join("stop").exists());
+    let started = std::time::Instant::now();
+    let forced = t.cli(&["stop", "--force", &id]);
+    assert_eq!(code(&forced), 0, "{forced:?}");
+    let job = t.job(&id);
+    assert_eq!(job["state"], "stopped");
+    assert_eq!(job["signal"], "SIGKILL");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the forced stop waited out the grace: {:?}",
+        started.elapsed()
+    );
+    let _ = graceful.wait();
+}

@@ -40,6 +40,7 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
     if cmd.trim().is_empty() {
         return Err(usage("job run needs a command: job run \"CMD\""));
     }
+    super::check_shell_command(&cmd, std::env::var_os("PATH").as_deref())?;
     if notify && topic.is_none() {
         let t = env("NTFY_TOPIC")
             .ok_or_else(|| usage("--notify needs a topic: set NTFY_TOPIC or pass one (--notify TOPIC)"))?;
@@ -365,7 +366,7 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
             count += 1;
             continue;
         }
-        match store.remove(&job.id) {
+        match store.remove_job(&job) {
             Ok(n) => {
                 if let Some(key) = &job.meta.key {
                     store.release_key(key, &job.id);

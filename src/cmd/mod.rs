@@ -472,6 +472,34 @@ pub fn current_dir() -> Res<PathBuf> {
     std::env::current_dir().map_err(|e| Fail::from(format!("reading the working directory: {e}")))
 }
 
+/// Refuses a shell string whose first word can only be a command on PATH
+/// and is not there (`run 'nosuch --flag'`, `job run "nosuch"`), before
+/// anything starts: exit 127, as the shell itself would.
+pub fn check_shell_command(text: &str, path: Option<&OsStr>) -> Res<()> {
+    match plain_first_word(text) {
+        Some(word) if proc::which(OsStr::new(word), path).is_none() => {
+            Err(Fail::new(Exit::NotFound, format!("{}: command not found", clean(word))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The first word of a shell string when it can only be a command on PATH
+/// (not a builtin, keyword, assignment or anything expanded), so that a
+/// typo is refused before anything starts.
+fn plain_first_word(text: &str) -> Option<&str> {
+    const SHELL_WORDS: &[&str] = &[
+        "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "function",
+        "select", "time", "!", "{", "}", "[", "[[", ".", ":", "alias", "bg", "break", "cd", "command", "continue",
+        "eval", "exec", "exit", "export", "false", "fg", "getopts", "hash", "jobs", "kill", "local", "printf", "pwd",
+        "read", "readonly", "return", "set", "shift", "source", "test", "trap", "true", "type", "ulimit", "umask",
+        "unalias", "unset", "wait", "echo", "let", "declare", "typeset",
+    ];
+    let word = text.split_whitespace().next()?;
+    let plain = word.chars().all(|c| c.is_alphanumeric() || "-_./+@%,:".contains(c));
+    (plain && !SHELL_WORDS.contains(&word)).then_some(word)
+}
+
 /// The program for `sh -c`.
 pub fn shell() -> Res<PathBuf> {
     proc::which(OsStr::new("sh"), std::env::var_os("PATH").as_deref())

@@ -46,11 +46,7 @@ fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, pat
     let shell = found.is_none() && cmd.len() == 1 && is_shell_string(first);
     let (program, argv, command) = if shell {
         let text = first.to_string_lossy().into_owned();
-        if let Some(word) = plain_first_word(&text) {
-            if proc::which(OsStr::new(word), path).is_none() {
-                return Err(Fail::new(Exit::NotFound, format!("{}: command not found", super::clean(word))));
-            }
-        }
+        super::check_shell_command(&text, path)?;
         let argv = vec![OsString::from("sh"), OsString::from("-c"), first.clone()];
         (super::shell()?, argv, text)
     } else {
@@ -89,20 +85,4 @@ fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, pat
 /// One argument that is not a command but holds shell syntax or spaces.
 fn is_shell_string(s: &OsStr) -> bool {
     s.as_encoded_bytes().iter().any(|b| b" \t\n;&|<>()$`'\"*?[]{}~#=!\\".contains(b))
-}
-
-/// The first word of a shell string when it can only be a command on PATH
-/// (not a builtin, keyword, assignment or anything expanded), so that a
-/// typo is refused before anything starts.
-fn plain_first_word(text: &str) -> Option<&str> {
-    const SHELL_WORDS: &[&str] = &[
-        "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "function",
-        "select", "time", "!", "{", "}", "[", "[[", ".", ":", "alias", "bg", "break", "cd", "command", "continue",
-        "eval", "exec", "exit", "export", "false", "fg", "getopts", "hash", "jobs", "kill", "local", "printf", "pwd",
-        "read", "readonly", "return", "set", "shift", "source", "test", "trap", "true", "type", "ulimit", "umask",
-        "unalias", "unset", "wait", "echo", "let", "declare", "typeset",
-    ];
-    let word = text.split_whitespace().next()?;
-    let plain = word.chars().all(|c| c.is_alphanumeric() || "-_./+@%,:".contains(c));
-    (plain && !SHELL_WORDS.contains(&word)).then_some(word)
 }

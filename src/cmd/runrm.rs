@@ -49,7 +49,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
             count += 1;
             continue;
         }
-        match store.remove(&job.id) {
+        match store.remove_job(job) {
             Ok(n) => {
                 if let Some(key) = &job.meta.key {
                     store.release_key(key, &job.id);
