@@ -357,12 +357,46 @@ pub fn parse_topic(s: &str) -> Result<String, String> {
     }
 }
 
+/// How deep a context may nest: `runs --json` shows it two levels down,
+/// and common JSON readers give up at 128 levels (serde_json) or so.
+const CONTEXT_DEPTH: usize = 64;
+
 /// `--context`: any JSON value, kept verbatim.
 pub fn parse_context(s: &str) -> Result<Box<RawValue>, String> {
     if s.len() > 1 << 20 {
         return Err(format!("context is at most 1 MiB of JSON (this is {} bytes)", s.len()));
     }
+    let depth = json_depth(s);
+    if depth > CONTEXT_DEPTH {
+        return Err(format!("context is nested {depth} deep; at most {CONTEXT_DEPTH}"));
+    }
     serde_json::from_str::<Box<RawValue>>(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings skipped).
+fn json_depth(s: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in s.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// `--key`: any text up to 100 bytes, no NUL.
@@ -399,6 +433,16 @@ mod tests {
             assert!(parse_name(s).is_err(), "{s:?} was accepted");
         }
         assert!(parse_name("build").is_ok());
+    }
+
+    #[test]
+    fn contexts_nested_deeper_than_readers_go_are_refused() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_context(&nest(64)).is_ok());
+        assert!(parse_context(&nest(65)).is_err());
+        assert!(parse_context(&"[".repeat(100_000)).is_err());
+        let brackets_in_a_string = format!(r#"{{"a":"{}\\\"]"}}"#, "[".repeat(70));
+        assert!(parse_context(&brackets_in_a_string).is_ok(), "{brackets_in_a_string}");
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub fn publish(cfg: &Config, msg: &Message) -> Result<(), String> {
                 let status = resp.status().as_u16();
                 let mut text = String::new();
                 let _ = resp.into_body().into_reader().take(4096).read_to_string(&mut text);
-                last = format!("HTTP {status}{}", ntfy_error(&text).map(|e| format!(": {e}")).unwrap_or_default());
+                let error = ntfy_error(&redact(cfg, text));
+                last = format!("HTTP {status}{}", error.map(|e| format!(": {e}")).unwrap_or_default());
                 if status < 500 {
                     return Err(last);
                 }
@@ -106,6 +107,17 @@ pub fn publish(cfg: &Config, msg: &Message) -> Result<(), String> {
         }
     }
     Err(last)
+}
+
+/// A server's answer with any credential it echoed back blanked out, so
+/// that it never reaches the job's `notified` file.
+fn redact(cfg: &Config, text: String) -> String {
+    let secrets = match &cfg.auth {
+        Some(Auth::Token(t)) => vec![t.clone()],
+        Some(Auth::Basic(u, p)) => vec![p.clone(), base64(format!("{u}:{p}").as_bytes())],
+        None => vec![],
+    };
+    secrets.iter().filter(|s| !s.is_empty()).fold(text, |t, s| t.replace(s.as_str(), "[redacted]"))
 }
 
 /// ntfy's error body is `{"code":…,"http":…,"error":"…"}`.

@@ -296,7 +296,12 @@ impl Store {
             write_atomic(&staged.dir, "pid", format!("{pid}\n").as_bytes())?;
         }
         let base = meta.id.clone();
-        for attempt in 0u32..1000 {
+        let _lock = self.lock(false);
+        // An id is taken only within the second it names; a launch slower
+        // than that takes a suffix at once. A removal waits for that second
+        // to be over (see `remove_job`), so no id is ever used twice.
+        let late = chrono::Local::now().timestamp() > meta.started().timestamp();
+        for attempt in u32::from(late)..1000 {
             if attempt > 0 {
                 meta.id = format!("{base}_{}", suffix(attempt));
             }
@@ -350,6 +355,8 @@ impl Store {
             }
             match read_job(&path, &id) {
                 Ok(job) => jobs.push(job),
+                // Removed while we listed: not damage.
+                Err(_) if fs::symlink_metadata(&path).is_err() => {}
                 Err(reason) => damaged.push(Damaged { id, path, reason }),
             }
         }
@@ -379,12 +386,43 @@ impl Store {
     /// running. An entry already gone (another `runrm` got there first)
     /// frees nothing and is no error.
     pub fn remove(&self, id: &str) -> Result<u64, String> {
+        self.remove_if(id, |_| true)
+    }
+
+    /// Removes the job `job` was read from, and only it (checked under the
+    /// store's lock); gone meanwhile, nothing is removed (Ok(0)). Not before
+    /// the second its id names is over, so that no launch can take the id
+    /// again: an id names one job, ever.
+    pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
+        loop {
+            let now = chrono::Local::now();
+            if now.timestamp() > job.started.timestamp() {
+                break;
+            }
+            let rest = 1000 - u64::from(now.timestamp_subsec_millis().min(999));
+            std::thread::sleep(std::time::Duration::from_millis(rest));
+        }
+        let m = &job.meta;
+        self.remove_if(&job.id, |dir| {
+            read_job(dir, &job.id).is_ok_and(|now| {
+                (&now.meta.started_at, now.meta.pid, now.meta.pid_start) == (&m.started_at, m.pid, m.pid_start)
+            })
+        })
+    }
+
+    fn remove_if(&self, id: &str, still: impl Fn(&Path) -> bool) -> Result<u64, String> {
         let path = self.root.join(id);
         let hidden = self.root.join(format!(".rm-{id}-{}", std::process::id()));
-        match fs::rename(&path, &hidden) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err("removing", &path, e)),
+        {
+            let _lock = self.lock(true);
+            if !still(&path) {
+                return Ok(0);
+            }
+            match fs::rename(&path, &hidden) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(io_err("removing", &path, e)),
+            }
         }
         let size = disk_usage(&hidden);
         let meta = fs::symlink_metadata(&hidden).map_err(|e| io_err("removing", &path, e))?;
@@ -403,6 +441,16 @@ impl Store {
         }
         res.map_err(|e| io_err("removing", &path, e))?;
         Ok(size)
+    }
+
+    /// The store's lock (flock on its directory): held shared while a job
+    /// takes its id, exclusive while one is judged and renamed away. Best
+    /// effort: where it cannot be had (a read-only store), the rename that
+    /// follows fails anyway.
+    fn lock(&self, exclusive: bool) -> Option<File> {
+        let dir = File::open(&self.root).ok()?;
+        let locked = if exclusive { dir.lock() } else { dir.lock_shared() };
+        locked.ok().map(|()| dir)
     }
 
     /// Disk space the whole store takes, in bytes.
@@ -518,7 +566,16 @@ pub fn pick(jobs: &[(&str, &str)], word: &str) -> Pick {
 
 fn read_job(dir: &Path, id: &str) -> Result<Job, String> {
     let meta_path = dir.join("meta.json");
-    let bytes = fs::read(&meta_path).map_err(|e| io_err("reading", &meta_path, e))?;
+    // Never this big (the context is at most 1 MiB, argv what the kernel
+    // takes): a bigger one is damaged, not read whole into memory.
+    const META_MAX: u64 = 64 << 20;
+    let mut bytes = Vec::new();
+    File::open(&meta_path)
+        .and_then(|f| f.take(META_MAX + 1).read_to_end(&mut bytes))
+        .map_err(|e| io_err("reading", &meta_path, e))?;
+    if bytes.len() as u64 > META_MAX {
+        return Err(format!("reading {}: larger than 64 MiB", meta_path.display()));
+    }
     let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| format!("reading {}: {e}", meta_path.display()))?;
     let started = DateTime::parse_from_rfc3339(&meta.started_at)
         .map_err(|e| format!("reading {}: started_at: {e}", meta_path.display()))?;
