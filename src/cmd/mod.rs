@@ -134,12 +134,16 @@ pub fn state(job: &mut Job, boot: &str) -> State {
     if let Some(e) = &job.end {
         return e.state;
     }
-    if is_live(job, boot) {
-        return State::Running;
-    }
-    // The watcher may have recorded the end just now.
+    let live = is_live(job, boot);
+    // Read `status` after the liveness check: the watcher records the end
+    // before it exits, so a job seen dead with no `status` after that is
+    // lost, and a live watcher may have recorded the end just now.
     let _ = job.reread_end();
-    job.end.as_ref().map_or(State::Lost, |e| e.state)
+    match &job.end {
+        Some(e) => e.state,
+        None if live => State::Running,
+        None => State::Lost,
+    }
 }
 
 fn is_live(job: &Job, boot: &str) -> bool {
