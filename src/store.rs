@@ -394,13 +394,9 @@ impl Store {
     /// the second its id names is over, so that no launch can take the id
     /// again: an id names one job, ever.
     pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
-        loop {
-            let now = chrono::Local::now();
-            if now.timestamp() > job.started.timestamp() {
-                break;
-            }
-            let rest = 1000 - u64::from(now.timestamp_subsec_millis().min(999));
-            std::thread::sleep(std::time::Duration::from_millis(rest));
+        let left = (job.started.timestamp() + 1) * 1000 - chrono::Local::now().timestamp_millis();
+        if (1..=1000).contains(&left) {
+            std::thread::sleep(std::time::Duration::from_millis(left as u64));
         }
         let m = &job.meta;
         self.remove_if(&job.id, |dir| {
@@ -853,6 +849,18 @@ mod tests {
         assert_eq!(tail_lines(&p, 1, u64::MAX).unwrap(), b"no newline at the end");
         assert_eq!(tail_lines(&p, 1, 3).unwrap(), b"end");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_word_picks_an_exact_id_then_the_newest_of_a_name_then_a_unique_prefix() {
+        let jobs = [("build_1", "build"), ("test_1", "test"), ("build_2", "build"), ("build", "other")];
+        assert_eq!(pick(&jobs, "build"), Pick::One(3), "an exact id comes first");
+        assert_eq!(pick(&jobs, "test"), Pick::One(1));
+        assert_eq!(pick(&jobs[..3], "build"), Pick::One(2), "the newest of a name");
+        assert_eq!(pick(&jobs, "te"), Pick::One(1));
+        assert_eq!(pick(&jobs, "build_"), Pick::Ambiguous(vec![0, 2]));
+        assert_eq!(pick(&jobs, "x"), Pick::NoMatch);
+        assert_eq!(pick(&[], ""), Pick::NoMatch);
     }
 
     #[test]

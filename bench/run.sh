@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# The benchmark of issue 7: bgrun side by side with the floor (nohup) and its
+# peers (nq, task-spooler), all measured in the same run, since the machines
+# are shared and noisy and only same-run ratios mean something.
+#
+#   bash bench/run.sh [--quick] [--no-build-time]
+#
+# It installs what it lacks (apt-get: hyperfine, nq, task-spooler, time,
+# python3), builds the release binaries, measures in a temporary directory
+# (RUN_DIR, NQDIR, TS_SOCKET and TMPDIR all point into it: the real store is
+# never touched), prints one Markdown table and writes it, with the date, the
+# machine and the versions, to bench/RESULTS.md. Every figure is a median
+# with its min–max. bench/probe.py makes the measurements hyperfine cannot.
+#
+# --quick: fewer runs, no 10,000-job store, 64 MiB instead of 1 GiB of
+# output, no build time (for working on the benchmark itself).
+# --no-build-time: skip the clean release build (2 to 6 minutes here).
+#
+# Every process it starts carries BGRUN_BENCH_TOKEN in its environment; on
+# exit (or Ctrl-C) those, and only those, are killed and the temporary
+# directory is removed. On ext4 without a journal, files created within a few
+# minutes of mass deletions are slow to create (bench/GAPS.md): leave about
+# 6 minutes between two full runs, since each deletes a 10,000-job store.
+set -euo pipefail
+
+quick=0 build_time=1 args="$*"
+for arg in "$@"; do
+    case $arg in
+    --quick) quick=1 build_time=0 ;;
+    --no-build-time) build_time=0 ;;
+    -h | --help)
+        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "bench/run.sh: unknown option '$arg' (see --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PROBE=$ROOT/bench/probe.py
+step() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+
+# --- tools ----------------------------------------------------------------------
+missing=()
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v nq >/dev/null || missing+=(nq)
+command -v tsp >/dev/null || missing+=(task-spooler)
+[[ -x /usr/bin/time ]] || missing+=(time)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then
+    step "installing ${missing[*]}"
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || {
+    echo "bench/run.sh: cargo not found (install Rust first)" >&2
+    exit 1
+}
+
+step "building the release binaries"
+(cd "$ROOT" && timeout 1800 cargo build --release --locked --quiet)
+commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'not a git checkout')
+TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export BIN=$TARGET/release
+
+# --- a private world, cleaned up whatever happens ---------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bgrun-bench.XXXXXX")
+export TMP RES=$TMP/res BGRUN_BENCH_TOKEN=$TMP
+cleanup() {
+    set +e
+    for sock in "$TMP"/*.sock; do
+        [[ -S $sock ]] && TS_SOCKET=$sock timeout 10 tsp -K >/dev/null 2>&1
+    done
+    timeout 30 python3 "$PROBE" reap
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+mkdir -p "$RES" "$TMP/hf" "$TMP/tmp"
+export TMPDIR=$TMP/tmp TS_SOCKET=$TMP/tsp.sock NQDIR=$TMP/nq RUN_DIR=$TMP/store LC_ALL=C
+mkdir -p "$NQDIR"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if ((quick)); then
+    RUNS=30 WARM=5 SAMPLES=8 LIST_SIZES=(100 1000) BIG=1000 OUT_BYTES=$((64 << 20)) OUT_ROUNDS=2
+else
+    RUNS=300 WARM=20 SAMPLES=25 LIST_SIZES=(100 1000 10000) BIG=10000 OUT_BYTES=$((1 << 30)) OUT_ROUNDS=5
+fi
+
+# hf KEY RUNS WARMUP COMMAND: one hyperfine measurement without a shell (-N),
+# its samples saved under KEY.
+hf() {
+    local key=$1 runs=$2 warm=$3 cmd=$4
+    timeout 900 hyperfine -N --style basic --warmup "$warm" --runs "$runs" \
+        --export-json "$TMP/hf/$key.json" "$cmd" >>"$TMP/hyperfine.log" 2>&1 || {
+        tail -20 "$TMP/hyperfine.log" >&2
+        return 1
+    }
+    python3 "$PROBE" hf "$TMP/hf/$key.json" "$key"
+}
+probe() { timeout 900 python3 "$PROBE" "$@"; }
+# Waits until the queued nq and tsp jobs of the launch tests have finished.
+settle() {
+    timeout 60 nq -w >/dev/null 2>&1 || true
+    timeout 60 tsp -w >/dev/null 2>&1 || true
+    tsp -C >/dev/null 2>&1 || true
+}
+
+# --- 1. launch ------------------------------------------------------------------
+step "1 launch: nohup, nq, tsp, run true, run sleep 60 ($RUNS runs each)"
+hf launch.floor "$RUNS" "$WARM" "sh -c 'nohup true >/dev/null 2>&1 &'"
+hf launch.nq "$RUNS" "$WARM" "nq true"
+settle
+hf launch.tsp "$RUNS" "$WARM" "tsp true"
+settle
+hf launch.run_true "$RUNS" "$WARM" "'$BIN/run' true"
+hf launch.run_sleep $((RUNS / 3)) "$WARM" "'$BIN/run' sleep 60"
+# Jobs of one name launched within a second share a base id, and all but the
+# first retry under a suffixed one: the same launch, a new name each time.
+timeout 900 hyperfine -N --style basic --runs 1 -P i 1 "$((RUNS / 3))" \
+    --export-json "$TMP/hf/fresh.json" "'$BIN/run' --name t{i} true" >>"$TMP/hyperfine.log" 2>&1
+python3 - "$TMP/hf/fresh.json" "$RES/launch.run_fresh.json" <<'EOF'
+import json, sys
+times = [r["times"][0] * 1000 for r in json.load(open(sys.argv[1]))["results"]]
+json.dump({"unit": "ms", "samples": times, "note": ""}, open(sys.argv[2], "w"))
+EOF
+probe stop-bgrun "$RUN_DIR"
+
+# --- 2, 3. exit to visible, wait wake-up ----------------------------------------------------------
+step "2 exit to visible ($SAMPLES samples per tool, twice)"
+probe visible "$SAMPLES"
+probe poll "$SAMPLES"
+step "3 wait wake-up ($SAMPLES samples per tool)"
+probe wake "$SAMPLES"
+# The cost of waiting itself: `job wait` on a job that has already ended.
+ended=$(RUN_DIR=$TMP/store-wake "$BIN/runs" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
+RUN_DIR=$TMP/store-wake hf wake.ended "$((RUNS / 3))" "$WARM" "'$BIN/job' wait $ended"
+RUN_DIR=$TMP/store-wake hf wake.status "$((RUNS / 3))" "$WARM" "'$BIN/job' status $ended"
+
+# --- 4. listing, and launching into a big store ---------------------------------------------------
+step "4 listing: stores of ${LIST_SIZES[*]} finished jobs"
+tmpl=$TMP/store-template
+{
+    RUN_DIR=$tmpl "$BIN/run" true
+    RUN_DIR=$tmpl "$BIN/run" false
+    RUN_DIR=$tmpl "$BIN/run" echo hello
+    RUN_DIR=$tmpl "$BIN/run" 'echo out; echo err >&2; exit 3'
+} >/dev/null
+# shellcheck disable=SC2046 # one word per id
+RUN_DIR=$tmpl timeout 60 "$BIN/job" wait $(RUN_DIR=$tmpl "$BIN/runs" --json |
+    python3 -c 'import json, sys; print(" ".join(j["id"] for j in json.load(sys.stdin)))') 2>/dev/null || true
+for n in "${LIST_SIZES[@]}"; do
+    probe mkstore "$tmpl" "$TMP/store-$n" "$n"
+    runs=$((n >= 10000 ? RUNS / 10 : RUNS / 3))
+    RUN_DIR=$TMP/store-$n hf "list.runs.$n" "$runs" 3 "'$BIN/runs'"
+    RUN_DIR=$TMP/store-$n hf "list.json.$n" "$runs" 3 "'$BIN/runs' --json"
+done
+step "4 launching into a store of $BIG jobs vs an empty one (alternating, twice)"
+mkdir -p "$TMP/store-0"
+half=$((RUNS / 2))
+for round in 1 2; do
+    RUN_DIR=$TMP/store-0 hf "launch.store0.$round" "$half" "$WARM" "'$BIN/run' true"
+    RUN_DIR=$TMP/store-$BIG hf "launch.store$BIG.$round" "$half" "$WARM" "'$BIN/run' true"
+done
+python3 - "$RES" "$BIG" <<'EOF'
+import json, sys
+res, big = sys.argv[1], sys.argv[2]
+for key in ("store0", "store" + big):
+    parts = [json.load(open(f"{res}/launch.{key}.{r}.json")) for r in (1, 2)]
+    json.dump({"unit": "ms", "samples": parts[0]["samples"] + parts[1]["samples"], "note": ""},
+              open(f"{res}/launch.{key}.json", "w"))
+EOF
+
+# --- 5. memory ------------------------------------------------------------------------
+step "5 memory: 20 sleeping jobs per tool"
+probe memory 20
+
+# --- 6. output throughput -------------------------------------------------------------
+step "6 output: $((OUT_BYTES >> 20)) MiB to stdout, $OUT_ROUNDS rounds"
+probe throughput "$OUT_BYTES" "$OUT_ROUNDS"
+
+# --- 7. binary ---------------------------------------------------------------------------
+mib() { python3 -c "import os, sys; print(os.path.getsize(sys.argv[1]) / 2**20)" "$1"; }
+python3 "$PROBE" save bin.run MiB "$(mib "$BIN/run")"
+python3 "$PROBE" save bin.runlog MiB "$(mib "$BIN/runlog")"
+if ((build_time)); then
+    step "7 clean release build in a separate target dir"
+    secs=$(cd "$ROOT" && CARGO_TARGET_DIR=$TMP/target /usr/bin/time -f %e \
+        timeout 1800 cargo build --release --locked --quiet 2>&1 >/dev/null | tail -1)
+    python3 "$PROBE" save build.time s "$secs"
+    rm -rf "$TMP/target"
+fi
+
+# --- the table -------------------------------------------------------------------------------
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+table=$TMP/table.md
+python3 "$PROBE" table "$table"
+version() { "$@" 2>&1 | head -1 || true; }
+{
+    echo "# Benchmark results"
+    echo
+    echo "Made by \`bash bench/run.sh${args:+ $args}\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo
+    echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),"
+    echo "  $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo) RAM, Linux $(uname -r);" \
+        "load average $load_before at the start, $load_after at the end."
+    echo "- Versions: bgrun $("$BIN/run" --version | awk '{print $2}') ($commit)," \
+        "nq $(dpkg-query -W -f='${Version}' nq 2>/dev/null || echo '?')," \
+        "tsp $(dpkg-query -W -f='${Version}' task-spooler 2>/dev/null || version tsp -V)," \
+        "$(version hyperfine --version), $(version rustc --version)."
+    echo "- The machine is shared with other engineers' builds and tests: absolute"
+    echo "  figures are noisy; the ratios, measured in the same run, are what count."
+    echo
+    cat "$table"
+    echo
+    cat <<'EOF'
+How each figure is made (bench/run.sh, bench/probe.py):
+1. Launch: hyperfine -N (no shell, so no shell start-up is counted), with
+   warm-up; the time until the command returns. The floor is
+   `sh -c 'nohup true >/dev/null 2>&1 &'`.
+   `run --name tN true` gives every launch a new id (one hyperfine command
+   per N, one run each, after the warm-up of the rows above).
+2. Exit to visible: the job is `bash -c 'sleep 0.2; echo $EPOCHREALTIME > T'`,
+   so it stamps its own exit. bgrun: until `status` is renamed into place
+   (inotify), each time confirmed by a `runs --json` started at that moment
+   (the only thing `runs` needs to show a job ended is `status`). nq: until
+   the job file's lock is released (a blocking flock). The polling row calls
+   the tool's own listing back to back until one returns showing the job
+   ended: it includes that call and part of the one before.
+3. Wait wake-up: the same job (sleeping 0.3 s), and the tool's wait command
+   started meanwhile; until it returns. Then, with hyperfine, `job wait` on
+   a job that has already ended, next to `job status` of the same job: what
+   waiting costs beyond reading the job.
+4. Listing: stores made of copies of four real finished jobs (done and
+   failed) under new ids; launching: `run true` into the big store and into
+   one that starts empty, alternating, twice.
+5. Memory: /proc/PID/smaps_rollup of each tool's own per-job process while
+   20 `sleep 300` jobs run (bgrun: the watcher; nq: its process above the
+   job, one queue per job so that all run at once; tsp: each job's client
+   plus a 20th of its server, with 20 slots).
+6. Output: `head -c SIZE /dev/zero` from launch to the recorded end (bgrun:
+   `status` appears; nq: lock released; tsp: `tsp -w` returns) vs the same
+   command with stdout opened straight on a file; the order rotates per round.
+7. Binary: stripped release sizes; a clean release build in an empty target
+   directory (one sample, on a machine shared with other builds).
+Every `run` the probes make is checked: the id it prints names a job
+directory that already holds its meta.json (the probe stops otherwise).
+EOF
+    # The hand-written analysis of the misses, with its profiles.
+    if [[ -f $ROOT/bench/GAPS.md ]]; then
+        echo
+        cat "$ROOT/bench/GAPS.md"
+    fi
+} >"$ROOT/bench/RESULTS.md"
+step "written to bench/RESULTS.md"
