@@ -70,6 +70,15 @@ pub fn pid_exists(pid: i32) -> bool {
     matches!(stat(pid), Some(s) if s.state != b'Z' && s.state != b'X')
 }
 
+/// Opens `rel` (a path relative to the directory `dir`) for reading,
+/// without following a final symbolic link: reading many files of one
+/// directory, this skips the walk of the directory's own path.
+pub fn open_in(dir: &fs::File, rel: &Path) -> std::io::Result<fs::File> {
+    use nix::fcntl::{openat, OFlag};
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    openat(dir, rel, flags, nix::sys::stat::Mode::empty()).map(fs::File::from).map_err(std::io::Error::from)
+}
+
 pub fn boot_id() -> String {
     fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
@@ -175,14 +184,30 @@ fn redirect_stdio_to_null() -> Result<(), nix::Error> {
     Ok(())
 }
 
-/// Closes every descriptor from 3 up except `keep`.
+/// Closes every descriptor from 3 up except `keep`: close_range(2) over
+/// the gaps, else (before Linux 5.9) each one listed in /proc/self/fd.
 pub fn close_fds_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3u32;
+    let mut ranged = true;
+    for &k in keep.iter().chain(std::iter::once(&u32::MAX)) {
+        if k > first {
+            // SAFETY: closes descriptors nothing in this process uses.
+            ranged &= unsafe { libc::close_range(first, k - 1, 0) } == 0;
+        }
+        first = k.saturating_add(1);
+    }
+    if ranged {
+        return;
+    }
     let fds: Vec<RawFd> = match fs::read_dir("/proc/self/fd") {
         Ok(rd) => rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect(),
         Err(_) => (3..1024).collect(),
     };
     for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
+        if fd > 2 && !keep.contains(&(fd as u32)) {
             // SAFETY: closing a descriptor nothing in this process uses.
             unsafe { libc::close(fd) };
         }

@@ -260,14 +260,14 @@ impl Store {
         }
     }
 
-    /// Builds a job directory under a hidden name: `cmd`, `meta.json`, the
-    /// log header and the reserved status. Nothing is visible yet.
+    /// Builds a job directory under a hidden name: `cmd`, the log header and
+    /// the reserved status (`meta.json` and `pid` come with `publish`, once
+    /// the job's pid is known). Nothing is visible yet.
     pub fn stage(&self, meta: &Meta) -> Result<Staged, String> {
         let dir = self.root.join(format!(".new-{}-{}", meta.id, std::process::id()));
         DirBuilder::new().mode(0o700).create(&dir).map_err(|e| io_err("creating", &dir, e))?;
         let made = (|| {
             write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
-            write_new(&dir.join("meta.json"), &meta_bytes(meta))?;
             let header = format!(
                 "=== {}\n=== cwd: {}\n=== started: {} on {} as {}\n",
                 meta.command, meta.cwd, meta.started_at, meta.host, meta.user
@@ -288,13 +288,17 @@ impl Store {
         made
     }
 
-    /// Writes the final `meta.json` and `pid` into the staged directory and
-    /// renames it into place. When the id is taken, a short suffix is added
+    /// Writes `meta.json` and `pid` into the staged directory and renames it
+    /// into place. When the id is taken, a short suffix is added
     /// (and `meta.id` updated). Returns the job's directory.
     pub fn publish(&self, staged: &Staged, meta: &mut Meta) -> Result<PathBuf, String> {
+        // The directory is still hidden: its files are written in place, and
+        // the rename of the directory publishes them all at once.
         if let Some(pid) = meta.pid {
-            write_atomic(&staged.dir, "pid", format!("{pid}\n").as_bytes())?;
+            write_new(&staged.dir.join("pid"), format!("{pid}\n").as_bytes())?;
         }
+        let meta_path = staged.dir.join("meta.json");
+        let meta_file = open_new(&meta_path, false)?;
         let base = meta.id.clone();
         let _lock = self.lock(false);
         // An id is taken only within the second it names; a launch slower
@@ -305,7 +309,12 @@ impl Store {
             if attempt > 0 {
                 meta.id = format!("{base}_{}", suffix(attempt));
             }
-            write_atomic(&staged.dir, "meta.json", &meta_bytes(meta))?;
+            let bytes = meta_bytes(meta);
+            let written = (|| {
+                meta_file.set_len(0)?;
+                meta_file.write_all_at(&bytes, 0)
+            })();
+            written.map_err(|e| io_err("writing", &meta_path, e))?;
             let dest = self.root.join(&meta.id);
             // rename(2) onto an existing non-empty directory, a file or a
             // link fails, so a taken id is never overwritten. (An empty
@@ -325,14 +334,15 @@ impl Store {
     }
 
     /// Every job in the store, oldest first, and the entries that look like
-    /// jobs but cannot be read.
+    /// jobs but cannot be read. A big store is read by a few threads.
     pub fn list(&self) -> Result<(Vec<Job>, Vec<Damaged>), String> {
-        let rd = match fs::read_dir(&self.root) {
-            Ok(rd) => rd,
+        let root = match File::open(&self.root) {
+            Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok((vec![], vec![])),
             Err(e) => return Err(io_err("reading", &self.root, e)),
         };
-        let (mut jobs, mut damaged) = (Vec::new(), Vec::new());
+        let rd = fs::read_dir(&self.root).map_err(|e| io_err("reading", &self.root, e))?;
+        let (mut ids, mut damaged) = (Vec::new(), Vec::new());
         for entry in rd {
             let entry = entry.map_err(|e| io_err("reading", &self.root, e))?;
             let name = entry.file_name();
@@ -340,24 +350,45 @@ impl Store {
                 continue;
             }
             let Ok(ft) = entry.file_type() else { continue };
-            let path = entry.path();
             let id = name.to_string_lossy().into_owned();
             if ft.is_symlink() {
-                damaged.push(Damaged { id, path, reason: "a symbolic link, not a job directory".into() });
-                continue;
+                damaged.push(Damaged { id, path: entry.path(), reason: "a symbolic link, not a job directory".into() });
+            } else if !ft.is_dir() {
+                // a foreign file (say, an old run script's .log)
+            } else if name.to_str().is_none() {
+                damaged.push(Damaged { id, path: entry.path(), reason: "a name that is not UTF-8".into() });
+            } else {
+                ids.push(id);
             }
-            if !ft.is_dir() {
-                continue; // a foreign file (say, an old run script's .log)
-            }
-            if name.to_str().is_none() {
-                damaged.push(Damaged { id, path, reason: "a name that is not UTF-8".into() });
-                continue;
-            }
-            match read_job(&path, &id) {
+        }
+        fn read<'a>(root: &File, root_path: &Path, ids: &'a [String]) -> Vec<(&'a String, Result<Job, String>)> {
+            let mut buf = Vec::new();
+            ids.iter().map(|id| (id, read_job_at(root, root_path, id, &mut buf))).collect()
+        }
+        let threads =
+            if ids.len() < 512 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) };
+        let read: Vec<_> = if threads == 1 {
+            read(&root, &self.root, &ids)
+        } else {
+            let chunk = ids.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let (root, root_path) = (&root, &self.root);
+                let parts: Vec<_> =
+                    ids.chunks(chunk).map(|part| s.spawn(move || read(root, root_path, part))).collect();
+                parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+            })
+        };
+        let mut jobs = Vec::with_capacity(read.len());
+        for (id, r) in read {
+            match r {
                 Ok(job) => jobs.push(job),
-                // Removed while we listed: not damage.
-                Err(_) if fs::symlink_metadata(&path).is_err() => {}
-                Err(reason) => damaged.push(Damaged { id, path, reason }),
+                Err(reason) => {
+                    let path = self.root.join(id);
+                    // Removed while we listed: not damage.
+                    if fs::symlink_metadata(&path).is_ok() {
+                        damaged.push(Damaged { id: id.clone(), path, reason });
+                    }
+                }
             }
         }
         jobs.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
@@ -561,35 +592,78 @@ pub fn pick(jobs: &[(&str, &str)], word: &str) -> Pick {
 }
 
 fn read_job(dir: &Path, id: &str) -> Result<Job, String> {
-    let meta_path = dir.join("meta.json");
-    // Never this big (the context is at most 1 MiB, argv what the kernel
-    // takes): a bigger one is damaged, not read whole into memory.
-    const META_MAX: u64 = 64 << 20;
-    let mut bytes = Vec::new();
-    File::open(&meta_path)
-        .and_then(|f| f.take(META_MAX + 1).read_to_end(&mut bytes))
-        .map_err(|e| io_err("reading", &meta_path, e))?;
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let root = File::open(parent).map_err(|e| io_err("reading", parent, e))?;
+    read_job_at(&root, parent, id, &mut Vec::new())
+}
+
+/// Never this big (the context is at most 1 MiB, argv what the kernel
+/// takes): a bigger `meta.json` is damaged, not read whole into memory.
+const META_MAX: u64 = 64 << 20;
+
+/// Reads the job `id` of the store open as `root` (at `root_path`), with
+/// `buf` as scratch space kept from one job to the next: a listing makes
+/// two opens and two reads per job.
+fn read_job_at(root: &File, root_path: &Path, id: &str, buf: &mut Vec<u8>) -> Result<Job, String> {
+    let meta_path = || root_path.join(id).join("meta.json");
+    let rel = Path::new(id).join("meta.json");
+    let bytes = read_small(root, &rel, META_MAX, buf).map_err(|e| io_err("reading", &meta_path(), e))?;
     if bytes.len() as u64 > META_MAX {
-        return Err(format!("reading {}: larger than 64 MiB", meta_path.display()));
+        return Err(format!("reading {}: larger than 64 MiB", meta_path().display()));
     }
-    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| format!("reading {}: {e}", meta_path.display()))?;
+    let meta: Meta = serde_json::from_slice(bytes).map_err(|e| format!("reading {}: {e}", meta_path().display()))?;
     let started = DateTime::parse_from_rfc3339(&meta.started_at)
-        .map_err(|e| format!("reading {}: started_at: {e}", meta_path.display()))?;
-    let end = read_status(dir)?;
-    Ok(Job { id: id.to_string(), dir: dir.to_path_buf(), meta, started, end })
+        .map_err(|e| format!("reading {}: started_at: {e}", meta_path().display()))?;
+    let dir = root_path.join(id);
+    let rel = Path::new(id).join("status");
+    let end = match read_small(root, &rel, 4096, buf) {
+        Ok(bytes) => Some(
+            parse_status(bytes).ok_or_else(|| format!("reading {}: not a job status", dir.join("status").display()))?,
+        ),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err("reading", &dir.join("status"), e)),
+    };
+    Ok(Job { id: id.to_string(), dir, meta, started, end })
+}
+
+/// The file `rel` under `dir`, whole up to `max` bytes (one byte more
+/// shows that it is bigger). Usually one read(2): `buf` is big enough for
+/// a job's small files, and a short read of a regular file is its end.
+fn read_small<'b>(dir: &File, rel: &Path, max: u64, buf: &'b mut Vec<u8>) -> io::Result<&'b [u8]> {
+    const FIRST: usize = 64 * 1024;
+    let mut f = crate::proc::open_in(dir, rel)?;
+    if buf.len() < FIRST {
+        buf.resize(FIRST, 0);
+    }
+    let n = loop {
+        match f.read(&mut buf[..FIRST]) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            r => break r?,
+        }
+    };
+    if n < FIRST {
+        return Ok(&buf[..n]);
+    }
+    buf.truncate(FIRST);
+    f.take(max + 1 - FIRST as u64).read_to_end(buf)?;
+    Ok(&buf[..])
 }
 
 fn read_status(dir: &Path) -> Result<Option<End>, String> {
     let path = dir.join("status");
-    let mut text = String::new();
+    let mut text = Vec::new();
     match File::open(&path) {
         Ok(f) => {
-            f.take(4096).read_to_string(&mut text).map_err(|e| io_err("reading", &path, e))?;
+            f.take(4096).read_to_end(&mut text).map_err(|e| io_err("reading", &path, e))?;
         }
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("reading", &path, e)),
     }
-    End::parse(&text).map(Some).ok_or_else(|| format!("reading {}: not a job status", path.display()))
+    parse_status(&text).map(Some).ok_or_else(|| format!("reading {}: not a job status", path.display()))
+}
+
+fn parse_status(bytes: &[u8]) -> Option<End> {
+    End::parse(std::str::from_utf8(bytes).ok()?)
 }
 
 /// Records the end of a job: the reserved status file is filled in place

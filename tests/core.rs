@@ -785,3 +785,67 @@ fn a_command_holding_an_escape_byte_is_shown_escaped() {
     assert!(tty.contains(&job.id) && !tty.contains('\u{1b}'), "a raw ESC reached the terminal: {tty:?}");
     assert_eq!(env.job(&job.id)["argv"][1], "x\u{1b}[2Jy\n");
 }
+
+// --- a big store -----------------------------------------------------------------
+
+#[test]
+fn a_big_store_lists_every_job_once_in_order_and_names_each_damaged_one() {
+    let env = Env::new();
+    let model = launch(&env, &["sh", "-c", "exit 3"]);
+    env.wait_ended(&model.id, SOON);
+    let model_dir = env.job_dir(&model.id);
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&model_dir)
+        .expect("reading the model job")
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("reading a job file")))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    let mut meta: Value =
+        serde_json::from_slice(&files.iter().find(|(n, _)| n == "meta.json").expect("meta.json").1).expect("JSON");
+    std::fs::remove_dir_all(&model_dir).expect("removing the model job");
+    // Enough jobs that the listing reads them with several threads.
+    let n = 1500;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("copy_20250101_{:02}{:02}{:02}", i / 3600, i / 60 % 60, i % 60);
+        meta["id"] = Value::from(id.as_str());
+        meta["started_at"] =
+            Value::from(format!("2025-01-01T{:02}:{:02}:{:02}.000+00:00", i / 3600, i / 60 % 60, i % 60));
+        let dir = env.store.join(&id);
+        std::fs::create_dir(&dir).expect("making a job directory");
+        for (name, bytes) in &files {
+            let bytes = if name == "meta.json" { serde_json::to_vec(&meta).expect("JSON") } else { bytes.clone() };
+            std::fs::write(dir.join(name), bytes).expect("writing a job file");
+        }
+        ids.push(id);
+    }
+    let (truncated, garbage, linked) = (ids[700].clone(), ids[1200].clone(), ids[1499].clone());
+    let meta_path = env.job_dir(&truncated).join("meta.json");
+    let bytes = std::fs::read(&meta_path).expect("reading meta.json");
+    std::fs::write(&meta_path, &bytes[..bytes.len() / 2]).expect("truncating meta.json");
+    write(&env.job_dir(&garbage).join("status"), "done exit 0 never\n");
+    let meta_path = env.job_dir(&linked).join("meta.json");
+    std::fs::rename(&meta_path, env.root.join("elsewhere.json")).expect("moving meta.json out");
+    std::os::unix::fs::symlink(env.root.join("elsewhere.json"), &meta_path).expect("planting a link");
+
+    let out = env.run("runs", &["--json"]);
+    assert!(out.status.success(), "runs --json failed: {}", stderr(&out));
+    let err = stderr(&out);
+    for id in [&truncated, &garbage, &linked] {
+        assert_eq!(err.lines().filter(|l| l.contains(id.as_str())).count(), 1, "{id} in stderr: {err}");
+    }
+    assert_eq!(err.lines().count(), 3, "stderr: {err}");
+    let jobs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("runs --json prints JSON");
+    let listed: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap_or_default()).collect();
+    let expected: Vec<&str> = ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| ![&truncated, &garbage, &linked].contains(&&id.to_string()))
+        .collect();
+    assert_eq!(listed, expected, "every readable job once, oldest first");
+    assert!(jobs.iter().all(|j| j["state"] == "failed" && j["exit_code"] == 3), "a copy lost its end");
+
+    let out = env.run("runs", &[]);
+    assert!(out.status.success(), "runs failed: {}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), n - 3);
+}

@@ -105,7 +105,7 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
     let mut out = Out::new();
     if a.json {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
-        out.line(&serde_json::to_string_pretty(&views).map_err(|e| format!("writing JSON: {e}"))?)?;
+        out.json(&views)?;
     } else if jobs.is_empty() {
         let scope = if a.all { String::new() } else { format!(" for {project} (--all for every project)") };
         eprintln!("no jobs{scope}");

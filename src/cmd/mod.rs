@@ -96,6 +96,15 @@ impl Out {
     pub fn bytes(&mut self, b: &[u8]) -> Res<()> {
         self.w.write_all(b).map_err(out_err)
     }
+    /// `v` as pretty JSON and a newline, streamed (a big listing is never
+    /// one string in memory).
+    pub fn json(&mut self, v: &impl serde::Serialize) -> Res<()> {
+        serde_json::to_writer_pretty(&mut self.w, v).map_err(|e| match e.io_error_kind() {
+            Some(kind) => out_err(io::Error::from(kind)),
+            None => Fail::from(format!("writing JSON: {e}")),
+        })?;
+        self.bytes(b"\n")
+    }
     pub fn flush(&mut self) -> Res<()> {
         self.w.flush().map_err(out_err)
     }

@@ -14,8 +14,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let mut out = Out::new();
     if a.json {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
-        let text = serde_json::to_string_pretty(&views).map_err(|e| format!("writing JSON: {e}"))?;
-        out.line(&text)?;
+        out.json(&views)?;
     } else if jobs.is_empty() {
         eprintln!("no jobs in {}", store.root().display());
     } else {
