@@ -573,9 +573,12 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
     let dirs: Vec<&Path> = jobs.iter().map(|j| j.dir.as_path()).collect();
     let dirs: Vec<PathBuf> = dirs.into_iter().map(Path::to_path_buf).collect();
     let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-    let watch = DirWatch::new(&refs);
     let deadline = timeout.map(|t| Instant::now() + t);
     let boot = boot_id();
+    // The watch is made only when there is something to wait for (tearing
+    // an inotify watch down costs a process some milliseconds at exit), and
+    // the state is checked again once it is in place.
+    let mut watch = None;
     loop {
         if jobs.iter_mut().all(|j| state(j, &boot) != State::Running) {
             return true;
@@ -585,7 +588,10 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
             Some(d) => d - Instant::now(),
             None => Duration::from_secs(1),
         };
-        watch.wait(left);
+        match &watch {
+            None => watch = Some(DirWatch::new(&refs)),
+            Some(w) => w.wait(left),
+        }
     }
 }
 
@@ -596,7 +602,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
     let mut f = File::open(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let boot = boot_id();
-    let watch = follow.then(|| DirWatch::new(&[job.dir.as_path()]));
+    let mut watch = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let st = state(job, &boot);
@@ -609,11 +615,16 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
             out.bytes(&buf[..n])?;
         }
         out.flush()?;
-        let Some(watch) = &watch else { return Ok(st) };
-        if st != State::Running {
+        if !follow || st != State::Running {
             return Ok(st);
         }
-        watch.wait(Duration::from_secs(1));
+        // Made once there is something to follow, then the state and the
+        // log are read again with it in place (as in `wait_all`).
+        let Some(w) = &watch else {
+            watch = Some(DirWatch::new(&[job.dir.as_path()]));
+            continue;
+        };
+        w.wait(Duration::from_secs(1));
         if let Ok(m) = std::fs::metadata(&path) {
             if m.len() < pos {
                 eprintln!("(log truncated)");
