@@ -34,6 +34,7 @@ pub use crate::store::Outcome;
 pub struct Stat {
     pub ppid: i32,
     pub pgrp: i32,
+    pub session: i32,
     pub state: u8,
     pub start: u64,
 }
@@ -55,13 +56,17 @@ fn parse_stat(buf: &[u8]) -> Option<Stat> {
         state: *f.first()?.as_bytes().first()?,
         ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
+        session: f.get(3)?.parse().ok()?,
         start: f.get(19)?.parse().ok()?,
     })
 }
 
 /// Is the process that had `pid` and started at `start` still running?
+/// Only for a job or a watcher: each leads its own session, which a
+/// stranger given the same pid within the same clock tick (the start
+/// time's unit) almost never does.
 pub fn alive(pid: i32, start: u64) -> bool {
-    matches!(stat(pid), Some(s) if s.start == start && s.state != b'Z' && s.state != b'X')
+    matches!(stat(pid), Some(s) if s.start == start && s.session == pid && s.state != b'Z' && s.state != b'X')
 }
 
 /// Does any process have this pid (used only for key claims, which live
@@ -471,9 +476,22 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+    fn a_session_leader_is_alive_and_a_wrong_start_time_or_a_process_in_another_session_is_not() {
+        let mut child = std::process::Command::new("setsid").args(["sleep", "30"]).spawn().unwrap();
+        let pid = child.id() as i32;
+        // `setsid` execs `sleep` once it leads its own session.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stat(pid).is_none_or(|s| s.session != pid) {
+            assert!(Instant::now() < deadline, "setsid never made its session");
+            std::thread::yield_now();
+        }
+        let start = stat(pid).unwrap().start;
+        assert!(alive(pid, start));
+        assert!(!alive(pid, start + 1));
         let me = stat(my_pid()).unwrap();
-        assert!(alive(my_pid(), me.start));
-        assert!(!alive(my_pid(), me.start + 1));
+        assert_eq!(me.session == my_pid(), alive(my_pid(), me.start));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!alive(pid, start), "a reaped process");
     }
 }

@@ -667,8 +667,8 @@ fn parse_status(bytes: &[u8]) -> Option<End> {
 }
 
 /// Records the end of a job: the reserved status file is filled in place
-/// (no new space needed), synced, then renamed to `status`: the one moment
-/// the job's end becomes visible.
+/// (no new space needed) and renamed to `status`, the one moment the job's
+/// end becomes visible; then both are synced.
 pub fn record_end(dir: &Path, status: &File, end: &End) -> Result<(), String> {
     let line = end.line();
     let tmp = dir.join(".status");

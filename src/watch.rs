@@ -77,17 +77,19 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     } else {
         Vec::new()
     };
-    // The footer and ended_at first, `status` last: the rename of `status`
-    // is the moment the end is visible, and once a job is seen ended
-    // (and so may be removed) its watcher writes nothing more to it but the
-    // notification outcome.
+    // The footer first, then `status`: its rename is the moment the end is
+    // visible, and all a reader needs. Then `ended_at` in meta.json (a copy
+    // of what `status` says, written after it so that it costs the end's
+    // visibility nothing) and the notification outcome: a job seen ended
+    // may be removed meanwhile, and removal copes with files that appear
+    // in a directory it is removing.
     let _ = store::write_footer(&plan.staged.log, &dir.join("log"), &end, secs);
-    plan.meta.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
-    let _ = store::write_meta(&dir, &plan.meta);
     if let Err(e) = store::record_end(&dir, &plan.staged.status, &end) {
         note(&plan.staged, &dir, &format!("could not record the end: {e}"));
         return 1;
     }
+    plan.meta.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
+    let _ = store::write_meta(&dir, &plan.meta);
 
     if let (Some(topic), Some(cfg)) = (&plan.meta.notify_topic, &plan.ntfy) {
         let msg = message(&plan.meta, topic, &end, secs, &tail);

@@ -794,6 +794,13 @@ fn a_big_store_lists_every_job_once_in_order_and_names_each_damaged_one() {
     let model = launch(&env, &["sh", "-c", "exit 3"]);
     env.wait_ended(&model.id, SOON);
     let model_dir = env.job_dir(&model.id);
+    // The watcher's last write: ended_at in meta.json, after `status`.
+    wait_until(SOON, "ended_at in meta.json", || {
+        std::fs::read(model_dir.join("meta.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|m| m["ended_at"].is_string())
+    });
     let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&model_dir)
         .expect("reading the model job")
         .flatten()
