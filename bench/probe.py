@@ -632,6 +632,7 @@ def table(dest):
     row("1 Launch", "`run true`", "launch.run_true", floor, "launch.floor")
     row("1 Launch", "`run true` vs nq", "launch.run_true", "`nq true`", "launch.nq", "faster than nq", ratio_below(1))
     row("1 Launch", "`run true` vs tsp", "launch.run_true", "`tsp true`", "launch.tsp", "faster than tsp", ratio_below(1))
+    row("1 Launch", "`run true` vs nq, both on a tmpfs", "launch.run_true_tmpfs", "`nq true`", "launch.nq_tmpfs")
     row("1 Launch", "`run --name tN true`: a new id each time (no retry)", "launch.run_fresh", "`run true`",
         "launch.run_true")
     row("1 Launch", "`run sleep 60`", "launch.run_sleep", floor, "launch.floor")

@@ -70,7 +70,7 @@ TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
 export BIN=$TARGET/release
 
 # --- a private world, cleaned up whatever happens ---------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/bgrun-bench.XXXXXX")
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bgrun-bench.XXXXXX") SHM=
 export TMP RES=$TMP/res BGRUN_BENCH_TOKEN=$TMP
 cleanup() {
     set +e
@@ -78,7 +78,7 @@ cleanup() {
         [[ -S $sock ]] && TS_SOCKET=$sock timeout 10 tsp -K >/dev/null 2>&1
     done
     timeout 30 python3 "$PROBE" reap
-    rm -rf "$TMP"
+    rm -rf "$TMP" ${SHM:+"$SHM"}
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
@@ -131,6 +131,17 @@ times = [r["times"][0] * 1000 for r in json.load(open(sys.argv[1]))["results"]]
 json.dump({"unit": "ms", "samples": times, "note": ""}, open(sys.argv[2], "w"))
 EOF
 probe stop-bgrun "$RUN_DIR"
+# The same two on a tmpfs (/dev/shm), where making a file costs almost
+# nothing: what is left is the processes' own work.
+if shm=$(mktemp -d /dev/shm/bgrun-bench.XXXXXX 2>/dev/null); then
+    SHM=$shm
+    mkdir -p "$shm/nq"
+    NQDIR=$shm/nq hf launch.nq_tmpfs "$RUNS" "$WARM" "nq true"
+    NQDIR=$shm/nq timeout 60 nq -w >/dev/null 2>&1 || true
+    RUN_DIR=$shm/store hf launch.run_true_tmpfs "$RUNS" "$WARM" "'$BIN/run' true"
+    probe stop-bgrun "$shm/store"
+    rm -rf "$shm"
+fi
 
 # --- 2, 3. exit to visible, wait wake-up ----------------------------------------------------------
 step "2 exit to visible ($SAMPLES samples per tool, twice)"
@@ -225,7 +236,8 @@ How each figure is made (bench/run.sh, bench/probe.py):
    warm-up; the time until the command returns. The floor is
    `sh -c 'nohup true >/dev/null 2>&1 &'`.
    `run --name tN true` gives every launch a new id (one hyperfine command
-   per N, one run each, after the warm-up of the rows above).
+   per N, one run each, after the warm-up of the rows above). The tmpfs
+   row runs `run true` and `nq true` with their stores in /dev/shm.
 2. Exit to visible: the job is `bash -c 'sleep 0.2; echo $EPOCHREALTIME > T'`,
    so it stamps its own exit. bgrun: until `status` is renamed into place
    (inotify), each time confirmed by a `runs --json` started at that moment
