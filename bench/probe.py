@@ -373,6 +373,10 @@ def throughput(size, rounds):
             if written < size:
                 raise SystemExit(f"probe: {tool} recorded {written} of {size} bytes")
             res[tool].append((t1 - t0) * 1000)
+            # Each round starts from a clean disk: the writeback of this
+            # output, and the discard of its freed blocks, are not the next
+            # round's cost.
+            os.sync()
     for tool, samples in res.items():
         save(f"out.{tool}", "ms", samples)
 
