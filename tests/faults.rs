@@ -150,22 +150,6 @@ fn wait_watcher_gone(env: &Env, id: &str) {
     wait_until(SOON, &format!("the watcher of {id} to exit"), || !pid_alive(pid.into()) || start_time(pid) != start);
 }
 
-/// A program other than the five, with the test's store in its environment.
-fn tool(env: &Env, program: &str) -> Command {
-    let mut c = Command::new(program);
-    c.env("RUN_DIR", &env.store)
-        .env("HOME", &env.home)
-        .env("NO_COLOR", "1")
-        .env_remove("NTFY_TOPIC")
-        .env_remove("NTFY_SERVER")
-        .env_remove("NTFY_TOKEN")
-        .env_remove("NTFY_USER")
-        .env_remove("NTFY_PASSWORD")
-        .current_dir(&env.root)
-        .stdin(Stdio::null());
-    c
-}
-
 /// Every name in a directory, hidden ones included, sorted (none if it does
 /// not exist).
 fn entries(dir: &Path) -> Vec<OsString> {
@@ -561,7 +545,7 @@ fn a_terminal_hung_up_under_job_run_wait_follow_ends_the_waiting_not_the_job() {
         "{} run --name follower --wait --follow 'echo begun; sleep 6; echo finished; exit 7'",
         bin("job").display()
     );
-    let mut script = tool(&env, "script")
+    let mut script = env.tool("script")
         .args(["-qfec", &session, "/dev/null"])
         .stdout(Stdio::null())
         .spawn()
@@ -696,7 +680,7 @@ fn five_hundred_launches_from_parallel_shells_give_five_hundred_whole_jobs() {
     let env = Env::new();
     let script = format!("for i in $(seq 50); do {} --name race true || echo FAILED; done", bin("run").display());
     let shells: Vec<Child> = (0..10)
-        .map(|_| tool(&env, "sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("starting sh"))
+        .map(|_| env.tool("sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("starting sh"))
         .collect();
     let mut printed = Vec::new();
     for sh in shells {
@@ -795,7 +779,7 @@ fn runrm_and_job_clean_in_loops_never_remove_a_running_job_nor_lose_or_tear_one(
                 run = bin("run").display(),
                 short = job(&format!("0.{k}")).replace('\'', r"'\''")
             );
-            tool(&env, "sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("starting sh")
+            env.tool("sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("starting sh")
         })
         .collect();
     let mut printed = Vec::new();
@@ -1197,7 +1181,7 @@ fn another_user_can_read_nothing_in_the_store_even_when_jobs_start_under_umask_0
         run = bin("run").display(),
         job = bin("job").display()
     );
-    let out = tool(&env, "sh").args(["-c", &script]).output().expect("running sh");
+    let out = env.tool("sh").args(["-c", &script]).output().expect("running sh");
     assert!(out.status.success(), "{}", stderr(&out));
     for j in env.jobs() {
         env.wait_ended(j["id"].as_str().unwrap_or_default(), SOON);
