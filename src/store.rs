@@ -615,14 +615,7 @@ fn read_job_at(root: &File, root_path: &Path, id: &str, buf: &mut Vec<u8>) -> Re
     let started = DateTime::parse_from_rfc3339(&meta.started_at)
         .map_err(|e| format!("reading {}: started_at: {e}", meta_path().display()))?;
     let dir = root_path.join(id);
-    let rel = Path::new(id).join("status");
-    let end = match read_small(root, &rel, 4096, buf) {
-        Ok(bytes) => Some(
-            parse_status(bytes).ok_or_else(|| format!("reading {}: not a job status", dir.join("status").display()))?,
-        ),
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(io_err("reading", &dir.join("status"), e)),
-    };
+    let end = status_at(root, &Path::new(id).join("status"), &dir, buf)?;
     Ok(Job { id: id.to_string(), dir, meta, started, end })
 }
 
@@ -650,20 +643,25 @@ fn read_small<'b>(dir: &File, rel: &Path, max: u64, buf: &'b mut Vec<u8>) -> io:
 }
 
 fn read_status(dir: &Path) -> Result<Option<End>, String> {
-    let path = dir.join("status");
-    let mut text = Vec::new();
-    match File::open(&path) {
-        Ok(f) => {
-            f.take(4096).read_to_end(&mut text).map_err(|e| io_err("reading", &path, e))?;
-        }
+    let d = match File::open(dir) {
+        Ok(d) => d,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("reading", &path, e)),
-    }
-    parse_status(&text).map(Some).ok_or_else(|| format!("reading {}: not a job status", path.display()))
+        Err(e) => return Err(io_err("reading", dir, e)),
+    };
+    status_at(&d, Path::new("status"), dir, &mut Vec::new())
 }
 
-fn parse_status(bytes: &[u8]) -> Option<End> {
-    End::parse(std::str::from_utf8(bytes).ok()?)
+/// The end recorded in the `status` at `rel` under `root` (the job
+/// directory `dir`), if there is one yet.
+fn status_at(root: &File, rel: &Path, dir: &Path, buf: &mut Vec<u8>) -> Result<Option<End>, String> {
+    let path = || dir.join("status");
+    let bytes = match read_small(root, rel, 4096, buf) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("reading", &path(), e)),
+    };
+    let end = std::str::from_utf8(bytes).ok().and_then(End::parse);
+    end.map(Some).ok_or_else(|| format!("reading {}: not a job status", path().display()))
 }
 
 /// Records the end of a job: the reserved status file is filled in place

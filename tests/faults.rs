@@ -545,7 +545,8 @@ fn a_terminal_hung_up_under_job_run_wait_follow_ends_the_waiting_not_the_job() {
         "{} run --name follower --wait --follow 'echo begun; sleep 6; echo finished; exit 7'",
         bin("job").display()
     );
-    let mut script = env.tool("script")
+    let mut script = env
+        .tool("script")
         .args(["-qfec", &session, "/dev/null"])
         .stdout(Stdio::null())
         .spawn()
