@@ -90,7 +90,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if ((quick)); then
     RUNS=30 WARM=5 SAMPLES=8 LIST_SIZES=(100 1000) BIG=1000 OUT_BYTES=$((64 << 20)) OUT_ROUNDS=2
 else
-    RUNS=300 WARM=20 SAMPLES=25 LIST_SIZES=(100 1000 10000) BIG=10000 OUT_BYTES=$((1 << 30)) OUT_ROUNDS=5
+    RUNS=300 WARM=20 SAMPLES=25 LIST_SIZES=(100 1000 10000) BIG=10000 OUT_BYTES=$((1 << 30)) OUT_ROUNDS=10
 fi
 
 # hf KEY RUNS WARMUP COMMAND: one hyperfine measurement without a shell (-N),
