@@ -251,12 +251,6 @@ fn has_control_bytes(text: &[u8]) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n')
 }
 
-/// JSON for programs holds no raw C0 byte (ESC, BEL…) but newlines; it
-/// may carry other characters as they are.
-fn has_c0_bytes(text: &[u8]) -> bool {
-    text.iter().any(|&b| b < 0x20 && b != b'\n')
-}
-
 // --- disk full -------------------------------------------------------------------
 
 #[test]
@@ -1126,7 +1120,17 @@ fn a_jobs_raw_bytes_stay_exact_in_its_log_and_its_name_and_command_never_reach_t
     let out = env.run("runlog", &[&id, "--no-follow"]);
     assert!(out.stdout.windows(payload.len()).any(|w| w == payload), "runlog changed the job's bytes");
 
-    assert!(meta(&env, &id)["name"].as_str().unwrap_or_default().contains('\x1b'), "the name holds the escape");
+    let name = meta(&env, &id)["name"].as_str().unwrap_or_default().to_string();
+    assert!(name.contains('\x1b') && name.contains('\u{9b}'), "the name holds the escapes: {name:?}");
+    // A --context is kept as given, and shown escaped just the same.
+    let out = env.run("job", &["run", "--context", "{\"k\": \"\u{9b}2J\u{7f}\"}", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let with_context = stdout(&out).trim().to_string();
+    env.wait_ended(&with_context, SOON);
+    let jobs = env.jobs();
+    let shown = |id: &str| jobs.iter().find(|j| j["id"] == id).cloned().unwrap_or_default();
+    assert_eq!(shown(&id)["name"], name.as_str(), "--json decodes to the name as it is");
+    assert_eq!(shown(&with_context)["context"]["k"], "\u{9b}2J\u{7f}", "--json decodes to the context as given");
     for (front, args) in [
         ("runs", vec![]),
         ("runs", vec!["--json"]),
@@ -1135,13 +1139,14 @@ fn a_jobs_raw_bytes_stay_exact_in_its_log_and_its_name_and_command_never_reach_t
         ("job", vec!["status"]),
         ("job", vec!["status", &id]),
         ("job", vec!["status", &id, "--json"]),
+        ("job", vec!["status", &with_context]),
+        ("job", vec!["status", &with_context, "--json"]),
         ("job", vec!["wait", &id]),
         ("job", vec!["stop", &id]),
         ("runrm", vec!["--dry-run"]),
     ] {
         let out = env.run(front, &args);
-        let bad = if args.contains(&"--json") { has_c0_bytes(&out.stdout) } else { has_control_bytes(&out.stdout) };
-        assert!(!bad, "{front} {args:?} printed a control character: {}", stdout(&out));
+        assert!(!has_control_bytes(&out.stdout), "{front} {args:?} printed a control character: {}", stdout(&out));
         assert!(!has_control_bytes(&out.stderr), "{front} {args:?} printed a control character: {}", stderr(&out));
     }
 }

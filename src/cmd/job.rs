@@ -128,7 +128,7 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     if a.json {
         let mut v = serde_json::to_value(view(&job, st)).map_err(|e| format!("writing JSON: {e}"))?;
         v["log_size"] = log_size.into();
-        out.line(&serde_json::to_string_pretty(&v).map_err(|e| format!("writing JSON: {e}"))?)?;
+        out.json(&v)?;
         out.flush()?;
         return Ok(Exit::Ok);
     }
@@ -194,7 +194,7 @@ fn system_status(store: &Store, json: bool) -> Res<Exit> {
             "ntfy_topic": topic,
             "ntfy_server": env("NTFY_SERVER").unwrap_or_else(|| "https://ntfy.sh".into()),
         });
-        out.line(&serde_json::to_string_pretty(&v).map_err(|e| format!("writing JSON: {e}"))?)?;
+        out.json(&v)?;
         out.flush()?;
         return Ok(Exit::Ok);
     }

@@ -99,7 +99,8 @@ impl Out {
     /// `v` as pretty JSON and a newline, streamed (a big listing is never
     /// one string in memory).
     pub fn json(&mut self, v: &impl serde::Serialize) -> Res<()> {
-        serde_json::to_writer_pretty(&mut self.w, v).map_err(|e| match e.io_error_kind() {
+        let mut ser = serde_json::Serializer::with_formatter(&mut self.w, SafeJson(Default::default()));
+        v.serialize(&mut ser).map_err(|e| match e.io_error_kind() {
             Some(kind) => out_err(io::Error::from(kind)),
             None => Fail::from(format!("writing JSON: {e}")),
         })?;
@@ -114,6 +115,62 @@ impl Out {
         } else {
             s.to_string()
         }
+    }
+}
+
+/// Pretty JSON in which no text holds DEL or a C1 control character
+/// (U+0080 to U+009F; a terminal may take U+009B for the start of an escape
+/// sequence): they are written as `\u` escapes, which every JSON reader
+/// decodes to the same text. serde_json already escapes C0 characters.
+struct SafeJson<'a>(serde_json::ser::PrettyFormatter<'a>);
+
+fn write_without_c1<W: ?Sized + io::Write>(w: &mut W, text: &str) -> io::Result<()> {
+    let mut from = 0;
+    for (i, c) in text.char_indices() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            w.write_all(&text.as_bytes()[from..i])?;
+            write!(w, "\\u{:04x}", u32::from(c))?;
+            from = i + c.len_utf8();
+        }
+    }
+    w.write_all(&text.as_bytes()[from..])
+}
+
+impl serde_json::ser::Formatter for SafeJson<'_> {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        write_without_c1(w, fragment)
+    }
+    /// A `--context` value, kept as given: outside its strings JSON is
+    /// ASCII, so the same escapes are valid there.
+    fn write_raw_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        write_without_c1(w, fragment)
+    }
+    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object_value(w)
     }
 }
 
