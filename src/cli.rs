@@ -86,7 +86,8 @@ pub struct Runlog {
     after_help = "Examples:\n  runrm                 # every job that is not running\n  runrm --dry-run\n  runrm build_20251205_163539"
 )]
 pub struct Runrm {
-    /// The jobs to remove (id, unique prefix, or name); default: every finished job
+    /// The jobs to remove (id, unique prefix, or name); default: every finished job, and what
+    /// interrupted launches or removals left hidden in the store over 10 minutes ago
     pub jobs: Vec<String>,
     /// Show what would be removed, remove nothing
     #[arg(long)]

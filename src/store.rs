@@ -480,6 +480,34 @@ impl Store {
         locked.ok().map(|()| dir)
     }
 
+    /// The hidden leftovers of a launch or a removal that was interrupted
+    /// (`.new-*`, `.rm-*`: no reader ever sees them) and untouched for
+    /// `min_age`, by then surely abandoned: removed (never followed, if a
+    /// link), or with `dry_run` only counted. Returns their names and the
+    /// bytes they held.
+    pub fn sweep_leftovers(&self, min_age: std::time::Duration, dry_run: bool) -> (Vec<String>, u64) {
+        let (mut names, mut bytes) = (Vec::new(), 0);
+        let Ok(rd) = fs::read_dir(&self.root) else { return (names, bytes) };
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(".new-") && !name.starts_with(".rm-") {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(m) = fs::symlink_metadata(&path) else { continue };
+            if m.modified().ok().and_then(|t| t.elapsed().ok()).is_none_or(|age| age < min_age) {
+                continue;
+            }
+            let size = disk_usage(&path);
+            let gone = dry_run || if m.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) }.is_ok();
+            if gone {
+                names.push(name);
+                bytes += size;
+            }
+        }
+        (names, bytes)
+    }
+
     /// Disk space the whole store takes, in bytes.
     pub fn disk_usage(&self) -> u64 {
         disk_usage(&self.root)

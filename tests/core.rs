@@ -856,3 +856,54 @@ fn a_big_store_lists_every_job_once_in_order_and_names_each_damaged_one() {
     assert!(out.status.success(), "runs failed: {}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), n - 3);
 }
+
+// --- leftovers of interrupted launches and removals ----------------------------------
+
+#[test]
+fn runrm_and_job_clean_sweep_abandoned_hidden_leftovers_and_leave_fresh_ones() {
+    let env = Env::new();
+    let job = env.start(&["true"]);
+    env.wait_ended(&job, SOON);
+    let outside = env.root.join("outside");
+    std::fs::create_dir(&outside).expect("making a directory outside the store");
+    write(&outside.join("precious"), "keep me\n");
+    let make = |name: &str, age: &str| {
+        let dir = env.store.join(name);
+        std::fs::create_dir(&dir).expect("making a leftover");
+        write(&dir.join("log"), "half a launch\n");
+        std::os::unix::fs::symlink(&outside, dir.join("link")).expect("planting a link");
+        let out = std::process::Command::new("touch").args(["-d", age]).arg(&dir).output().expect("running touch");
+        assert!(out.status.success(), "touch: {}", stderr(&out));
+        dir
+    };
+    let old_new = make(".new-true_20250101_000000-4242", "1 hour ago");
+    let old_rm = make(".rm-true_20250101_000001-4243", "2 hours ago");
+    let fresh = make(".new-true_20250101_000002-4244", "now");
+
+    let out = env.run("runrm", &["--dry-run"]);
+    assert!(out.status.success(), "runrm --dry-run failed: {}", stderr(&out));
+    let text = stdout(&out);
+    for dir in [&old_new, &old_rm] {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        assert!(text.contains(&format!("would remove {name}")), "runrm --dry-run: {text}");
+        assert!(dir.is_dir(), "--dry-run removed {name}");
+    }
+    assert!(!text.contains(".new-true_20250101_000002"), "a fresh leftover was named: {text}");
+
+    let out = env.run("runrm", &[&job]);
+    assert!(out.status.success(), "runrm {job} failed: {}", stderr(&out));
+    assert!(old_new.is_dir() && old_rm.is_dir(), "runrm JOB swept leftovers");
+
+    let out = env.run("job", &["clean", "--all"]);
+    assert!(out.status.success(), "job clean failed: {}", stderr(&out));
+    assert!(!old_new.exists() && !old_rm.exists(), "job clean left them: {}", stdout(&out));
+    assert!(fresh.is_dir(), "a launch or removal in progress was swept");
+    assert_eq!(std::fs::read_to_string(outside.join("precious")).ok().as_deref(), Some("keep me\n"));
+    let again = make(".new-true_20250101_000003-4245", "1 hour ago");
+    let out = env.run("runrm", &[]);
+    assert!(out.status.success(), "runrm failed: {}", stderr(&out));
+    assert!(!again.exists(), "runrm left it: {}", stdout(&out));
+    assert!(fresh.is_dir(), "a launch or removal in progress was swept");
+    let out = env.run("runs", &["--json"]);
+    assert!(out.status.success() && stderr(&out).is_empty(), "runs: {}", stderr(&out));
+}

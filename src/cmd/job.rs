@@ -380,6 +380,7 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
             }
         }
     }
+    freed += super::sweep_leftovers(store, a.dry_run, &mut out)?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
     out.line(&format!("{verb} {count} job{}, {} freed", if count == 1 { "" } else { "s" }, human_bytes(freed)))?;
     out.flush()?;

@@ -691,6 +691,21 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
     }
 }
 
+/// How long a hidden leftover (`.new-*`, `.rm-*`) is left alone: a launch
+/// or a removal in progress takes milliseconds.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(600);
+
+/// Removes (or, with `dry_run`, names) the abandoned leftovers of
+/// interrupted launches and removals; returns the bytes they held.
+pub fn sweep_leftovers(store: &Store, dry_run: bool, out: &mut Out) -> Res<u64> {
+    let (names, bytes) = store.sweep_leftovers(LEFTOVER_AGE, dry_run);
+    for name in names {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        out.line(&format!("{verb} {}: left by an interrupted launch or removal", clean(&name)))?;
+    }
+    Ok(bytes)
+}
+
 /// Where the log's last `n` lines start.
 pub fn tail_offset(path: &Path, n: usize) -> Res<u64> {
     store::tail_start(path, n).map_err(|e| Fail::from(store::io_err("reading", path, e)))

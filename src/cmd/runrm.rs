@@ -64,6 +64,9 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         }
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
+    if a.jobs.is_empty() {
+        freed += super::sweep_leftovers(&store, a.dry_run, &mut out)?;
+    }
     let s = if count == 1 { "" } else { "s" };
     out.line(&format!("{verb} {count} job{s}, {} freed", human_bytes(freed)))?;
     out.flush()?;
