@@ -188,6 +188,12 @@ impl Job {
         self.end = read_status(&self.dir)?;
         Ok(())
     }
+    /// The reserved status file of a job that has not ended, which its
+    /// watcher holds locked until it records the end or dies; none once
+    /// `status` is there.
+    pub fn end_lock(&self) -> Option<File> {
+        crate::proc::open_in(&File::open(&self.dir).ok()?, Path::new(".status")).ok()
+    }
     /// The ntfy outcome, if the watcher recorded one: `sent` or `failed: …`.
     pub fn notified(&self) -> Option<String> {
         self.meta.notify_topic.as_ref()?;
@@ -280,6 +286,9 @@ impl Store {
             // Writing the bytes reserves the space (also under delayed
             // allocation), so the end can be written in place later.
             status.write_all(&[b' '; 128]).map_err(|e| io_err("reserving", &status_path, e))?;
+            // Held (by the watcher, which inherits it) until the end is
+            // recorded or the watcher dies: what `job wait` blocks on.
+            status.lock().map_err(|e| io_err("locking", &status_path, e))?;
             Ok(Staged { dir: dir.clone(), log, status })
         })();
         if made.is_err() {
@@ -694,7 +703,8 @@ fn status_at(root: &File, rel: &Path, dir: &Path, buf: &mut Vec<u8>) -> Result<O
 
 /// Records the end of a job: the reserved status file is filled in place
 /// (no new space needed) and renamed to `status`, the one moment the job's
-/// end becomes visible; then both are synced.
+/// end becomes visible; then its lock is released, which wakes `job wait`,
+/// and both are synced.
 pub fn record_end(dir: &Path, status: &File, end: &End) -> Result<(), String> {
     let line = end.line();
     let tmp = dir.join(".status");
@@ -704,6 +714,7 @@ pub fn record_end(dir: &Path, status: &File, end: &End) -> Result<(), String> {
         .map_err(|e| io_err("writing", &tmp, e))?;
     let dest = dir.join("status");
     fs::rename(&tmp, &dest).map_err(|e| io_err("writing", &dest, e))?;
+    let _ = status.unlock();
     let _ = status.sync_all();
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();

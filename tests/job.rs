@@ -909,6 +909,29 @@ fn job_wait_with_several_ids_waits_for_all_of_them() {
     assert_eq!(env.state(&slow), "done");
 }
 
+#[test]
+fn job_wait_outlives_a_killed_watcher_while_the_job_lives_then_reports_it_lost() {
+    let env = jobs();
+    let id = env.launch(&["sleep 300"]);
+    let mut waiter = Streaming::start({
+        let mut c = env.cmd("job");
+        c.args(["wait", &id]);
+        c
+    });
+    // Its watcher gone, the lock `job wait` blocks on is free while the
+    // job still runs: waiting must go on, by other means.
+    let watcher = env.meta(&id)["watcher_pid"].as_i64().expect("a watcher pid");
+    kill(watcher);
+    wait_until(SOON, "the killed watcher to be gone", || !pid_alive(watcher));
+    let out = env.cli(&["wait", &id, "--timeout", "1s"]);
+    assert_eq!(code(&out), 124, "a job whose watcher died was taken for ended: {}", stderr(&out));
+    assert_eq!(waiter.child.try_wait().expect("checking job wait"), None, "job wait returned while the job ran");
+    kill_group(env.pid(&id));
+    let (rc, _, err) = waiter.finish();
+    assert_eq!(rc, 1, "{err}");
+    assert_eq!(env.state(&id), "lost");
+}
+
 // --- job retry -------------------------------------------------------------------
 
 #[test]

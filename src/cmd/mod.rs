@@ -626,25 +626,49 @@ impl DirWatch {
 }
 
 /// Waits until every job has ended; false if `timeout` ran out first.
+///
+/// For each job in turn it blocks on the lock its watcher holds until the
+/// end is recorded (or the watcher dies), as `nq -w` does: no file watch to
+/// set up and tear down. Where that cannot tell (a lock that is free while
+/// the job still runs: its watcher was killed), it watches the directories
+/// and re-checks every second.
 pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
-    let dirs: Vec<&Path> = jobs.iter().map(|j| j.dir.as_path()).collect();
-    let dirs: Vec<PathBuf> = dirs.into_iter().map(Path::to_path_buf).collect();
+    let dirs: Vec<PathBuf> = jobs.iter().map(|j| j.dir.clone()).collect();
     let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
     let deadline = timeout.map(|t| Instant::now() + t);
     let boot = boot_id();
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let mut locked = vec![false; jobs.len()];
+    let mut pending = None;
     // The watch is made only when there is something to wait for (tearing
     // an inotify watch down costs a process some milliseconds at exit), and
     // the state is checked again once it is in place.
     let mut watch = None;
     loop {
-        if jobs.iter_mut().all(|j| state(j, &boot) != State::Running) {
-            return true;
-        }
+        let Some(i) = jobs.iter_mut().position(|j| state(j, &boot) == State::Running) else { return true };
         let left = match deadline {
             Some(d) if Instant::now() >= d => return false,
             Some(d) => d - Instant::now(),
             None => Duration::from_secs(1),
         };
+        if pending.is_none() && !locked[i] {
+            locked[i] = true;
+            if let Some(f) = jobs[i].end_lock() {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = f.lock_shared();
+                    let _ = tx.send(i);
+                });
+                pending = Some(i);
+            }
+        }
+        if let Some(p) = pending {
+            match rx.recv_timeout(left) {
+                Ok(done) if done == p => pending = None,
+                _ => {}
+            }
+            continue;
+        }
         match &watch {
             None => watch = Some(DirWatch::new(&refs)),
             Some(w) => w.wait(left),
