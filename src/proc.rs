@@ -43,8 +43,18 @@ pub fn stat(pid: i32) -> Option<Stat> {
     if pid <= 0 {
         return None;
     }
-    let buf = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&buf)
+    let mut buf = [0u8; 1024];
+    let n = read_proc(&format!("/proc/{pid}/stat"), &mut buf)?;
+    parse_stat(&buf[..n])
+}
+
+/// A small file of /proc in one read(2): the kernel makes it whole on the
+/// first read of a large enough buffer (a stat line is at most a few
+/// hundred bytes). None if it does not fit.
+fn read_proc(path: &str, buf: &mut [u8]) -> Option<usize> {
+    use std::io::Read;
+    let n = File::open(path).ok()?.read(buf).ok()?;
+    (n < buf.len()).then_some(n)
 }
 
 fn parse_stat(buf: &[u8]) -> Option<Stat> {
@@ -85,7 +95,9 @@ pub fn open_in(dir: &fs::File, rel: &Path) -> std::io::Result<fs::File> {
 }
 
 pub fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+    let mut buf = [0u8; 64];
+    let n = read_proc("/proc/sys/kernel/random/boot_id", &mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).trim().to_string()
 }
 
 pub fn hostname() -> String {
