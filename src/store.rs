@@ -192,7 +192,7 @@ impl Job {
     /// watcher holds locked until it records the end or dies; none once
     /// `status` is there.
     pub fn end_lock(&self) -> Option<File> {
-        crate::proc::open_in(&File::open(&self.dir).ok()?, Path::new(".status")).ok()
+        open_nofollow(&self.dir.join(".status")).ok()
     }
     /// The ntfy outcome, if the watcher recorded one: `sent` or `failed: …`.
     pub fn notified(&self) -> Option<String> {
@@ -643,8 +643,8 @@ const META_MAX: u64 = 64 << 20;
 /// two opens and two reads per job.
 fn read_job_at(root: &File, root_path: &Path, id: &str, buf: &mut Vec<u8>) -> Result<Job, String> {
     let meta_path = || root_path.join(id).join("meta.json");
-    let rel = Path::new(id).join("meta.json");
-    let bytes = read_small(root, &rel, META_MAX, buf).map_err(|e| io_err("reading", &meta_path(), e))?;
+    let opened = crate::proc::open_in(root, &Path::new(id).join("meta.json"));
+    let bytes = opened.and_then(|f| read_small(f, META_MAX, buf)).map_err(|e| io_err("reading", &meta_path(), e))?;
     if bytes.len() as u64 > META_MAX {
         return Err(format!("reading {}: larger than 64 MiB", meta_path().display()));
     }
@@ -652,47 +652,48 @@ fn read_job_at(root: &File, root_path: &Path, id: &str, buf: &mut Vec<u8>) -> Re
     let started = DateTime::parse_from_rfc3339(&meta.started_at)
         .map_err(|e| format!("reading {}: started_at: {e}", meta_path().display()))?;
     let dir = root_path.join(id);
-    let end = status_at(root, &Path::new(id).join("status"), &dir, buf)?;
+    let end = status_from(crate::proc::open_in(root, &Path::new(id).join("status")), &dir, buf)?;
     Ok(Job { id: id.to_string(), dir, meta, started, end })
 }
 
-/// The file `rel` under `dir`, whole up to `max` bytes (one byte more
-/// shows that it is bigger). Usually one read(2): `buf` is big enough for
-/// a job's small files, and a short read of a regular file is its end.
-fn read_small<'b>(dir: &File, rel: &Path, max: u64, buf: &'b mut Vec<u8>) -> io::Result<&'b [u8]> {
-    const FIRST: usize = 64 * 1024;
-    let mut f = crate::proc::open_in(dir, rel)?;
-    if buf.len() < FIRST {
-        buf.resize(FIRST, 0);
+/// The open file `f`, whole up to `max` bytes (one byte more shows that it
+/// is bigger). Usually one read(2): `buf` (kept from one call to the next)
+/// is made big enough for a job's small files, and a short read of a
+/// regular file is its end.
+fn read_small(mut f: File, max: u64, buf: &mut Vec<u8>) -> io::Result<&[u8]> {
+    let first = (max + 1).min(64 * 1024) as usize;
+    if buf.len() < first {
+        buf.resize(first, 0);
     }
     let n = loop {
-        match f.read(&mut buf[..FIRST]) {
+        match f.read(&mut buf[..first]) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             r => break r?,
         }
     };
-    if n < FIRST {
+    if n < first {
         return Ok(&buf[..n]);
     }
-    buf.truncate(FIRST);
-    f.take(max + 1 - FIRST as u64).read_to_end(buf)?;
+    buf.truncate(first);
+    f.take(max + 1 - first as u64).read_to_end(buf)?;
     Ok(&buf[..])
 }
 
-fn read_status(dir: &Path) -> Result<Option<End>, String> {
-    let d = match File::open(dir) {
-        Ok(d) => d,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("reading", dir, e)),
-    };
-    status_at(&d, Path::new("status"), dir, &mut Vec::new())
+/// Opens `path` for reading, never through a symbolic link in its last
+/// component (a link planted in the store is not followed).
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
-/// The end recorded in the `status` at `rel` under `root` (the job
-/// directory `dir`), if there is one yet.
-fn status_at(root: &File, rel: &Path, dir: &Path, buf: &mut Vec<u8>) -> Result<Option<End>, String> {
+fn read_status(dir: &Path) -> Result<Option<End>, String> {
+    status_from(open_nofollow(&dir.join("status")), dir, &mut Vec::new())
+}
+
+/// The end recorded in the job directory `dir`'s `status`, opened as
+/// `opened`; none if there is no `status` yet.
+fn status_from(opened: io::Result<File>, dir: &Path, buf: &mut Vec<u8>) -> Result<Option<End>, String> {
     let path = || dir.join("status");
-    let bytes = match read_small(root, rel, 4096, buf) {
+    let bytes = match opened.and_then(|f| read_small(f, 4096, buf)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("reading", &path(), e)),
