@@ -1,7 +1,7 @@
 //! bgrun: run commands in the background so they survive the terminal, and
 //! find out how they went.
 //!
-//! One library, five names. `main` only routes: the basename of argv[0]
+//! One library, five names. `main` only routes: the basename of `argv[0]`
 //! picks the front (`run`, `runs`, `runlog`, `runrm`, `job`), the front
 //! returns an [`Exit`] or a [`Fail`], and `main` prints `NAME: error` and
 //! turns it into the process's exit status. Nothing else here touches the
@@ -9,8 +9,11 @@
 
 pub mod cli;
 mod cmd;
+mod files;
+mod launch;
 pub mod ntfy;
 mod proc;
+mod state;
 pub mod store;
 mod watch;
 
@@ -66,7 +69,7 @@ pub struct PickRow {
 
 pub const NAMES: [&str; 5] = ["run", "runs", "runlog", "runrm", "job"];
 
-/// The entry point of every binary: route on argv[0].
+/// The entry point of every binary: route on `argv[0]`.
 pub fn main(picker: Option<Picker>) -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let mut name = args

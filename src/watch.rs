@@ -127,7 +127,7 @@ fn supervise(dir: &Path, job: i32, deadline: Option<Instant>) -> (State, Outcome
             Some((_, _, Some(_))) => Some(Instant::now() + Duration::from_millis(20)),
         };
         match proc::next_wake(until) {
-            Wake::Reaped(pid, o) if pid == job => outcome = Some(o),
+            Wake::Reaped(pid, o) if pid == job => outcome = Some(outcome_of(o)),
             Wake::Reaped(..) => {}
             Wake::NoChildren => {
                 let o = outcome.unwrap_or(Outcome::Exited(-1));
@@ -170,6 +170,14 @@ fn supervise(dir: &Path, job: i32, deadline: Option<Instant>) -> (State, Outcome
                 Some(_) => {}
             },
         }
+    }
+}
+
+/// What wait(2) said, as the store records it.
+fn outcome_of(e: proc::Ended) -> Outcome {
+    match e {
+        proc::Ended::Exited(c) => Outcome::Exited(c),
+        proc::Ended::Signaled(s) => Outcome::Signaled(s),
     }
 }
 

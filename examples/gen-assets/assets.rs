@@ -13,7 +13,7 @@
 //! - Man pages: clap_mangen writes NAME, SYNOPSIS, DESCRIPTION, OPTIONS and
 //!   the subcommand list; this adds the notes and examples of each
 //!   command's `after_help`, EXIT STATUS, ENVIRONMENT, FILES (the store
-//!   layout, taken from the header of src/store.rs) and SEE ALSO.
+//!   layout, taken from the header of src/store/mod.rs) and SEE ALSO.
 //!
 //! Output is deterministic (no dates), so it can be compared byte for byte.
 
@@ -322,9 +322,9 @@ const ENVIRONMENT: [(&str, &str); 9] = [
     ("NO_COLOR", "When set and not empty, output to a terminal has no colour."),
 ];
 
-/// The store layout drawn in the header of src/store.rs, in ASCII.
+/// The store layout drawn in the header of src/store/mod.rs, in ASCII.
 fn store_layout() -> Vec<String> {
-    let src = include_str!("../../src/store.rs");
+    let src = include_str!("../../src/store/mod.rs");
     let mut lines = src.lines().skip_while(|l| !l.starts_with("//! ```text")).skip(1);
     let layout: Vec<String> = lines
         .by_ref()
@@ -338,10 +338,10 @@ fn store_layout() -> Vec<String> {
                 .replace('│', "|")
         })
         .collect();
-    assert!(layout.len() > 5, "src/store.rs has no ```text block with the store layout in its header");
+    assert!(layout.len() > 5, "src/store/mod.rs has no ```text block with the store layout in its header");
     assert!(
         layout.iter().all(|l| l.is_ascii()),
-        "the store layout in src/store.rs has characters the man page cannot show"
+        "the store layout in src/store/mod.rs has characters the man page cannot show"
     );
     layout
 }

@@ -1,11 +1,15 @@
 //! `job`: the fuller manager over the same store: run, list, status, logs,
 //! stop, wait, retry, clean.
 
-use super::{
-    clean, env, exit_for, human_bytes, launch, load_all, parse, resolve, show_log, state, summary, tail_offset, usage,
-    view, wait_all, Launched, Out, Spec,
-};
+use super::follow::{show_log, tail_offset, wait_all};
+use super::out::{clean, human_bytes, Out};
+use super::resolve::{load_all, resolve};
+use super::runrm::sweep_leftovers;
+use super::view::{summary, view};
+use super::{env, exit_for, parse, usage};
 use crate::cli::{self, JobCmd, StateFilter};
+use crate::launch::{self, Launched, Spec};
+use crate::state;
 use crate::store::{self, Job, State, Store};
 use crate::{proc, watch, Exit, Fail, Res};
 use std::ffi::OsString;
@@ -40,7 +44,7 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
     if cmd.trim().is_empty() {
         return Err(usage("job run needs a command: job run \"CMD\""));
     }
-    super::check_shell_command(&cmd, std::env::var_os("PATH").as_deref())?;
+    launch::check_shell_command(&cmd, std::env::var_os("PATH").as_deref())?;
     if notify && topic.is_none() {
         let t = env("NTFY_TOPIC")
             .ok_or_else(|| usage("--notify needs a topic: set NTFY_TOPIC or pass one (--notify TOPIC)"))?;
@@ -48,10 +52,10 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
     }
     let name = a.name.unwrap_or_else(|| {
         let words: Vec<OsString> = cmd.split_whitespace().take(2).map(OsString::from).collect();
-        super::default_name(&words)
+        launch::default_name(&words)
     });
     let spec = Spec {
-        program: super::shell()?,
+        program: launch::shell()?,
         argv: vec!["sh".into(), "-c".into(), cmd.clone().into()],
         command: cmd,
         name,
@@ -61,7 +65,7 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         context: a.context,
         key: a.key,
     };
-    let id = started_id(launch(store, spec)?);
+    let id = started_id(launch::start(store, spec, super::ntfy_config())?);
     let mut out = Out::new();
     out.line(&id)?;
     out.flush()?;
@@ -96,7 +100,7 @@ fn filter_matches(f: StateFilter, s: State) -> bool {
 }
 
 fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
-    let project = super::project_of(&super::current_dir()?).to_string_lossy().into_owned();
+    let project = launch::project_of(&super::current_dir()?).to_string_lossy().into_owned();
     let jobs: Vec<(Job, State)> = load_all(store, "job")?
         .into_iter()
         .filter(|(j, _)| a.all || j.meta.project == project || j.meta.cwd == project)
@@ -122,7 +126,7 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
 fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let Some(q) = a.id else { return system_status(store, a.json) };
     let mut job = resolve(store, &q)?;
-    let st = state(&mut job, &super::boot_id());
+    let st = state::of(&mut job, &state::boot_id());
     let log_size = std::fs::metadata(job.log()).map(|m| m.len()).unwrap_or(0);
     let mut out = Out::new();
     if a.json {
@@ -237,7 +241,7 @@ fn logs(store: &Store, a: cli::JobLogs) -> Res<Exit> {
 }
 
 fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
-    let boot = super::boot_id();
+    let boot = state::boot_id();
     let mut jobs = Vec::new();
     for q in &a.ids {
         jobs.push(resolve(store, q)?);
@@ -245,7 +249,7 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     let mut out = Out::new();
     let mut code = Exit::Ok;
     for mut job in jobs {
-        let st = state(&mut job, &boot);
+        let st = state::of(&mut job, &boot);
         if st != State::Running {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: already ended: {how}", job.id))?;
@@ -274,7 +278,7 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
         let mut one = [job];
         if wait_all(&mut one, Some(watch::GRACE + Duration::from_secs(10))) {
             let [mut job] = one;
-            let st = state(&mut job, &boot);
+            let st = state::of(&mut job, &boot);
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: {how}", job.id))?;
         } else {
@@ -292,16 +296,16 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
         jobs.push(resolve(store, q)?);
     }
     if !wait_all(&mut jobs, timeout) {
-        let boot = super::boot_id();
+        let boot = state::boot_id();
         let running: Vec<String> =
-            jobs.iter_mut().filter_map(|j| (state(j, &boot) == State::Running).then(|| j.id.clone())).collect();
+            jobs.iter_mut().filter_map(|j| (state::of(j, &boot) == State::Running).then(|| j.id.clone())).collect();
         eprintln!("job: timed out waiting for {} (still running)", running.join(", "));
         return Ok(Exit::WaitTimeout);
     }
-    let boot = super::boot_id();
+    let boot = state::boot_id();
     let mut code = Exit::Ok;
     for job in &mut jobs {
-        let st = state(job, &boot);
+        let st = state::of(job, &boot);
         if st != State::Done {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             eprintln!("job: {}: {how}", job.id);
@@ -331,7 +335,7 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         context: m.context.clone(),
         key: None,
     };
-    let id = started_id(launch(store, spec)?);
+    let id = started_id(launch::start(store, spec, super::ntfy_config())?);
     let mut out = Out::new();
     out.line(&id)?;
     out.flush()?;
@@ -380,7 +384,7 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
             }
         }
     }
-    freed += super::sweep_leftovers(store, a.dry_run, &mut out)?;
+    freed += sweep_leftovers(store, a.dry_run, &mut out)?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
     out.line(&format!("{verb} {count} job{}, {} freed", if count == 1 { "" } else { "s" }, human_bytes(freed)))?;
     out.flush()?;

@@ -1,6 +1,8 @@
 //! `run CMD…`: start a detached job and return at once.
 
-use super::{launch, parse, usage, Launched, Out, Spec};
+use super::out::{clean, Out};
+use super::{parse, usage};
+use crate::launch::{self, Launched, Spec};
 use crate::{cli, proc, Exit, Fail, Res};
 use std::ffi::{OsStr, OsString};
 
@@ -26,7 +28,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
     }
     let spec = spec_for(cmd, a.name, topic, path.as_deref())?;
-    match launch(&super::store()?, spec)? {
+    match launch::start(&super::store()?, spec, super::ntfy_config())? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();
             out.line(&format!("{id} {pid} {}", log.display()))?;
@@ -46,9 +48,9 @@ fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, pat
     let shell = found.is_none() && cmd.len() == 1 && is_shell_string(first);
     let (program, argv, command) = if shell {
         let text = first.to_string_lossy().into_owned();
-        super::check_shell_command(&text, path)?;
+        launch::check_shell_command(&text, path)?;
         let argv = vec![OsString::from("sh"), OsString::from("-c"), first.clone()];
-        (super::shell()?, argv, text)
+        (launch::shell()?, argv, text)
     } else {
         let Some(program) = found else {
             let what = if first.as_encoded_bytes().contains(&b'/') && std::path::Path::new(first).exists() {
@@ -56,17 +58,17 @@ fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, pat
             } else {
                 "command not found"
             };
-            return Err(Fail::new(Exit::NotFound, format!("{}: {what}", super::clean(&first.to_string_lossy()))));
+            return Err(Fail::new(Exit::NotFound, format!("{}: {what}", clean(&first.to_string_lossy()))));
         };
-        let command = super::shell_join(&cmd);
+        let command = launch::shell_join(&cmd);
         (program, cmd, command)
     };
     let name = name.unwrap_or_else(|| {
         if shell {
             let first_word = argv[2].to_string_lossy().split_whitespace().next().unwrap_or("sh").to_string();
-            super::default_name(&[OsString::from(first_word)])
+            launch::default_name(&[OsString::from(first_word)])
         } else {
-            super::default_name(&argv)
+            launch::default_name(&argv)
         }
     });
     Ok(Spec {

@@ -1,7 +1,10 @@
 //! `runlog [JOB]`: show a job's log, and follow it while the job runs.
 //! With no JOB and several jobs, a picker (on a terminal) chooses.
 
-use super::{clean, load_all, parse, resolve, show_log, tail_offset, Out};
+use super::follow::{show_log, tail_offset};
+use super::out::{clean, Out};
+use super::parse;
+use super::resolve::{load_all, resolve};
 use crate::store::{Job, State};
 use crate::{cli, Exit, Fail, PickRow, Picker, Res};
 use std::ffi::OsString;

@@ -2,16 +2,20 @@
 //! removed only once `status` says it ended or it is known to be lost, and
 //! neither can turn back into running.
 
-use super::{clean, human_bytes, load_all, parse, resolve, state, Out};
+use super::out::{clean, human_bytes, Out};
+use super::parse;
+use super::resolve::{load_all, resolve};
+use crate::state;
 use crate::store::{Job, State, Store};
 use crate::{cli, Exit, Fail, Res};
 use std::ffi::OsString;
+use std::time::Duration;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Runrm = parse(args)?;
     let store = super::store()?;
     let mut out = Out::new();
-    let boot = super::boot_id();
+    let boot = state::boot_id();
     let mut doomed: Vec<Job> = Vec::new();
     let mut failed = false;
     if a.jobs.is_empty() {
@@ -20,7 +24,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         for q in &a.jobs {
             match resolve(&store, q) {
                 Ok(mut job) => {
-                    if state(&mut job, &boot) == State::Running {
+                    if state::of(&mut job, &boot) == State::Running {
                         eprintln!("runrm: {} is running; stop it first (job stop {})", job.id, job.id);
                         failed = true;
                     } else if !doomed.iter().any(|d| d.id == job.id) {
@@ -65,7 +69,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     if a.jobs.is_empty() {
-        freed += super::sweep_leftovers(&store, a.dry_run, &mut out)?;
+        freed += sweep_leftovers(&store, a.dry_run, &mut out)?;
     }
     let s = if count == 1 { "" } else { "s" };
     out.line(&format!("{verb} {count} job{s}, {} freed", human_bytes(freed)))?;
@@ -98,4 +102,19 @@ fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
     }
     store.remove(id)?;
     Ok(format!("removed damaged entry {}", clean(id)))
+}
+
+/// How long a hidden leftover (`.new-*`, `.rm-*`) is left alone: a launch
+/// or a removal in progress takes milliseconds.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(600);
+
+/// Removes (or, with `dry_run`, names) the abandoned leftovers of
+/// interrupted launches and removals; returns the bytes they held.
+pub fn sweep_leftovers(store: &Store, dry_run: bool, out: &mut Out) -> Res<u64> {
+    let (names, bytes) = store.sweep_leftovers(LEFTOVER_AGE, dry_run);
+    for name in names {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        out.line(&format!("{verb} {}: left by an interrupted launch or removal", clean(&name)))?;
+    }
+    Ok(bytes)
 }

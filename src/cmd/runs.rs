@@ -1,6 +1,9 @@
 //! `runs`: one line per job, newest last; `--json` for programs.
 
-use super::{load_all, parse, summary, view, Out};
+use super::out::Out;
+use super::parse;
+use super::resolve::load_all;
+use super::view::{summary, view};
 use crate::{cli, Exit, Res};
 use std::ffi::OsString;
 

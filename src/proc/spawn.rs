@@ -1,6 +1,3 @@
-//! Processes: the only home of nix, `unsafe`, fork/setsid/exec, signals and
-//! liveness.
-//!
 //! Launching (nq's handshake, with one more fork):
 //! 1. The launcher (`run`) stages the job directory, then forks the watcher
 //!    and waits on a pipe for one line from it.
@@ -13,145 +10,22 @@
 //!    now does the job exec, with /dev/null as stdin and the log as stdout
 //!    and stderr. Then the watcher sends the launcher the job's id.
 //!
-//! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
-//! reused after a wrap-around or a reboot has another start time or another
-//! boot id. We chose this over nq's inherited lock because a lock is held by
-//! every process that inherits it, so a background child left behind would
-//! keep a finished job "running"; the start time names exactly one process.
-//! A zombie counts as ended.
+//! And the watcher's wait: reaping children and taking its signals.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsString};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
-pub use crate::store::Outcome;
-
-/// What /proc says of a process.
-pub struct Stat {
-    pub ppid: i32,
-    pub pgrp: i32,
-    pub session: i32,
-    pub state: u8,
-    pub start: u64,
+/// How a child ended, as wait(2) tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signaled(i32),
 }
-
-pub fn stat(pid: i32) -> Option<Stat> {
-    if pid <= 0 {
-        return None;
-    }
-    let mut buf = [0u8; 1024];
-    let n = read_proc(&format!("/proc/{pid}/stat"), &mut buf)?;
-    parse_stat(&buf[..n])
-}
-
-/// A small file of /proc in one read(2): the kernel makes it whole on the
-/// first read of a large enough buffer (a stat line is at most a few
-/// hundred bytes). None if it does not fit.
-fn read_proc(path: &str, buf: &mut [u8]) -> Option<usize> {
-    use std::io::Read;
-    let n = File::open(path).ok()?.read(buf).ok()?;
-    (n < buf.len()).then_some(n)
-}
-
-fn parse_stat(buf: &[u8]) -> Option<Stat> {
-    // "pid (comm) S ppid …": comm may hold spaces and parentheses.
-    let close = buf.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(buf.get(close + 2..)?).ok()?;
-    let f: Vec<&str> = rest.split(' ').collect();
-    Some(Stat {
-        state: *f.first()?.as_bytes().first()?,
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        session: f.get(3)?.parse().ok()?,
-        start: f.get(19)?.parse().ok()?,
-    })
-}
-
-/// Is the process that had `pid` and started at `start` still running?
-/// Only for a job or a watcher: each leads its own session, which a
-/// stranger given the same pid within the same clock tick (the start
-/// time's unit) almost never does.
-pub fn alive(pid: i32, start: u64) -> bool {
-    matches!(stat(pid), Some(s) if s.start == start && s.session == pid && s.state != b'Z' && s.state != b'X')
-}
-
-/// Does any process have this pid (used only for key claims, which live
-/// for milliseconds)?
-pub fn pid_exists(pid: i32) -> bool {
-    matches!(stat(pid), Some(s) if s.state != b'Z' && s.state != b'X')
-}
-
-/// Opens `rel` (a path relative to the directory `dir`) for reading,
-/// without following a final symbolic link: reading many files of one
-/// directory, this skips the walk of the directory's own path.
-pub fn open_in(dir: &fs::File, rel: &Path) -> std::io::Result<fs::File> {
-    use nix::fcntl::{openat, OFlag};
-    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    openat(dir, rel, flags, nix::sys::stat::Mode::empty()).map(fs::File::from).map_err(std::io::Error::from)
-}
-
-pub fn boot_id() -> String {
-    let mut buf = [0u8; 64];
-    let n = read_proc("/proc/sys/kernel/random/boot_id", &mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).trim().to_string()
-}
-
-pub fn hostname() -> String {
-    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
-}
-
-/// The user's name: `$USER` or `$LOGNAME` (as the shell knows it), else the
-/// password database (slower: it may consult NSS).
-pub fn username() -> String {
-    for var in ["USER", "LOGNAME"] {
-        if let Some(u) = std::env::var(var).ok().filter(|u| !u.is_empty()) {
-            return u;
-        }
-    }
-    let uid = nix::unistd::getuid();
-    if let Ok(Some(u)) = nix::unistd::User::from_uid(uid) {
-        return u.name;
-    }
-    uid.to_string()
-}
-
-/// Finds an executable: a name with a slash is taken as a path, anything
-/// else is looked up in `path` (the caller's PATH).
-pub fn which(cmd: &OsStr, path: Option<&OsStr>) -> Option<PathBuf> {
-    if cmd.is_empty() {
-        return None;
-    }
-    if cmd.as_bytes().contains(&b'/') {
-        let p = PathBuf::from(cmd);
-        return is_executable(&p).then_some(p);
-    }
-    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
-    for dir in path.as_bytes().split(|&b| b == b':') {
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
-        let p = dir.join(cmd);
-        if is_executable(&p) {
-            return Some(p);
-        }
-    }
-    None
-}
-
-pub fn is_executable(p: &Path) -> bool {
-    let Ok(m) = fs::metadata(p) else { return false };
-    if !m.is_file() {
-        return false;
-    }
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
-    // SAFETY: c is a valid NUL-terminated string.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
-}
-
-// --- launching ---------------------------------------------------------------
-
 /// The watcher's end of the launcher's pipe.
 pub struct Handshake(File);
 
@@ -346,7 +220,7 @@ unsafe fn exec_job(
 /// What woke the watcher.
 pub enum Wake {
     /// A child was reaped: the job, or an orphan re-parented to us.
-    Reaped(i32, Outcome),
+    Reaped(i32, Ended),
     /// `job stop` asked (SIGUSR1).
     StopRequest,
     /// The deadline passed.
@@ -363,10 +237,10 @@ pub fn next_wake(until: Option<Instant>) -> Wake {
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid > 0 {
             if libc::WIFEXITED(status) {
-                return Wake::Reaped(pid, Outcome::Exited(libc::WEXITSTATUS(status)));
+                return Wake::Reaped(pid, Ended::Exited(libc::WEXITSTATUS(status)));
             }
             if libc::WIFSIGNALED(status) {
-                return Wake::Reaped(pid, Outcome::Signaled(libc::WTERMSIG(status)));
+                return Wake::Reaped(pid, Ended::Signaled(libc::WTERMSIG(status)));
             }
             continue;
         }
@@ -396,114 +270,5 @@ pub fn next_wake(until: Option<Instant>) -> Wake {
         if sig < 0 && nix::errno::Errno::last() == nix::errno::Errno::EAGAIN {
             return Wake::Deadline;
         }
-    }
-}
-
-/// Every live process below `root` (following parent links in /proc).
-pub fn descendants(root: i32) -> Vec<i32> {
-    let Ok(rd) = fs::read_dir("/proc") else { return vec![] };
-    let procs: Vec<(i32, i32)> = rd
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| stat(pid).filter(|s| s.state != b'Z' && s.state != b'X').map(|s| (pid, s.ppid)))
-        .collect();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        for &(pid, ppid) in &procs {
-            if ppid == parent && !found.contains(&pid) {
-                found.push(pid);
-            }
-        }
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// Sends `sig` to the process group `pgid` and to every live process below
-/// `root`. Returns how many processes were below `root`.
-pub fn signal_tree(root: i32, pgid: i32, sig: i32) -> usize {
-    // SAFETY: kill with plain integers.
-    unsafe { libc::kill(-pgid, sig) };
-    let below = descendants(root);
-    for &p in &below {
-        // SAFETY: as above.
-        unsafe { libc::kill(p, sig) };
-    }
-    below.len()
-}
-
-pub fn my_pid() -> i32 {
-    std::process::id() as i32
-}
-
-/// Sends `sig` to the process `pid` if it is still the one that started at
-/// `start`.
-pub fn signal_if_same(pid: i32, start: u64, sig: i32) -> bool {
-    // SAFETY: kill with plain integers; checked just before.
-    alive(pid, start) && unsafe { libc::kill(pid, sig) } == 0
-}
-
-pub const SIGTERM: i32 = libc::SIGTERM;
-pub const SIGKILL: i32 = libc::SIGKILL;
-pub const SIGUSR1: i32 = libc::SIGUSR1;
-
-/// Waits up to `d` for every process below `root` (and the group `pgid`)
-/// to be gone; polls /proc, which is what there is for processes we are
-/// not the parent of.
-pub fn wait_tree_gone(root: i32, pgid: i32, d: Duration) -> bool {
-    let until = Instant::now() + d;
-    loop {
-        if !group_has_live(pgid) && descendants(root).is_empty() {
-            return true;
-        }
-        if Instant::now() > until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn group_has_live(pgid: i32) -> bool {
-    let Ok(rd) = fs::read_dir("/proc") else { return false };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(stat)
-        .any(|s| s.pgrp == pgid && s.state != b'Z' && s.state != b'X')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_survives_a_command_name_with_parentheses_and_spaces() {
-        let line = b"123 (a) b (c) S 1 123 123 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0";
-        let s = parse_stat(line).unwrap();
-        assert_eq!(s.state, b'S');
-        assert_eq!(s.ppid, 1);
-        assert_eq!(s.start, 4242);
-    }
-
-    #[test]
-    fn a_session_leader_is_alive_and_a_wrong_start_time_or_a_process_in_another_session_is_not() {
-        let mut child = std::process::Command::new("setsid").args(["sleep", "30"]).spawn().unwrap();
-        let pid = child.id() as i32;
-        // `setsid` execs `sleep` once it leads its own session.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while stat(pid).is_none_or(|s| s.session != pid) {
-            assert!(Instant::now() < deadline, "setsid never made its session");
-            std::thread::yield_now();
-        }
-        let start = stat(pid).unwrap().start;
-        assert!(alive(pid, start));
-        assert!(!alive(pid, start + 1));
-        let me = stat(my_pid()).unwrap();
-        assert_eq!(me.session == my_pid(), alive(my_pid(), me.start));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(!alive(pid, start), "a reaped process");
     }
 }

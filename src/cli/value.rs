@@ -1,0 +1,186 @@
+//! The pure parsers of what users type: durations, job names, ntfy
+//! topics, keys and the JSON of `--context`. Each has a fuzz target.
+
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// The longest duration accepted anywhere: 100 years.
+const MAX_SECS: u64 = 100 * 365 * 86_400;
+
+/// Parses `30s`, `5m`, `1h30m`, `2d`, `90` (seconds): whole numbers with the
+/// units d, h, m, s, in that order. No signs, no fractions.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a duration (use forms like 30s, 5m, 1h30m, 2d)");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = s.parse().map_err(|_| bad())?;
+        return check_max(n, s);
+    }
+    let (mut total, mut num, mut last_rank) = (0u64, None::<u64>, 0u8);
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            let n = num.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(d as u64));
+            num = Some(n.ok_or_else(|| format!("'{s}' is too long a duration"))?);
+            continue;
+        }
+        let (unit, rank) = match c {
+            'd' => (86_400, 1),
+            'h' => (3_600, 2),
+            'm' => (60, 3),
+            's' => (1, 4),
+            _ => return Err(bad()),
+        };
+        let n = num.take().ok_or_else(bad)?;
+        if rank <= last_rank {
+            return Err(bad());
+        }
+        last_rank = rank;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("'{s}' is too long a duration"))?;
+    }
+    if num.is_some() {
+        return Err(bad());
+    }
+    check_max(total, s)
+}
+
+fn check_max(secs: u64, s: &str) -> Result<Duration, String> {
+    if secs > MAX_SECS {
+        return Err(format!("'{s}' is too long a duration (at most 100 years)"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// A job name: what `--name` takes and ids are made of.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a name cannot be empty".into());
+    }
+    if s == "." || s == ".." {
+        return Err(format!("'{s}' cannot be a name"));
+    }
+    if s.contains('/') {
+        return Err("a name cannot contain '/'".into());
+    }
+    if s.contains('\0') {
+        return Err("a name cannot contain a NUL byte".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("a name cannot contain control characters".into());
+    }
+    if s.len() > 100 {
+        return Err(format!("a name is at most 100 bytes (this one is {})", s.len()));
+    }
+    Ok(s.to_string())
+}
+
+/// An ntfy topic: `[-_A-Za-z0-9]{1,64}`, as ntfy itself requires.
+pub fn parse_topic(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{}' is not an ntfy topic (1 to 64 of A-Z a-z 0-9 - _)", s.escape_debug()))
+    }
+}
+
+/// How deep a context may nest: `runs --json` shows it two levels down,
+/// and common JSON readers give up at 128 levels (serde_json) or so.
+const CONTEXT_DEPTH: usize = 64;
+
+/// `--context`: any JSON value, kept verbatim.
+pub fn parse_context(s: &str) -> Result<Box<RawValue>, String> {
+    if s.len() > 1 << 20 {
+        return Err(format!("context is at most 1 MiB of JSON (this is {} bytes)", s.len()));
+    }
+    let depth = json_depth(s);
+    if depth > CONTEXT_DEPTH {
+        return Err(format!("context is nested {depth} deep; at most {CONTEXT_DEPTH}"));
+    }
+    serde_json::from_str::<Box<RawValue>>(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings skipped).
+fn json_depth(s: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in s.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// `--key`: any text up to 100 bytes, no NUL.
+pub fn parse_key(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 100 || s.contains('\0') {
+        return Err("a key is 1 to 100 bytes, with no NUL".into());
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_documented_form_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        for s in ["", "5x", "-5m", "1.5h", "m", "5m1h", "99999999999d", "1h1h", "5 m"] {
+            assert!(parse_duration(s).is_err(), "{s} was accepted");
+        }
+    }
+
+    #[test]
+    fn names_that_would_escape_the_store_are_refused() {
+        for s in ["", ".", "..", "a/b", "a\0b", &"x".repeat(10_000)] {
+            assert!(parse_name(s).is_err(), "{s:?} was accepted");
+        }
+        assert!(parse_name("build").is_ok());
+    }
+
+    #[test]
+    fn contexts_nested_deeper_than_readers_go_are_refused() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_context(&nest(64)).is_ok());
+        assert!(parse_context(&nest(65)).is_err());
+        assert!(parse_context(&"[".repeat(100_000)).is_err());
+        let brackets_in_a_string = format!(r#"{{"a":"{}\\\"]"}}"#, "[".repeat(70));
+        assert!(parse_context(&brackets_in_a_string).is_ok(), "{brackets_in_a_string}");
+    }
+
+    #[test]
+    fn topics_follow_ntfy_rules() {
+        assert!(parse_topic("my-topic_1").is_ok());
+        for s in ["", "a b", "ü", &"x".repeat(65)] {
+            assert!(parse_topic(s).is_err(), "{s:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Waiting for jobs to end and following a log while its job runs: block
+//! on the lock a watcher holds until the end is recorded, else watch the
+//! job directories (inotify), and re-check liveness every second.
+
+use super::out::Out;
+use crate::state;
+use crate::store::{self, Job, State};
+use crate::{Fail, Res};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Watches job directories for changes (inotify, via the notify crate).
+/// Only changes wake it: our own reads of the job's files (opening `pid`,
+/// reading the log) raise access events too, and waking on those would
+/// make waiting a busy loop.
+struct DirWatch {
+    _watcher: Option<notify::RecommendedWatcher>,
+    rx: std::sync::mpsc::Receiver<()>,
+    /// Keeps the channel open when no watcher could be made (inotify
+    /// limits), so that waiting falls back to the one-second re-check
+    /// instead of spinning.
+    _tx: std::sync::mpsc::Sender<()>,
+}
+
+impl DirWatch {
+    fn new(dirs: &[&Path]) -> DirWatch {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        use notify::Watcher;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let keep = tx.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let read_only = res
+                .as_ref()
+                .is_ok_and(|e| matches!(e.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write)));
+            if !read_only {
+                let _ = tx.send(());
+            }
+        })
+        .ok()
+        .map(|mut w| {
+            for d in dirs {
+                let _ = w.watch(d, notify::RecursiveMode::NonRecursive);
+            }
+            w
+        });
+        DirWatch { _watcher: watcher, rx, _tx: keep }
+    }
+
+    /// Sleeps until something changes or `d` passes. The jobs' state is
+    /// also re-checked every second: a job lost with its watcher changes no
+    /// file.
+    fn wait(&self, d: Duration) {
+        let _ = self.rx.recv_timeout(d.min(Duration::from_secs(1)));
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Waits until every job has ended; false if `timeout` ran out first.
+///
+/// For each job in turn it blocks on the lock its watcher holds until the
+/// end is recorded (or the watcher dies), as `nq -w` does: no file watch to
+/// set up and tear down. Where that cannot tell (a lock that is free while
+/// the job still runs: its watcher was killed), it watches the directories
+/// and re-checks every second.
+pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
+    let dirs: Vec<PathBuf> = jobs.iter().map(|j| j.dir.clone()).collect();
+    let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let boot = state::boot_id();
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let mut locked = vec![false; jobs.len()];
+    let mut pending = None;
+    // The watch is made only when there is something to wait for (tearing
+    // an inotify watch down costs a process some milliseconds at exit), and
+    // the state is checked again once it is in place.
+    let mut watch = None;
+    loop {
+        let Some(i) = jobs.iter_mut().position(|j| state::of(j, &boot) == State::Running) else { return true };
+        let left = match deadline {
+            Some(d) if Instant::now() >= d => return false,
+            Some(d) => d - Instant::now(),
+            None => Duration::from_secs(1),
+        };
+        if pending.is_none() && !locked[i] {
+            locked[i] = true;
+            if let Some(f) = jobs[i].end_lock() {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = f.lock_shared();
+                    let _ = tx.send(i);
+                });
+                pending = Some(i);
+            }
+        }
+        if let Some(p) = pending {
+            match rx.recv_timeout(left) {
+                Ok(done) if done == p => pending = None,
+                _ => {}
+            }
+            continue;
+        }
+        match &watch {
+            None => watch = Some(DirWatch::new(&refs)),
+            Some(w) => w.wait(left),
+        }
+    }
+}
+
+/// Copies the job's log to `out` from byte `from`, following it while the
+/// job runs. Returns the job's final state (or `running` if not following).
+pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<State> {
+    let path = job.log();
+    let mut f = File::open(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+    let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+    let boot = state::boot_id();
+    let mut watch = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let st = state::of(job, &boot);
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+            if n == 0 {
+                break;
+            }
+            pos += n as u64;
+            out.bytes(&buf[..n])?;
+        }
+        out.flush()?;
+        if !follow || st != State::Running {
+            return Ok(st);
+        }
+        // Made once there is something to follow, then the state and the
+        // log are read again with it in place (as in `wait_all`).
+        let Some(w) = &watch else {
+            watch = Some(DirWatch::new(&[job.dir.as_path()]));
+            continue;
+        };
+        w.wait(Duration::from_secs(1));
+        if let Ok(m) = std::fs::metadata(&path) {
+            if m.len() < pos {
+                eprintln!("(log truncated)");
+                pos = f.seek(SeekFrom::Start(0)).unwrap_or(0);
+            }
+        }
+    }
+}
+
+/// Where the log's last `n` lines start.
+pub fn tail_offset(path: &Path, n: usize) -> Res<u64> {
+    store::tail_start(path, n).map_err(|e| Fail::from(store::io_err("reading", path, e)))
+}

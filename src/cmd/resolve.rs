@@ -1,0 +1,59 @@
+//! What the user typed → a job (an exact id, else the newest job of that
+//! name, else a unique id prefix), and every job with its state.
+
+use super::out::clean;
+use crate::state;
+use crate::store::{self, Job, State, Store};
+use crate::{Fail, Res};
+
+/// Every job with its state, oldest first; damaged entries are named on
+/// stderr and left out.
+pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
+    let (jobs, damaged) = store.list()?;
+    report_damaged(front, &damaged);
+    let boot = state::boot_id();
+    Ok(jobs
+        .into_iter()
+        .map(|mut j| {
+            let s = state::of(&mut j, &boot);
+            (j, s)
+        })
+        // Removed (by another runrm) while we looked: gone, not lost.
+        .filter(|(j, s)| *s != State::Lost || j.dir.exists())
+        .collect())
+}
+
+pub fn report_damaged(front: &str, damaged: &[store::Damaged]) {
+    for d in damaged {
+        eprintln!("{front}: skipping damaged entry {}: {}", clean(&d.path.display().to_string()), clean(&d.reason));
+    }
+}
+
+/// What the user typed, to one job: an exact id, else a name (the newest
+/// job of that name), else a unique id prefix.
+pub fn resolve(store: &Store, query: &str) -> Res<Job> {
+    if query.is_empty() {
+        return Err(Fail::from("an empty job id".to_string()));
+    }
+    match store.get(query) {
+        Ok(Some(job)) => return Ok(job),
+        Ok(None) => {}
+        Err(d) => return Err(Fail::from(format!("job {}: damaged: {}", clean(&d.id), clean(&d.reason)))),
+    }
+    let (mut jobs, _) = store.list()?;
+    let keys: Vec<(&str, &str)> = jobs.iter().map(|j| (j.id.as_str(), j.meta.name.as_str())).collect();
+    match store::pick(&keys, query) {
+        store::Pick::One(i) => Ok(jobs.swap_remove(i)),
+        store::Pick::NoMatch => Err(Fail::from(format!("no job '{}' in {}", clean(query), store.root().display()))),
+        store::Pick::Ambiguous(matches) => {
+            let n = matches.len();
+            let names: Vec<&str> = matches.iter().rev().take(10).map(|&i| jobs[i].id.as_str()).collect();
+            Err(Fail::from(format!(
+                "'{}' matches {n} jobs: {}{}",
+                clean(query),
+                names.join(", "),
+                if n > 10 { ", …" } else { "" }
+            )))
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! How a job is shown: the JSON view (`runs --json`, `job list --json`),
+//! a stable interface documented in README.md (fields are only ever
+//! added), and the one-line summary of the listings.
+
+use super::out::{clean, Out};
+use crate::store::{self, Job, State};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+#[derive(Serialize)]
+pub struct NotifyView {
+    pub topic: String,
+    pub state: String,
+    pub error: Option<String>,
+}
+
+/// One job as `runs --json` and `job list --json` print it: a stable
+/// interface, documented in README.md.
+#[derive(Serialize)]
+pub struct View<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub state: State,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub pid: Option<i32>,
+    pub command: &'a str,
+    pub argv: &'a [String],
+    pub cwd: &'a str,
+    pub project: &'a str,
+    pub host: &'a str,
+    pub user: &'a str,
+    pub started_at: &'a str,
+    pub ended_at: Option<String>,
+    pub duration_s: Option<f64>,
+    pub log: String,
+    pub key: Option<&'a str>,
+    pub context: Option<&'a RawValue>,
+    pub timeout_s: Option<u64>,
+    pub notify: Option<NotifyView>,
+}
+
+pub fn view(job: &Job, state: State) -> View<'_> {
+    let m = &job.meta;
+    let (exit_code, signal) = match job.end.as_ref().map(|e| e.outcome) {
+        Some(store::Outcome::Exited(c)) => (Some(c), None),
+        Some(store::Outcome::Signaled(s)) => (None, Some(store::signal_name(s))),
+        None => (None, None),
+    };
+    View {
+        id: &job.id,
+        name: &m.name,
+        state,
+        exit_code,
+        signal,
+        pid: m.pid,
+        command: &m.command,
+        argv: &m.argv,
+        cwd: &m.cwd,
+        project: &m.project,
+        host: &m.host,
+        user: &m.user,
+        started_at: &m.started_at,
+        ended_at: job.end.as_ref().map(|e| e.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
+        duration_s: duration(job, state),
+        log: job.log().display().to_string(),
+        key: m.key.as_deref(),
+        context: m.context.as_deref(),
+        timeout_s: m.timeout_s,
+        notify: notify_view(job, state),
+    }
+}
+
+fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
+    let topic = job.meta.notify_topic.clone()?;
+    let (st, error) = match job.notified() {
+        Some(s) if s == "sent" => ("sent".to_string(), None),
+        Some(s) => ("failed".to_string(), Some(s.strip_prefix("failed: ").unwrap_or(&s).to_string())),
+        None if state == State::Lost => ("failed".to_string(), Some("the job was lost".to_string())),
+        None => ("pending".to_string(), None),
+    };
+    Some(NotifyView { topic, state: st, error })
+}
+
+/// Seconds the job ran (so far, if running); none if lost.
+pub fn duration(job: &Job, state: State) -> Option<f64> {
+    let end = match (&job.end, state) {
+        (Some(e), _) => e.ended_at,
+        (None, State::Running) => chrono::Local::now().fixed_offset(),
+        _ => return None,
+    };
+    Some(((end - job.started).num_milliseconds().max(0) as f64) / 1000.0)
+}
+
+/// A job's one-line summary: mark, id, pid, state and how long, command.
+pub fn summary(out: &Out, job: &Job, state: State) -> String {
+    let (mark, color) = match state {
+        State::Running => ("●", "32"),
+        State::Done => ("○", "2"),
+        State::Failed | State::Killed | State::Timeout => ("✗", "31"),
+        State::Stopped => ("■", "33"),
+        State::Lost => ("?", "33"),
+    };
+    let what = match (&job.end, state) {
+        (Some(e), State::Done) => {
+            let _ = e;
+            "done".to_string()
+        }
+        (Some(e), _) => store::describe_end(e),
+        (None, s) => s.as_str().to_string(),
+    };
+    let took = duration(job, state).map(|d| format!(" {}", store::human_duration(d))).unwrap_or_default();
+    let notified = match notify_view(job, state).map(|n| n.state) {
+        Some(s) if s == "sent" => " ✉",
+        Some(s) if s == "failed" => " ✉✗",
+        Some(_) => " ✉…",
+        None => "",
+    };
+    let pid = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+    format!(
+        "{} {} (PID: {pid}) - {}{took}{notified}  {}",
+        out.paint(color, mark),
+        clean(&job.id),
+        out.paint(color, &what),
+        clean(&job.meta.command)
+    )
+}

@@ -1,0 +1,167 @@
+//! How a job ended, as its `status` file says it: the state, the outcome
+//! of its process, and when; and the words every front uses for them.
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+
+/// How a job ended, as the watcher recorded it in `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Running,
+    Done,
+    Failed,
+    Killed,
+    Stopped,
+    Timeout,
+    Lost,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Killed => "killed",
+            State::Stopped => "stopped",
+            State::Timeout => "timeout",
+            State::Lost => "lost",
+        }
+    }
+    fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "done" => State::Done,
+            "failed" => State::Failed,
+            "killed" => State::Killed,
+            "stopped" => State::Stopped,
+            "timeout" => State::Timeout,
+            _ => return None,
+        })
+    }
+}
+
+/// How the job's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+}
+
+#[derive(Clone, Debug)]
+pub struct End {
+    pub state: State,
+    pub outcome: Outcome,
+    pub ended_at: DateTime<FixedOffset>,
+}
+
+impl End {
+    pub fn line(&self) -> String {
+        let (kind, n) = match self.outcome {
+            Outcome::Exited(c) => ("exit", c),
+            Outcome::Signaled(s) => ("signal", s),
+        };
+        format!(
+            "{} {kind} {n} {}\n",
+            self.state.as_str(),
+            self.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+        )
+    }
+
+    pub fn parse(text: &str) -> Option<End> {
+        let mut w = text.split_ascii_whitespace();
+        let state = State::parse(w.next()?)?;
+        let kind = w.next()?;
+        let n: i32 = w.next()?.parse().ok()?;
+        let ended_at = DateTime::parse_from_rfc3339(w.next()?).ok()?;
+        if w.next().is_some() {
+            return None;
+        }
+        let outcome = match kind {
+            "exit" => Outcome::Exited(n),
+            "signal" => Outcome::Signaled(n),
+            _ => return None,
+        };
+        Some(End { state, outcome, ended_at })
+    }
+}
+
+/// `done (exit 0)`, `failed (exit 2)`, `killed (SIGKILL)`, `timeout (SIGTERM)`…
+pub fn describe_end(end: &End) -> String {
+    format!("{} ({})", end.state.as_str(), describe_outcome(end.outcome))
+}
+
+pub fn describe_outcome(o: Outcome) -> String {
+    match o {
+        Outcome::Exited(c) => format!("exit {c}"),
+        Outcome::Signaled(s) => signal_name(s),
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// The scripts' duration form: `45s`, `3m 05s`, `2h 15m`, `1d 3h`.
+pub fn human_duration(secs: f64) -> String {
+    let s = if secs.is_finite() && secs > 0.0 { secs as u64 } else { 0 };
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_scripts() {
+        assert_eq!(human_duration(45.0), "45s");
+        assert_eq!(human_duration(185.0), "3m 05s");
+        assert_eq!(human_duration(8100.0), "2h 15m");
+        assert_eq!(human_duration(97_200.0), "1d 3h");
+    }
+
+    #[test]
+    fn a_status_line_reads_back_as_written() {
+        let end = End {
+            state: State::Killed,
+            outcome: Outcome::Signaled(9),
+            ended_at: DateTime::parse_from_rfc3339("2026-11-23T18:39:33.123+01:00").unwrap(),
+        };
+        let back = End::parse(&end.line()).unwrap();
+        assert_eq!(back.state, State::Killed);
+        assert_eq!(back.outcome, Outcome::Signaled(9));
+        assert_eq!(back.ended_at, end.ended_at);
+    }
+
+    #[test]
+    fn garbage_status_is_not_a_status() {
+        for s in ["", "done", "done exit x 2026", "weird exit 0 2026-11-23T18:39:33Z", "\u{0}\u{1}"] {
+            assert!(End::parse(s).is_none(), "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! What a job directory holds (`meta.json`, `pid`, `status`, `notified`)
+//! and how one is read: relative to the store's directory, never through a
+//! link, and a bounded amount of each file.
+
+use super::end::End;
+use crate::files::{io_err, open_in, open_nofollow, read_small};
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fs::{self, File};
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+
+/// Everything known about a job when it starts, kept in `meta.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Meta {
+    pub id: String,
+    pub name: String,
+    /// The command as the user typed it, for display.
+    pub command: String,
+    /// What was executed (`["sh", "-c", CMD]` for a shell string).
+    pub argv: Vec<String>,
+    pub cwd: String,
+    #[serde(default)]
+    pub project: String,
+    pub host: String,
+    pub user: String,
+    pub started_at: String,
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// The job's start time in clock ticks since boot (/proc/PID/stat field
+    /// 22): with `boot_id`, what tells the job's process from a later one
+    /// that got the same pid.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    #[serde(default)]
+    pub watcher_pid: Option<i32>,
+    #[serde(default)]
+    pub watcher_start: Option<u64>,
+    #[serde(default)]
+    pub boot_id: String,
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    #[serde(default)]
+    pub notify_topic: Option<String>,
+    #[serde(default)]
+    pub context: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl Meta {
+    /// When the job started, as recorded (now, if unreadable).
+    pub fn started(&self) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(&self.started_at).unwrap_or_else(|_| chrono::Local::now().fixed_offset())
+    }
+}
+
+/// A job as read from its directory.
+#[derive(Debug)]
+pub struct Job {
+    pub id: String,
+    pub dir: PathBuf,
+    pub meta: Meta,
+    pub started: DateTime<FixedOffset>,
+    pub end: Option<End>,
+}
+
+impl Job {
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+    /// The pid in the `pid` file (what a user or tool may have put there),
+    /// else the one in meta.json.
+    pub fn pid_file(&self) -> Option<i32> {
+        fs::read_to_string(self.dir.join("pid")).ok().and_then(|s| s.trim().parse().ok()).or(self.meta.pid)
+    }
+    /// Reads `status` again (it may have appeared since the job was loaded).
+    pub fn reread_end(&mut self) -> Result<(), String> {
+        self.end = read_status(&self.dir)?;
+        Ok(())
+    }
+    /// The reserved status file of a job that has not ended, which its
+    /// watcher holds locked until it records the end or dies; none once
+    /// `status` is there.
+    pub fn end_lock(&self) -> Option<File> {
+        open_nofollow(&self.dir.join(".status")).ok()
+    }
+    /// The ntfy outcome, if the watcher recorded one: `sent` or `failed: …`.
+    pub fn notified(&self) -> Option<String> {
+        self.meta.notify_topic.as_ref()?;
+        let text = fs::read_to_string(self.dir.join("notified")).ok()?;
+        Some(text.trim_end().to_string())
+    }
+}
+
+/// An entry of the store that looks like a job but cannot be read as one.
+#[derive(Debug)]
+pub struct Damaged {
+    pub id: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+pub(super) fn read_job(dir: &Path, id: &str) -> Result<Job, String> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let root = File::open(parent).map_err(|e| io_err("reading", parent, e))?;
+    read_job_at(&root, parent, id, &mut Vec::new())
+}
+
+/// Never this big (the context is at most 1 MiB, argv what the kernel
+/// takes): a bigger `meta.json` is damaged, not read whole into memory.
+const META_MAX: u64 = 64 << 20;
+
+/// Reads the job `id` of the store open as `root` (at `root_path`), with
+/// `buf` as scratch space kept from one job to the next: a listing makes
+/// two opens and two reads per job.
+pub(super) fn read_job_at(root: &File, root_path: &Path, id: &str, buf: &mut Vec<u8>) -> Result<Job, String> {
+    let meta_path = || root_path.join(id).join("meta.json");
+    let opened = open_in(root, &Path::new(id).join("meta.json"));
+    let bytes = opened.and_then(|f| read_small(f, META_MAX, buf)).map_err(|e| io_err("reading", &meta_path(), e))?;
+    if bytes.len() as u64 > META_MAX {
+        return Err(format!("reading {}: larger than 64 MiB", meta_path().display()));
+    }
+    let meta: Meta = serde_json::from_slice(bytes).map_err(|e| format!("reading {}: {e}", meta_path().display()))?;
+    let started = DateTime::parse_from_rfc3339(&meta.started_at)
+        .map_err(|e| format!("reading {}: started_at: {e}", meta_path().display()))?;
+    let dir = root_path.join(id);
+    let end = status_from(open_in(root, &Path::new(id).join("status")), &dir, buf)?;
+    Ok(Job { id: id.to_string(), dir, meta, started, end })
+}
+
+fn read_status(dir: &Path) -> Result<Option<End>, String> {
+    status_from(open_nofollow(&dir.join("status")), dir, &mut Vec::new())
+}
+
+/// The end recorded in the job directory `dir`'s `status`, opened as
+/// `opened`; none if there is no `status` yet.
+fn status_from(opened: io::Result<File>, dir: &Path, buf: &mut Vec<u8>) -> Result<Option<End>, String> {
+    let path = || dir.join("status");
+    let bytes = match opened.and_then(|f| read_small(f, 4096, buf)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("reading", &path(), e)),
+    };
+    let end = std::str::from_utf8(bytes).ok().and_then(End::parse);
+    end.map(Some).ok_or_else(|| format!("reading {}: not a job status", path().display()))
+}
+
+pub(super) fn meta_bytes(meta: &Meta) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(meta).expect("a Meta always serializes");
+    v.push(b'\n');
+    v
+}

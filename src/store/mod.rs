@@ -1,0 +1,265 @@
+//! The job store: the only code that knows the on-disk layout.
+//!
+//! ```text
+//! $RUN_DIR (or $XDG_DATA_HOME/run, or ~/.local/share/run)   0700
+//! ├── make_20251205_163539/        one directory per job: the name is the id
+//! │   ├── cmd          the command line, as typed (shell-quoted)
+//! │   ├── meta.json    id, name, argv, cwd, host, user, times, pids, options
+//! │   ├── log          header, the job's stdout and stderr, footer
+//! │   ├── pid          the job's pid (appears with the job)
+//! │   ├── status       "STATE exit|signal N ENDED_AT" (appears when it ends)
+//! │   ├── notified     ntfy outcome: "sent" or "failed: REASON"
+//! │   └── stop         a stop request: "term" or "kill"
+//! ├── .new-*           a job being made: hidden, renamed into place whole
+//! ├── .rm-*            a job being removed: renamed out of sight first
+//! └── .keys/HEX        idempotency keys: symlink to the job id
+//! ```
+//!
+//! Rules: every file has one writer and is published by write-temp-then-
+//! rename (the job's `log` is the only file appended to). A job directory is
+//! built under a hidden name and renamed into place with its `pid` already
+//! in it, so a reader never sees a half-made job. `status` is reserved at
+//! creation as a hidden 128-byte file, so the end of a job can be recorded
+//! even when the job has filled the disk. Readers skip dot-entries and
+//! foreign files, and report a damaged job without failing the listing.
+//!
+//! This module knows nothing of processes: whether a job without `status`
+//! is still running is for the caller to decide (see `state`).
+//!
+//! Its parts: `job` (what a job directory holds and how it is read),
+//! `end` (the `status` line: states and outcomes), `write` (making,
+//! publishing, ending and removing jobs), `keys` (idempotency keys), `read`
+//! (bounded readers of a log's tail). This file: the store's root, the
+//! listing, the lock and the sweep of leftovers.
+
+mod end;
+mod job;
+mod keys;
+mod read;
+mod write;
+
+pub use crate::files::io_err;
+pub use end::{describe_end, describe_outcome, human_duration, signal_name, End, Outcome, State};
+pub use job::{Damaged, Job, Meta};
+pub use keys::Claim;
+pub use read::{disk_usage, tail_lines, tail_start};
+pub use write::{append_note, record_end, stop_request, write_atomic, write_footer, write_meta, Staged};
+
+use std::ffi::OsString;
+use std::fs::{self, DirBuilder, File};
+use std::io::ErrorKind;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Works out the root from the environment: `RUN_DIR`, else
+    /// `$XDG_DATA_HOME/run`, else `$HOME/.local/share/run`.
+    pub fn from_env(run_dir: Option<OsString>, xdg: Option<OsString>, home: Option<OsString>) -> Result<Store, String> {
+        let nonempty = |v: Option<OsString>| v.filter(|v| !v.is_empty());
+        if let Some(d) = nonempty(run_dir) {
+            return Ok(Store::at(d.into()));
+        }
+        if let Some(x) = nonempty(xdg).filter(|x| Path::new(x).is_absolute()) {
+            return Ok(Store::at(Path::new(&x).join("run")));
+        }
+        match nonempty(home) {
+            Some(h) => Ok(Store::at(Path::new(&h).join(".local/share/run"))),
+            None => Err("cannot find the job store: set RUN_DIR or HOME".into()),
+        }
+    }
+
+    pub fn at(root: PathBuf) -> Store {
+        Store { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Checks that the store is a directory; makes it (0700) if missing.
+    pub fn create(&self) -> Result<(), String> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => return Err(format!("{}: not a directory (the job store)", self.root.display())),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("reading", &self.root, e)),
+        }
+        if let Some(parent) = self.root.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
+        }
+        match DirBuilder::new().mode(0o700).create(&self.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && self.root.is_dir() => Ok(()),
+            Err(e) => Err(io_err("creating", &self.root, e)),
+        }
+    }
+
+    /// Every job in the store, oldest first, and the entries that look like
+    /// jobs but cannot be read. A big store is read by a few threads.
+    pub fn list(&self) -> Result<(Vec<Job>, Vec<Damaged>), String> {
+        let root = match File::open(&self.root) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((vec![], vec![])),
+            Err(e) => return Err(io_err("reading", &self.root, e)),
+        };
+        let rd = fs::read_dir(&self.root).map_err(|e| io_err("reading", &self.root, e))?;
+        let (mut ids, mut damaged) = (Vec::new(), Vec::new());
+        for entry in rd {
+            let entry = entry.map_err(|e| io_err("reading", &self.root, e))?;
+            let name = entry.file_name();
+            if name.as_encoded_bytes().first() == Some(&b'.') {
+                continue;
+            }
+            let Ok(ft) = entry.file_type() else { continue };
+            let id = name.to_string_lossy().into_owned();
+            if ft.is_symlink() {
+                damaged.push(Damaged { id, path: entry.path(), reason: "a symbolic link, not a job directory".into() });
+            } else if !ft.is_dir() {
+                // a foreign file (say, an old run script's .log)
+            } else if name.to_str().is_none() {
+                damaged.push(Damaged { id, path: entry.path(), reason: "a name that is not UTF-8".into() });
+            } else {
+                ids.push(id);
+            }
+        }
+        fn read<'a>(root: &File, root_path: &Path, ids: &'a [String]) -> Vec<(&'a String, Result<Job, String>)> {
+            let mut buf = Vec::new();
+            ids.iter().map(|id| (id, job::read_job_at(root, root_path, id, &mut buf))).collect()
+        }
+        let threads =
+            if ids.len() < 512 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) };
+        let read: Vec<_> = if threads == 1 {
+            read(&root, &self.root, &ids)
+        } else {
+            let chunk = ids.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let (root, root_path) = (&root, &self.root);
+                let parts: Vec<_> =
+                    ids.chunks(chunk).map(|part| s.spawn(move || read(root, root_path, part))).collect();
+                parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+            })
+        };
+        let mut jobs = Vec::with_capacity(read.len());
+        for (id, r) in read {
+            match r {
+                Ok(job) => jobs.push(job),
+                Err(reason) => {
+                    let path = self.root.join(id);
+                    // Removed while we listed: not damage.
+                    if fs::symlink_metadata(&path).is_ok() {
+                        damaged.push(Damaged { id: id.clone(), path, reason });
+                    }
+                }
+            }
+        }
+        jobs.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        Ok((jobs, damaged))
+    }
+
+    /// One job by exact id.
+    pub fn get(&self, id: &str) -> Result<Option<Job>, Damaged> {
+        if id.is_empty() || id.starts_with('.') || id.contains('/') {
+            return Ok(None);
+        }
+        let path = self.root.join(id);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Damaged { id: id.into(), path, reason: "a symbolic link, not a job directory".into() })
+            }
+            _ => return Ok(None),
+        }
+        job::read_job(&path, id).map(Some).map_err(|reason| Damaged { id: id.into(), path, reason })
+    }
+
+    /// The store's lock (flock on its directory): held shared while a job
+    /// takes its id, exclusive while one is judged and renamed away. Best
+    /// effort: where it cannot be had (a read-only store), the rename that
+    /// follows fails anyway.
+    fn lock(&self, exclusive: bool) -> Option<File> {
+        let dir = File::open(&self.root).ok()?;
+        let locked = if exclusive { dir.lock() } else { dir.lock_shared() };
+        locked.ok().map(|()| dir)
+    }
+
+    /// The hidden leftovers of a launch or a removal that was interrupted
+    /// (`.new-*`, `.rm-*`: no reader ever sees them) and untouched for
+    /// `min_age`, by then surely abandoned: removed (never followed, if a
+    /// link), or with `dry_run` only counted. Returns their names and the
+    /// bytes they held.
+    pub fn sweep_leftovers(&self, min_age: std::time::Duration, dry_run: bool) -> (Vec<String>, u64) {
+        let (mut names, mut bytes) = (Vec::new(), 0);
+        let Ok(rd) = fs::read_dir(&self.root) else { return (names, bytes) };
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(".new-") && !name.starts_with(".rm-") {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(m) = fs::symlink_metadata(&path) else { continue };
+            if m.modified().ok().and_then(|t| t.elapsed().ok()).is_none_or(|age| age < min_age) {
+                continue;
+            }
+            let size = disk_usage(&path);
+            let gone = dry_run || if m.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) }.is_ok();
+            if gone {
+                names.push(name);
+                bytes += size;
+            }
+        }
+        (names, bytes)
+    }
+
+    /// Disk space the whole store takes, in bytes.
+    pub fn disk_usage(&self) -> u64 {
+        disk_usage(&self.root)
+    }
+}
+
+/// Which job a word names, among `jobs` (id and name, oldest first).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pick {
+    One(usize),
+    NoMatch,
+    /// Several ids start with the word: their indexes, oldest first.
+    Ambiguous(Vec<usize>),
+}
+
+/// The rules every front resolves a job by: the job with that exact id,
+/// else the newest job of that name, else the one job whose id starts with
+/// the word.
+pub fn pick(jobs: &[(&str, &str)], word: &str) -> Pick {
+    if let Some(i) = jobs.iter().position(|(id, _)| *id == word) {
+        return Pick::One(i);
+    }
+    if let Some(i) = jobs.iter().rposition(|(_, name)| *name == word) {
+        return Pick::One(i);
+    }
+    let matches: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].0.starts_with(word)).collect();
+    match matches.len() {
+        0 => Pick::NoMatch,
+        1 => Pick::One(matches[0]),
+        _ => Pick::Ambiguous(matches),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_picks_an_exact_id_then_the_newest_of_a_name_then_a_unique_prefix() {
+        let jobs = [("build_1", "build"), ("test_1", "test"), ("build_2", "build"), ("build", "other")];
+        assert_eq!(pick(&jobs, "build"), Pick::One(3), "an exact id comes first");
+        assert_eq!(pick(&jobs, "test"), Pick::One(1));
+        assert_eq!(pick(&jobs[..3], "build"), Pick::One(2), "the newest of a name");
+        assert_eq!(pick(&jobs, "te"), Pick::One(1));
+        assert_eq!(pick(&jobs, "build_"), Pick::Ambiguous(vec![0, 2]));
+        assert_eq!(pick(&jobs, "x"), Pick::NoMatch);
+        assert_eq!(pick(&[], ""), Pick::NoMatch);
+    }
+}

@@ -1,0 +1,269 @@
+//! Every change the store makes: a job staged under a hidden name and
+//! published by one rename, its end recorded by another, its removal by a
+//! rename out of sight first. Each file has one writer; nothing is rewritten
+//! in place once it is visible (the log is only appended to).
+
+use super::end::{describe_end, human_duration, End};
+use super::job::{meta_bytes, read_job, Job, Meta};
+use super::read::disk_usage;
+use super::Store;
+use crate::files::io_err;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// A job directory being made, not yet visible.
+pub struct Staged {
+    pub dir: PathBuf,
+    /// Open for appending: becomes the job's stdout and stderr.
+    pub log: File,
+    /// The reserved `status`, written in place and renamed at the end.
+    pub status: File,
+}
+
+impl Store {
+    /// Builds a job directory under a hidden name: `cmd`, the log header and
+    /// the reserved status (`meta.json` and `pid` come with `publish`, once
+    /// the job's pid is known). Nothing is visible yet.
+    pub fn stage(&self, meta: &Meta) -> Result<Staged, String> {
+        let dir = self.root.join(format!(".new-{}-{}", meta.id, std::process::id()));
+        DirBuilder::new().mode(0o700).create(&dir).map_err(|e| io_err("creating", &dir, e))?;
+        let made = (|| {
+            write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
+            let header = format!(
+                "=== {}\n=== cwd: {}\n=== started: {} on {} as {}\n",
+                meta.command, meta.cwd, meta.started_at, meta.host, meta.user
+            );
+            let log_path = dir.join("log");
+            let mut log = open_new(&log_path, true)?;
+            log.write_all(header.as_bytes()).map_err(|e| io_err("writing", &log_path, e))?;
+            let status_path = dir.join(".status");
+            let mut status = open_new(&status_path, false)?;
+            // Writing the bytes reserves the space (also under delayed
+            // allocation), so the end can be written in place later.
+            status.write_all(&[b' '; 128]).map_err(|e| io_err("reserving", &status_path, e))?;
+            // Held (by the watcher, which inherits it) until the end is
+            // recorded or the watcher dies: what `job wait` blocks on.
+            status.lock().map_err(|e| io_err("locking", &status_path, e))?;
+            Ok(Staged { dir: dir.clone(), log, status })
+        })();
+        if made.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    /// Writes `meta.json` and `pid` into the staged directory and renames it
+    /// into place. When the id is taken, a short suffix is added
+    /// (and `meta.id` updated). Returns the job's directory.
+    pub fn publish(&self, staged: &Staged, meta: &mut Meta) -> Result<PathBuf, String> {
+        // The directory is still hidden: its files are written in place, and
+        // the rename of the directory publishes them all at once.
+        if let Some(pid) = meta.pid {
+            write_new(&staged.dir.join("pid"), format!("{pid}\n").as_bytes())?;
+        }
+        let meta_path = staged.dir.join("meta.json");
+        let meta_file = open_new(&meta_path, false)?;
+        let base = meta.id.clone();
+        let _lock = self.lock(false);
+        // An id is taken only within the second it names; a launch slower
+        // than that takes a suffix at once. A removal waits for that second
+        // to be over (see `remove_job`), so no id is ever used twice.
+        let late = chrono::Local::now().timestamp() > meta.started().timestamp();
+        for attempt in u32::from(late)..1000 {
+            if attempt > 0 {
+                meta.id = format!("{base}_{}", suffix(attempt));
+            }
+            let bytes = meta_bytes(meta);
+            let written = (|| {
+                meta_file.set_len(0)?;
+                meta_file.write_all_at(&bytes, 0)
+            })();
+            written.map_err(|e| io_err("writing", &meta_path, e))?;
+            let dest = self.root.join(&meta.id);
+            // rename(2) onto an existing non-empty directory, a file or a
+            // link fails, so a taken id is never overwritten. (An empty
+            // directory of that name is replaced: it held nothing.)
+            match fs::rename(&staged.dir, &dest) {
+                Ok(()) => return Ok(dest),
+                Err(e) if is_taken(&e) => continue,
+                Err(e) => return Err(io_err("publishing", &dest, e)),
+            }
+        }
+        Err(format!("{}: no free id for {base}", self.root.display()))
+    }
+
+    /// Removes a staged directory after a failed launch.
+    pub fn discard(&self, staged: &Staged) {
+        let _ = fs::remove_dir_all(&staged.dir);
+    }
+
+    /// Removes a job's directory (or a link planted in its place, never
+    /// following it): renamed out of sight first, so no reader sees half of
+    /// it. Returns the bytes freed. The caller has made sure it is not
+    /// running. An entry already gone (another `runrm` got there first)
+    /// frees nothing and is no error.
+    pub fn remove(&self, id: &str) -> Result<u64, String> {
+        self.remove_if(id, |_| true)
+    }
+
+    /// Removes the job `job` was read from, and only it (checked under the
+    /// store's lock); gone meanwhile, nothing is removed (Ok(0)). Not before
+    /// the second its id names is over, so that no launch can take the id
+    /// again: an id names one job, ever.
+    pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
+        let left = (job.started.timestamp() + 1) * 1000 - chrono::Local::now().timestamp_millis();
+        if (1..=1000).contains(&left) {
+            std::thread::sleep(std::time::Duration::from_millis(left as u64));
+        }
+        let m = &job.meta;
+        self.remove_if(&job.id, |dir| {
+            read_job(dir, &job.id).is_ok_and(|now| {
+                (&now.meta.started_at, now.meta.pid, now.meta.pid_start) == (&m.started_at, m.pid, m.pid_start)
+            })
+        })
+    }
+
+    fn remove_if(&self, id: &str, still: impl Fn(&Path) -> bool) -> Result<u64, String> {
+        let path = self.root.join(id);
+        let hidden = self.root.join(format!(".rm-{id}-{}", std::process::id()));
+        {
+            let _lock = self.lock(true);
+            if !still(&path) {
+                return Ok(0);
+            }
+            match fs::rename(&path, &hidden) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(io_err("removing", &path, e)),
+            }
+        }
+        let size = disk_usage(&hidden);
+        let meta = fs::symlink_metadata(&hidden).map_err(|e| io_err("removing", &path, e))?;
+        if !meta.is_dir() {
+            fs::remove_file(&hidden).map_err(|e| io_err("removing", &path, e))?;
+            return Ok(size);
+        }
+        // A finished job's watcher may still be recording its notification:
+        // a file appearing mid-removal is removed on the next pass.
+        let mut res = fs::remove_dir_all(&hidden);
+        for _ in 0..5 {
+            match &res {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = fs::remove_dir_all(&hidden),
+                _ => break,
+            }
+        }
+        res.map_err(|e| io_err("removing", &path, e))?;
+        Ok(size)
+    }
+}
+
+/// Records the end of a job: the reserved status file is filled in place
+/// (no new space needed) and renamed to `status`, the one moment the job's
+/// end becomes visible; then its lock is released, which wakes `job wait`,
+/// and both are synced.
+pub fn record_end(dir: &Path, status: &File, end: &End) -> Result<(), String> {
+    let line = end.line();
+    let tmp = dir.join(".status");
+    status
+        .write_all_at(line.as_bytes(), 0)
+        .and_then(|_| status.set_len(line.len() as u64))
+        .map_err(|e| io_err("writing", &tmp, e))?;
+    let dest = dir.join("status");
+    fs::rename(&tmp, &dest).map_err(|e| io_err("writing", &dest, e))?;
+    let _ = status.unlock();
+    let _ = status.sync_all();
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Appends the footer to the log: on a line of its own, the end state and
+/// how long the job ran.
+pub fn write_footer(log: &File, log_path: &Path, end: &End, secs: f64) -> Result<(), String> {
+    let needs_newline = log
+        .metadata()
+        .ok()
+        .filter(|m| m.len() > 0)
+        .and_then(|m| {
+            let mut b = [0u8; 1];
+            log.read_at(&mut b, m.len() - 1).ok().map(|_| b[0] != b'\n')
+        })
+        .unwrap_or(false);
+    let footer = format!(
+        "{}=== {} after {}, at {}\n",
+        if needs_newline { "\n" } else { "" },
+        describe_end(end),
+        human_duration(secs),
+        end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+    );
+    let mut log = log;
+    log.write_all(footer.as_bytes()).map_err(|e| io_err("writing", log_path, e))
+}
+
+/// A line of the watcher's own in the log (it has no stderr).
+pub fn append_note(log: &File, log_path: &Path, msg: &str) -> Result<(), String> {
+    let mut log = log;
+    log.write_all(format!("\n=== bgrun: {msg}\n").as_bytes()).map_err(|e| io_err("writing", log_path, e))
+}
+
+/// The stop request in a job directory, if any: "term" or "kill".
+pub fn stop_request(dir: &Path) -> Option<String> {
+    fs::read_to_string(dir.join("stop")).ok().map(|s| s.trim().to_string())
+}
+
+/// Rewrites `meta.json` whole (write-temp-then-rename).
+pub fn write_meta(dir: &Path, meta: &Meta) -> Result<(), String> {
+    write_atomic(dir, "meta.json", &meta_bytes(meta))
+}
+
+fn open_new(path: &Path, append: bool) -> Result<File, String> {
+    OpenOptions::new()
+        .write(true)
+        .read(true)
+        .append(append)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err("creating", path, e))
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut f = open_new(path, false)?;
+    f.write_all(bytes).map_err(|e| io_err("writing", path, e))
+}
+
+/// Write-temp-then-rename within `dir`; the temp file is removed on failure.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let dest = dir.join(name);
+    let res = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(bytes)?;
+        fs::rename(&tmp, &dest)
+    })();
+    res.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("writing", &dest, e)
+    })
+}
+
+fn is_taken(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY) | Some(libc::ENOTDIR) | Some(libc::EISDIR))
+}
+
+/// A short suffix for a taken id: base-36 of the pid and the attempt, so
+/// racing launchers pick different names on their first retry.
+fn suffix(attempt: u32) -> String {
+    let mut n = (std::process::id() as u64) * 1000 + attempt as u64;
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut s = Vec::new();
+    while n > 0 {
+        s.push(digits[(n % 36) as usize]);
+        n /= 36;
+    }
+    s.reverse();
+    String::from_utf8(s).expect("base-36 digits are ASCII")
+}
