@@ -292,6 +292,9 @@ fn the_id_run_prints_names_a_job_that_exists_when_run_returns() {
 
 #[test]
 fn a_job_survives_the_hangup_of_the_terminal_it_was_started_from() {
+    if !need_tool("script") {
+        return;
+    }
     let env = Env::new();
     let mut left = Leftovers::default();
     let gate = env.root.join("gate");
@@ -740,6 +743,9 @@ fn runs_into_a_pipe_closed_early_exits_quietly() {
 
 #[test]
 fn runs_lines_show_mark_id_pid_state_and_command_without_colour_off_a_terminal() {
+    if !need_tool("script") {
+        return;
+    }
     let env = Env::new();
     let mut left = Leftovers::default();
     let gate = env.root.join("gate");
@@ -780,6 +786,9 @@ fn runs_lines_show_mark_id_pid_state_and_command_without_colour_off_a_terminal()
 
 #[test]
 fn a_command_holding_an_escape_byte_is_shown_escaped() {
+    if !need_tool("script") {
+        return;
+    }
     let env = Env::new();
     let job = launch(&env, &["printf", "x\u{1b}[2Jy\n"]);
     env.wait_ended(&job.id, SOON);

@@ -3,9 +3,10 @@
 //! either right or honestly `lost`, and no command destroys what it should
 //! not.
 //!
-//! Some cases need root: a tmpfs for a full or read-only disk, a second
-//! user, an sshd, the kernel's next pid. CI runs as root (.ci/run); without
-//! root those tests fail saying so, they never skip.
+//! Some cases need privileges: a tmpfs for a full or read-only disk, a
+//! second user, the kernel's next pid. They run inside namespaces of their
+//! own (`common::isolated`), as root there, changing nothing on the host;
+//! where namespaces are not allowed they are reported as not run.
 
 mod common;
 
@@ -32,18 +33,14 @@ const SOON: Duration = Duration::from_secs(20);
 
 // --- helpers -------------------------------------------------------------------
 
-fn require_root(why: &str) {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root ({why}); CI runs it as root through .ci/run");
-}
-
-/// A tmpfs mounted for one test; unmounted when dropped, even on failure.
+/// A tmpfs mounted for one test (inside its namespaces: see
+/// `common::isolated`); unmounted when dropped, even on failure.
 struct Tmpfs {
     at: PathBuf,
 }
 
 impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Tmpfs {
-        require_root("mounting a tmpfs");
         fs::create_dir_all(at).expect("making the mount point");
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
@@ -255,6 +252,9 @@ fn has_control_bytes(text: &[u8]) -> bool {
 
 #[test]
 fn on_a_full_disk_run_makes_a_whole_job_or_nothing_at_every_fill_level() {
+    if !isolated("mounting a tmpfs", false) {
+        return;
+    }
     let mut env = Env::new();
     let disk = Tmpfs::mount(&env.root.join("disk"), "1m");
     env.store = disk.at.join("store");
@@ -292,6 +292,9 @@ fn on_a_full_disk_run_makes_a_whole_job_or_nothing_at_every_fill_level() {
 
 #[test]
 fn a_job_that_fills_the_disk_still_has_its_end_recorded_and_the_store_stays_readable() {
+    if !isolated("mounting a tmpfs", false) {
+        return;
+    }
     let mut env = Env::new();
     let disk = Tmpfs::mount(&env.root.join("disk"), "1m");
     env.store = disk.at.join("store");
@@ -343,13 +346,18 @@ fn a_job_whose_end_cannot_be_written_shows_lost_not_running_forever() {
 
 #[test]
 fn a_read_only_store_is_refused_in_one_line_naming_it_and_stays_readable() {
+    if !isolated("mounting a tmpfs", false) {
+        return;
+    }
     let mut env = Env::new();
     let disk = Tmpfs::mount(&env.root.join("disk"), "4m");
     env.store = disk.at.join("store");
     let id = env.start(&["--name", "before", "echo", "kept"]);
     env.wait_ended(&id, SOON);
     wait_watcher_gone(&env, &id);
-    disk.remount("ro");
+    // Read-only for everyone who writes through this mount (a user
+    // namespace may not make the tmpfs itself read-only): EROFS all the same.
+    disk.remount("bind,ro");
 
     let store = env.store.display().to_string();
     for (front, args) in
@@ -435,8 +443,9 @@ fn a_missing_store_reads_as_empty_and_is_made_private_by_the_first_run() {
 
 // --- the watcher killed, the machine rebooted ---------------------------------------
 
-/// Starts `sleep 600` as exactly `pid` (root: sets the kernel's last pid
-/// just below it), trying again while other processes race for it.
+/// Starts `sleep 600` as exactly `pid` (sets the kernel's last pid just
+/// below it: root in the test's pid namespace), trying again while other
+/// processes race for it.
 fn spawn_with_pid(pid: i32) -> Child {
     let deadline = Instant::now() + SOON;
     loop {
@@ -453,7 +462,9 @@ fn spawn_with_pid(pid: i32) -> Child {
 
 #[test]
 fn once_the_watcher_and_the_job_are_killed_strangers_holding_their_pids_never_revive_the_job() {
-    require_root("setting the kernel's next pid");
+    if !isolated("setting the kernel's next pid", false) {
+        return;
+    }
     let env = Env::new();
     let mut left = Leftovers::default();
     let id = env.start(&["--name", "victim", "sleep", "600"]);
@@ -532,7 +543,9 @@ fn a_job_recorded_under_another_boot_is_lost_even_while_its_pid_and_start_time_m
 
 #[test]
 fn a_terminal_hung_up_under_job_run_wait_follow_ends_the_waiting_not_the_job() {
-    require("script");
+    if !need_tool("script") {
+        return;
+    }
     let env = Env::new();
     let mut left = Leftovers::default();
     let session = format!(
@@ -569,17 +582,35 @@ struct Sshd {
     child: Child,
     port: u16,
     key: PathBuf,
+    user: String,
 }
 
 impl Sshd {
-    fn start(dir: &Path) -> Sshd {
-        require_root("running sshd");
+    /// `None` (the test reported as not run) when sshd or ssh is missing.
+    fn start(dir: &Path) -> Option<Sshd> {
+        if !need_tools(&["sshd", "ssh", "ssh-keygen"]) {
+            return None;
+        }
+        let root = nix::unistd::geteuid().is_root();
+        // Not run as root, sshd can log in only its own user, which is
+        // enough, and cannot chown the terminal it opens: it needs /dev/pts
+        // to give new terminals the tty group, as desktops and servers do.
+        let tty = nix::unistd::Group::from_name("tty").ok().flatten().map(|g| g.gid.as_raw());
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let ptys_in_tty_group = tty.is_some_and(|gid| {
+            mounts
+                .lines()
+                .any(|l| l.contains(" /dev/pts ") && l.contains(" devpts ") && l.contains(&format!("gid={gid}")))
+        });
+        let why = "sshd run by a user other than root needs /dev/pts to give new terminals the tty group";
+        if !root && !need(ptys_in_tty_group, why, "sudo mount -o remount,gid=5,mode=620 /dev/pts") {
+            return None;
+        }
         let sshd = Path::new("/usr/sbin/sshd");
-        assert!(sshd.is_file(), "sshd is not installed: .ci/run installs it (apt-get install openssh-server)");
-        require("ssh");
-        require("ssh-keygen");
         fs::create_dir_all(dir).expect("making the sshd directory");
-        fs::create_dir_all("/run/sshd").expect("making sshd's privilege separation directory");
+        if root {
+            fs::create_dir_all("/run/sshd").expect("making sshd's privilege separation directory");
+        }
         for k in ["host_key", "user_key"] {
             let out = Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -606,23 +637,29 @@ impl Sshd {
             .stderr(log)
             .spawn()
             .expect("starting sshd");
-        let server = Sshd { child, port, key: dir.join("user_key") };
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .expect("this user's name");
+        let server = Sshd { child, port, key: dir.join("user_key"), user };
         wait_until(SOON, "sshd to greet", || {
             let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let mut b = [0u8; 4];
             s.read_exact(&mut b).is_ok() && &b == b"SSH-"
         });
-        server
+        Some(server)
     }
 
-    /// `ssh -tt root@127.0.0.1 REMOTE` (a terminal on the far side).
+    /// `ssh -tt USER@127.0.0.1 REMOTE`, as this user (a terminal on the far
+    /// side).
     fn ssh(&self, remote: &str) -> Command {
         let mut c = Command::new("ssh");
         c.args(["-tt", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
             .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
             .arg(&self.key)
-            .args(["-p", &self.port.to_string(), "root@127.0.0.1", remote])
+            .args(["-p", &self.port.to_string(), &format!("{}@127.0.0.1", self.user), remote])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -641,7 +678,7 @@ impl Drop for Sshd {
 fn jobs_started_over_ssh_finish_and_record_their_exit_when_the_client_is_killed() {
     let env = Env::new();
     let mut left = Leftovers::default();
-    let sshd = Sshd::start(&env.root.join("sshd"));
+    let Some(sshd) = Sshd::start(&env.root.join("sshd")) else { return };
     let remote = format!(
         "export RUN_DIR={store} HOME={home}; {run} --name viassh sh -c 'sleep 6; exit 5'; \
          {job} run --name waited --wait 'sleep 6; exit 6'",
@@ -1153,35 +1190,12 @@ fn a_jobs_raw_bytes_stay_exact_in_its_log_and_its_name_and_command_never_reach_t
 
 // --- privacy ------------------------------------------------------------------------------
 
-/// A user made for one test; deleted when dropped.
-struct User {
-    name: String,
-}
-
-impl User {
-    fn add() -> User {
-        require_root("adding a user");
-        let name = format!("bgrunf{}", std::process::id());
-        let out = Command::new("useradd").args(["-M", "-s", "/bin/sh", &name]).output().expect("running useradd");
-        assert!(out.status.success(), "useradd: {}", stderr(&out));
-        User { name }
-    }
-
-    fn sh(&self, script: &str) -> Output {
-        Command::new("su").args(["-s", "/bin/sh", &self.name, "-c", script]).output().expect("running su")
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
-}
-
 #[test]
 fn another_user_can_read_nothing_in_the_store_even_when_jobs_start_under_umask_000() {
+    if !need_tool("setpriv") || !isolated("switching to another user", true) {
+        return;
+    }
     let env = Env::new();
-    let user = User::add();
     let script = format!(
         "umask 000; {run} --name secret sh -c 'echo the-secret' && {job} run --key k --name keyed 'echo more'",
         run = bin("run").display(),
@@ -1204,11 +1218,16 @@ fn another_user_can_read_nothing_in_the_store_even_when_jobs_start_under_umask_0
         format!("ls {s}/{id}"),
         format!("ls {s}/.keys"),
     ] {
-        let out = user.sh(&probe);
-        assert!(!out.status.success(), "{} could run `{probe}`: {}", user.name, stdout(&out));
+        let out = as_another_user(&probe);
+        assert!(!out.status.success(), "user {OTHER_ID} could run `{probe}`: {}", stdout(&out));
         assert!(!stdout(&out).contains("the-secret") && !stdout(&out).contains(&id), "{probe} leaked");
     }
-    let out = user.sh(&format!("RUN_DIR={s} {} --json", bin("runs").display()));
+    // A copy of runs in the open directory, so that the user can run it
+    // wherever the build is.
+    let runs = env.root.join("runs");
+    fs::copy(bin("runs"), &runs).expect("copying runs");
+    let out = as_another_user(&format!("RUN_DIR={s} {} --json", runs.display()));
+    assert!(!matches!(out.status.code(), Some(126 | 127)), "user {OTHER_ID} could not start runs: {}", stderr(&out));
     assert!(!stdout(&out).contains(&id), "runs as another user listed the jobs");
 
     let mut dirs = vec![env.store.clone()];

@@ -297,7 +297,7 @@ fn one_line_naming(out: &Output, flag: &str) {
 }
 
 fn git_init(dir: &Path) {
-    require("git");
+    assert!(on_path("git"), "git is not installed (the tests need Rust and git)");
     let st = Command::new("git").args(["init", "-q"]).current_dir(dir).status().expect("running git init");
     assert!(st.success(), "git init failed in {}", dir.display());
 }

@@ -579,9 +579,12 @@ fn the_token_and_password_appear_in_no_argv_and_no_job_file() {
         ("NTFY_PASSWORD", "pw_secret456"),
     ];
     let secrets = ["tk_secret123", "pw_secret456"];
-    let wait_for_go = "until [ -e go ]; do sleep 0.05; done";
+    let wait_for_go = "echo waiting; until [ -e go ]; do sleep 0.05; done";
     let id = started(&call(&env, &server.url, &vars, "run", &["-n", "sh", "-c", wait_for_go]));
     let job_pid = meta(&env, &id)["pid"].as_i64().expect("a job pid");
+    // Until the job has exec'd, its argv is the launcher's: read the job's
+    // own once its first line is in the log.
+    wait_until(SOON, "the job's first line", || env.log(&id).contains("waiting"));
     for pid in [watcher_pid(&env, &id), job_pid] {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("reading a running process's cmdline");
         assert!(!cmdline.is_empty(), "process {pid} is running");

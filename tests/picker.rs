@@ -19,9 +19,9 @@ struct Tmux<'a> {
 }
 
 impl<'a> Tmux<'a> {
-    fn new(env: &'a Env) -> Tmux<'a> {
-        require("tmux");
-        Tmux { env, socket: env.root.join("tmux.sock") }
+    /// `None` (the test reported as not run) without tmux.
+    fn new(env: &'a Env) -> Option<Tmux<'a>> {
+        need_tool("tmux").then(|| Tmux { env, socket: env.root.join("tmux.sock") })
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
@@ -103,7 +103,7 @@ fn three_jobs(env: &Env) -> Vec<String> {
 fn the_picker_selects_the_job_matching_the_filter_and_prints_its_log() {
     let env = Env::new();
     let ids = three_jobs(&env);
-    let tmux = Tmux::new(&env);
+    let Some(tmux) = Tmux::new(&env) else { return };
     tmux.start_runlog();
     tmux.wait_prompt(3);
 
@@ -121,7 +121,7 @@ fn the_picker_selects_the_job_matching_the_filter_and_prints_its_log() {
 fn escape_in_the_picker_cancels_with_130_and_prints_nothing() {
     let env = Env::new();
     three_jobs(&env);
-    let tmux = Tmux::new(&env);
+    let Some(tmux) = Tmux::new(&env) else { return };
     tmux.start_runlog();
     tmux.wait_prompt(3);
 
