@@ -20,6 +20,8 @@ pub struct Spec {
     pub cwd: PathBuf,
     pub timeout: Option<Duration>,
     pub topic: Option<String>,
+    /// Notify only if the job ran at least this long.
+    pub min_duration: Option<Duration>,
     pub context: Option<Box<RawValue>>,
     pub key: Option<String>,
 }
@@ -51,6 +53,7 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
         started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
         boot_id: proc::boot_id(),
         timeout_s: spec.timeout.map(|t| t.as_secs()),
+        notify_min_s: spec.min_duration.filter(|_| spec.topic.is_some()).map(|d| d.as_secs()),
         notify_topic: spec.topic,
         context: spec.context,
         key: spec.key,
@@ -159,6 +162,61 @@ pub fn default_name(argv: &[OsString]) -> String {
     }
 }
 
+/// The default name of a shell string: the program it runs, past what
+/// only prepares the run: a leading `cd DIR &&` (or `;`), assignments
+/// (`FOO=bar`), `time`, `exec`, `env`, `nohup`, `sudo` and their flags,
+/// and grouping (`{`, `(`); for `. ./build.sh` or `source x.sh`, the
+/// script's name. Then as [`default_name`] (`python train.py` → `train`).
+pub fn shell_name(text: &str) -> String {
+    let spaced = text.replace("&&", " ; ").replace("||", " ; ").replace([';', '|', '&'], " ; ");
+    let toks: Vec<&str> = spaced
+        .split_whitespace()
+        .map(|t| t.trim_matches(|c| "(){}'\"".contains(c)))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let is_assignment = |t: &str| {
+        t.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty()
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let mut i = 0;
+    let mut wrapper = false;
+    // `FOO=bar env` runs env itself.
+    let mut last_wrapper = None;
+    while i < toks.len() {
+        let t = toks[i];
+        match t {
+            ";" => wrapper = false,
+            "cd" | "pushd" => {
+                // up to the next separator: `cd sub && make` is `make`
+                while i < toks.len() && toks[i] != ";" {
+                    i += 1;
+                }
+                continue;
+            }
+            "time" | "exec" | "env" | "nohup" | "sudo" | "command" | "nice" => {
+                wrapper = true;
+                last_wrapper = Some(t);
+            }
+            "-u" | "-g" | "-n" if wrapper && toks[i - 1] != "env" => i += 1, // sudo -u USER, nice -n N
+            _ if wrapper && t.starts_with('-') => {}
+            _ if is_assignment(t) => {}
+            "." | "source" => {
+                return toks.get(i + 1).map_or_else(|| "job".into(), |s| default_name(&[OsString::from(s)]));
+            }
+            _ => {
+                let words: Vec<OsString> =
+                    toks[i..].iter().take_while(|w| **w != ";").take(2).map(OsString::from).collect();
+                return default_name(&words);
+            }
+        }
+        i += 1;
+    }
+    last_wrapper.unwrap_or("sh").into()
+}
+
 /// A command line for display: words that need it are single-quoted.
 pub fn shell_join(argv: &[OsString]) -> String {
     argv.iter()
@@ -180,10 +238,25 @@ pub fn shell_join(argv: &[OsString]) -> String {
 /// anything starts: exit 127, as the shell itself would.
 pub fn check_shell_command(text: &str, path: Option<&OsStr>) -> Res<()> {
     match plain_first_word(text) {
-        Some(word) if proc::which(OsStr::new(word), path).is_none() => {
-            Err(Fail::new(Exit::NotFound, format!("{word}: command not found")))
-        }
+        Some(word) if proc::which(OsStr::new(word), path).is_none() => Err(not_found(OsStr::new(word))),
         _ => Ok(()),
+    }
+}
+
+/// Why `cmd` cannot run, as a shell says it: a path that exists but cannot
+/// be executed is exit 126, anything else not found is exit 127.
+pub fn not_found(cmd: &OsStr) -> Fail {
+    let shown: String = cmd
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect();
+    let p = Path::new(cmd);
+    if cmd.as_encoded_bytes().contains(&b'/') && p.exists() {
+        let what = if p.is_dir() { "is a directory" } else { "not executable" };
+        Fail::new(Exit::NotExecutable, format!("{shown}: {what}"))
+    } else {
+        Fail::new(Exit::NotFound, format!("{shown}: command not found"))
     }
 }
 
@@ -208,4 +281,31 @@ pub fn shell() -> Res<PathBuf> {
     proc::which(OsStr::new("sh"), std::env::var_os("PATH").as_deref())
         .or_else(|| Some(PathBuf::from("/bin/sh")).filter(|p| proc::is_executable(p)))
         .ok_or_else(|| Fail::new(Exit::NotFound, "sh: command not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_strings_are_named_after_the_program_they_run_not_what_prepares_it() {
+        for (text, name) in [
+            ("cd sub && make", "make"),
+            ("cd sub; make -j8", "make"),
+            ("FOO=bar env", "env"),
+            ("FOO=bar make", "make"),
+            ("{ echo a; }", "echo"),
+            ("(cd a && cargo build)", "cargo"),
+            (". ./build.sh", "build"),
+            ("source ~/deploy.sh prod", "deploy"),
+            ("time python train.py --epochs 3", "train"),
+            ("sudo -u bob make install", "make"),
+            ("env -i A=b nohup ./x.sh", "x"),
+            ("exec ./serve", "serve"),
+            ("make && make test", "make"),
+            ("pytest tests/", "pytest"),
+        ] {
+            assert_eq!(shell_name(text), name, "{text}");
+        }
+    }
 }

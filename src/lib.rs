@@ -27,8 +27,16 @@ pub enum Exit {
     Error = 1,
     Usage = 2,
     WaitTimeout = 124,
+    NotExecutable = 126,
     NotFound = 127,
     Cancelled = 130,
+}
+
+impl Exit {
+    /// Every status, for the tables of help, man pages and README (a test
+    /// checks that they list exactly these).
+    pub const ALL: [Exit; 7] =
+        [Exit::Ok, Exit::Error, Exit::Usage, Exit::WaitTimeout, Exit::NotExecutable, Exit::NotFound, Exit::Cancelled];
 }
 
 /// A front's failure: the status to exit with and the one-line message

@@ -37,6 +37,8 @@ pub struct Plan {
 pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     proc::become_watcher();
     proc::close_fds_except(&[hs.fd(), plan.staged.log.as_raw_fd(), plan.staged.status.as_raw_fd()]);
+    // Where the job's own output will start: after the header.
+    let output_from = plan.staged.log.metadata().map_or(0, |m| m.len());
     let mut job = match proc::fork_job(&plan.program, &plan.argv, plan.staged.log.as_raw_fd()) {
         Ok(j) => j,
         Err(e) => {
@@ -73,7 +75,7 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset() };
     let secs = (end.ended_at - plan.meta.started()).num_milliseconds() as f64 / 1000.0;
     let tail = if state != State::Done && plan.meta.notify_topic.is_some() {
-        store::tail_lines(&dir.join("log"), 10, 64 * 1024).unwrap_or_default()
+        store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output_from).unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -92,10 +94,15 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     let _ = store::write_meta(&dir, &plan.meta);
 
     if let (Some(topic), Some(cfg)) = (&plan.meta.notify_topic, &plan.ntfy) {
-        let msg = message(&plan.meta, topic, &end, secs, &tail);
-        let outcome = match ntfy::publish(cfg, &msg) {
-            Ok(()) => "sent\n".to_string(),
-            Err(e) => format!("failed: {e}\n"),
+        let short = plan.meta.notify_min_s.filter(|&min| secs < min as f64);
+        let outcome = match short {
+            Some(min) => {
+                format!("skipped: ran {}, under {}\n", store::human_duration(secs), store::human_duration(min as f64))
+            }
+            None => match ntfy::publish(cfg, &message(&plan.meta, topic, &end, secs, &tail)) {
+                Ok(()) => "sent\n".to_string(),
+                Err(e) => format!("failed: {e}\n"),
+            },
         };
         if let Err(e) = store::write_atomic(&dir, "notified", outcome.as_bytes()) {
             note(&plan.staged, &dir, &format!("could not record the notification: {e}"));

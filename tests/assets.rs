@@ -370,3 +370,126 @@ fn every_name_prints_its_version() {
         assert_eq!(stdout(&out), format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
     }
 }
+
+/// The text of a roff section (`.SH NAME` up to the next `.SH`), its
+/// escapes undone enough to read: `\-` → `-`, fonts dropped.
+fn roff_section(page: &str, name: &str) -> String {
+    let start = page.find(&format!(".SH {name}\n")).unwrap_or_else(|| panic!("no {name} section"));
+    let body = &page[start + name.len() + 5..];
+    let end = body.find("\n.SH ").map_or(body.len(), |e| e + 1);
+    let mut text = body[..end].replace("\\-", "-").replace("\\*(Aq", "'");
+    for font in ["\\fB", "\\fR", "\\fI", "\\fP"] {
+        text = text.replace(font, "");
+    }
+    text
+}
+
+#[test]
+fn each_man_page_has_the_synopsis_and_description_of_the_command_it_names() {
+    let mut pages = Vec::new();
+    files_under(&repo().join("man"), &mut pages);
+    let commands = assets::commands();
+    for page in pages {
+        let file = page.file_name().and_then(|n| n.to_str()).expect("a page name").to_string();
+        let name = file.strip_suffix(".1").expect("a section 1 page");
+        let (top, sub) = name.split_once('-').map_or((name, None), |(t, s)| (t, Some(s)));
+        let top_cmd = commands.iter().find(|c| c.get_name() == top).unwrap_or_else(|| panic!("{file}: no command"));
+        let cmd = match sub {
+            Some(s) => top_cmd.find_subcommand(s).unwrap_or_else(|| panic!("{file}: no subcommand {s}")),
+            None => top_cmd,
+        };
+        let words = name.replace('-', " ");
+        let text = std::fs::read_to_string(&page).expect("reading a page");
+        let synopsis = roff_section(&text, "SYNOPSIS");
+        assert!(synopsis.trim_start().starts_with(&format!("{words} ")), "{file}: SYNOPSIS is {synopsis:?}");
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(long) = a.get_long() {
+                assert!(synopsis.contains(&format!("--{long}")), "{file}: SYNOPSIS lacks --{long}: {synopsis}");
+            }
+            let value = a.get_value_names().and_then(|v| v.first()).map(|v| v.to_string());
+            if let Some(v) = value.filter(|_| a.get_action().takes_values()) {
+                assert!(synopsis.contains(&v), "{file}: SYNOPSIS lacks {v}: {synopsis}");
+            }
+        }
+        let description = roff_section(&text, "DESCRIPTION");
+        let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let mut paras = description.split(".PP\n").map(str::trim);
+        assert_eq!(paras.next(), Some(about.as_str()), "{file}: DESCRIPTION does not open with its command's about");
+        let first = paras.next().unwrap_or_default();
+        assert!(first.starts_with(&format!("{words} ")), "{file}: DESCRIPTION is not about {words}: {first}");
+    }
+}
+
+/// The words in backticks of `text`.
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+#[test]
+fn the_states_and_exit_codes_listed_in_help_man_pages_and_readme_are_those_of_the_code() {
+    use bgrun::store::State;
+    use bgrun::Exit;
+    let env = Env::new();
+    let states: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+    let codes: Vec<String> = Exit::ALL.iter().map(|e| (*e as u8).to_string()).collect();
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("reading README.md");
+
+    // README: the States bullet, the JSON table's state row, --status.
+    let bullet = readme.split("\n- States: ").nth(1).and_then(|r| r.split("\n- ").next()).expect("a States bullet");
+    let mut listed: Vec<&str> = Vec::new();
+    for w in backticked(bullet).into_iter().filter(|w| w.chars().all(|c| c.is_ascii_lowercase())) {
+        if !listed.contains(&w) {
+            listed.push(w);
+        }
+    }
+    assert_eq!(listed, states, "README's States bullet");
+    let row = readme.lines().find(|l| l.starts_with("| `state` |")).expect("a state row in README");
+    assert_eq!(backticked(row)[1..], states[..], "README's state row");
+    let status = readme.split("`--status` takes").nth(1).and_then(|r| r.split('.').next()).expect("--status takes");
+    assert_eq!(backticked(status), states, "README on --status");
+
+    // Help: runs (its about), runs --state and job list --status.
+    let help = stdout(&env.run("runs", &["--help"]));
+    let about = help.lines().next().and_then(|l| l.strip_prefix("List background jobs: ")).expect("runs's about");
+    assert_eq!(about.split(", ").collect::<Vec<_>>(), states, "runs --help");
+    for (front, args) in [("runs", vec!["--help"]), ("job", vec!["list", "--help"])] {
+        let help = stdout(&env.run(front, &args));
+        let values = help.split("[possible values: ").nth(1).and_then(|r| r.split(']').next()).expect("values");
+        assert_eq!(values.split(", ").collect::<Vec<_>>(), states, "{front} {args:?}");
+    }
+    // Man: runs.1 names every state.
+    let runs_page = std::fs::read_to_string(repo().join("man/runs.1")).expect("reading man/runs.1");
+    for s in &states {
+        assert!(roff_section(&runs_page, "DESCRIPTION").contains(&format!("{s} (")), "man runs lacks {s}");
+    }
+
+    // Exit codes: README's table and every man page's EXIT STATUS are the
+    // code's; those job --help names are among them.
+    let table = readme.split("### Exit codes").nth(1).expect("an exit code table in README");
+    let table: Vec<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| code"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').nth(1).unwrap_or_default().trim().to_string())
+        .collect();
+    assert_eq!(table, codes, "README's exit codes");
+    let mut pages = Vec::new();
+    files_under(&repo().join("man"), &mut pages);
+    for page in pages {
+        let text = std::fs::read_to_string(&page).expect("reading a page");
+        let section = roff_section(&text, "EXIT STATUS");
+        let listed: Vec<String> = section
+            .lines()
+            .zip(section.lines().skip(1))
+            .filter(|(a, _)| *a == ".TP")
+            .map(|(_, c)| c.to_string())
+            .collect();
+        assert_eq!(listed, codes, "{}: EXIT STATUS", page.display());
+    }
+    let help = stdout(&env.run("job", &["--help"]));
+    let para = help.split("Exit codes:").nth(1).expect("job --help lists exit codes");
+    for word in para.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()) {
+        assert!(codes.iter().any(|c| c == word), "job --help names exit code {word}, which the code does not have");
+    }
+}

@@ -262,13 +262,16 @@ fn a_shell_string_whose_first_word_is_missing_is_refused_with_127() {
 }
 
 #[test]
-fn a_file_that_is_not_executable_is_refused_with_127() {
+fn a_file_that_is_not_executable_is_refused_with_126_by_run_and_job_run_in_the_same_words() {
     let env = Env::new();
     let script = env.root.join("notexec.sh");
     write(&script, "echo hi\n");
-    let out = env.run("run", &[script.to_str().expect("a UTF-8 temp path")]);
-    assert_eq!(out.status.code(), Some(127));
-    assert_eq!(stderr(&out), format!("run: {}: not executable\n", script.display()));
+    let path = script.to_str().expect("a UTF-8 temp path");
+    for (front, args) in [("run", vec![path]), ("job", vec!["run", path])] {
+        let out = env.run(front, &args);
+        assert_eq!(out.status.code(), Some(126), "{front}: {}", stderr(&out));
+        assert_eq!(stderr(&out), format!("{front}: {path}: not executable\n"));
+    }
     assert_eq!(store_entries(&env), Vec::<String>::new());
 }
 

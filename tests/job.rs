@@ -1021,7 +1021,7 @@ fn clean_defaults_to_seven_days_and_all_removes_every_job_that_is_not_running() 
 fn job_help_lists_the_exit_codes() {
     let env = jobs();
     let help = stdout(&env.cli(&["--help"]));
-    for want in ["run", "list", "status", "logs", "stop", "wait", "retry", "clean", "124 wait timeout"] {
+    for want in ["run", "list", "status", "logs", "stop", "wait", "retry", "clean", "124 job wait --timeout ran out"] {
         assert!(help.contains(want), "no {want:?} in job --help:\n{help}");
     }
 }

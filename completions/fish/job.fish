@@ -36,21 +36,23 @@ complete -c job -n "__fish_job_needs_command" -f -a "retry" -d 'Start a job agai
 complete -c job -n "__fish_job_needs_command" -f -a "clean" -d 'Remove old finished jobs'
 complete -c job -n "__fish_job_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c job -n "__fish_job_using_subcommand run" -l name -d 'Refer to the job by this name' -r
-complete -c job -n "__fish_job_using_subcommand run" -l timeout -d 'End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL' -r
+complete -c job -n "__fish_job_using_subcommand run" -l timeout -d 'End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout' -r
 complete -c job -n "__fish_job_using_subcommand run" -l context -d 'Any JSON value, kept with the job for your own tracking' -r
 complete -c job -n "__fish_job_using_subcommand run" -l key -d 'Idempotency key: if a job with this key exists, print its id and start nothing' -r
 complete -c job -n "__fish_job_using_subcommand run" -l notify -d 'Send an ntfy notification when the job ends (to TOPIC, or $NTFY_TOPIC)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l topic -d 'Notify this ntfy topic when the job ends (implies --notify)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l min-duration -d 'With --notify: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l wait -d 'Wait for the job to end; exit as `job wait` does'
 complete -c job -n "__fish_job_using_subcommand run" -l follow -d 'With --wait: stream the job\'s log while waiting'
 complete -c job -n "__fish_job_using_subcommand run" -s h -l help -d 'Print help'
-complete -c job -n "__fish_job_using_subcommand list" -l status -d 'Only jobs in this state' -r -f -a "running\t''
+complete -c job -n "__fish_job_using_subcommand list" -l status -d 'Only jobs in this state (repeatable)' -r -f -a "running\t''
 done\t''
 failed\t''
 killed\t''
 stopped\t''
 timeout\t''
 lost\t''"
+complete -c job -n "__fish_job_using_subcommand list" -s n -l last -d 'Only the last N jobs (the newest)' -r
 complete -c job -n "__fish_job_using_subcommand list" -l all -d 'Every job, not only this project\'s'
 complete -c job -n "__fish_job_using_subcommand list" -l json -d 'JSON output'
 complete -c job -n "__fish_job_using_subcommand list" -s h -l help -d 'Print help'

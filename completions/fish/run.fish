@@ -1,5 +1,6 @@
 complete -c run -l topic -d 'Notify this ntfy topic when the job ends (implies -n)' -r
 complete -c run -l name -d 'Name the job (default: the command\'s basename)' -r
+complete -c run -l min-duration -d 'With -n: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)' -r
 complete -c run -s n -l notify -d 'Send an ntfy notification when the job ends ($NTFY_TOPIC, or the next argument)'
 complete -c run -s h -l help -d 'Print help'
 complete -c run -s V -l version -d 'Print version'

@@ -18,9 +18,11 @@
 //! Output is deterministic (no dates), so it can be compared byte for byte.
 
 use bgrun::cli;
+use bgrun::store::State;
+use bgrun::Exit;
 use clap::{Arg, Command, CommandFactory};
 use clap_complete::Shell;
-use clap_mangen::roff::{bold, roman, Roff};
+use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 use clap_mangen::Man;
 
 /// The command the completion scripts run for job ids and names.
@@ -28,10 +30,10 @@ const IDS_COMMAND: &str = "runs --complete-ids";
 
 /// Where a job id or name goes: (command, subcommand, argument id).
 const JOB_ARGS: [(&str, Option<&str>, &str); 7] = [
-    ("runlog", None, "job"),
+    ("runlog", None, "jobs"),
     ("runrm", None, "jobs"),
     ("job", Some("status"), "id"),
-    ("job", Some("logs"), "id"),
+    ("job", Some("logs"), "ids"),
     ("job", Some("stop"), "ids"),
     ("job", Some("wait"), "ids"),
     ("job", Some("retry"), "id"),
@@ -268,10 +270,18 @@ fn fish(cmd: &Command, slots: &[Slot]) -> String {
 
 // --- man pages ---------------------------------------------------------------
 
-/// What the short `--help` leaves out: a paragraph or two for each page of
-/// the five commands.
-fn description(name: &str) -> &'static [&'static str] {
-    match name {
+/// What the short `--help` leaves out: a paragraph or two for each page,
+/// by the page's name (`run`, `job-run`: each says what its own command
+/// does).
+fn description(name: &str) -> Vec<String> {
+    if name == "runs" {
+        return vec![format!(
+            "runs lists every job in the store, oldest first, one line each: a mark, the id, the pid, the state \
+             and how long it ran, and the command. The states are {}.",
+            State::ALL.map(state_meaning).join(", ")
+        )];
+    }
+    let text: &[&str] = match name {
         "run" => &[
             "run starts CMD detached from the terminal, in its own session, so it survives a closed terminal, \
              a dropped SSH connection or a hang-up. It prints the job's id, its process id and its log's path, \
@@ -280,12 +290,6 @@ fn description(name: &str) -> &'static [&'static str] {
             "With several arguments, CMD is run as given, without a shell. A single argument that holds shell \
              syntax (spaces, pipes, &&) is run with sh -c.",
         ],
-        "runs" => {
-            &["runs lists every job in the store, oldest first, one line each: a mark, the id, the pid, the state \
-             and how long it ran, and the command. The states are running, done (exit 0), failed (another exit \
-             code), killed (by a signal), stopped (by job stop), timeout (by job run --timeout) and lost (the \
-             job and its watcher are gone without recording an end, as after a reboot)."]
-        }
         "runlog" => &["runlog prints a job's log and, while the job runs, follows it until the job ends."],
         "runrm" => {
             &["runrm removes jobs from the store: their directories, logs included. It never removes a running \
@@ -297,20 +301,71 @@ fn description(name: &str) -> &'static [&'static str] {
              top level of the directory a job was started in). Its exit status tells how the job went, so it \
              fits in scripts and CI."]
         }
+        "job-run" => {
+            &["job run starts CMD, one shell string, with sh -c in the current directory (several words are joined \
+             with spaces), detached from the terminal, and prints the job's id alone, so that \
+             id=$(job run \"make build\") works in scripts. With --key, a job that already holds the key is \
+             reported instead (its id on stdout, a note on stderr) and nothing starts. With --wait, it blocks \
+             until the job ends and exits as job wait does."]
+        }
+        "job-list" => {
+            &["job list shows the jobs of this directory's project (its git top level), or with --all every job, \
+             oldest first (the newest last), one line each, as runs does."]
+        }
+        "job-status" => {
+            &["job status ID shows everything known of one job: id, name, command, state, times, pid, directories, \
+             log and options. With no ID, it shows the store, the number of jobs in each state, the running jobs \
+             and the ntfy settings."]
+        }
+        "job-logs" => &["job logs prints a job's log; --follow streams it until the job ends and then exits 0 if it \
+             succeeded, 1 if not. With several jobs, each line is prefixed with its job's name."],
+        "job-stop" => {
+            &["job stop sends SIGTERM to everything each job started (its process group and every descendant), \
+             then SIGKILL 3 seconds later (at once with --force), and returns once the job has ended, in state \
+             stopped."]
+        }
+        "job-wait" => &["job wait blocks until every job named has ended: exit 0 if all succeeded, 1 if not, 124 if \
+             --timeout ran out first (the jobs keep running)."],
+        "job-retry" => &["job retry starts a new job with the command, working directory, name, timeout, context and \
+             notification settings of an earlier one (not its key), and prints the new id."],
+        "job-clean" => {
+            &["job clean removes jobs that ended more than 7 days ago (--older-than to change it; --all for every \
+             job that is not running), printing each id removed. A running job is never removed."]
+        }
         _ => &[],
+    };
+    text.iter().map(|p| p.to_string()).collect()
+}
+
+/// A state and what it means, for the man pages.
+fn state_meaning(s: State) -> String {
+    let what = match s {
+        State::Running => "its process or its watcher lives",
+        State::Done => "exit 0",
+        State::Failed => "another exit code",
+        State::Killed => "by a signal",
+        State::Stopped => "by job stop",
+        State::Timeout => "by job run --timeout",
+        State::Lost => "the job and its watcher are gone without recording an end, as after a reboot",
+    };
+    format!("{} ({what})", s.as_str())
+}
+
+/// What each exit status means, for the man pages (every status the code
+/// has: the match is exhaustive).
+fn exit_meaning(e: Exit) -> &'static str {
+    match e {
+        Exit::Ok => "Success (for job wait, job logs --follow and --wait: the job succeeded).",
+        Exit::Error => "An error, or the job failed, was killed, stopped, timed out or lost; an unknown job.",
+        Exit::Usage => "A usage error: an unknown flag, a missing argument or a bad value; nothing was started.",
+        Exit::WaitTimeout => "job wait --timeout gave up; the job is still running.",
+        Exit::NotExecutable => "The command to run exists but is not executable; nothing was started.",
+        Exit::NotFound => "The command to run was not found; nothing was started.",
+        Exit::Cancelled => "The job picker of runlog was cancelled.",
     }
 }
 
-const EXIT_STATUS: [(&str, &str); 6] = [
-    ("0", "Success (for job wait, job logs --follow and --wait: the job succeeded)."),
-    ("1", "An error, or the job failed, was killed, stopped, timed out or lost; an unknown job."),
-    ("2", "A usage error: an unknown flag or a bad value."),
-    ("124", "job wait --timeout (or --wait) gave up; the job is still running."),
-    ("127", "The command to run was not found."),
-    ("130", "The job picker of runlog was cancelled."),
-];
-
-const ENVIRONMENT: [(&str, &str); 9] = [
+const ENVIRONMENT: [(&str, &str); 10] = [
     ("RUN_DIR", "The job store's directory. Default: $XDG_DATA_HOME/run, else ~/.local/share/run."),
     ("XDG_DATA_HOME", "Where the store is when RUN_DIR is not set: $XDG_DATA_HOME/run (an absolute path)."),
     ("NTFY_TOPIC", "The ntfy topic for run -n and job run --notify when none is given."),
@@ -318,6 +373,7 @@ const ENVIRONMENT: [(&str, &str); 9] = [
     ("NTFY_TOKEN", "An ntfy access token (sent as a bearer token; takes precedence over NTFY_USER)."),
     ("NTFY_USER", "An ntfy user name, for basic authentication with NTFY_PASSWORD."),
     ("NTFY_PASSWORD", "The password for NTFY_USER."),
+    ("NTFY_MIN_DURATION", "Notify only for jobs that ran at least this long (as --min-duration; say 2m)."),
     ("NTFY_TIMEOUT", "Seconds for one try to publish a notification (default 10, at most 300; three tries)."),
     ("NO_COLOR", "When set and not empty, output to a terminal has no colour."),
 ];
@@ -379,6 +435,57 @@ fn man_pages(cmd: &Command) -> Vec<(String, String)> {
 /// once, at the top of the page.
 const ROFF_PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
 
+/// The SYNOPSIS: the command's own name (`job run` for the page
+/// job-run), then every option with its value, then the arguments; a
+/// required one in <>, a repeatable one followed by `...`. (clap_mangen's
+/// leaves option values out.)
+fn synopsis(cmd: &Command, own: &str) -> Roff {
+    let mut parts: Vec<Inline> = vec![bold(own.replace('-', " "))];
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
+        let mut flag = Vec::new();
+        flag.extend(a.get_short().map(|c| format!("-{c}")));
+        flag.extend(a.get_long().map(|l| format!("--{l}")));
+        parts.push(roman(" ["));
+        for (i, f) in flag.iter().enumerate() {
+            if i > 0 {
+                parts.push(roman("|"));
+            }
+            parts.push(bold(f.as_str()));
+        }
+        if a.get_action().takes_values() {
+            let value = a.get_value_names().and_then(|v| v.first()).map_or("VALUE".to_string(), |v| v.to_string());
+            let optional = a.get_num_args().is_some_and(|n| n.min_values() == 0);
+            parts.push(roman(if optional { " [" } else { " " }));
+            parts.push(italic(value));
+            if optional {
+                parts.push(roman("]"));
+            }
+        }
+        parts.push(roman("]"));
+    }
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set() && a.is_positional()) {
+        let value = a.get_value_names().and_then(|v| v.first()).map_or(a.get_id().to_string(), |v| v.to_string());
+        // job run's CMD is required unless given as --notify's value,
+        // which clap cannot say.
+        let required = a.is_required_set() || a.get_id() == "cmd";
+        let many = a.get_num_args().is_some_and(|n| n.max_values() > 1);
+        parts.push(roman(if required { " <" } else { " [" }));
+        parts.push(italic(value));
+        parts.push(roman(if required { ">" } else { "]" }));
+        if many {
+            parts.push(roman("..."));
+        }
+    }
+    if cmd.has_subcommands() {
+        parts.push(roman(" "));
+        parts.push(italic("COMMAND"));
+    }
+    let mut r = Roff::new();
+    r.control("SH", ["SYNOPSIS"]);
+    r.text(parts);
+    r
+}
+
 fn man_page(cmd: &Command, parent: Option<&Command>) -> String {
     let top = parent.unwrap_or(cmd);
     let version = top.get_version().unwrap_or_default();
@@ -393,11 +500,12 @@ fn man_page(cmd: &Command, parent: Option<&Command>) -> String {
     };
     put(&|w| man.render_title(w));
     put(&|w| man.render_name_section(w));
-    put(&|w| man.render_synopsis_section(w));
+    let own = cmd.get_display_name().unwrap_or(cmd.get_name()).to_string();
+    put(&|w| synopsis(cmd, &own).to_writer(w));
     put(&|w| man.render_description_section(w));
     let (examples, notes) = after_help(cmd);
     let mut desc = Roff::new();
-    for para in description(cmd.get_name()).iter().map(|p| p.to_string()).chain(notes) {
+    for para in description(&own).into_iter().chain(notes) {
         desc.control("PP", []);
         desc.text([roman(para.lines().collect::<Vec<_>>().join(" "))]);
     }
@@ -410,8 +518,8 @@ fn man_page(cmd: &Command, parent: Option<&Command>) -> String {
     }
     let mut r = Roff::new();
     r.control("SH", ["EXIT STATUS"]);
-    for (code, what) in EXIT_STATUS {
-        r.control("TP", []).text([bold(code)]).text([roman(what)]);
+    for code in Exit::ALL {
+        r.control("TP", []).text([bold((code as u8).to_string())]).text([roman(exit_meaning(code))]);
     }
     r.control("SH", ["ENVIRONMENT"]);
     for (var, what) in ENVIRONMENT {
@@ -436,7 +544,7 @@ fn man_page(cmd: &Command, parent: Option<&Command>) -> String {
         r.control("fi", []).control("RE", []);
     }
     r.control("SH", ["SEE ALSO"]);
-    let own = cmd.get_display_name().unwrap_or(cmd.get_name());
+    let own = own.as_str();
     let mut see: Vec<String> =
         ["run", "runs", "runlog", "runrm", "job"].iter().filter(|n| **n != own).map(|n| format!("{n}(1)")).collect();
     if let Some(p) = parent {

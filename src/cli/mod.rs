@@ -7,10 +7,29 @@ mod value;
 
 pub use value::{parse_context, parse_duration, parse_key, parse_name, parse_topic};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::store::State;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use serde_json::value::RawValue;
 use std::ffi::OsString;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The names of every state, joined: `running, done, …, lost`.
+pub fn state_names() -> String {
+    State::ALL.map(State::as_str).join(", ")
+}
+
+/// `--state`/`--status`: one of the states the code has.
+fn state_parser() -> impl TypedValueParser<Value = State> {
+    PossibleValuesParser::new(State::ALL.map(State::as_str))
+        .map(|s| State::from_name(&s).expect("the possible values are the states' names"))
+}
+
+fn runs_about() -> &'static str {
+    static ABOUT: OnceLock<String> = OnceLock::new();
+    ABOUT.get_or_init(|| format!("List background jobs: {}", state_names()))
+}
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -22,7 +41,8 @@ Examples:
 
 After -n, the next argument is the command if it names an executable (on
 PATH, or a path) or is the last argument; otherwise it is the topic.
-Prints: JOB-ID PID LOG-PATH";
+Flags go before CMD; to run a command whose name starts with '-', put --
+before it. Prints: JOB-ID PID LOG-PATH";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,10 +59,13 @@ pub struct Run {
     #[arg(long, value_name = "TOPIC", value_parser = parse_topic)]
     pub topic: Option<String>,
     /// Name the job (default: the command's basename)
-    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    #[arg(long, value_name = "NAME", value_parser = parse_name, allow_hyphen_values = true)]
     pub name: Option<String>,
+    /// With -n: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub min_duration: Option<Duration>,
     /// The command and its arguments, kept exactly as given
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
 
@@ -50,10 +73,20 @@ pub struct Run {
 #[command(
     name = "runs",
     version,
-    about = "List background jobs: running, done, failed, killed, lost",
-    after_help = "Examples:\n  runs\n  runs --json | jq '.[] | select(.state == \"failed\") | .id'"
+    about = runs_about(),
+    after_help = "Examples:\n  runs\n  runs --state failed -n 5\n  runs --project --state running\n  \
+runs --json | jq '.[] | select(.state == \"failed\") | .id'"
 )]
 pub struct Runs {
+    /// Only jobs in this state (repeatable)
+    #[arg(long, value_name = "STATE", value_parser = state_parser())]
+    pub state: Vec<State>,
+    /// Only the last N jobs (the newest)
+    #[arg(short = 'n', long = "last", value_name = "N")]
+    pub last: Option<usize>,
+    /// Only the jobs of this directory's project (its git top level), as `job list` shows
+    #[arg(long)]
+    pub project: bool,
     /// Print a JSON array, one object per job
     #[arg(long)]
     pub json: bool,
@@ -69,12 +102,22 @@ pub struct Runs {
     about = "Show a job's log, following it while the job runs",
     after_help = "JOB is an id, a unique prefix of one, or a name (the newest job of that name).\n\
 With no JOB: the only job, or a picker when there are several (on a terminal),\n\
-or the newest job (when not on a terminal).\n\n\
-Examples:\n  runlog\n  runlog build --tail 20\n  runlog make_20251205_163539 --no-follow"
+or the newest job (when not on a terminal). With several JOBs (or --running),\n\
+each line is prefixed with its job's name, until all have ended; the exit\n\
+status is then 0 only if every one succeeded.\n\n\
+Examples:\n  runlog\n  runlog build --tail 20\n  runlog make_20251205_163539 --no-follow\n  \
+runlog -f tests lint types\n  runlog --running"
 )]
 pub struct Runlog {
-    /// The job: id, unique id prefix, or name
-    pub job: Option<String>,
+    /// The jobs: id, unique id prefix, or name
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    /// Follow while the job runs (the default; for several jobs too)
+    #[arg(short = 'f', long, conflicts_with = "no_follow")]
+    pub follow: bool,
+    /// Follow every running job
+    #[arg(long, conflicts_with = "jobs")]
+    pub running: bool,
     /// Print only the last N lines (then follow if the job runs)
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
@@ -109,7 +152,8 @@ Examples:
   job wait build --timeout 5m
 
 Exit codes: 0 success, 1 failure (job failed, killed, stopped, timed out or
-lost; unknown job), 2 usage error, 124 wait timeout (job still running).";
+lost; unknown job), 2 usage error, 124 job wait --timeout ran out (job still
+running), 126 command not executable, 127 command not found.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -142,7 +186,7 @@ pub enum JobCmd {
     Status(JobStatus),
     /// Show a job's output
     #[command(
-        after_help = "Examples:\n  job logs build\n  job logs build --tail\n  job logs build --tail 100\n  job logs build --follow"
+        after_help = "Examples:\n  job logs build\n  job logs build --tail\n  job logs build --tail 100\n  job logs build --follow\n  job logs --follow tests lint"
     )]
     Logs(JobLogs),
     /// Stop jobs: SIGTERM to everything they started, then SIGKILL
@@ -164,13 +208,13 @@ pub enum JobCmd {
 #[derive(Args, Debug)]
 pub struct JobRun {
     /// The command: one shell string, run with sh -c (several words are joined with spaces)
-    #[arg(value_name = "CMD", num_args = 0.., allow_hyphen_values = false)]
+    #[arg(value_name = "CMD", num_args = 1.., required_unless_present = "notify")]
     pub cmd: Vec<String>,
     /// Refer to the job by this name
-    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    #[arg(long, value_name = "NAME", value_parser = parse_name, allow_hyphen_values = true)]
     pub name: Option<String>,
-    /// End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    /// End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
     /// Any JSON value, kept with the job for your own tracking
     #[arg(long, value_name = "JSON", value_parser = parse_context)]
@@ -182,7 +226,7 @@ pub struct JobRun {
     #[arg(long)]
     pub wait: bool,
     /// With --wait: stream the job's log while waiting
-    #[arg(long, requires = "wait")]
+    #[arg(long)]
     pub follow: bool,
     /// Send an ntfy notification when the job ends (to TOPIC, or $NTFY_TOPIC)
     #[arg(long, value_name = "TOPIC", num_args = 0..=1, require_equals = false)]
@@ -190,17 +234,9 @@ pub struct JobRun {
     /// Notify this ntfy topic when the job ends (implies --notify)
     #[arg(long, value_name = "TOPIC", value_parser = parse_topic)]
     pub topic: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StateFilter {
-    Running,
-    Done,
-    Failed,
-    Killed,
-    Stopped,
-    Timeout,
-    Lost,
+    /// With --notify: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub min_duration: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -208,9 +244,12 @@ pub struct JobList {
     /// Every job, not only this project's
     #[arg(long)]
     pub all: bool,
-    /// Only jobs in this state
-    #[arg(long, value_name = "STATE")]
-    pub status: Option<StateFilter>,
+    /// Only jobs in this state (repeatable)
+    #[arg(long, value_name = "STATE", value_parser = state_parser())]
+    pub status: Vec<State>,
+    /// Only the last N jobs (the newest)
+    #[arg(short = 'n', long = "last", value_name = "N")]
+    pub last: Option<usize>,
     /// JSON output
     #[arg(long)]
     pub json: bool,
@@ -227,8 +266,9 @@ pub struct JobStatus {
 
 #[derive(Args, Debug)]
 pub struct JobLogs {
-    /// The job (id, unique prefix, or name)
-    pub id: String,
+    /// The jobs (id, unique prefix, or name); several are shown with each line prefixed by its job's name
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<String>,
     /// Only the last N lines (50 if N is not given)
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "50")]
     pub tail: Option<usize>,
@@ -240,7 +280,7 @@ pub struct JobLogs {
 #[derive(Args, Debug)]
 pub struct JobStop {
     /// The jobs (id, unique prefix, or name)
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "ID")]
     pub ids: Vec<String>,
     /// SIGKILL at once, no grace period
     #[arg(long)]
@@ -250,10 +290,10 @@ pub struct JobStop {
 #[derive(Args, Debug)]
 pub struct JobWait {
     /// The jobs (id, unique prefix, or name); waits for all
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "ID")]
     pub ids: Vec<String>,
     /// Give up after this long (exit 124; the jobs keep running)
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 }
 
@@ -269,7 +309,7 @@ pub struct JobRetry {
 #[derive(Args, Debug)]
 pub struct JobClean {
     /// Remove finished jobs that ended longer ago than this (default 7d)
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "all")]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "all", allow_hyphen_values = true)]
     pub older_than: Option<Duration>,
     /// Remove every job that is not running
     #[arg(long)]

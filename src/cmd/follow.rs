@@ -151,3 +151,86 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
 pub fn tail_offset(path: &Path, n: usize) -> Res<u64> {
     store::tail_start(path, n).map_err(|e| Fail::from(store::io_err("reading", path, e)))
 }
+
+/// Shows several jobs' logs at once, each line prefixed with its job's name
+/// (coloured on a terminal), from the last `tail` lines of each (else from
+/// the start), following them while they run until every one has ended.
+/// Returns each job's final state (`running` for one not followed to its
+/// end).
+pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mut Out) -> Res<Vec<State>> {
+    const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
+    let names: Vec<&str> = jobs.iter().map(|j| j.meta.name.as_str()).collect();
+    // Names shared by two of the jobs would not tell them apart: use ids.
+    let labels: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            let shared = names.iter().filter(|n| **n == j.meta.name).count() > 1;
+            super::out::clean(if shared || j.meta.name.is_empty() { &j.id } else { &j.meta.name })
+        })
+        .collect();
+    let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let prefixes: Vec<String> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| out.paint(COLOURS[i % COLOURS.len()], &format!("{l:<width$} |")))
+        .collect();
+    let mut files = Vec::new();
+    for job in jobs.iter() {
+        let path = job.log();
+        let from = match tail {
+            Some(n) => tail_offset(&path, n)?,
+            None => 0,
+        };
+        let mut f = File::open(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+        f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+        files.push((f, path, Vec::<u8>::new()));
+    }
+    let boot = state::boot_id();
+    let mut ended: Vec<Option<State>> = vec![None; jobs.len()];
+    let mut watch: Option<DirWatch> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        for (i, job) in jobs.iter_mut().enumerate() {
+            if ended[i].is_some() {
+                continue;
+            }
+            // The state first, then the log: a job seen ended has all its
+            // output in the log by then.
+            let st = state::of(job, &boot);
+            let (f, path, partial) = &mut files[i];
+            loop {
+                let n = f.read(&mut buf).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
+                if n == 0 {
+                    break;
+                }
+                partial.extend_from_slice(&buf[..n]);
+            }
+            let complete = partial.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let done = !follow || st != State::Running;
+            let upto = if done { partial.len() } else { complete };
+            for line in partial[..upto].split_inclusive(|&b| b == b'\n') {
+                out.bytes(prefixes[i].as_bytes())?;
+                out.bytes(b" ")?;
+                out.bytes(line)?;
+                if line.last() != Some(&b'\n') {
+                    out.bytes(b"\n")?;
+                }
+            }
+            partial.drain(..upto);
+            if done {
+                ended[i] = Some(st);
+            }
+        }
+        out.flush()?;
+        if ended.iter().all(Option::is_some) {
+            return Ok(ended.into_iter().map(|s| s.unwrap_or(State::Running)).collect());
+        }
+        match &watch {
+            None => {
+                let dirs: Vec<&Path> = jobs.iter().map(|j| j.dir.as_path()).collect();
+                watch = Some(DirWatch::new(&dirs));
+            }
+            Some(w) => w.wait(Duration::from_secs(1)),
+        }
+    }
+}

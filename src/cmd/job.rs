@@ -1,13 +1,13 @@
 //! `job`: the fuller manager over the same store: run, list, status, logs,
 //! stop, wait, retry, clean.
 
-use super::follow::{show_log, tail_offset, wait_all};
+use super::follow::{follow_many, show_log, tail_offset, wait_all};
 use super::out::{clean, human_bytes, Out};
 use super::resolve::{load_all, resolve};
 use super::runrm::sweep_leftovers;
 use super::view::{summary, view};
 use super::{env, exit_for, parse, usage};
-use crate::cli::{self, JobCmd, StateFilter};
+use crate::cli::{self, JobCmd};
 use crate::launch::{self, Launched, Spec};
 use crate::state;
 use crate::store::{self, Job, State, Store};
@@ -44,28 +44,37 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
     if cmd.trim().is_empty() {
         return Err(usage("job run needs a command: job run \"CMD\""));
     }
+    if a.follow && !a.wait {
+        return Err(usage("--follow needs --wait: job run \"CMD\" --wait --follow"));
+    }
     launch::check_shell_command(&cmd, std::env::var_os("PATH").as_deref())?;
     if notify && topic.is_none() {
         let t = env("NTFY_TOPIC")
             .ok_or_else(|| usage("--notify needs a topic: set NTFY_TOPIC or pass one (--notify TOPIC)"))?;
         topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
     }
-    let name = a.name.unwrap_or_else(|| {
-        let words: Vec<OsString> = cmd.split_whitespace().take(2).map(OsString::from).collect();
-        launch::default_name(&words)
-    });
+    let name = a.name.unwrap_or_else(|| launch::shell_name(&cmd));
+    let min_duration = super::min_duration(a.min_duration)?;
     let spec = Spec {
         program: launch::shell()?,
         argv: vec!["sh".into(), "-c".into(), cmd.clone().into()],
-        command: cmd,
+        command: cmd.clone(),
         name,
         cwd: super::current_dir()?,
-        timeout: a.timeout,
+        // `--timeout 0` is no timeout, as with GNU timeout.
+        timeout: a.timeout.filter(|t| !t.is_zero()),
         topic,
+        min_duration,
         context: a.context,
-        key: a.key,
+        key: a.key.clone(),
     };
-    let id = started_id(launch::start(store, spec, super::ntfy_config())?);
+    let id = match launch::start(store, spec, super::ntfy_config())? {
+        Launched::Started { id, .. } => id,
+        Launched::Existing(id) => {
+            note_existing(store, &id, a.key.as_deref().unwrap_or_default(), &cmd);
+            id
+        }
+    };
     let mut out = Out::new();
     out.line(&id)?;
     out.flush()?;
@@ -80,23 +89,20 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
     wait(store, &[id], None)
 }
 
+/// `--key` found a job: say on stderr that nothing new started, and
+/// whether that job's command is another one.
+fn note_existing(store: &Store, id: &str, key: &str, cmd: &str) {
+    let differs = match store.get(id) {
+        Ok(Some(job)) if job.meta.command != cmd => format!("; its command differs: {}", clean(&job.meta.command)),
+        _ => String::new(),
+    };
+    eprintln!("job: key '{}' is held by {id}: no new job was started{differs}", clean(key));
+}
+
 fn started_id(l: Launched) -> String {
     match l {
         Launched::Started { id, .. } | Launched::Existing(id) => id,
     }
-}
-
-fn filter_matches(f: StateFilter, s: State) -> bool {
-    matches!(
-        (f, s),
-        (StateFilter::Running, State::Running)
-            | (StateFilter::Done, State::Done)
-            | (StateFilter::Failed, State::Failed)
-            | (StateFilter::Killed, State::Killed)
-            | (StateFilter::Stopped, State::Stopped)
-            | (StateFilter::Timeout, State::Timeout)
-            | (StateFilter::Lost, State::Lost)
-    )
 }
 
 fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
@@ -104,8 +110,9 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
     let jobs: Vec<(Job, State)> = load_all(store, "job")?
         .into_iter()
         .filter(|(j, _)| a.all || j.meta.project == project || j.meta.cwd == project)
-        .filter(|(_, s)| a.status.is_none_or(|f| filter_matches(f, *s)))
+        .filter(|(_, s)| a.status.is_empty() || a.status.contains(s))
         .collect();
+    let jobs = last(jobs, a.last);
     let mut out = Out::new();
     if a.json {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
@@ -123,6 +130,14 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The newest `n` of `jobs` (oldest first), or all of them.
+pub fn last<T>(mut jobs: Vec<T>, n: Option<usize>) -> Vec<T> {
+    if let Some(n) = n {
+        jobs.drain(..jobs.len().saturating_sub(n));
+    }
+    jobs
+}
+
 fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let Some(q) = a.id else { return system_status(store, a.json) };
     let mut job = resolve(store, &q)?;
@@ -130,9 +145,14 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let log_size = std::fs::metadata(job.log()).map(|m| m.len()).unwrap_or(0);
     let mut out = Out::new();
     if a.json {
-        let mut v = serde_json::to_value(view(&job, st)).map_err(|e| format!("writing JSON: {e}"))?;
-        v["log_size"] = log_size.into();
-        out.json(&v)?;
+        // The `runs --json` object, in its order, then `log_size`.
+        #[derive(serde::Serialize)]
+        struct WithSize<'a> {
+            #[serde(flatten)]
+            view: super::view::View<'a>,
+            log_size: u64,
+        }
+        out.json(&WithSize { view: view(&job, st), log_size })?;
         out.flush()?;
         return Ok(Exit::Ok);
     }
@@ -178,7 +198,7 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
 fn system_status(store: &Store, json: bool) -> Res<Exit> {
     let jobs = load_all(store, "job")?;
     let mut counts: Vec<(&str, usize)> = Vec::new();
-    for st in [State::Running, State::Done, State::Failed, State::Killed, State::Stopped, State::Timeout, State::Lost] {
+    for st in State::ALL {
         let n = jobs.iter().filter(|(_, s)| *s == st).count();
         counts.push((st.as_str(), n));
     }
@@ -230,7 +250,16 @@ fn system_status(store: &Store, json: bool) -> Res<Exit> {
 }
 
 fn logs(store: &Store, a: cli::JobLogs) -> Res<Exit> {
-    let mut job = resolve(store, &a.id)?;
+    if a.ids.len() > 1 {
+        let mut jobs = Vec::new();
+        for q in &a.ids {
+            jobs.push(resolve(store, q)?);
+        }
+        let states = follow_many(&mut jobs, a.tail, a.follow, &mut Out::new())?;
+        let worst = states.iter().copied().find(|s| *s != State::Done).unwrap_or(State::Done);
+        return Ok(if a.follow { exit_for(worst) } else { Exit::Ok });
+    }
+    let mut job = resolve(store, &a.ids[0])?;
     let from = match a.tail {
         Some(n) => tail_offset(&job.log(), n)?,
         None => 0,
@@ -322,8 +351,7 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
     std::env::set_current_dir(&cwd).map_err(|e| Fail::from(store::io_err("entering", &cwd, e)))?;
     let argv: Vec<OsString> = m.argv.iter().map(OsString::from).collect();
     let first = argv.first().ok_or_else(|| format!("job {}: no command recorded", old.id))?;
-    let program = proc::which(first, std::env::var_os("PATH").as_deref())
-        .ok_or_else(|| Fail::new(Exit::NotFound, format!("{}: command not found", clean(&first.to_string_lossy()))))?;
+    let program = proc::which(first, std::env::var_os("PATH").as_deref()).ok_or_else(|| launch::not_found(first))?;
     let spec = Spec {
         program,
         argv,
@@ -332,6 +360,7 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         cwd,
         timeout: m.timeout_s.map(Duration::from_secs),
         topic: m.notify_topic.clone(),
+        min_duration: m.notify_min_s.map(Duration::from_secs),
         context: m.context.clone(),
         key: None,
     };
@@ -375,6 +404,7 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
                 if let Some(key) = &job.meta.key {
                     store.release_key(key, &job.id);
                 }
+                out.line(&format!("removed {}", clean(&job.id)))?;
                 freed += n;
                 count += 1;
             }
@@ -386,7 +416,9 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
     }
     freed += sweep_leftovers(store, a.dry_run, &mut out)?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
-    out.line(&format!("{verb} {count} job{}, {} freed", if count == 1 { "" } else { "s" }, human_bytes(freed)))?;
+    if count > 0 || !failed {
+        out.line(&format!("{verb} {count} job{}, {} freed", if count == 1 { "" } else { "s" }, human_bytes(freed)))?;
+    }
     out.flush()?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }

@@ -20,20 +20,49 @@ use crate::{Exit, Fail, Res};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use out::clean;
 
 /// Parses a front's arguments. Usage errors become one line naming the
-/// flag, exit 2; `--help` and `--version` print and exit 0.
+/// flag or argument and what it needs, exit 2; `--help` and `--version`
+/// print and exit 0.
 pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
+    let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     T::try_parse_from(args).map_err(|e| {
         use clap::error::ErrorKind::*;
         use clap::error::{ContextKind, ContextValue};
+        let named = |kind| match e.get(kind) {
+            Some(ContextValue::String(s)) => Some(s.clone()),
+            Some(ContextValue::Strings(v)) => Some(v.join(", ")),
+            _ => None,
+        };
+        let usage = || {
+            let text = e.render().to_string();
+            let line = text.lines().find_map(|l| l.trim().strip_prefix("Usage: ").map(String::from));
+            line.map(|u| format!(" (usage: {u})")).unwrap_or_else(|| " (see --help)".into())
+        };
         match e.kind() {
             DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => {
                 let _ = e.print();
                 let code = if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand { Exit::Usage } else { Exit::Ok };
                 Fail::quiet(code)
+            }
+            MissingRequiredArgument => {
+                let what = named(ContextKind::InvalidArg).unwrap_or_else(|| "an argument".into());
+                Fail::new(Exit::Usage, format!("missing {}{}", clean(&what), usage()))
+            }
+            UnknownArgument => {
+                let flag = named(ContextKind::InvalidArg).unwrap_or_default();
+                // `-la` is reported as `-l`: name the word as typed.
+                let typed = words.iter().find(|w| w.starts_with(&flag) && w.starts_with('-')).unwrap_or(&flag);
+                let front = T::command().get_name().to_string();
+                let hint = match (front.as_str(), words.first().map(String::as_str)) {
+                    ("run", _) => "; to run a command starting with '-', put -- before it",
+                    ("job", Some("run")) => "; quote the whole command (job run \"ls -la\") or put -- before it",
+                    _ => " (see --help)",
+                };
+                Fail::new(Exit::Usage, format!("unknown flag {}{hint}", clean(typed)))
             }
             _ => {
                 let text = e.render().to_string();
@@ -47,9 +76,11 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
                         first = first.replacen(v.as_str(), &format!("{cut}…"), 1);
                     }
                 }
-                // A closed set of values (`--status`) is listed.
+                // A closed set of values (`--state`) is listed.
                 if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
-                    first = format!("{first}; possible values: {}", valid.join(", "));
+                    if !valid.is_empty() {
+                        first = format!("{first}; possible values: {}", valid.join(", "));
+                    }
                 }
                 Fail::new(Exit::Usage, format!("{} (see --help)", clean(&first)))
             }
@@ -59,6 +90,18 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
 
 pub fn usage(msg: impl Into<String>) -> Fail {
     Fail::new(Exit::Usage, msg)
+}
+
+/// `--min-duration`, else `NTFY_MIN_DURATION`: notify only for jobs that
+/// ran at least this long.
+pub fn min_duration(flag: Option<Duration>) -> Res<Option<Duration>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match env("NTFY_MIN_DURATION") {
+        Some(v) => crate::cli::parse_duration(&v).map(Some).map_err(|e| usage(format!("NTFY_MIN_DURATION: {e}"))),
+        None => Ok(None),
+    }
 }
 
 pub fn env(name: &str) -> Option<String> {

@@ -1,10 +1,11 @@
 //! `run CMD…`: start a detached job and return at once.
 
-use super::out::{clean, Out};
+use super::out::Out;
 use super::{parse, usage};
 use crate::launch::{self, Launched, Spec};
-use crate::{cli, proc, Exit, Fail, Res};
+use crate::{cli, proc, Exit, Res};
 use std::ffi::{OsStr, OsString};
+use std::time::Duration;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Run = parse(args)?;
@@ -27,7 +28,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         })?;
         topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
     }
-    let spec = spec_for(cmd, a.name, topic, path.as_deref())?;
+    let min = super::min_duration(a.min_duration)?;
+    let spec = spec_for(cmd, a.name, topic, min, path.as_deref())?;
     match launch::start(&super::store()?, spec, super::ntfy_config())? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();
@@ -42,7 +44,13 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
 /// What to execute for `cmd`: the command itself, or `sh -c` for one
 /// argument holding shell syntax. A missing command is refused here,
 /// before anything is detached.
-fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, path: Option<&OsStr>) -> Res<Spec> {
+fn spec_for(
+    cmd: Vec<OsString>,
+    name: Option<String>,
+    topic: Option<String>,
+    min_duration: Option<Duration>,
+    path: Option<&OsStr>,
+) -> Res<Spec> {
     let first = &cmd[0];
     let found = proc::which(first, path);
     let shell = found.is_none() && cmd.len() == 1 && is_shell_string(first);
@@ -52,25 +60,11 @@ fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, pat
         let argv = vec![OsString::from("sh"), OsString::from("-c"), first.clone()];
         (launch::shell()?, argv, text)
     } else {
-        let Some(program) = found else {
-            let what = if first.as_encoded_bytes().contains(&b'/') && std::path::Path::new(first).exists() {
-                "not executable"
-            } else {
-                "command not found"
-            };
-            return Err(Fail::new(Exit::NotFound, format!("{}: {what}", clean(&first.to_string_lossy()))));
-        };
+        let Some(program) = found else { return Err(launch::not_found(first)) };
         let command = launch::shell_join(&cmd);
         (program, cmd, command)
     };
-    let name = name.unwrap_or_else(|| {
-        if shell {
-            let first_word = argv[2].to_string_lossy().split_whitespace().next().unwrap_or("sh").to_string();
-            launch::default_name(&[OsString::from(first_word)])
-        } else {
-            launch::default_name(&argv)
-        }
-    });
+    let name = name.unwrap_or_else(|| if shell { launch::shell_name(&command) } else { launch::default_name(&argv) });
     Ok(Spec {
         program,
         argv,
@@ -79,6 +73,7 @@ fn spec_for(cmd: Vec<OsString>, name: Option<String>, topic: Option<String>, pat
         cwd: super::current_dir()?,
         timeout: None,
         topic,
+        min_duration,
         context: None,
         key: None,
     })

@@ -1,7 +1,7 @@
 //! `runlog [JOB]`: show a job's log, and follow it while the job runs.
 //! With no JOB and several jobs, a picker (on a terminal) chooses.
 
-use super::follow::{show_log, tail_offset};
+use super::follow::{follow_many, show_log, tail_offset};
 use super::out::{clean, Out};
 use super::parse;
 use super::resolve::{load_all, resolve};
@@ -12,7 +12,10 @@ use std::ffi::OsString;
 pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
     let a: cli::Runlog = parse(args.clone())?;
     let store = super::store()?;
-    let mut job = match &a.job {
+    if a.jobs.len() > 1 || a.running {
+        return several(&store, &a);
+    }
+    let mut job = match a.jobs.first() {
         Some(q) => resolve(&store, q)?,
         None => {
             let mut jobs = load_all(&store, "runlog")?;
@@ -41,6 +44,31 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
         eprintln!("runlog: {} is lost: its process and watcher are gone with no end recorded", job.id);
     }
     Ok(Exit::Ok)
+}
+
+/// `runlog A B C`, `runlog --running`: every line prefixed with its job's
+/// name, until all have ended; exit 0 only if every one succeeded.
+fn several(store: &crate::store::Store, a: &cli::Runlog) -> Res<Exit> {
+    let mut jobs: Vec<Job> = if a.running {
+        load_all(store, "runlog")?.into_iter().filter(|(_, s)| *s == State::Running).map(|(j, _)| j).collect()
+    } else {
+        let mut jobs: Vec<Job> = Vec::new();
+        for q in &a.jobs {
+            let job = resolve(store, q)?;
+            if !jobs.iter().any(|j| j.id == job.id) {
+                jobs.push(job);
+            }
+        }
+        jobs
+    };
+    if jobs.is_empty() {
+        eprintln!("runlog: no running jobs in {}", store.root().display());
+        return Ok(Exit::Ok);
+    }
+    let follow = !a.no_follow;
+    let states = follow_many(&mut jobs, a.tail, follow, &mut Out::new())?;
+    let ok = states.iter().all(|s| *s == State::Done);
+    Ok(if follow && !ok { Exit::Error } else { Exit::Ok })
 }
 
 fn choose(pick: Picker, jobs: Vec<(Job, State)>) -> Res<Job> {

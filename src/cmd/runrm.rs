@@ -58,6 +58,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                 if let Some(key) = &job.meta.key {
                     store.release_key(key, &job.id);
                 }
+                out.line(&format!("removed {}", clean(&job.id)))?;
                 freed += n;
                 count += 1;
             }
@@ -72,7 +73,10 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         freed += sweep_leftovers(&store, a.dry_run, &mut out)?;
     }
     let s = if count == 1 { "" } else { "s" };
-    out.line(&format!("{verb} {count} job{s}, {} freed", human_bytes(freed)))?;
+    // After a refusal, "removed 0 jobs" would only blur it.
+    if count > 0 || !failed {
+        out.line(&format!("{verb} {count} job{s}, {} freed", human_bytes(freed)))?;
+    }
     out.flush()?;
     if failed {
         Err(Fail::quiet(Exit::Error))

@@ -13,11 +13,23 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         return complete_ids();
     }
     let store = super::store()?;
-    let jobs = load_all(&store, "runs")?;
+    let project = match a.project {
+        true => Some(crate::launch::project_of(&super::current_dir()?).to_string_lossy().into_owned()),
+        false => None,
+    };
+    let jobs: Vec<_> = load_all(&store, "runs")?
+        .into_iter()
+        .filter(|(_, s)| a.state.is_empty() || a.state.contains(s))
+        .filter(|(j, _)| project.as_ref().is_none_or(|p| j.meta.project == *p || j.meta.cwd == *p))
+        .collect();
+    let jobs = super::job::last(jobs, a.last);
+    let filtered = !a.state.is_empty() || a.project;
     let mut out = Out::new();
     if a.json {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
         out.json(&views)?;
+    } else if jobs.is_empty() && filtered {
+        eprintln!("no matching jobs in {}", store.root().display());
     } else if jobs.is_empty() {
         eprintln!("no jobs in {}", store.root().display());
     } else {

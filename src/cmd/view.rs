@@ -75,6 +75,7 @@ fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
     let topic = job.meta.notify_topic.clone()?;
     let (st, error) = match job.notified() {
         Some(s) if s == "sent" => ("sent".to_string(), None),
+        Some(s) if s.starts_with("skipped") => ("skipped".to_string(), s.strip_prefix("skipped: ").map(String::from)),
         Some(s) => ("failed".to_string(), Some(s.strip_prefix("failed: ").unwrap_or(&s).to_string())),
         None if state == State::Lost => ("failed".to_string(), Some("the job was lost".to_string())),
         None => ("pending".to_string(), None),
@@ -110,11 +111,12 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
         (None, s) => s.as_str().to_string(),
     };
     let took = duration(job, state).map(|d| format!(" {}", store::human_duration(d))).unwrap_or_default();
+    // Nothing is due while the job runs: the pending mark comes after its end.
     let notified = match notify_view(job, state).map(|n| n.state) {
         Some(s) if s == "sent" => " ✉",
         Some(s) if s == "failed" => " ✉✗",
-        Some(_) => " ✉…",
-        None => "",
+        Some(s) if s == "pending" && state != State::Running => " ✉…",
+        _ => "",
     };
     let pid = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
     format!(

@@ -18,6 +18,16 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order listings and help show them; help, man
+    /// pages, README and `--state` are checked against it.
+    pub const ALL: [State; 7] =
+        [State::Running, State::Done, State::Failed, State::Killed, State::Stopped, State::Timeout, State::Lost];
+
+    /// The state of this name (`running`, `done`, …), as `as_str` writes it.
+    pub fn from_name(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",

@@ -45,6 +45,10 @@ pub struct Meta {
     pub timeout_s: Option<u64>,
     #[serde(default)]
     pub notify_topic: Option<String>,
+    /// Notify only if the job ran at least this many seconds
+    /// (`--min-duration`, `NTFY_MIN_DURATION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_min_s: Option<u64>,
     #[serde(default)]
     pub context: Option<Box<RawValue>>,
     #[serde(default)]

@@ -42,7 +42,7 @@ pub use crate::files::io_err;
 pub use end::{describe_end, describe_outcome, human_duration, signal_name, End, Outcome, State};
 pub use job::{Damaged, Job, Meta};
 pub use keys::Claim;
-pub use read::{disk_usage, tail_lines, tail_start};
+pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
 pub use write::{append_note, record_end, stop_request, write_atomic, write_footer, write_meta, Staged};
 
 use std::ffi::OsString;

@@ -37,10 +37,15 @@ pub fn tail_start(path: &Path, n: usize) -> io::Result<u64> {
 
 /// The last `n` lines of a file, at most `max_bytes` of them (the end).
 pub fn tail_lines(path: &Path, n: usize, max_bytes: u64) -> io::Result<Vec<u8>> {
+    tail_lines_after(path, n, max_bytes, 0)
+}
+
+/// As `tail_lines`, but nothing before byte `first` (say, a log's header).
+pub fn tail_lines_after(path: &Path, n: usize, max_bytes: u64, first: u64) -> io::Result<Vec<u8>> {
     let start = tail_start(path, n)?;
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
-    let start = start.max(len.saturating_sub(max_bytes));
+    let start = start.max(len.saturating_sub(max_bytes)).max(first.min(len));
     f.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     f.take(len - start).read_to_end(&mut buf)?;

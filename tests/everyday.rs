@@ -1,0 +1,169 @@
+//! What a new user trips on in the first hour and a daily user reaches for
+//! next: usage errors that name what is wrong, filters of the listings,
+//! what removal prints, `--key` on a job that exists, default names of
+//! shell strings, and following several jobs at once.
+
+mod common;
+
+use common::*;
+use std::process::Output;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(20);
+
+/// A usage error: exit 2, one line on stderr naming every word of
+/// `naming`, nothing started.
+fn usage_error(env: &Env, front: &str, args: &[&str], naming: &[&str]) {
+    let out = env.run(front, args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{front} {args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{front} {args:?}: not one line: {err}");
+    for n in naming {
+        assert!(err.contains(n), "{front} {args:?}: the error does not name {n:?}: {err}");
+    }
+    assert!(!err.contains("possible values: (") && !err.ends_with("possible values: \n"), "{err}");
+    assert!(env.jobs().is_empty(), "{front} {args:?} started a job");
+}
+
+#[test]
+fn a_missing_argument_or_value_is_named_with_what_it_needs() {
+    let env = Env::new();
+    usage_error(&env, "run", &[], &["missing", "CMD"]);
+    usage_error(&env, "run", &["-n"], &["missing", "CMD"]);
+    usage_error(&env, "run", &["--name"], &["--name", "value"]);
+    for sub in ["logs", "stop", "wait", "retry"] {
+        usage_error(&env, "job", &[sub], &["missing", "ID", &format!("job {sub}")]);
+    }
+    usage_error(&env, "job", &["run"], &["missing", "CMD"]);
+    usage_error(&env, "job", &["run", "true", "--follow"], &["--follow", "needs --wait"]);
+}
+
+#[test]
+fn a_word_starting_with_a_dash_before_the_command_is_a_flag_or_a_usage_error_never_a_command() {
+    let env = Env::new();
+    usage_error(&env, "run", &["--nmae", "x", "ls"], &["unknown flag --nmae", "put -- before it"]);
+    usage_error(&env, "job", &["run", "ls", "-la"], &["unknown flag -la", "\"ls -la\"", "--"]);
+    // ... while a flag after the command is the command's.
+    let id = env.start(&["ls", "-la"]);
+    assert_eq!(env.wait_ended(&id, SOON)["argv"], serde_json::json!(["ls", "-la"]));
+}
+
+#[test]
+fn a_negative_duration_is_refused_naming_its_flag() {
+    let env = Env::new();
+    usage_error(&env, "job", &["run", "--timeout", "-5m", "true"], &["--timeout", "-5m"]);
+    usage_error(&env, "job", &["wait", "x", "--timeout", "-5m"], &["--timeout", "-5m"]);
+    usage_error(&env, "job", &["clean", "--older-than", "-1d"], &["--older-than", "-1d"]);
+    usage_error(&env, "run", &["--min-duration", "-2m", "true"], &["--min-duration", "-2m"]);
+    usage_error(&env, "runs", &["--state", "finished"], &["--state", "finished", "running"]);
+}
+
+#[test]
+fn a_timeout_of_0_is_no_timeout_as_with_gnu_timeout() {
+    let env = Env::new();
+    let out = env.run("job", &["run", "--timeout", "0", "sleep 1; exit 4"]);
+    let id = stdout(&out).trim().to_string();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "failed", "{j}");
+    assert_eq!(j["exit_code"], 4, "{j}");
+    assert_eq!(j["timeout_s"], serde_json::Value::Null, "{j}");
+}
+
+fn ids(out: &Output) -> Vec<String> {
+    stdout(out).lines().map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string()).collect()
+}
+
+#[test]
+fn runs_and_job_list_filter_by_state_project_and_the_last_n_newest_last() {
+    let env = Env::new();
+    let project = env.root.join("proj");
+    std::fs::create_dir_all(project.join(".git")).expect("making a project");
+    let start_in = |dir: &std::path::Path, name: &str, cmd: &str| {
+        let out = env.cmd("job").args(["run", "--name", name, cmd]).current_dir(dir).output().expect("job run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let id = stdout(&out).trim().to_string();
+        env.wait_ended(&id, SOON);
+        id
+    };
+    let a = start_in(&env.root, "a", "true");
+    let b = start_in(&project, "b", "exit 3");
+    let c = start_in(&project, "c", "true");
+    let d = start_in(&env.root, "d", "exit 1");
+    assert_eq!(ids(&env.run("runs", &[])), [a.clone(), b.clone(), c.clone(), d.clone()]);
+    assert_eq!(ids(&env.run("runs", &["--state", "failed"])), [b.clone(), d.clone()]);
+    assert_eq!(
+        ids(&env.run("runs", &["--state", "failed", "--state", "done", "-n", "3"])),
+        [b.clone(), c.clone(), d.clone()]
+    );
+    assert_eq!(ids(&env.run("runs", &["--last", "1"])), vec![d.clone()]);
+    let here = env.cmd("runs").arg("--project").current_dir(project.join(".git")).output().expect("runs");
+    assert_eq!(ids(&here), [b.clone(), c.clone()]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.run("runs", &["--json", "--state", "done"]).stdout).expect("JSON");
+    assert_eq!(json.as_array().map(Vec::len), Some(2), "{json}");
+    assert_eq!(ids(&env.run("job", &["list", "--all", "-n", "2"])), [c.clone(), d.clone()]);
+    assert_eq!(
+        ids(&env.run("job", &["list", "--all", "--status", "failed", "--status", "done", "--last", "2"])),
+        [c.clone(), d.clone()]
+    );
+    let none = env.run("runs", &["--state", "lost"]);
+    assert!(none.status.success() && stdout(&none).is_empty(), "{}", stderr(&none));
+}
+
+#[test]
+fn runrm_and_job_clean_print_each_id_removed_and_no_count_after_a_refusal() {
+    let env = Env::new();
+    let a = env.start(&["--name", "a", "true"]);
+    let b = env.start(&["--name", "b", "true"]);
+    let sleeper = env.start(&["--name", "sleeper", "sleep", "30"]);
+    env.wait_ended(&a, SOON);
+    env.wait_ended(&b, SOON);
+    let refused = env.run("runrm", &[&sleeper]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("is running"), "{}", stderr(&refused));
+    assert_eq!(stdout(&refused), "", "a refusal printed a count");
+    let out = env.run("runrm", &[]);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("removed {a}\n")) && text.contains(&format!("removed {b}\n")), "{text}");
+    assert!(text.contains("removed 2 jobs"), "{text}");
+    let c = env.start(&["--name", "c", "true"]);
+    env.wait_ended(&c, SOON);
+    let out = env.run("job", &["clean", "--all"]);
+    assert!(stdout(&out).starts_with(&format!("removed {c}\nremoved 1 job,")), "{}", stdout(&out));
+    assert!(env.run("job", &["stop", &sleeper]).status.success());
+}
+
+#[test]
+fn job_run_with_a_key_that_exists_prints_its_id_and_says_nothing_new_started_and_whether_the_command_differs() {
+    let env = Env::new();
+    let first = env.run("job", &["run", "--key", "k1", "true"]);
+    let id = stdout(&first).trim().to_string();
+    assert!(stderr(&first).is_empty(), "{}", stderr(&first));
+    let same = env.run("job", &["run", "--key", "k1", "true"]);
+    assert_eq!(stdout(&same).trim(), id);
+    assert!(stderr(&same).contains("no new job was started"), "{}", stderr(&same));
+    assert!(!stderr(&same).contains("differs"), "{}", stderr(&same));
+    let other = env.run("job", &["run", "--key", "k1", "false"]);
+    assert_eq!(stdout(&other).trim(), id);
+    assert!(stderr(&other).contains(&id) && stderr(&other).contains("its command differs: true"), "{}", stderr(&other));
+    assert_eq!(env.jobs().len(), 1);
+}
+
+#[test]
+fn shell_strings_get_the_name_of_the_program_they_run() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.root.join("sub")).expect("mkdir");
+    write(&env.root.join("build.sh"), "true\n");
+    for (front, cmd, name) in [
+        ("run", "cd sub && true", "true"),
+        ("job", "FOO=bar env", "env"),
+        ("job", "{ echo a; }", "echo"),
+        ("job", ". ./build.sh", "build"),
+    ] {
+        let out = if front == "run" { env.run("run", &[cmd]) } else { env.run("job", &["run", cmd]) };
+        assert!(out.status.success(), "{cmd}: {}", stderr(&out));
+        let id = stdout(&out).split_whitespace().next().expect("an id").to_string();
+        assert_eq!(env.job(&id)["name"], name, "{cmd}");
+    }
+}
