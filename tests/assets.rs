@@ -374,8 +374,9 @@ fn every_name_prints_its_version() {
 /// The text of a roff section (`.SH NAME` up to the next `.SH`), its
 /// escapes undone enough to read: `\-` → `-`, fonts dropped.
 fn roff_section(page: &str, name: &str) -> String {
-    let start = page.find(&format!(".SH {name}\n")).unwrap_or_else(|| panic!("no {name} section"));
-    let body = &page[start + name.len() + 5..];
+    let head = if name.contains(' ') { format!(".SH \"{name}\"\n") } else { format!(".SH {name}\n") };
+    let start = page.find(&head).unwrap_or_else(|| panic!("no {name} section"));
+    let body = &page[start + head.len()..];
     let end = body.find("\n.SH ").map_or(body.len(), |e| e + 1);
     let mut text = body[..end].replace("\\-", "-").replace("\\*(Aq", "'");
     for font in ["\\fB", "\\fR", "\\fI", "\\fP"] {
@@ -445,7 +446,8 @@ fn the_states_and_exit_codes_listed_in_help_man_pages_and_readme_are_those_of_th
     assert_eq!(listed, states, "README's States bullet");
     let row = readme.lines().find(|l| l.starts_with("| `state` |")).expect("a state row in README");
     assert_eq!(backticked(row)[1..], states[..], "README's state row");
-    let status = readme.split("`--status` takes").nth(1).and_then(|r| r.split('.').next()).expect("--status takes");
+    let status =
+        readme.split("`--status` takes").nth(1).and_then(|r| r.split(['.', ';']).next()).expect("--status takes");
     assert_eq!(backticked(status), states, "README on --status");
 
     // Help: runs (its about), runs --state and job list --status.
