@@ -649,3 +649,55 @@ fn runs_marks_pending_sent_and_failed_notifications() {
     assert_eq!(env.job(&plain)["notify"], Value::Null);
     assert!(!runs_line(&env, &plain).contains('✉'), "{}", runs_line(&env, &plain));
 }
+
+// --- reading well on a phone --------------------------------------------------------
+
+#[test]
+fn a_failure_message_tail_holds_only_the_jobs_output_never_the_log_header() {
+    let env = Env::new();
+    let server = Server::start(&[Reply::Status(200)]);
+    let vars = [("NTFY_TOPIC", "bgrun-tests")];
+    let short = started(&call(&env, &server.url, &vars, "run", &["-n", "sh", "-c", "echo only this; exit 3"]));
+    let silent = started(&call(&env, &server.url, &vars, "job", &["run", "--notify", "exit 4"]));
+    for id in [&short, &silent] {
+        assert_eq!(wait_notified(&env, id)["state"], "sent");
+        assert!(env.log(id).starts_with("=== "), "the log has its header: {}", env.log(id));
+        let message = server.request_for(id).message();
+        assert!(!message.contains("==="), "bgrun's header lines in the message: {message}");
+        assert!(!message.contains("cwd:") && !message.contains("started:"), "{message}");
+    }
+    assert!(
+        server.request_for(&short).message().ends_with("\n\nonly this"),
+        "{}",
+        server.request_for(&short).message()
+    );
+}
+
+#[test]
+fn min_duration_sends_nothing_for_jobs_that_ended_sooner_and_runs_shows_no_mark_while_a_job_runs() {
+    let env = Env::new();
+    let server = Server::start(&[Reply::Status(200)]);
+    let vars = [("NTFY_TOPIC", "bgrun-tests")];
+    let quick_ok = started(&call(&env, &server.url, &vars, "run", &["-n", "--min-duration", "2m", "true"]));
+    let quick_fail =
+        started(&call(&env, &server.url, &vars, "job", &["run", "--notify", "--min-duration", "2m", "exit 1"]));
+    let by_env = [("NTFY_TOPIC", "bgrun-tests"), ("NTFY_MIN_DURATION", "1s")];
+    let long_enough = started(&call(&env, &server.url, &by_env, "run", &["-n", "sleep", "1.5"]));
+    let too_short = started(&call(&env, &server.url, &by_env, "run", &["-n", "true"]));
+    let running = started(&call(&env, &server.url, &vars, "run", &["-n", "sleep", "30"]));
+
+    for id in [&quick_ok, &quick_fail, &too_short] {
+        let notify = wait_notified(&env, id);
+        assert_eq!(notify["state"], "skipped", "{id}: {notify}");
+        assert!(!runs_line(&env, id).contains('✉'), "{}", runs_line(&env, id));
+    }
+    assert_eq!(wait_notified(&env, &long_enough)["state"], "sent");
+    let sent: Vec<String> = server.requests().iter().map(|r| r.message()).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains(&format!("Job: {long_enough}")), "{sent:?}");
+
+    assert_eq!(env.job(&running)["notify"]["state"], "pending");
+    assert!(!runs_line(&env, &running).contains('✉'), "a mark while running: {}", runs_line(&env, &running));
+    assert!(env.run("job", &["stop", &running]).status.success());
+    assert!(runs_line(&env, &running).contains('✉'), "{}", runs_line(&env, &running));
+}
