@@ -167,3 +167,78 @@ fn shell_strings_get_the_name_of_the_program_they_run() {
         assert_eq!(env.job(&id)["name"], name, "{cmd}");
     }
 }
+
+/// A job that prints a line, waits for `gate` to exist, prints another and
+/// exits with `code`.
+fn gated_job(env: &Env, name: &str, gate: &std::path::Path, code: i32) -> String {
+    let script = format!(
+        "echo {name} first; while [ ! -e '{}' ]; do sleep 0.05; done; echo {name} second; exit {code}",
+        gate.display()
+    );
+    env.start(&["--name", name, "sh", "-c", &script])
+}
+
+/// Has process `pid` an inotify instance open (it has read what there was
+/// and waits for more)?
+fn watches_files(pid: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify")))
+}
+
+/// Runs `front args…` in the background; returns its output once it exits.
+fn follower(env: &Env, front: &str, args: &[&str]) -> std::process::Child {
+    env.cmd(front)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting a follower")
+}
+
+#[test]
+fn runlog_and_job_logs_follow_several_jobs_with_prefixes_until_all_end_exiting_as_the_worst() {
+    let env = Env::new();
+    let gate = env.root.join("gate");
+    let a = gated_job(&env, "alpha", &gate, 0);
+    let b = gated_job(&env, "beta", &gate, 0);
+    let c = gated_job(&env, "gamma", &gate, 3);
+    wait_until(SOON, "the first lines", || [&a, &b, &c].iter().all(|id| env.log(id).contains("first")));
+    // Started before the gate opens: a follower that ended early would miss
+    // the "second" lines, written after it.
+    let followers = [
+        follower(&env, "runlog", &["-f", "alpha", "beta", "gamma"]),
+        follower(&env, "job", &["logs", "--follow", &a, &b]),
+        follower(&env, "runlog", &["--running"]),
+    ];
+    wait_until(SOON, "every follower to watch its jobs", || followers.iter().all(|f| watches_files(f.id())));
+    std::fs::write(&gate, "").expect("opening the gate");
+    let outs: Vec<Output> = followers.into_iter().map(|f| f.wait_with_output().expect("a follower's output")).collect();
+    for (i, out) in outs.iter().enumerate() {
+        let text = stdout(out);
+        let names: &[&str] = if i == 1 { &["alpha", "beta"] } else { &["alpha", "beta", "gamma"] };
+        for name in names {
+            for part in ["first", "second"] {
+                let line = text.lines().find(|l| l.ends_with(&format!("{name} {part}")));
+                let line = line.unwrap_or_else(|| panic!("follower {i}: no {name} {part} line in:\n{text}"));
+                assert!(line.starts_with(&format!("{name} ")) && line.contains(" | "), "not prefixed: {line}");
+            }
+            assert!(text.lines().any(|l| l.starts_with(name) && l.contains("=== ")), "no end line: {text}");
+        }
+        let want = if i == 1 { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(want), "follower {i}: {}", stderr(out));
+    }
+    // Names are padded to one width, so the output lines up.
+    let text = stdout(&outs[0]);
+    let bars: Vec<usize> = text.lines().filter_map(|l| l.find(" | ")).collect();
+    assert!(bars.windows(2).all(|w| w[0] == w[1]), "{text}");
+}
+
+#[test]
+fn runlog_running_with_nothing_running_says_so_and_succeeds() {
+    let env = Env::new();
+    let id = env.start(&["true"]);
+    env.wait_ended(&id, SOON);
+    let out = env.run("runlog", &["--running"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no running jobs"), "{}", stderr(&out));
+}
