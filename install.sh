@@ -6,12 +6,23 @@
 #
 #   ./install.sh                  build with cargo (release) and install
 #   ./install.sh --prefix DIR     commands in DIR/bin, man pages in DIR/share/man
-#                                 (default: $CARGO_INSTALL_ROOT, else ~/.cargo)
+#                                 (default: $CARGO_INSTALL_ROOT, else $CARGO_HOME,
+#                                 else ~/.cargo)
 #   ./install.sh --no-build DIR   copy the five binaries from DIR (for example
 #                                 target/release) instead of running cargo
 #   ./install.sh --force          replace files of the same name that this
 #                                 script did not install
+#   ./install.sh --no-modify-path leave ~/.bashrc and ~/.zshenv alone (it says
+#                                 what to add instead)
 #   ./install.sh --uninstall      remove everything it installed
+#
+# So that `ssh host run make` finds the commands: a command run over ssh
+# gets a shell that is neither interactive nor a login shell. bash reads
+# only ~/.bashrc then, and the stock ~/.bashrc returns at its top for such
+# shells; zsh reads only ~/.zshenv. So, unless PREFIX/bin is on the
+# system's PATH, install.sh puts three marked lines that add PREFIX/bin to
+# PATH at the very top of ~/.bashrc (bash) or ~/.zshenv (zsh): the login
+# shell's file, made if missing. --uninstall takes them out again.
 #
 # Where things go (DATA is $XDG_DATA_HOME, else ~/.local/share):
 #   PREFIX/bin/NAME                                    the commands
@@ -30,8 +41,8 @@ die() { echo "install.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 
 [ -n "${HOME:-}" ] || die "HOME is not set"
-prefix=${CARGO_INSTALL_ROOT:-$HOME/.cargo}
-bin_dir= uninstall= force=
+prefix=${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}
+bin_dir= uninstall= force= modify_path=1
 while [ $# -gt 0 ]; do
   case $1 in
     --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix=$2; shift 2 ;;
@@ -40,6 +51,7 @@ while [ $# -gt 0 ]; do
     --no-build=*) bin_dir=${1#*=}; shift ;;
     --force) force=1; shift ;;
     --uninstall) uninstall=1; shift ;;
+    --no-modify-path) modify_path=; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -71,6 +83,18 @@ listed() { # listed ENTRY: is it in the manifest?
   return 1
 }
 
+# The lines that put PREFIX/bin on PATH for every shell, ssh commands too.
+rc_begin="# >>> bgrun: its commands for every shell, ssh commands too (./install.sh --uninstall removes this) >>>"
+rc_end="# <<< bgrun <<<"
+
+unmark_rc() { # unmark_rc FILE: remove the marked lines; the file too if that empties it
+  local f=$1
+  [ -f "$f" ] || return 0
+  awk -v b="$rc_begin" -v e="$rc_end" '$0 == b { skip = 1; next } skip && $0 == e { skip = 0; next } !skip' \
+    "$f" >"$f.bgrun-tmp" && cat "$f.bgrun-tmp" >"$f" && rm -f -- "$f.bgrun-tmp"
+  [ -s "$f" ] || rm -f -- "$f"
+}
+
 if [ -n "$uninstall" ]; then
   if [ ${#entries[@]} -eq 0 ]; then
     echo "bgrun: nothing to uninstall (no manifest at $manifest)"
@@ -90,6 +114,9 @@ if [ -n "$uninstall" ]; then
           rm -f -- "$root/.crates.toml" "$root/.crates2.json"
         fi ;;
     esac
+  done
+  for e in "${entries[@]}"; do
+    case $e in "rc "*) unmark_rc "${e#rc }" ;; esac
   done
   files=()
   for e in "${entries[@]}"; do
@@ -177,6 +204,30 @@ for p in "${plan[@]}"; do
 done
 save_manifest
 
+# Non-interactive shells (`ssh host run make`) get the system's PATH and
+# read only ~/.bashrc (bash) or ~/.zshenv (zsh).
+login_shell=$(getent passwd "$(id -un)" 2>/dev/null | cut -d: -f7)
+login_shell=${login_shell:-${SHELL:-}}
+case ${login_shell##*/} in
+  bash) rc=$HOME/.bashrc ;;
+  zsh) rc=${ZDOTDIR:-$HOME}/.zshenv ;;
+  *) rc= ;;
+esac
+case ":/usr/local/bin:/usr/bin:/bin:" in *":$prefix/bin:"*) rc= ;; esac
+path_line="case \":\$PATH:\" in *\":$prefix/bin:\"*) ;; *) PATH=\"$prefix/bin:\$PATH\"; export PATH ;; esac"
+if [ -n "$rc" ] && ! grep -qsxF -- "$rc_begin" "$rc"; then
+  if [ -n "$modify_path" ]; then
+    { printf '%s\n%s\n%s\n' "$rc_begin" "$path_line" "$rc_end"; cat -- "$rc" 2>/dev/null || true; } >"$rc.bgrun-tmp"
+    if [ -f "$rc" ]; then cat "$rc.bgrun-tmp" >"$rc"; rm -f -- "$rc.bgrun-tmp"; else mv -- "$rc.bgrun-tmp" "$rc"; fi
+    add "rc $rc"
+    save_manifest
+    echo "bgrun: added $prefix/bin to PATH at the top of $rc, for ssh commands (ssh host run make)"
+  else
+    echo "note: for ssh commands (ssh host run make), put this line at the very top of $rc:"
+    echo "  $path_line"
+  fi
+fi
+
 echo "bgrun: installed ${names[*]} in $prefix/bin"
 echo "  man pages        $man_dir"
 echo "  bash completion  $bash_dir"
@@ -185,10 +236,18 @@ echo "  fish completion  $fish_dir"
 echo "  manifest         $manifest (./install.sh --uninstall removes what it lists)"
 case ":$PATH:" in
   *":$prefix/bin:"*) ;;
-  *) echo "note: $prefix/bin is not on your PATH; add it (export PATH=\"$prefix/bin:\$PATH\")" ;;
+  *) if [ -n "$rc" ] && grep -qsxF -- "$rc_begin" "$rc"; then
+       echo "note: new shells find the commands (the lines at the top of $rc); in this one: export PATH=\"$prefix/bin:\$PATH\""
+     else
+       echo "note: $prefix/bin is not on your PATH; add it (export PATH=\"$prefix/bin:\$PATH\")"
+     fi ;;
 esac
 if [ ! -r /usr/share/bash-completion/bash_completion ] && [ ! -r /etc/bash_completion ]; then
   echo "note: bash completion needs the bash-completion package (apt-get install bash-completion)"
+fi
+# An NTFY_TOPIC exported after the stock ~/.bashrc's early `return`.
+if [ -f "$rc" ] && awk '/\*\) *return/ && !r { r = NR } /NTFY_TOPIC=/ && r { bad = 1 } END { exit !bad }' "$rc"; then
+  echo "note: ssh commands (ssh host run -n make) do not see an NTFY_TOPIC set below the early return of $rc: move its export to the top, next to the bgrun lines"
 fi
 if command -v zsh >/dev/null && ! grep -qs "zsh/site-functions" "${ZDOTDIR:-$HOME}/.zshrc"; then
   echo "note: for zsh, add this line to ~/.zshrc before compinit:  fpath=($zsh_dir \$fpath)"

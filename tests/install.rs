@@ -38,6 +38,7 @@ fn in_home(env: &Env, program: &str) -> Command {
         "XDG_DATA_HOME",
         "XDG_CONFIG_HOME",
         "CARGO_INSTALL_ROOT",
+        "CARGO_HOME",
         "BASH_COMPLETION_USER_DIR",
         "ZDOTDIR",
         "MANPATH",
@@ -250,8 +251,165 @@ fn a_prefix_puts_the_commands_and_man_pages_under_it_and_uninstall_finds_them() 
     }
     assert!(prefix.join("share/man/man1/job-wait.1").is_file(), "the man pages are not in PREFIX/share/man/man1");
     assert!(!env.home.join(".cargo").exists(), "--prefix still installed into ~/.cargo");
-    assert!(stdout(&out).contains("is not on your PATH"), "no PATH note for a prefix off PATH: {}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("is not on your PATH") || text.contains("new shells find the commands"),
+        "no PATH note for a prefix off PATH: {text}"
+    );
 
     succeeded(&install(&env, &["--uninstall"]), "install.sh --uninstall");
     assert!(!prefix.exists(), "uninstall left {} behind", prefix.display());
+}
+
+#[test]
+fn cargo_home_decides_where_the_commands_go_when_no_prefix_is_given() {
+    let env = Env::new();
+    let cargo_home = env.root.join("cargo-home");
+    let bins = binaries(&env);
+    let out = in_home(&env, "bash")
+        .arg(repo().join("install.sh"))
+        .args(["--no-build", bins.to_str().expect("a UTF-8 path")])
+        .env("CARGO_HOME", &cargo_home)
+        .output()
+        .expect("running install.sh");
+    succeeded(&out, "install.sh with CARGO_HOME");
+    for name in NAMES {
+        assert!(cargo_home.join("bin").join(name).is_file(), "{name} is not in $CARGO_HOME/bin");
+    }
+    assert!(cargo_home.join("share/man/man1/run.1").is_file(), "the man pages are not beside $CARGO_HOME/bin");
+    assert!(!env.home.join(".cargo").exists(), "CARGO_HOME was ignored: ~/.cargo was made");
+    succeeded(&install(&env, &["--uninstall"]), "install.sh --uninstall");
+    assert!(!cargo_home.join("bin/run").exists(), "uninstall left $CARGO_HOME/bin/run");
+}
+
+/// An sshd on 127.0.0.1 that lets this user in with a key of its own and
+/// gives every session `vars` (HOME among them): what a laptop's
+/// `ssh host CMD` meets on a stock account. Killed when dropped.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    key: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path, vars: &[(&str, &Path)]) -> Sshd {
+        use std::io::Read;
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(sshd.is_file(), "sshd is not installed: .ci/run installs it (apt-get install openssh-server)");
+        require("ssh");
+        require("ssh-keygen");
+        std::fs::create_dir_all(dir).expect("making the sshd directory");
+        let _ = std::fs::create_dir_all("/run/sshd"); // privilege separation (as root)
+        for k in ["host_key", "user_key"] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(k))
+                .output()
+                .expect("running ssh-keygen");
+            assert!(out.status.success(), "ssh-keygen: {}", stderr(&out));
+        }
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).expect("authorizing the key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("finding a free port")
+            .port();
+        let set_env: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={}", v.display())).collect();
+        let config = format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel ERROR\nSetEnv {}\n",
+            set_env.join(" "),
+            d = dir.display()
+        );
+        common::write(&dir.join("sshd_config"), &config);
+        let log = std::fs::File::create(dir.join("sshd.log")).expect("creating sshd.log");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting sshd");
+        let server = Sshd { child, port, key: dir.join("user_key") };
+        common::wait_until(Duration::from_secs(20), "sshd to greet", || {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).is_ok() && &b == b"SSH-"
+        });
+        server
+    }
+
+    /// `ssh USER@127.0.0.1 REMOTE`, as a laptop runs a command on a host:
+    /// no terminal, so the far side's shell is neither interactive nor a
+    /// login shell.
+    fn ssh(&self, remote: &str) -> Output {
+        let user = stdout(&Command::new("id").arg("-un").output().expect("running id")).trim().to_string();
+        Command::new("ssh")
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string(), &format!("{user}@127.0.0.1"), remote])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running ssh")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The stock Debian/Ubuntu ~/.bashrc begins so: nothing after it is read by
+/// a shell that is not interactive.
+const STOCK_BASHRC: &str = "# ~/.bashrc: executed by bash(1) for non-login shells.\n\n\
+# If not running interactively, don't do anything\ncase $- in\n    *i*) ;;\n      *) return;;\nesac\n\n\
+export PATH=\"$HOME/.cargo/bin:$PATH\"\nexport NTFY_TOPIC=mine\n";
+
+#[test]
+fn after_installing_ssh_host_run_finds_the_commands_and_uninstalling_takes_the_lines_out() {
+    let env = Env::new();
+    let login = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+        let uid = stdout(&Command::new("id").arg("-u").output().expect("running id")).trim().to_string();
+        p.lines().find(|l| l.split(':').nth(2) == Some(&uid)).map(|l| l.rsplit(':').next().unwrap_or("").to_string())
+    });
+    let login = login.unwrap_or_default();
+    let rc = match login.rsplit('/').next() {
+        Some("bash") => env.home.join(".bashrc"),
+        Some("zsh") => env.home.join(".zshenv"),
+        _ => panic!("this user's login shell is {login:?}; the test needs bash or zsh"),
+    };
+    common::write(&env.home.join(".bashrc"), STOCK_BASHRC);
+    let before = std::fs::read(&rc).ok();
+    let sshd = Sshd::start(&env.root.join("sshd"), &[("HOME", &env.home), ("RUN_DIR", &env.store)]);
+
+    // As users meet it: the commands are not found over ssh.
+    let out = sshd.ssh("run true");
+    assert_eq!(out.status.code(), Some(127), "run was found before installing: {}", stderr(&out));
+
+    let bins = binaries(&env);
+    let out = install(&env, &["--no-build", bins.to_str().expect("a UTF-8 path")]);
+    succeeded(&out, "install.sh --no-build");
+    assert!(
+        stdout(&out).contains(&rc.display().to_string()),
+        "install.sh does not say what it changed: {}",
+        stdout(&out)
+    );
+    if rc.ends_with(".bashrc") {
+        assert!(stdout(&out).contains("NTFY_TOPIC"), "no word on the NTFY_TOPIC ssh will not see: {}", stdout(&out));
+    }
+    let out = sshd.ssh("run --name viassh true && job wait viassh && runs");
+    assert!(out.status.success(), "ssh host run: {}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("viassh_"), "{}", stdout(&out));
+    assert!(env
+        .store
+        .read_dir()
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("viassh_")))));
+
+    succeeded(&install(&env, &["--uninstall"]), "install.sh --uninstall");
+    assert_eq!(std::fs::read(&rc).ok(), before, "uninstall did not give {} back as it was", rc.display());
 }
