@@ -3,7 +3,7 @@
 //! `proc` processes only; this joins them.
 
 use crate::proc;
-use crate::store::{Job, State};
+use crate::store::{Job, Legacy, State};
 
 /// The job's state: what `status` says; else `running` while the job's
 /// process or its watcher lives (checked by pid, start time and boot id);
@@ -36,4 +36,13 @@ fn is_live(job: &Job, boot: &str) -> bool {
 /// This boot's id, which `of` compares with the one a job recorded.
 pub fn boot_id() -> String {
     proc::boot_id()
+}
+
+/// Does a job of the old scripts still run? Its pid must be alive and have
+/// started when the pid file was written (within a few seconds), so that a
+/// pid reused since is not taken for it.
+pub fn legacy_running(l: &Legacy) -> bool {
+    let (Some(pid), Some(written)) = (l.pid, l.pid_written) else { return false };
+    let started = l.started.timestamp();
+    proc::started_unix(pid).is_some_and(|t| (t - written).abs() <= 5 || (t - started).abs() <= 5)
 }

@@ -242,3 +242,68 @@ fn runlog_running_with_nothing_running_says_so_and_succeeds() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("no running jobs"), "{}", stderr(&out));
 }
+
+// --- the old run scripts' files ----------------------------------------------------
+
+/// A child killed (and reaped) when the test ends, even by a failed assert.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_old_scripts_log_and_pid_files_are_listed_viewable_and_removable_never_while_running() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.store).expect("making the store");
+    // An ended one: its pid is a process that has exited.
+    let mut gone = std::process::Command::new("true").spawn().expect("running true");
+    let gone_pid = gone.id();
+    gone.wait().expect("reaping true");
+    write(&env.store.join("build_20250101_120000.log"), "Command: make -j8\nStarted: then\ncompiling\nall done\n");
+    write(&env.store.join("build_20250101_120000.pid"), &format!("{gone_pid}\n"));
+    // A running one, started now.
+    let mut live = KillOnDrop(std::process::Command::new("sleep").arg("60").spawn().expect("running sleep"));
+    let now = stdout(&std::process::Command::new("date").arg("+%Y%m%d_%H%M%S").output().expect("date"));
+    let live_id = format!("train_{}", now.trim());
+    write(&env.store.join(format!("{live_id}.log")), "Command: python train.py\nepoch 1\n");
+    write(&env.store.join(format!("{live_id}.pid")), &format!("{}\n", live.0.id()));
+    let fresh = env.start(&["--name", "fresh", "true"]);
+    env.wait_ended(&fresh, SOON);
+
+    let listing = stdout(&env.run("runs", &[]));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 3, "{listing}");
+    assert!(lines[0].contains("build_20250101_120000") && lines[0].contains("ended, exit code unknown"), "{listing}");
+    assert!(lines[0].contains("make -j8") && lines[0].contains("old run script"), "{listing}");
+    assert!(lines.iter().any(|l| l.contains(&live_id) && l.contains("running") && l.contains("python train.py")));
+    assert!(lines.iter().any(|l| l.contains(&fresh)), "{listing}");
+    let running = stdout(&env.run("runs", &["--state", "running"]));
+    assert!(running.contains(&live_id) && !running.contains("build_2025"), "{running}");
+    assert_eq!(env.jobs().len(), 1, "the old scripts' jobs are not in --json");
+
+    let out = env.run("runlog", &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("compiling\nall done\n"), "{}", stdout(&out));
+    let out = env.run("runlog", &[&live_id, "--no-follow"]);
+    assert!(stdout(&out).contains("epoch 1"), "{}", stdout(&out));
+
+    let refused = env.run("runrm", &[&live_id]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("is running"), "{}", stderr(&refused));
+    let out = env.run("runrm", &[]);
+    assert!(stdout(&out).contains("removed build_20250101_120000 (old run script)"), "{}", stdout(&out));
+    assert!(
+        !env.store.join("build_20250101_120000.log").exists() && !env.store.join("build_20250101_120000.pid").exists()
+    );
+    assert!(env.store.join(format!("{live_id}.log")).exists(), "runrm removed a running old job's log");
+
+    live.0.kill().expect("killing sleep");
+    live.0.wait().expect("reaping sleep");
+    let out = env.run("runrm", &[&live_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.store.join(format!("{live_id}.pid")).exists());
+}

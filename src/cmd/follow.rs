@@ -234,3 +234,37 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
         }
     }
 }
+
+/// Shows the log of a job of the old run scripts (from its last `tail`
+/// lines, else whole), following it while the job's pid lives.
+pub fn show_legacy_log(l: &store::Legacy, tail: Option<usize>, follow: bool, out: &mut Out) -> Res<()> {
+    let Some(path) = &l.log else {
+        return Err(Fail::from(format!("{}: the old run script left no log, only {}.pid", l.id, l.id)));
+    };
+    let from = match tail {
+        Some(n) => tail_offset(path, n)?,
+        None => 0,
+    };
+    let mut f = File::open(path).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
+    f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
+    let mut watch = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let running = follow && state::legacy_running(l);
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
+            if n == 0 {
+                break;
+            }
+            out.bytes(&buf[..n])?;
+        }
+        out.flush()?;
+        if !running {
+            return Ok(());
+        }
+        match &watch {
+            None => watch = path.parent().map(|d| DirWatch::new(&[d])),
+            Some(w) => w.wait(Duration::from_secs(1)),
+        }
+    }
+}

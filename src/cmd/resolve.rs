@@ -57,3 +57,15 @@ pub fn resolve(store: &Store, query: &str) -> Res<Job> {
         }
     }
 }
+
+/// A job of the old run scripts by what the user typed, by the same rules
+/// as [`resolve`]: exact id, else the newest of that name, else a unique
+/// prefix.
+pub fn resolve_legacy(store: &Store, query: &str) -> Option<store::Legacy> {
+    let mut old = store.legacy();
+    let keys: Vec<(&str, &str)> = old.iter().map(|l| (l.id.as_str(), l.name.as_str())).collect();
+    match store::pick(&keys, query) {
+        store::Pick::One(i) => Some(old.swap_remove(i)),
+        _ => None,
+    }
+}

@@ -1,10 +1,10 @@
 //! `runlog [JOB]`: show a job's log, and follow it while the job runs.
 //! With no JOB and several jobs, a picker (on a terminal) chooses.
 
-use super::follow::{follow_many, show_log, tail_offset};
+use super::follow::{follow_many, show_legacy_log, show_log, tail_offset};
 use super::out::{clean, Out};
 use super::parse;
-use super::resolve::{load_all, resolve};
+use super::resolve::{load_all, resolve, resolve_legacy};
 use crate::store::{Job, State};
 use crate::{cli, Exit, Fail, PickRow, Picker, Res};
 use std::ffi::OsString;
@@ -16,7 +16,16 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
         return several(&store, &a);
     }
     let mut job = match a.jobs.first() {
-        Some(q) => resolve(&store, q)?,
+        Some(q) => match resolve(&store, q) {
+            Ok(job) => job,
+            Err(e) => match resolve_legacy(&store, q) {
+                Some(old) => {
+                    show_legacy_log(&old, a.tail, !a.no_follow, &mut Out::new())?;
+                    return Ok(Exit::Ok);
+                }
+                None => return Err(e),
+            },
+        },
         None => {
             let mut jobs = load_all(&store, "runlog")?;
             match jobs.len() {

@@ -4,9 +4,9 @@
 
 use super::out::{clean, human_bytes, Out};
 use super::parse;
-use super::resolve::{load_all, resolve};
+use super::resolve::{load_all, resolve, resolve_legacy};
 use crate::state;
-use crate::store::{Job, State, Store};
+use crate::store::{Job, Legacy, State, Store};
 use crate::{cli, Exit, Fail, Res};
 use std::ffi::OsString;
 use std::time::Duration;
@@ -17,9 +17,12 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let mut out = Out::new();
     let boot = state::boot_id();
     let mut doomed: Vec<Job> = Vec::new();
+    // The old run scripts' jobs: their .log and .pid files.
+    let mut old: Vec<Legacy> = Vec::new();
     let mut failed = false;
     if a.jobs.is_empty() {
         doomed = load_all(&store, "runrm")?.into_iter().filter(|(_, s)| *s != State::Running).map(|(j, _)| j).collect();
+        old = store.legacy().into_iter().filter(|l| !state::legacy_running(l)).collect();
     } else {
         for q in &a.jobs {
             match resolve(&store, q) {
@@ -38,10 +41,21 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                         failed = true;
                     }
                 },
-                Err(e) => {
-                    eprintln!("runrm: {}", e.msg);
-                    failed = true;
-                }
+                Err(e) => match resolve_legacy(&store, q) {
+                    Some(l) if state::legacy_running(&l) => {
+                        eprintln!("runrm: {} is running (pid {}); stop it first", clean(&l.id), l.pid.unwrap_or(0));
+                        failed = true;
+                    }
+                    Some(l) => {
+                        if !old.iter().any(|o| o.id == l.id) {
+                            old.push(l);
+                        }
+                    }
+                    None => {
+                        eprintln!("runrm: {}", e.msg);
+                        failed = true;
+                    }
+                },
             }
         }
     }
@@ -59,6 +73,25 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                     store.release_key(key, &job.id);
                 }
                 out.line(&format!("removed {}", clean(&job.id)))?;
+                freed += n;
+                count += 1;
+            }
+            Err(e) => {
+                eprintln!("runrm: {e}");
+                failed = true;
+            }
+        }
+    }
+    for l in &old {
+        if a.dry_run {
+            out.line(&format!("would remove {} (old run script)", clean(&l.id)))?;
+            freed += l.files().map(|f| crate::store::disk_usage(f)).sum::<u64>();
+            count += 1;
+            continue;
+        }
+        match store.remove_legacy(l) {
+            Ok(n) => {
+                out.line(&format!("removed {} (old run script)", clean(&l.id)))?;
                 freed += n;
                 count += 1;
             }

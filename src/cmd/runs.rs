@@ -3,7 +3,9 @@
 use super::out::Out;
 use super::parse;
 use super::resolve::load_all;
-use super::view::{summary, view};
+use super::view::{legacy_summary, summary, view};
+use crate::state;
+use crate::store::{Legacy, State};
 use crate::{cli, Exit, Res};
 use std::ffi::OsString;
 
@@ -28,13 +30,28 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     if a.json {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
         out.json(&views)?;
-    } else if jobs.is_empty() && filtered {
-        eprintln!("no matching jobs in {}", store.root().display());
-    } else if jobs.is_empty() {
+    } else if jobs.is_empty() && !filtered && store.legacy().is_empty() {
         eprintln!("no jobs in {}", store.root().display());
     } else {
-        for (job, state) in &jobs {
-            let line = summary(&out, job, *state);
+        // The old run scripts' jobs, in time order among the others.
+        let old: Vec<(Legacy, bool)> = store
+            .legacy()
+            .into_iter()
+            .map(|l| {
+                let running = state::legacy_running(&l);
+                (l, running)
+            })
+            .filter(|(_, running)| !filtered || (*running && a.state.contains(&State::Running) && !a.project))
+            .collect();
+        let mut lines: Vec<(chrono::DateTime<chrono::FixedOffset>, String)> =
+            jobs.iter().map(|(job, st)| (job.started, summary(&out, job, *st))).collect();
+        lines.extend(old.iter().map(|(l, running)| (l.started, legacy_summary(&out, l, *running))));
+        lines.sort_by_key(|(t, _)| *t);
+        let lines = super::job::last(lines, a.last);
+        if lines.is_empty() {
+            eprintln!("no matching jobs in {}", store.root().display());
+        }
+        for (_, line) in lines {
             out.line(&line)?;
         }
     }
@@ -53,7 +70,8 @@ fn complete_ids() -> Res<Exit> {
     let mut names: Vec<&str> = jobs.iter().map(|j| j.meta.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    let words = jobs.iter().map(|j| j.id.as_str()).chain(names);
+    let old = store.legacy();
+    let words = jobs.iter().map(|j| j.id.as_str()).chain(names).chain(old.iter().map(|l| l.id.as_str()));
     for word in words.filter(|w| !w.is_empty() && !w.chars().any(|c| c.is_control() || c.is_whitespace())) {
         out.line(word)?;
     }

@@ -127,3 +127,17 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
         clean(&job.meta.command)
     )
 }
+
+/// The one-line summary of a job of the old run scripts: running (its pid
+/// lives, with the right start time) or ended with no known exit code.
+pub fn legacy_summary(out: &Out, l: &store::Legacy, running: bool) -> String {
+    let pid = l.pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+    let what = if running {
+        let secs = (chrono::Local::now().fixed_offset() - l.started).num_seconds().max(0) as f64;
+        format!("{} {}", out.paint("32", "running"), store::human_duration(secs))
+    } else {
+        out.paint("2", "ended, exit code unknown")
+    };
+    let mark = if running { out.paint("32", "●") } else { out.paint("2", "·") };
+    format!("{mark} {} (PID: {pid}) - {what}  {}  (old run script)", clean(&l.id), clean(&l.command))
+}

@@ -70,6 +70,20 @@ pub fn alive(pid: i32, start: u64) -> bool {
     matches!(stat(pid), Some(s) if s.start == start && s.session == pid && s.state != b'Z' && s.state != b'X')
 }
 
+/// When the process `pid` started, in seconds since the epoch (its start
+/// in clock ticks after boot, plus the boot time); none if it is gone or a
+/// zombie. For the old scripts' jobs, which recorded no start time.
+pub fn started_unix(pid: i32) -> Option<i64> {
+    let st = stat(pid).filter(|s| s.state != b'Z' && s.state != b'X')?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let btime: i64 = fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))?;
+    (ticks > 0).then(|| btime + (st.start / ticks as u64) as i64)
+}
+
 /// Does any process have this pid (used only for key claims, which live
 /// for milliseconds)?
 pub fn pid_exists(pid: i32) -> bool {

@@ -10,6 +10,7 @@
 //! │   ├── status       "STATE exit|signal N ENDED_AT" (appears when it ends)
 //! │   ├── notified     ntfy outcome: "sent" or "failed: REASON"
 //! │   └── stop         a stop request: "term" or "kill"
+//! ├── NAME_TS.log/.pid a job of the old run scripts: listed, shown, removed
 //! ├── .new-*           a job being made: hidden, renamed into place whole
 //! ├── .rm-*            a job being removed: renamed out of sight first
 //! └── .keys/HEX        idempotency keys: symlink to the job id
@@ -35,6 +36,7 @@
 mod end;
 mod job;
 mod keys;
+mod legacy;
 mod read;
 mod write;
 
@@ -42,6 +44,7 @@ pub use crate::files::io_err;
 pub use end::{describe_end, describe_outcome, human_duration, signal_name, End, Outcome, State};
 pub use job::{Damaged, Job, Meta};
 pub use keys::Claim;
+pub use legacy::Legacy;
 pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
 pub use write::{append_note, record_end, stop_request, write_atomic, write_footer, write_meta, Staged};
 

@@ -1,0 +1,147 @@
+//! The files the old `run` scripts left in the store's directory, one pair
+//! per job: `NAME_YYYYmmdd_HHMMSS.log` (the command, the start, the output)
+//! and `NAME_YYYYmmdd_HHMMSS.pid`. Listed, shown and removed beside the
+//! jobs; never written. Whether one still runs is for `state` to say.
+
+use super::Store;
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use std::fs;
+use std::path::PathBuf;
+
+/// One job of the old scripts.
+#[derive(Debug, Clone)]
+pub struct Legacy {
+    /// `NAME_YYYYmmdd_HHMMSS`, the files' common stem.
+    pub id: String,
+    pub name: String,
+    pub log: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub pid: Option<i32>,
+    /// From the id (local time).
+    pub started: DateTime<FixedOffset>,
+    /// When the pid file was written (the job's start), seconds since the epoch.
+    pub pid_written: Option<i64>,
+    /// The command, from the log's first lines, else the name.
+    pub command: String,
+}
+
+impl Legacy {
+    /// The files to remove: the log and the pid file.
+    pub fn files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.log.iter().chain(self.pid_file.iter())
+    }
+}
+
+/// `NAME_YYYYmmdd_HHMMSS` → its name and time (local), if it is one.
+fn parse_id(stem: &str) -> Option<(String, DateTime<FixedOffset>)> {
+    let (rest, time) = stem.rsplit_once('_')?;
+    let (name, date) = rest.rsplit_once('_')?;
+    let ok = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if name.is_empty() || !ok(date, 8) || !ok(time, 6) {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(&format!("{date}{time}"), "%Y%m%d%H%M%S").ok()?;
+    let local = chrono::Local.from_local_datetime(&naive).earliest()?;
+    Some((name.to_string(), local.fixed_offset()))
+}
+
+/// The command in the first lines of an old script's log: after
+/// `Command:`, `$ ` or `=== `, if there is such a line.
+fn command_in(log: &PathBuf) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    fs::File::open(log).ok()?.take(4096).read_to_end(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head);
+    text.lines().take(5).find_map(|l| {
+        let l = l.trim();
+        ["Command:", "command:", "$ ", "=== ", "CMD:"]
+            .iter()
+            .find_map(|p| l.strip_prefix(p))
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+    })
+}
+
+impl Store {
+    /// The old scripts' jobs in the store's directory, oldest first.
+    pub fn legacy(&self) -> Vec<Legacy> {
+        let Ok(rd) = fs::read_dir(&self.root) else { return Vec::new() };
+        let mut found: Vec<Legacy> = Vec::new();
+        for entry in rd.flatten() {
+            let Ok(ft) = entry.file_type() else { continue };
+            if !ft.is_file() {
+                continue;
+            }
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            let Some((stem, ext)) = file.rsplit_once('.') else { continue };
+            if ext != "log" && ext != "pid" {
+                continue;
+            }
+            let Some((name, started)) = parse_id(stem) else { continue };
+            let i = match found.iter().position(|l| l.id == stem) {
+                Some(i) => i,
+                None => {
+                    found.push(Legacy {
+                        id: stem.to_string(),
+                        command: name.clone(),
+                        name,
+                        log: None,
+                        pid_file: None,
+                        pid: None,
+                        started,
+                        pid_written: None,
+                    });
+                    found.len() - 1
+                }
+            };
+            let l = &mut found[i];
+            if ext == "log" {
+                l.log = Some(entry.path());
+            } else {
+                l.pid = fs::read_to_string(entry.path()).ok().and_then(|s| s.trim().parse().ok());
+                l.pid_written = entry.metadata().ok().and_then(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    Some(m.mtime()).filter(|t| *t > 0)
+                });
+                l.pid_file = Some(entry.path());
+            }
+        }
+        for l in &mut found {
+            if let Some(c) = l.log.as_ref().and_then(command_in) {
+                l.command = c;
+            }
+        }
+        found.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        found
+    }
+
+    /// Removes an old script's files (never a link's target: they are
+    /// removed as names). Returns the bytes freed.
+    pub fn remove_legacy(&self, l: &Legacy) -> Result<u64, String> {
+        let mut freed = 0;
+        for f in l.files() {
+            freed += super::disk_usage(f);
+            match fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(super::io_err("removing", f, e)),
+            }
+        }
+        Ok(freed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_script_ids_are_a_name_a_date_and_a_time() {
+        assert_eq!(parse_id("build_20251205_163539").map(|(n, _)| n), Some("build".into()));
+        assert_eq!(parse_id("my_job_20251205_163539").map(|(n, _)| n), Some("my_job".into()));
+        for bad in ["build", "build_2025_163539", "_20251205_163539", "build_20251305_163539", "x_20251205_16353a"] {
+            assert!(parse_id(bad).is_none(), "{bad}");
+        }
+    }
+}
