@@ -65,9 +65,11 @@ impl From<String> for Fail {
 pub type Res<T> = Result<T, Fail>;
 
 /// The embedded job picker, passed in by the one binary that links skim.
-/// Given the rows (newest first) and a preview for each, it returns the index
-/// chosen, `Ok(None)` when cancelled, or an error when it cannot run.
-pub type Picker = fn(rows: Vec<PickRow>) -> Result<Option<usize>, String>;
+/// Given the rows (newest first) and a preview for each, and whether the
+/// preview goes below the list (a terminal too narrow for both side by
+/// side), it returns the index chosen, `Ok(None)` when cancelled, or an
+/// error when it cannot run or Enter matched nothing.
+pub type Picker = fn(rows: Vec<PickRow>, preview_below: bool) -> Result<Option<usize>, String>;
 
 /// One row of the picker: what is shown and matched, and the preview text.
 pub struct PickRow {

@@ -21,12 +21,14 @@ impl SkimItem for Row {
     }
 }
 
-pub fn pick(rows: Vec<PickRow>) -> Result<Option<usize>, String> {
+pub fn pick(rows: Vec<PickRow>, preview_below: bool) -> Result<Option<usize>, String> {
     let lines: Vec<String> = rows.iter().map(|r| r.line.clone()).collect();
     let items: Vec<Row> = rows.into_iter().map(|r| Row { line: r.line, log: r.preview }).collect();
+    let layout = if preview_below { "down:50%" } else { "right:50%" };
     let opts = SkimOptionsBuilder::default()
         .prompt("log> ".to_string())
         .preview(String::new())
+        .preview_window(layout)
         .no_sort(true)
         .build()
         .map_err(|e| e.to_string())?;
@@ -34,6 +36,8 @@ pub fn pick(rows: Vec<PickRow>) -> Result<Option<usize>, String> {
     if out.is_abort {
         return Ok(None);
     }
-    let chosen = out.selected_items.first().map(|m| m.item.text().into_owned());
-    Ok(chosen.and_then(|c| lines.iter().position(|l| *l == c)))
+    let Some(chosen) = out.selected_items.first().map(|m| m.item.text().into_owned()) else {
+        return Err(format!("no job matches '{}'; nothing to show", out.query));
+    };
+    Ok(lines.iter().position(|l| *l == chosen))
 }

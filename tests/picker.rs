@@ -31,12 +31,19 @@ impl<'a> Tmux<'a> {
     /// Starts `runlog` in session `S`, its stdout to `OUT/sel` and its exit
     /// status to `OUT/rc` once it ends.
     fn start_runlog(&self) {
+        self.start_runlog_then(false)
+    }
+
+    /// As `start_runlog`; with `hold`, the pane stays (showing what runlog
+    /// wrote on the terminal) until the tmux server is killed.
+    fn start_runlog_then(&self, hold: bool) {
         let out = self.env.root.display();
         let command = format!(
-            "env RUN_DIR='{}' HOME='{}' NO_COLOR=1 '{}' > '{out}/sel'; echo $? > '{out}/rc.tmp'; mv '{out}/rc.tmp' '{out}/rc'",
+            "env RUN_DIR='{}' HOME='{}' NO_COLOR=1 '{}' > '{out}/sel'; echo $? > '{out}/rc.tmp'; mv '{out}/rc.tmp' '{out}/rc'{}",
             self.env.store.display(),
             self.env.home.display(),
             bin("runlog").display(),
+            if hold { "; exec tail -f /dev/null" } else { "" },
         );
         let started = self.tmux(&["new-session", "-d", "-s", "S", "-x", "100", "-y", "30", &command]);
         assert!(started.status.success(), "tmux new-session: {}", stderr(&started));
@@ -130,4 +137,48 @@ fn escape_in_the_picker_cancels_with_130_and_prints_nothing() {
     let (code, sel) = tmux.result();
     assert_eq!(code, 130);
     assert_eq!(sel, "");
+}
+
+#[test]
+fn the_picker_aligns_its_columns_and_keeps_the_list_wide_on_a_100_column_terminal() {
+    let env = Env::new();
+    let long = "a-command-long-enough-to-be-cut-by-a-side-preview";
+    let ids = [env.start(&["echo", long]), env.start(&["sh", "-c", "exit 3"]), env.start(&["--name", "x", "true"])];
+    for id in &ids {
+        env.wait_ended(id, SOON);
+    }
+    let tmux = Tmux::new(&env);
+    tmux.start_runlog();
+    tmux.wait_prompt(3);
+    let screen = tmux.screen();
+    assert!(screen.contains(long), "the list is cut (a preview beside it?):\n{screen}");
+    // Ids of different lengths, yet the commands start in one column.
+    let commands = [format!("echo {long}"), "sh -c 'exit 3'".to_string(), "true".to_string()];
+    let columns: Vec<usize> = ids
+        .iter()
+        .zip(&commands)
+        .map(|(id, cmd)| {
+            let line = screen.lines().find(|l| l.contains(id.as_str())).expect("every job is listed");
+            line.rfind(cmd.as_str()).unwrap_or_else(|| panic!("no {cmd} in {line:?}"))
+        })
+        .collect();
+    assert!(columns.windows(2).all(|w| w[0] == w[1]), "commands not aligned ({columns:?}):\n{screen}");
+    tmux.keys(&["Escape"]);
+    assert_eq!(tmux.result().0, 130);
+}
+
+#[test]
+fn enter_when_the_filter_matches_nothing_says_so_and_shows_no_log() {
+    let env = Env::new();
+    three_jobs(&env);
+    let tmux = Tmux::new(&env);
+    tmux.start_runlog_then(true);
+    tmux.wait_prompt(3);
+    tmux.keys(&["-l", "qqqxyz"]);
+    tmux.wait_screen("the filter to leave nothing", |s| s.lines().any(|l| l.trim_start().starts_with("0/3")));
+    tmux.keys(&["Enter"]);
+    let (code, sel) = tmux.result();
+    assert_eq!(code, 1);
+    assert_eq!(sel, "");
+    tmux.wait_screen("the message", |s| s.contains("no job matches 'qqqxyz'"));
 }

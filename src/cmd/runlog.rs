@@ -5,7 +5,7 @@ use super::follow::{follow_many, show_legacy_log, show_log, tail_offset};
 use super::out::{clean, Out};
 use super::parse;
 use super::resolve::{load_all, resolve, resolve_legacy};
-use crate::store::{Job, State};
+use crate::store::{self, Job, State};
 use crate::{cli, Exit, Fail, PickRow, Picker, Res};
 use std::ffi::OsString;
 
@@ -80,16 +80,31 @@ fn several(store: &crate::store::Store, a: &cli::Runlog) -> Res<Exit> {
     Ok(if follow && !ok { Exit::Error } else { Exit::Ok })
 }
 
+/// The picker's list leaves the preview beside it only where both get
+/// about 100 columns; on a narrower terminal the preview goes below.
+const SIDE_BY_SIDE: u16 = 200;
+
 fn choose(pick: Picker, jobs: Vec<(Job, State)>) -> Res<Job> {
     let mut jobs: Vec<(Job, State)> = jobs.into_iter().rev().collect();
+    // Aligned columns: state, id, age (how long ago it started), command.
+    let now = chrono::Local::now().fixed_offset();
+    let ages: Vec<String> =
+        jobs.iter().map(|(j, _)| store::human_duration((now - j.started).num_seconds().max(0) as f64)).collect();
+    let ids: Vec<String> = jobs.iter().map(|(j, _)| clean(&j.id)).collect();
+    let width = |v: &mut dyn Iterator<Item = usize>| v.max().unwrap_or(0);
+    let sw = width(&mut jobs.iter().map(|(_, s)| s.as_str().len()));
+    let iw = width(&mut ids.iter().map(|i| i.chars().count()));
+    let aw = width(&mut ages.iter().map(|a| a.chars().count()));
     let rows = jobs
         .iter()
-        .map(|(j, s)| PickRow {
-            line: format!("{:<8} {}  {}", s.as_str(), j.id, clean(&j.meta.command)),
+        .zip(ids.iter().zip(&ages))
+        .map(|((j, s), (id, age))| PickRow {
+            line: format!("{:<sw$}  {id:<iw$}  {age:>aw$}  {}", s.as_str(), clean(&j.meta.command)),
             preview: j.log(),
         })
         .collect();
-    match pick(rows) {
+    let below = crate::proc::terminal_columns().is_none_or(|c| c < SIDE_BY_SIDE);
+    match pick(rows, below) {
         Ok(Some(i)) if i < jobs.len() => Ok(jobs.swap_remove(i).0),
         Ok(_) => Err(Fail::quiet(Exit::Cancelled)),
         Err(e) => Err(Fail::from(format!("picker: {e}"))),

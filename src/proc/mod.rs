@@ -84,6 +84,14 @@ pub fn started_unix(pid: i32) -> Option<i64> {
     (ticks > 0).then(|| btime + (st.start / ticks as u64) as i64)
 }
 
+/// The width of the terminal on standard error, if it is one.
+pub fn terminal_columns() -> Option<u16> {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a winsize into the one we pass.
+    let r = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col)
+}
+
 /// Does any process have this pid (used only for key claims, which live
 /// for milliseconds)?
 pub fn pid_exists(pid: i32) -> bool {
