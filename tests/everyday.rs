@@ -307,3 +307,24 @@ fn the_old_scripts_log_and_pid_files_are_listed_viewable_and_removable_never_whi
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!env.store.join(format!("{live_id}.pid")).exists());
 }
+
+/// The keys of the first JSON object in `text`, in the order written.
+fn top_keys(text: &str, indent: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(indent).filter(|r| r.starts_with('"')))
+        .filter_map(|r| r[1..].split('"').next().map(String::from))
+        .collect()
+}
+
+#[test]
+fn job_status_json_has_the_keys_of_runs_json_in_the_same_order_then_log_size() {
+    let env = Env::new();
+    let id = env.start(&["--name", "k", "true"]);
+    env.wait_ended(&id, SOON);
+    let listing = stdout(&env.run("runs", &["--json"]));
+    let status = stdout(&env.run("job", &["status", &id, "--json"]));
+    let mut want = top_keys(&listing, "    ");
+    assert!(want.len() > 10, "{listing}");
+    want.push("log_size".into());
+    assert_eq!(top_keys(&status, "  "), want, "{status}");
+}

@@ -173,6 +173,9 @@ pub struct Job {
 pub enum JobCmd {
     /// Start a background job (prints its id)
     #[command(
+        // CMD is required unless given as the value of --notify, which
+        // clap's own usage line cannot say.
+        override_usage = "job run [OPTIONS] <CMD>...",
         after_help = "Examples:\n  job run \"pytest tests/\"\n  job run \"make build\" --name build --timeout 30m\n  job run \"./deploy.sh\" --context '{\"pr\": 123}'\n  job run \"pytest\" --key \"test-$(git rev-parse HEAD)\" --wait"
     )]
     Run(JobRun),
