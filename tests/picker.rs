@@ -147,7 +147,7 @@ fn the_picker_aligns_its_columns_and_keeps_the_list_wide_on_a_100_column_termina
     for id in &ids {
         env.wait_ended(id, SOON);
     }
-    let tmux = Tmux::new(&env);
+    let Some(tmux) = Tmux::new(&env) else { return };
     tmux.start_runlog();
     tmux.wait_prompt(3);
     let screen = tmux.screen();
@@ -171,7 +171,7 @@ fn the_picker_aligns_its_columns_and_keeps_the_list_wide_on_a_100_column_termina
 fn enter_when_the_filter_matches_nothing_says_so_and_shows_no_log() {
     let env = Env::new();
     three_jobs(&env);
-    let tmux = Tmux::new(&env);
+    let Some(tmux) = Tmux::new(&env) else { return };
     tmux.start_runlog_then(true);
     tmux.wait_prompt(3);
     tmux.keys(&["-l", "qqqxyz"]);
