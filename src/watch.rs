@@ -237,7 +237,8 @@ fn tail_text(tail: &[u8], budget: usize) -> String {
     let text = String::from_utf8_lossy(tail);
     let mut kept: Vec<String> = Vec::new();
     let mut used = 0;
-    for line in text.trim_end().lines().rev() {
+    // The watcher's own notes (`=== bgrun: …`) are not the job's output.
+    for line in text.trim_end().lines().rev().filter(|l| !l.starts_with("=== bgrun: ")) {
         let shown = line.split('\r').rfind(|s| !s.is_empty()).unwrap_or("");
         let shown: String = shown.chars().filter(|c| !c.is_control() || *c == '\t').collect();
         let cost = shown.len() + usize::from(!kept.is_empty());

@@ -36,6 +36,8 @@ fn a_missing_argument_or_value_is_named_with_what_it_needs() {
     }
     usage_error(&env, "job", &["run"], &["missing", "CMD"]);
     usage_error(&env, "job", &["run", "true", "--follow"], &["--follow", "needs --wait"]);
+    usage_error(&env, "run", &["--min-duration", "2m", "true"], &["--min-duration", "needs -n"]);
+    usage_error(&env, "job", &["run", "--min-duration", "2m", "true"], &["--min-duration", "needs --notify"]);
 }
 
 #[test]

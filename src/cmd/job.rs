@@ -54,6 +54,9 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
     }
     let name = a.name.unwrap_or_else(|| launch::shell_name(&cmd));
+    if a.min_duration.is_some() && topic.is_none() {
+        return Err(usage("--min-duration needs --notify or --topic: job run --notify --min-duration 2m \"CMD\""));
+    }
     let min_duration = super::min_duration(a.min_duration)?;
     let spec = Spec {
         program: launch::shell()?,

@@ -28,6 +28,9 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         })?;
         topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
     }
+    if a.min_duration.is_some() && topic.is_none() {
+        return Err(usage("--min-duration needs -n or --topic: run -n --min-duration 2m CMD…"));
+    }
     let min = super::min_duration(a.min_duration)?;
     let spec = spec_for(cmd, a.name, topic, min, path.as_deref())?;
     match launch::start(&super::store()?, spec, super::ntfy_config())? {
