@@ -115,7 +115,7 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
         .filter(|(j, _)| a.all || j.meta.project == project || j.meta.cwd == project)
         .filter(|(_, s)| a.status.is_empty() || a.status.contains(s))
         .collect();
-    let jobs = last(jobs, a.last);
+    let jobs = super::last(jobs, a.last);
     let mut out = Out::new();
     if a.json {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
@@ -131,14 +131,6 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
     }
     out.flush()?;
     Ok(Exit::Ok)
-}
-
-/// The newest `n` of `jobs` (oldest first), or all of them.
-pub fn last<T>(mut jobs: Vec<T>, n: Option<usize>) -> Vec<T> {
-    if let Some(n) = n {
-        jobs.drain(..jobs.len().saturating_sub(n));
-    }
-    jobs
 }
 
 fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {

@@ -124,6 +124,14 @@ pub fn current_dir() -> Res<PathBuf> {
     std::env::current_dir().map_err(|e| Fail::from(format!("reading the working directory: {e}")))
 }
 
+/// The newest `n` of `jobs` (oldest first), or all of them: `-n/--last`.
+pub fn last<T>(mut jobs: Vec<T>, n: Option<usize>) -> Vec<T> {
+    if let Some(n) = n {
+        jobs.drain(..jobs.len().saturating_sub(n));
+    }
+    jobs
+}
+
 /// Exit status for a job's end: 0 if it succeeded, else 1.
 pub fn exit_for(state: State) -> Exit {
     if state == State::Done {

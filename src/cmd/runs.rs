@@ -24,7 +24,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         .filter(|(_, s)| a.state.is_empty() || a.state.contains(s))
         .filter(|(j, _)| project.as_ref().is_none_or(|p| j.meta.project == *p || j.meta.cwd == *p))
         .collect();
-    let jobs = super::job::last(jobs, a.last);
+    let jobs = super::last(jobs, a.last);
     let filtered = !a.state.is_empty() || a.project;
     let mut out = Out::new();
     if a.json {
@@ -47,7 +47,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
             jobs.iter().map(|(job, st)| (job.started, summary(&out, job, *st))).collect();
         lines.extend(old.iter().map(|(l, running)| (l.started, legacy_summary(&out, l, *running))));
         lines.sort_by_key(|(t, _)| *t);
-        let lines = super::job::last(lines, a.last);
+        let lines = super::last(lines, a.last);
         if lines.is_empty() {
             eprintln!("no matching jobs in {}", store.root().display());
         }
