@@ -6,7 +6,6 @@ use super::out::Out;
 use crate::state;
 use crate::store::{self, Job, State};
 use crate::{Fail, Res};
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -112,7 +111,7 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
 /// job runs. Returns the job's final state (or `running` if not following).
 pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<State> {
     let path = job.log();
-    let mut f = File::open(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+    let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let boot = state::boot_id();
     let mut watch = None;
@@ -138,7 +137,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
             continue;
         };
         w.wait(Duration::from_secs(1));
-        if let Ok(m) = std::fs::metadata(&path) {
+        if let Ok(m) = f.metadata() {
             if m.len() < pos {
                 eprintln!("(log truncated)");
                 pos = f.seek(SeekFrom::Start(0)).unwrap_or(0);

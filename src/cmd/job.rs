@@ -127,7 +127,7 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let Some(q) = a.id else { return system_status(store, a.json) };
     let mut job = resolve(store, &q)?;
     let st = state::of(&mut job, &state::boot_id());
-    let log_size = std::fs::metadata(job.log()).map(|m| m.len()).unwrap_or(0);
+    let log_size = std::fs::symlink_metadata(job.log()).map(|m| m.len()).unwrap_or(0);
     let mut out = Out::new();
     if a.json {
         let mut v = serde_json::to_value(view(&job, st)).map_err(|e| format!("writing JSON: {e}"))?;
@@ -393,7 +393,7 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
 
 /// For a lost job (no end recorded): when its log last changed.
 fn last_sign_of_life(job: &Job) -> chrono::DateTime<chrono::FixedOffset> {
-    std::fs::metadata(job.log())
+    std::fs::symlink_metadata(job.log())
         .and_then(|m| m.modified())
         .map(|t| chrono::DateTime::<chrono::Local>::from(t).fixed_offset())
         .unwrap_or(job.started)

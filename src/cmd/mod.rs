@@ -71,10 +71,9 @@ pub fn env(name: &str) -> Option<String> {
 pub fn store() -> Res<Store> {
     let store =
         Store::from_env(std::env::var_os("RUN_DIR"), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))?;
-    if store.root().is_absolute() {
-        return Ok(store);
-    }
-    Ok(Store::at(current_dir()?.join(store.root())))
+    let store = if store.root().is_absolute() { store } else { Store::at(current_dir()?.join(store.root())) };
+    store.check()?;
+    Ok(store)
 }
 
 pub fn current_dir() -> Res<PathBuf> {

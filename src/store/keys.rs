@@ -4,9 +4,8 @@
 
 use super::Store;
 use crate::files::io_err;
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 impl Store {
@@ -22,7 +21,7 @@ impl Store {
     pub fn claim_key(&self, key: &str, alive: &dyn Fn(i32) -> bool) -> Result<Claim, String> {
         let path = self.key_path(key);
         if let Some(dir) = path.parent() {
-            match DirBuilder::new().mode(0o700).create(dir) {
+            match crate::files::make_private_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("creating", dir, e)),
