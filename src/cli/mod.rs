@@ -97,6 +97,10 @@ pub struct Runrm {
     /// Show what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Also remove jobs with no end recorded that ran on another host or in another pid
+    /// namespace (state elsewhere), which may still be running there
+    #[arg(long)]
+    pub force: bool,
 }
 
 const JOB_EXAMPLES: &str = "\
@@ -201,6 +205,7 @@ pub enum StateFilter {
     Stopped,
     Timeout,
     Lost,
+    Elsewhere,
 }
 
 #[derive(Args, Debug)]
@@ -277,4 +282,8 @@ pub struct JobClean {
     /// Show what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Also remove jobs with no end recorded that ran on another host or in another pid
+    /// namespace (state elsewhere), which may still be running there
+    #[arg(long)]
+    pub force: bool,
 }

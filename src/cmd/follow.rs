@@ -2,7 +2,7 @@
 //! on the lock a watcher holds until the end is recorded, else watch the
 //! job directories (inotify), and re-check liveness every second.
 
-use super::out::Out;
+use super::out::{warn, Out};
 use crate::state;
 use crate::store::{self, Job, State};
 use crate::{Fail, Res};
@@ -76,7 +76,7 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
     // the state is checked again once it is in place.
     let mut watch = None;
     loop {
-        let Some(i) = jobs.iter_mut().position(|j| state::of(j, &boot) == State::Running) else { return true };
+        let Some(i) = jobs.iter_mut().position(|j| !state::of(j, &boot).ended()) else { return true };
         let left = match deadline {
             Some(d) if Instant::now() >= d => return false,
             Some(d) => d - Instant::now(),
@@ -127,7 +127,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
             out.bytes(&buf[..n])?;
         }
         out.flush()?;
-        if !follow || st != State::Running {
+        if !follow || st.ended() {
             return Ok(st);
         }
         // Made once there is something to follow, then the state and the
@@ -139,7 +139,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
         w.wait(Duration::from_secs(1));
         if let Ok(m) = f.metadata() {
             if m.len() < pos {
-                eprintln!("(log truncated)");
+                warn(&format!("(log truncated)"));
                 pos = f.seek(SeekFrom::Start(0)).unwrap_or(0);
             }
         }

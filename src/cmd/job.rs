@@ -2,7 +2,7 @@
 //! stop, wait, retry, clean.
 
 use super::follow::{show_log, tail_offset, wait_all};
-use super::out::{clean, human_bytes, Out};
+use super::out::{clean, human_bytes, warn, Out};
 use super::resolve::{load_all, resolve};
 use super::runrm::sweep_leftovers;
 use super::view::{summary, view};
@@ -65,7 +65,8 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         context: a.context,
         key: a.key,
     };
-    let id = started_id(launch::start(store, spec, super::ntfy_config())?);
+    let cfg = super::ntfy_config("job", spec.topic.as_ref());
+    let id = started_id(launch::start(store, spec, cfg)?);
     let mut out = Out::new();
     out.line(&id)?;
     out.flush()?;
@@ -96,6 +97,7 @@ fn filter_matches(f: StateFilter, s: State) -> bool {
             | (StateFilter::Stopped, State::Stopped)
             | (StateFilter::Timeout, State::Timeout)
             | (StateFilter::Lost, State::Lost)
+            | (StateFilter::Elsewhere, State::Elsewhere)
     )
 }
 
@@ -112,11 +114,11 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
         out.json(&views)?;
     } else if jobs.is_empty() {
         let scope = if a.all { String::new() } else { format!(" for {project} (--all for every project)") };
-        eprintln!("no jobs{scope}");
+        warn(&format!("no jobs{scope}"));
     } else {
         for (j, s) in &jobs {
             let line = summary(&out, j, *s);
-            out.line(&line)?;
+            out.painted(&line)?;
         }
     }
     out.flush()?;
@@ -178,7 +180,16 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
 fn system_status(store: &Store, json: bool) -> Res<Exit> {
     let jobs = load_all(store, "job")?;
     let mut counts: Vec<(&str, usize)> = Vec::new();
-    for st in [State::Running, State::Done, State::Failed, State::Killed, State::Stopped, State::Timeout, State::Lost] {
+    for st in [
+        State::Running,
+        State::Done,
+        State::Failed,
+        State::Killed,
+        State::Stopped,
+        State::Timeout,
+        State::Lost,
+        State::Elsewhere,
+    ] {
         let n = jobs.iter().filter(|(_, s)| *s == st).count();
         counts.push((st.as_str(), n));
     }
@@ -222,7 +233,7 @@ fn system_status(store: &Store, json: bool) -> Res<Exit> {
         out.line("running")?;
         for (j, s) in running {
             let line = summary(&out, j, *s);
-            out.line(&format!("  {line}"))?;
+            out.painted(&format!("  {line}"))?;
         }
     }
     out.flush()?;
@@ -250,6 +261,11 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     let mut code = Exit::Ok;
     for mut job in jobs {
         let st = state::of(&mut job, &boot);
+        if st == State::Elsewhere {
+            warn(&format!("{}: {}; stop it there", job.id, elsewhere(&job)));
+            code = Exit::Error;
+            continue;
+        }
         if st != State::Running {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: already ended: {how}", job.id))?;
@@ -282,7 +298,7 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: {how}", job.id))?;
         } else {
-            eprintln!("job: {}: still running after the stop request", one[0].id);
+            warn(&format!("job: {}: still running after the stop request", one[0].id));
             code = Exit::Error;
         }
     }
@@ -298,8 +314,8 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
     if !wait_all(&mut jobs, timeout) {
         let boot = state::boot_id();
         let running: Vec<String> =
-            jobs.iter_mut().filter_map(|j| (state::of(j, &boot) == State::Running).then(|| j.id.clone())).collect();
-        eprintln!("job: timed out waiting for {} (still running)", running.join(", "));
+            jobs.iter_mut().filter_map(|j| (!state::of(j, &boot).ended()).then(|| j.id.clone())).collect();
+        warn(&format!("job: timed out waiting for {} (still running)", running.join(", ")));
         return Ok(Exit::WaitTimeout);
     }
     let boot = state::boot_id();
@@ -308,7 +324,7 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
         let st = state::of(job, &boot);
         if st != State::Done {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
-            eprintln!("job: {}: {how}", job.id);
+            warn(&format!("job: {}: {how}", job.id));
             code = Exit::Error;
         }
     }
@@ -335,7 +351,8 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         context: m.context.clone(),
         key: None,
     };
-    let id = started_id(launch::start(store, spec, super::ntfy_config())?);
+    let cfg = super::ntfy_config("job", spec.topic.as_ref());
+    let id = started_id(launch::start(store, spec, cfg)?);
     let mut out = Out::new();
     out.line(&id)?;
     out.flush()?;
@@ -349,9 +366,13 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
     let cutoff = a.older_than.unwrap_or(Duration::from_secs(7 * 86_400));
     let now = chrono::Local::now().fixed_offset();
     let mut out = Out::new();
-    let (mut count, mut freed, mut failed) = (0, 0u64, false);
+    let (mut count, mut freed, mut failed, mut kept) = (0, 0u64, false, 0);
     for (job, st) in load_all(store, "job")? {
         if st == State::Running {
+            continue;
+        }
+        if st == State::Elsewhere && !a.force {
+            kept += 1;
             continue;
         }
         if !a.all {
@@ -379,16 +400,30 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
                 count += 1;
             }
             Err(e) => {
-                eprintln!("job: {e}");
+                warn(&format!("job: {e}"));
                 failed = true;
             }
         }
     }
     freed += sweep_leftovers(store, a.dry_run, &mut out)?;
+    keep_note("job", kept);
     let verb = if a.dry_run { "would remove" } else { "removed" };
     out.line(&format!("{verb} {count} job{}, {} freed", if count == 1 { "" } else { "s" }, human_bytes(freed)))?;
     out.flush()?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
+}
+
+/// Why a job in state `elsewhere` cannot be judged from here.
+pub fn elsewhere(job: &Job) -> String {
+    format!("no end recorded, and it ran on {} (another host or pid namespace), where it may still run", job.meta.host)
+}
+
+/// The note for jobs left alone because they ran elsewhere.
+pub fn keep_note(front: &str, kept: usize) {
+    if kept > 0 {
+        let s = if kept == 1 { "" } else { "s" };
+        warn(&format!("{front}: kept {kept} job{s} that ran on another host or pid namespace (--force removes them)"));
+    }
 }
 
 /// For a lost job (no end recorded): when its log last changed.

@@ -6,7 +6,7 @@
 
 mod follow;
 pub mod job;
-mod out;
+pub(crate) mod out;
 mod resolve;
 pub mod run;
 pub mod runlog;
@@ -95,13 +95,22 @@ pub fn interactive() -> bool {
 }
 
 /// The ntfy settings from NTFY_SERVER, NTFY_TOKEN, NTFY_USER,
-/// NTFY_PASSWORD and NTFY_TIMEOUT, for a job that notifies.
-pub fn ntfy_config() -> ntfy::Config {
-    ntfy::Config::new(
+/// NTFY_PASSWORD and NTFY_TIMEOUT, for a job that notifies (`topic` set):
+/// a credential that would go over plain http to another host is warned
+/// about on stderr, naming the front.
+pub fn ntfy_config(front: &str, topic: Option<&String>) -> ntfy::Config {
+    let cfg = ntfy::Config::new(
         env("NTFY_SERVER"),
         env("NTFY_TOKEN"),
         env("NTFY_USER"),
         std::env::var("NTFY_PASSWORD").ok(),
         env("NTFY_TIMEOUT"),
-    )
+    );
+    if let (Some(_), Some(what)) = (topic, cfg.secret_in_clear()) {
+        out::warn(&format!(
+            "{front}: warning: {what} will be sent in clear text to {} (http, not https); anyone on the way can read it",
+            cfg.server
+        ));
+    }
+    cfg
 }

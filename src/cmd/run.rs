@@ -28,7 +28,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
     }
     let spec = spec_for(cmd, a.name, topic, path.as_deref())?;
-    match launch::start(&super::store()?, spec, super::ntfy_config())? {
+    let cfg = super::ntfy_config("run", spec.topic.as_ref());
+    match launch::start(&super::store()?, spec, cfg)? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();
             out.line(&format!("{id} {pid} {}", log.display()))?;

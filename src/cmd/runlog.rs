@@ -2,7 +2,7 @@
 //! With no JOB and several jobs, a picker (on a terminal) chooses.
 
 use super::follow::{show_log, tail_offset};
-use super::out::{clean, Out};
+use super::out::{clean, warn, Out};
 use super::parse;
 use super::resolve::{load_all, resolve};
 use crate::store::{Job, State};
@@ -25,7 +25,7 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
                 },
                 _ => {
                     let (job, _) = jobs.pop().expect("more than one job");
-                    eprintln!("runlog: not on a terminal; showing the newest job, {}", clean(&job.id));
+                    warn(&format!("runlog: not on a terminal; showing the newest job, {}", clean(&job.id)));
                     job
                 }
             }
@@ -38,7 +38,7 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
     let mut out = Out::new();
     let state = show_log(&mut job, from, !a.no_follow, &mut out)?;
     if !a.no_follow && state == State::Lost {
-        eprintln!("runlog: {} is lost: its process and watcher are gone with no end recorded", job.id);
+        warn(&format!("runlog: {} is lost: its process and watcher are gone with no end recorded", job.id));
     }
     Ok(Exit::Ok)
 }

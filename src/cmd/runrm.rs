@@ -2,7 +2,7 @@
 //! removed only once `status` says it ended or it is known to be lost, and
 //! neither can turn back into running.
 
-use super::out::{clean, human_bytes, Out};
+use super::out::{clean, human_bytes, warn, Out};
 use super::parse;
 use super::resolve::{load_all, resolve};
 use crate::state;
@@ -17,15 +17,25 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let mut out = Out::new();
     let boot = state::boot_id();
     let mut doomed: Vec<Job> = Vec::new();
-    let mut failed = false;
+    let (mut failed, mut kept) = (false, 0);
     if a.jobs.is_empty() {
-        doomed = load_all(&store, "runrm")?.into_iter().filter(|(_, s)| *s != State::Running).map(|(j, _)| j).collect();
+        for (job, st) in load_all(&store, "runrm")? {
+            match st {
+                State::Running => {}
+                State::Elsewhere if !a.force => kept += 1,
+                _ => doomed.push(job),
+            }
+        }
     } else {
         for q in &a.jobs {
             match resolve(&store, q) {
                 Ok(mut job) => {
-                    if state::of(&mut job, &boot) == State::Running {
-                        eprintln!("runrm: {} is running; stop it first (job stop {})", job.id, job.id);
+                    let st = state::of(&mut job, &boot);
+                    if st == State::Running {
+                        warn(&format!("runrm: {} is running; stop it first (job stop {})", job.id, job.id));
+                        failed = true;
+                    } else if st == State::Elsewhere && !a.force {
+                        warn(&format!("runrm: {}: {}; --force removes it", job.id, super::job::elsewhere(&job)));
                         failed = true;
                     } else if !doomed.iter().any(|d| d.id == job.id) {
                         doomed.push(job);
@@ -34,12 +44,12 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                 Err(e) if e.msg.contains("damaged") => match remove_damaged(&store, q, a.dry_run) {
                     Ok(line) => out.line(&line)?,
                     Err(e) => {
-                        eprintln!("runrm: {}", e.msg);
+                        warn(&format!("runrm: {}", e.msg));
                         failed = true;
                     }
                 },
                 Err(e) => {
-                    eprintln!("runrm: {}", e.msg);
+                    warn(&format!("runrm: {}", e.msg));
                     failed = true;
                 }
             }
@@ -62,11 +72,12 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                 count += 1;
             }
             Err(e) => {
-                eprintln!("runrm: {e}");
+                warn(&format!("runrm: {e}"));
                 failed = true;
             }
         }
     }
+    super::job::keep_note("runrm", kept);
     let verb = if a.dry_run { "would remove" } else { "removed" };
     if a.jobs.is_empty() {
         freed += sweep_leftovers(&store, a.dry_run, &mut out)?;

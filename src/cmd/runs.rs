@@ -1,6 +1,6 @@
 //! `runs`: one line per job, newest last; `--json` for programs.
 
-use super::out::Out;
+use super::out::{warn, Out};
 use super::parse;
 use super::resolve::load_all;
 use super::view::{summary, view};
@@ -19,11 +19,11 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
         out.json(&views)?;
     } else if jobs.is_empty() {
-        eprintln!("no jobs in {}", store.root().display());
+        warn(&format!("no jobs in {}", store.root().display()));
     } else {
         for (job, state) in &jobs {
             let line = summary(&out, job, *state);
-            out.line(&line)?;
+            out.painted(&line)?;
         }
     }
     out.flush()?;

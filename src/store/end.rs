@@ -15,6 +15,9 @@ pub enum State {
     Stopped,
     Timeout,
     Lost,
+    /// No end recorded, and it ran on another host or in another pid
+    /// namespace, where its processes cannot be seen from here.
+    Elsewhere,
 }
 
 impl State {
@@ -27,7 +30,12 @@ impl State {
             State::Stopped => "stopped",
             State::Timeout => "timeout",
             State::Lost => "lost",
+            State::Elsewhere => "elsewhere",
         }
+    }
+    /// Has the job ended (as far as can be told from here)?
+    pub fn ended(self) -> bool {
+        !matches!(self, State::Running | State::Elsewhere)
     }
     fn parse(s: &str) -> Option<State> {
         Some(match s {

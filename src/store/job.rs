@@ -49,6 +49,10 @@ pub struct Meta {
     pub context: Option<Box<RawValue>>,
     #[serde(default)]
     pub key: Option<String>,
+    /// The pid namespace the job ran in (its inode): with `host`, what says
+    /// whether its pids can be checked from here.
+    #[serde(default)]
+    pub pid_ns: Option<u64>,
 }
 
 impl Meta {

@@ -45,8 +45,8 @@ pub use keys::Claim;
 pub use read::{disk_usage, tail_lines, tail_start};
 pub use write::{append_note, record_end, stop_request, write_atomic, write_footer, write_meta, Staged};
 
-use std::ffi::OsString;
 use crate::files;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
