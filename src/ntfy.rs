@@ -231,6 +231,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_credential_over_plain_http_to_a_host_that_is_not_loopback_is_in_clear() {
+        let cfg = |server: &str, token: Option<&str>| {
+            Config::new(Some(server.into()), token.map(String::from), None, None, None).secret_in_clear()
+        };
+        for server in
+            ["http://ntfy.example", "HTTP://10.0.0.1:80/x", "http://u@[2001:db8::1]:8080", "http://127.0.0.1.nip.io"]
+        {
+            assert!(cfg(server, Some("tk")).is_some(), "{server}");
+        }
+        for server in [
+            "https://ntfy.example",
+            "http://localhost:8080",
+            "http://127.0.0.5/",
+            "http://[::1]:80",
+            "http://a.localhost",
+        ] {
+            assert!(cfg(server, Some("tk")).is_none(), "{server}");
+        }
+        assert!(cfg("http://ntfy.example", None).is_none(), "no credential, nothing to warn about");
+    }
+
+    #[test]
     fn base64_matches_the_rfc_examples() {
         assert_eq!(base64(b""), "");
         assert_eq!(base64(b"f"), "Zg==");
