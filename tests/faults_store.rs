@@ -431,6 +431,10 @@ fn a_job_of_another_host_is_elsewhere_shown_with_its_host_and_removed_only_with_
     assert!(stderr(&out).contains("otherhost.example") && stderr(&out).contains("--force"), "{}", stderr(&out));
     let out = env.run("job", &["stop", &ids[0]]);
     assert_eq!(out.status.code(), Some(1), "a job elsewhere cannot be stopped from here");
+    let out = env.run("job", &["wait", &ids[0], "--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(124), "its end may still come: {}", stderr(&out));
+    let out = env.run("job", &["list", "--all", "--status", "elsewhere"]);
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
     assert!(ids.iter().all(|id| env.job_dir(id).exists()), "a job elsewhere was removed without --force");
     assert!(!env.job_dir(&base).exists(), "the finished job of this host went");
 
@@ -696,7 +700,9 @@ impl Drop for Watchers {
 fn a_credential_sent_over_plain_http_to_another_host_is_warned_about_at_launch() {
     let env = Env::new();
     let loopback = echo_server(200, "{}".into());
-    let cases: [(&str, &[(&str, &str)], &[&str], bool); 6] = [
+    /// The server, the variables, the launch and whether it warns.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], bool);
+    let cases: [Case; 6] = [
         ("http://192.0.2.1:9", &[("NTFY_TOKEN", "tk_x")], &["run", "-n", "t", "true"], true),
         (
             "http://192.0.2.1:9",

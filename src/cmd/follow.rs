@@ -139,7 +139,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
         w.wait(Duration::from_secs(1));
         if let Ok(m) = f.metadata() {
             if m.len() < pos {
-                warn(&format!("(log truncated)"));
+                warn("(log truncated)");
                 pos = f.seek(SeekFrom::Start(0)).unwrap_or(0);
             }
         }
