@@ -262,7 +262,7 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     for mut job in jobs {
         let st = state::of(&mut job, &boot);
         if st == State::Elsewhere {
-            warn(&format!("{}: {}; stop it there", job.id, elsewhere(&job)));
+            warn(&format!("job: {}: {}; stop it there", job.id, elsewhere(&job)));
             code = Exit::Error;
             continue;
         }

@@ -1,6 +1,7 @@
 //! `runrm [JOB…]`: remove finished jobs. Never a running one: a job is
 //! removed only once `status` says it ended or it is known to be lost, and
-//! neither can turn back into running.
+//! neither can turn back into running. A job `elsewhere` (another host or
+//! pid namespace: not known to have ended) only with `--force`.
 
 use super::out::{clean, human_bytes, warn, Out};
 use super::parse;
