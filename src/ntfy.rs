@@ -253,6 +253,23 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_at_the_cut_is_redacted_before_the_text_is_cut_and_control_characters_cannot_hide_it() {
+        let cfg = Config::new(None, Some("tk_SECRETtoken".into()), None, None, None);
+        let text = format!("{}tk_SECRETtoken", "x".repeat(195));
+        let shown = shown(&cfg, &text);
+        assert!(!shown.contains("tk_SE"), "{shown}");
+        assert_eq!(shown.chars().count(), 200);
+        let split = shown_of(&cfg, r"bad tk_SECRET\u0007token");
+        assert!(!split.contains("SECRET"), "{split}");
+    }
+
+    /// What is kept of a JSON error body.
+    fn shown_of(cfg: &Config, error_json_text: &str) -> String {
+        let body = format!("{{\"error\":\"{error_json_text}\"}}");
+        shown(cfg, &ntfy_error(&body).unwrap())
+    }
+
+    #[test]
     fn base64_matches_the_rfc_examples() {
         assert_eq!(base64(b""), "");
         assert_eq!(base64(b"f"), "Zg==");
