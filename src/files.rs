@@ -3,6 +3,12 @@
 //! following a link, reading a small file in one call with a bound, and
 //! the text of an I/O error with its action and path. (`openat` comes
 //! from nix, the one use of it outside `proc`.)
+//!
+//! Every read of the store goes through `open_nofollow` or `open_in`: never
+//! through a final link, never blocking on open (`O_NONBLOCK`: a FIFO
+//! planted as `status` opens at once), and only a regular file is returned
+//! (checked with fstat on the open file), so nothing planted in the store
+//! hangs a reader or feeds it without end (`/dev/zero`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind, Read};
@@ -33,9 +39,58 @@ pub fn read_small(mut f: File, max: u64, buf: &mut Vec<u8>) -> io::Result<&[u8]>
 }
 
 /// Opens `path` for reading, never through a symbolic link in its last
-/// component (a link planted in the store is not followed).
+/// component (a link planted in the store is not followed), never blocking
+/// on open, and only if it is a regular file.
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    regular(f)
+}
+
+/// `f` if it is a regular file; else the error every reader reports.
+fn regular(f: File) -> io::Result<File> {
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(io::Error::new(ErrorKind::InvalidData, "not a regular file"))
+    }
+}
+
+/// `path`, whole up to `max` bytes, through [`open_nofollow`]; a bigger
+/// file is an error (not cut: a cut file would read as something else).
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let n = read_small(open_nofollow(path)?, max, &mut buf)?.len();
+    if n as u64 > max {
+        return Err(io::Error::new(ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Makes the directory `path` with mode 0700, set explicitly (mkdir(2)
+/// goes through the umask, and `umask 0277` would leave a directory its
+/// owner cannot write in).
+pub fn make_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(0o700).create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Why the job store `path` (described by `m`) cannot be trusted, if it
+/// cannot: owned by another user, or writable by group or others (who could
+/// then rename jobs away or plant entries); and how to fix it.
+pub fn untrusted(path: &Path, m: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (me, p) = (nix::unistd::geteuid().as_raw(), path.display());
+    if m.uid() != me {
+        let owner = m.uid();
+        return Some(format!("{p}: the job store is owned by uid {owner}, not by you (uid {me}): chown {me} {p}, or set RUN_DIR to a directory of yours"));
+    }
+    if m.mode() & 0o022 != 0 {
+        let mode = m.mode() & 0o7777;
+        return Some(format!("{p}: the job store is writable by group or others (mode {mode:o}): chmod 700 {p}"));
+    }
+    None
 }
 
 pub fn io_err(action: &str, path: &Path, e: io::Error) -> String {
@@ -44,11 +99,12 @@ pub fn io_err(action: &str, path: &Path, e: io::Error) -> String {
     format!("{action} {}: {msg}", path.display())
 }
 
-/// Opens `rel` (a path relative to the directory `dir`) for reading,
-/// without following a final symbolic link: reading many files of one
+/// Opens `rel` (a path relative to the directory `dir`) for reading, as
+/// [`open_nofollow`] does (no final link, no blocking, a regular file only):
+/// reading many files of one
 /// directory, this skips the walk of the directory's own path.
 pub fn open_in(dir: &File, rel: &Path) -> io::Result<File> {
     use nix::fcntl::{openat, OFlag};
-    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    openat(dir, rel, flags, nix::sys::stat::Mode::empty()).map(File::from).map_err(io::Error::from)
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    regular(openat(dir, rel, flags, nix::sys::stat::Mode::empty()).map(File::from).map_err(io::Error::from)?)
 }

@@ -57,6 +57,7 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
         notify_topic: spec.topic,
         context: spec.context,
         key: spec.key,
+        pid_ns: proc::pid_ns(),
         ..Meta::default()
     };
     if let Some(key) = &meta.key {

@@ -3,8 +3,9 @@
 //!
 //! One library, five names. `main` only routes: the basename of `argv[0]`
 //! picks the front (`run`, `runs`, `runlog`, `runrm`, `job`), the front
-//! returns an [`Exit`] or a [`Fail`], and `main` prints `NAME: error` and
-//! turns it into the process's exit status. Nothing else here touches the
+//! returns an [`Exit`] or a [`Fail`], and `main` prints `NAME: error`
+//! (through `cmd::out`, which escapes control characters) and turns it
+//! into the process's exit status. Nothing else here touches the
 //! system.
 
 pub mod cli;
@@ -95,10 +96,10 @@ pub fn main(picker: Option<Picker>) -> ExitCode {
                 name = next;
             }
             _ => {
-                eprintln!(
+                cmd::out::warn(&format!(
                     "bgrun: called as '{name}'; call it as one of {} (a link of that name works)",
                     NAMES.join(", ")
-                );
+                ));
                 return ExitCode::from(Exit::Usage as u8);
             }
         }
@@ -114,7 +115,7 @@ pub fn main(picker: Option<Picker>) -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(fail) => {
             if !fail.msg.is_empty() {
-                eprintln!("{name}: {}", fail.msg);
+                cmd::out::warn(&format!("{name}: {}", fail.msg));
             }
             ExitCode::from(fail.code as u8)
         }

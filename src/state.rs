@@ -1,18 +1,32 @@
 //! A job's state from its record and its processes: the one place that
-//! says `running`, `lost` or how it ended. `store` knows files only and
-//! `proc` processes only; this joins them.
+//! says `running`, `lost`, `elsewhere` or how it ended. `store` knows files
+//! only and `proc` processes only; this joins them.
+//!
+//! A job's processes can be checked only on the machine, in the boot and
+//! in the pid namespace it ran in. A job with no end recorded that ran on
+//! another host (a store on NFS) or in another pid namespace (a container)
+//! is `elsewhere`: never judged dead from here, so never removed without
+//! `--force`. One from an earlier boot of this host is `lost`.
 
 use crate::proc;
 use crate::store::{Job, Legacy, State};
+use std::sync::OnceLock;
 
-/// The job's state: what `status` says; else `running` while the job's
-/// process or its watcher lives (checked by pid, start time and boot id);
-/// else `lost`.
+/// The job's state: what `status` says; else `elsewhere` if its processes
+/// cannot be seen from here; else `running` while the job's process or its
+/// watcher lives (checked by pid, start time and boot id); else `lost`.
 pub fn of(job: &mut Job, boot: &str) -> State {
     if let Some(e) = &job.end {
         return e.state;
     }
-    let live = is_live(job, boot);
+    let live = match here(job, boot) {
+        Some(true) => is_live(job),
+        Some(false) => false,
+        None => {
+            let _ = job.reread_end();
+            return job.end.as_ref().map_or(State::Elsewhere, |e| e.state);
+        }
+    };
     // Read `status` after the liveness check: the watcher records the end
     // before it exits, so a job seen dead with no `status` after that is
     // lost, and a live watcher may have recorded the end just now.
@@ -24,13 +38,34 @@ pub fn of(job: &mut Job, boot: &str) -> State {
     }
 }
 
-fn is_live(job: &Job, boot: &str) -> bool {
+/// Can the job's pids be checked from here: `Some(true)` yes, `Some(false)`
+/// no because they are from an earlier boot of this host (all gone), `None`
+/// no because they belong to another host or pid namespace.
+fn here(job: &Job, boot: &str) -> Option<bool> {
     let m = &job.meta;
-    if m.boot_id != boot {
-        return false;
+    let (host, ns) = this_machine();
+    if !m.host.is_empty() && m.host != *host {
+        return None;
     }
+    if m.boot_id != boot {
+        return Some(false);
+    }
+    match (m.pid_ns, ns) {
+        (Some(theirs), Some(ours)) if theirs != *ours => None,
+        _ => Some(true),
+    }
+}
+
+fn is_live(job: &Job) -> bool {
+    let m = &job.meta;
     let job_alive = matches!((job.pid_file(), m.pid_start), (Some(p), Some(s)) if proc::alive(p, s));
     job_alive || matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::alive(p, s))
+}
+
+/// This host's name and pid namespace, read once.
+fn this_machine() -> &'static (String, Option<u64>) {
+    static HERE: OnceLock<(String, Option<u64>)> = OnceLock::new();
+    HERE.get_or_init(|| (proc::hostname(), proc::pid_ns()))
 }
 
 /// This boot's id, which `of` compares with the one a job recorded.

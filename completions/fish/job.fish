@@ -51,7 +51,8 @@ failed\t''
 killed\t''
 stopped\t''
 timeout\t''
-lost\t''"
+lost\t''
+elsewhere\t''"
 complete -c job -n "__fish_job_using_subcommand list" -s n -l last -d 'Only the last N jobs (the newest)' -r
 complete -c job -n "__fish_job_using_subcommand list" -l all -d 'Every job, not only this project\'s'
 complete -c job -n "__fish_job_using_subcommand list" -l json -d 'JSON output'
@@ -70,6 +71,7 @@ complete -c job -n "__fish_job_using_subcommand retry" -s h -l help -d 'Print he
 complete -c job -n "__fish_job_using_subcommand clean" -l older-than -d 'Remove finished jobs that ended longer ago than this (default 7d)' -r
 complete -c job -n "__fish_job_using_subcommand clean" -l all -d 'Remove every job that is not running'
 complete -c job -n "__fish_job_using_subcommand clean" -l dry-run -d 'Show what would be removed, remove nothing'
+complete -c job -n "__fish_job_using_subcommand clean" -l force -d 'Also remove jobs with no end recorded that ran on another host or in another pid namespace (state elsewhere), which may still be running there'
 complete -c job -n "__fish_job_using_subcommand clean" -s h -l help -d 'Print help'
 complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "run" -d 'Start a background job (prints its id)'
 complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "list" -d 'List jobs of this project (--all: every job)'

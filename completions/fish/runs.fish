@@ -4,7 +4,8 @@ failed\t''
 killed\t''
 stopped\t''
 timeout\t''
-lost\t''"
+lost\t''
+elsewhere\t''"
 complete -c runs -s n -l last -d 'Only the last N jobs (the newest)' -r
 complete -c runs -l project -d 'Only the jobs of this directory\'s project (its git top level), as `job list` shows'
 complete -c runs -l json -d 'Print a JSON array, one object per job'

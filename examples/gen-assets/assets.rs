@@ -347,6 +347,7 @@ fn state_meaning(s: State) -> String {
         State::Stopped => "by job stop",
         State::Timeout => "by job run --timeout",
         State::Lost => "the job and its watcher are gone without recording an end, as after a reboot",
+        State::Elsewhere => "started on another host or in another pid namespace and not ended: never judged from here",
     };
     format!("{} ({what})", s.as_str())
 }

@@ -140,6 +140,10 @@ pub struct Runrm {
     /// Show what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Also remove jobs with no end recorded that ran on another host or in another pid
+    /// namespace (state elsewhere), which may still be running there
+    #[arg(long)]
+    pub force: bool,
 }
 
 const JOB_EXAMPLES: &str = "\
@@ -320,4 +324,8 @@ pub struct JobClean {
     /// Show what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Also remove jobs with no end recorded that ran on another host or in another pid
+    /// namespace (state elsewhere), which may still be running there
+    #[arg(long)]
+    pub force: bool,
 }

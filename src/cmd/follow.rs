@@ -2,11 +2,10 @@
 //! on the lock a watcher holds until the end is recorded, else watch the
 //! job directories (inotify), and re-check liveness every second.
 
-use super::out::Out;
+use super::out::{warn, Out};
 use crate::state;
 use crate::store::{self, Job, State};
 use crate::{Fail, Res};
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -77,7 +76,7 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
     // the state is checked again once it is in place.
     let mut watch = None;
     loop {
-        let Some(i) = jobs.iter_mut().position(|j| state::of(j, &boot) == State::Running) else { return true };
+        let Some(i) = jobs.iter_mut().position(|j| !state::of(j, &boot).ended()) else { return true };
         let left = match deadline {
             Some(d) if Instant::now() >= d => return false,
             Some(d) => d - Instant::now(),
@@ -112,7 +111,7 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
 /// job runs. Returns the job's final state (or `running` if not following).
 pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<State> {
     let path = job.log();
-    let mut f = File::open(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+    let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let boot = state::boot_id();
     let mut watch = None;
@@ -128,7 +127,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
             out.bytes(&buf[..n])?;
         }
         out.flush()?;
-        if !follow || st != State::Running {
+        if !follow || st.ended() {
             return Ok(st);
         }
         // Made once there is something to follow, then the state and the
@@ -138,9 +137,9 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
             continue;
         };
         w.wait(Duration::from_secs(1));
-        if let Ok(m) = std::fs::metadata(&path) {
+        if let Ok(m) = f.metadata() {
             if m.len() < pos {
-                eprintln!("(log truncated)");
+                warn("(log truncated)");
                 pos = f.seek(SeekFrom::Start(0)).unwrap_or(0);
             }
         }
@@ -181,7 +180,7 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
             Some(n) => tail_offset(&path, n)?,
             None => 0,
         };
-        let mut f = File::open(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+        let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
         f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
         files.push((f, path, Vec::<u8>::new()));
     }
@@ -245,7 +244,7 @@ pub fn show_legacy_log(l: &store::Legacy, tail: Option<usize>, follow: bool, out
         Some(n) => tail_offset(path, n)?,
         None => 0,
     };
-    let mut f = File::open(path).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
+    let mut f = crate::files::open_nofollow(path).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
     f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
     let mut watch = None;
     let mut buf = vec![0u8; 64 * 1024];

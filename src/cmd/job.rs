@@ -2,7 +2,7 @@
 //! stop, wait, retry, clean.
 
 use super::follow::{follow_many, show_log, tail_offset, wait_all};
-use super::out::{clean, human_bytes, Out};
+use super::out::{clean, human_bytes, warn, Out};
 use super::resolve::{load_all, resolve};
 use super::runrm::sweep_leftovers;
 use super::view::{summary, view};
@@ -71,7 +71,8 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         context: a.context,
         key: a.key.clone(),
     };
-    let id = match launch::start(store, spec, super::ntfy_config())? {
+    let cfg = super::ntfy_config("job", spec.topic.as_ref());
+    let id = match launch::start(store, spec, cfg)? {
         Launched::Started { id, .. } => id,
         Launched::Existing(id) => {
             note_existing(store, &id, a.key.as_deref().unwrap_or_default(), &cmd);
@@ -99,7 +100,7 @@ fn note_existing(store: &Store, id: &str, key: &str, cmd: &str) {
         Ok(Some(job)) if job.meta.command != cmd => format!("; its command differs: {}", clean(&job.meta.command)),
         _ => String::new(),
     };
-    eprintln!("job: key '{}' is held by {id}: no new job was started{differs}", clean(key));
+    warn(&format!("job: key '{}' is held by {}: no new job was started{differs}", clean(key), clean(id)));
 }
 
 fn started_id(l: Launched) -> String {
@@ -122,11 +123,11 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
         out.json(&views)?;
     } else if jobs.is_empty() {
         let scope = if a.all { String::new() } else { format!(" for {project} (--all for every project)") };
-        eprintln!("no jobs{scope}");
+        warn(&format!("no jobs{scope}"));
     } else {
         for (j, s) in &jobs {
             let line = summary(&out, j, *s);
-            out.line(&line)?;
+            out.painted(&line)?;
         }
     }
     out.flush()?;
@@ -137,7 +138,7 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let Some(q) = a.id else { return system_status(store, a.json) };
     let mut job = resolve(store, &q)?;
     let st = state::of(&mut job, &state::boot_id());
-    let log_size = std::fs::metadata(job.log()).map(|m| m.len()).unwrap_or(0);
+    let log_size = std::fs::symlink_metadata(job.log()).map(|m| m.len()).unwrap_or(0);
     let mut out = Out::new();
     if a.json {
         // The `runs --json` object, in its order, then `log_size`.
@@ -237,7 +238,7 @@ fn system_status(store: &Store, json: bool) -> Res<Exit> {
         out.line("running")?;
         for (j, s) in running {
             let line = summary(&out, j, *s);
-            out.line(&format!("  {line}"))?;
+            out.painted(&format!("  {line}"))?;
         }
     }
     out.flush()?;
@@ -274,6 +275,11 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     let mut code = Exit::Ok;
     for mut job in jobs {
         let st = state::of(&mut job, &boot);
+        if st == State::Elsewhere {
+            warn(&format!("job: {}: {}; stop it there", job.id, elsewhere(&job)));
+            code = Exit::Error;
+            continue;
+        }
         if st != State::Running {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: already ended: {how}", job.id))?;
@@ -306,7 +312,7 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: {how}", job.id))?;
         } else {
-            eprintln!("job: {}: still running after the stop request", one[0].id);
+            warn(&format!("job: {}: still running after the stop request", one[0].id));
             code = Exit::Error;
         }
     }
@@ -322,8 +328,8 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
     if !wait_all(&mut jobs, timeout) {
         let boot = state::boot_id();
         let running: Vec<String> =
-            jobs.iter_mut().filter_map(|j| (state::of(j, &boot) == State::Running).then(|| j.id.clone())).collect();
-        eprintln!("job: timed out waiting for {} (still running)", running.join(", "));
+            jobs.iter_mut().filter_map(|j| (!state::of(j, &boot).ended()).then(|| j.id.clone())).collect();
+        warn(&format!("job: timed out waiting for {} (still running)", running.join(", ")));
         return Ok(Exit::WaitTimeout);
     }
     let boot = state::boot_id();
@@ -332,7 +338,7 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
         let st = state::of(job, &boot);
         if st != State::Done {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
-            eprintln!("job: {}: {how}", job.id);
+            warn(&format!("job: {}: {how}", job.id));
             code = Exit::Error;
         }
     }
@@ -359,7 +365,8 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         context: m.context.clone(),
         key: None,
     };
-    let id = started_id(launch::start(store, spec, super::ntfy_config())?);
+    let cfg = super::ntfy_config("job", spec.topic.as_ref());
+    let id = started_id(launch::start(store, spec, cfg)?);
     let mut out = Out::new();
     out.line(&id)?;
     out.flush()?;
@@ -373,9 +380,13 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
     let cutoff = a.older_than.unwrap_or(Duration::from_secs(7 * 86_400));
     let now = chrono::Local::now().fixed_offset();
     let mut out = Out::new();
-    let (mut count, mut freed, mut failed) = (0, 0u64, false);
+    let (mut count, mut freed, mut failed, mut kept) = (0, 0u64, false, 0);
     for (job, st) in load_all(store, "job")? {
         if st == State::Running {
+            continue;
+        }
+        if st == State::Elsewhere && !a.force {
+            kept += 1;
             continue;
         }
         if !a.all {
@@ -404,12 +415,13 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
                 count += 1;
             }
             Err(e) => {
-                eprintln!("job: {e}");
+                warn(&format!("job: {e}"));
                 failed = true;
             }
         }
     }
     freed += sweep_leftovers(store, a.dry_run, &mut out)?;
+    keep_note("job", kept);
     let verb = if a.dry_run { "would remove" } else { "removed" };
     if count > 0 || !failed {
         out.line(&format!("{verb} {count} job{}, {} freed", if count == 1 { "" } else { "s" }, human_bytes(freed)))?;
@@ -418,9 +430,22 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
+/// Why a job in state `elsewhere` cannot be judged from here.
+pub fn elsewhere(job: &Job) -> String {
+    format!("no end recorded, and it ran on {} (another host or pid namespace), where it may still run", job.meta.host)
+}
+
+/// The note for jobs left alone because they ran elsewhere.
+pub fn keep_note(front: &str, kept: usize) {
+    if kept > 0 {
+        let s = if kept == 1 { "" } else { "s" };
+        warn(&format!("{front}: kept {kept} job{s} that ran on another host or pid namespace (--force removes them)"));
+    }
+}
+
 /// For a lost job (no end recorded): when its log last changed.
 fn last_sign_of_life(job: &Job) -> chrono::DateTime<chrono::FixedOffset> {
-    std::fs::metadata(job.log())
+    std::fs::symlink_metadata(job.log())
         .and_then(|m| m.modified())
         .map(|t| chrono::DateTime::<chrono::Local>::from(t).fixed_offset())
         .unwrap_or(job.started)

@@ -6,7 +6,7 @@
 
 mod follow;
 pub mod job;
-mod out;
+pub(crate) mod out;
 mod resolve;
 pub mod run;
 pub mod runlog;
@@ -114,10 +114,9 @@ pub fn env(name: &str) -> Option<String> {
 pub fn store() -> Res<Store> {
     let store =
         Store::from_env(std::env::var_os("RUN_DIR"), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))?;
-    if store.root().is_absolute() {
-        return Ok(store);
-    }
-    Ok(Store::at(current_dir()?.join(store.root())))
+    let store = if store.root().is_absolute() { store } else { Store::at(current_dir()?.join(store.root())) };
+    store.check()?;
+    Ok(store)
 }
 
 pub fn current_dir() -> Res<PathBuf> {
@@ -147,13 +146,22 @@ pub fn interactive() -> bool {
 }
 
 /// The ntfy settings from NTFY_SERVER, NTFY_TOKEN, NTFY_USER,
-/// NTFY_PASSWORD and NTFY_TIMEOUT, for a job that notifies.
-pub fn ntfy_config() -> ntfy::Config {
-    ntfy::Config::new(
+/// NTFY_PASSWORD and NTFY_TIMEOUT, for a job that notifies (`topic` set):
+/// a credential that would go over plain http to another host is warned
+/// about on stderr, naming the front.
+pub fn ntfy_config(front: &str, topic: Option<&String>) -> ntfy::Config {
+    let cfg = ntfy::Config::new(
         env("NTFY_SERVER"),
         env("NTFY_TOKEN"),
         env("NTFY_USER"),
         std::env::var("NTFY_PASSWORD").ok(),
         env("NTFY_TIMEOUT"),
-    )
+    );
+    if let (Some(_), Some(what)) = (topic, cfg.secret_in_clear()) {
+        out::warn(&format!(
+            "{front}: warning: {what} will be sent in clear text to {} (http, not https); anyone on the way can read it",
+            cfg.server
+        ));
+    }
+    cfg
 }

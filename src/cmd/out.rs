@@ -1,6 +1,9 @@
-//! Standard output, the only way to it: colours, the escaping of terminal
-//! text, and the JSON formatter that leaves no control character raw. A
-//! closed pipe (`runs | head`) ends the command quietly.
+//! Standard output and standard error, the only way to them: colours, the
+//! escaping of terminal text, and the JSON formatter that leaves no control
+//! character raw. Every line of text goes through `clean` (ids, paths,
+//! topics, key names, error messages: any of them may come from a planted
+//! entry); only a job's log is copied as it is. A closed pipe
+//! (`runs | head`) ends the command quietly.
 
 use crate::{Exit, Fail, Res};
 use std::io::{self, IsTerminal, Write};
@@ -17,7 +20,14 @@ impl Out {
         let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         Out { w: io::BufWriter::new(stdout.lock()), color }
     }
+    /// One line of text, control characters escaped.
     pub fn line(&mut self, s: &str) -> Res<()> {
+        self.bytes(clean(s).as_bytes())?;
+        self.bytes(b"\n")
+    }
+    /// A line built by `view::summary`: its text parts cleaned there, and
+    /// colours (`paint`) the only escape sequences in it.
+    pub fn painted(&mut self, s: &str) -> Res<()> {
         self.bytes(s.as_bytes())?;
         self.bytes(b"\n")
     }
@@ -108,6 +118,11 @@ fn out_err(e: io::Error) -> Fail {
     } else {
         Fail::from(format!("writing to standard output: {e}"))
     }
+}
+
+/// One line to standard error, control characters escaped.
+pub fn warn(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{}", clean(line));
 }
 
 /// Text from a job (its command, its name) made safe for a terminal:

@@ -1,7 +1,7 @@
 //! What the user typed → a job (an exact id, else the newest job of that
 //! name, else a unique id prefix), and every job with its state.
 
-use super::out::clean;
+use super::out::{clean, warn};
 use crate::state;
 use crate::store::{self, Job, State, Store};
 use crate::{Fail, Res};
@@ -25,7 +25,11 @@ pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
 
 pub fn report_damaged(front: &str, damaged: &[store::Damaged]) {
     for d in damaged {
-        eprintln!("{front}: skipping damaged entry {}: {}", clean(&d.path.display().to_string()), clean(&d.reason));
+        warn(&format!(
+            "{front}: skipping damaged entry {}: {}",
+            clean(&d.path.display().to_string()),
+            clean(&d.reason)
+        ));
     }
 }
 

@@ -33,7 +33,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     }
     let min = super::min_duration(a.min_duration)?;
     let spec = spec_for(cmd, a.name, topic, min, path.as_deref())?;
-    match launch::start(&super::store()?, spec, super::ntfy_config())? {
+    let cfg = super::ntfy_config("run", spec.topic.as_ref());
+    match launch::start(&super::store()?, spec, cfg)? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();
             out.line(&format!("{id} {pid} {}", log.display()))?;

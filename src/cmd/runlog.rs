@@ -2,7 +2,7 @@
 //! With no JOB and several jobs, a picker (on a terminal) chooses.
 
 use super::follow::{follow_many, show_legacy_log, show_log, tail_offset};
-use super::out::{clean, Out};
+use super::out::{clean, warn, Out};
 use super::parse;
 use super::resolve::{load_all, resolve, resolve_legacy};
 use crate::store::{self, Job, State};
@@ -37,7 +37,7 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
                 },
                 _ => {
                     let (job, _) = jobs.pop().expect("more than one job");
-                    eprintln!("runlog: not on a terminal; showing the newest job, {}", clean(&job.id));
+                    warn(&format!("runlog: not on a terminal; showing the newest job, {}", clean(&job.id)));
                     job
                 }
             }
@@ -50,7 +50,7 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
     let mut out = Out::new();
     let state = show_log(&mut job, from, !a.no_follow, &mut out)?;
     if !a.no_follow && state == State::Lost {
-        eprintln!("runlog: {} is lost: its process and watcher are gone with no end recorded", job.id);
+        warn(&format!("runlog: {} is lost: its process and watcher are gone with no end recorded", job.id));
     }
     Ok(Exit::Ok)
 }
@@ -71,7 +71,7 @@ fn several(store: &crate::store::Store, a: &cli::Runlog) -> Res<Exit> {
         jobs
     };
     if jobs.is_empty() {
-        eprintln!("runlog: no running jobs in {}", store.root().display());
+        warn(&format!("runlog: no running jobs in {}", store.root().display()));
         return Ok(Exit::Ok);
     }
     let follow = !a.no_follow;

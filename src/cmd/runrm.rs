@@ -1,8 +1,9 @@
 //! `runrm [JOB…]`: remove finished jobs. Never a running one: a job is
 //! removed only once `status` says it ended or it is known to be lost, and
-//! neither can turn back into running.
+//! neither can turn back into running. A job `elsewhere` (another host or
+//! pid namespace: not known to have ended) only with `--force`.
 
-use super::out::{clean, human_bytes, Out};
+use super::out::{clean, human_bytes, warn, Out};
 use super::parse;
 use super::resolve::{load_all, resolve, resolve_legacy};
 use crate::state;
@@ -19,16 +20,26 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let mut doomed: Vec<Job> = Vec::new();
     // The old run scripts' jobs: their .log and .pid files.
     let mut old: Vec<Legacy> = Vec::new();
-    let mut failed = false;
+    let (mut failed, mut kept) = (false, 0);
     if a.jobs.is_empty() {
-        doomed = load_all(&store, "runrm")?.into_iter().filter(|(_, s)| *s != State::Running).map(|(j, _)| j).collect();
+        for (job, st) in load_all(&store, "runrm")? {
+            match st {
+                State::Running => {}
+                State::Elsewhere if !a.force => kept += 1,
+                _ => doomed.push(job),
+            }
+        }
         old = store.legacy().into_iter().filter(|l| !state::legacy_running(l)).collect();
     } else {
         for q in &a.jobs {
             match resolve(&store, q) {
                 Ok(mut job) => {
-                    if state::of(&mut job, &boot) == State::Running {
-                        eprintln!("runrm: {} is running; stop it first (job stop {})", job.id, job.id);
+                    let st = state::of(&mut job, &boot);
+                    if st == State::Running {
+                        warn(&format!("runrm: {} is running; stop it first (job stop {})", job.id, job.id));
+                        failed = true;
+                    } else if st == State::Elsewhere && !a.force {
+                        warn(&format!("runrm: {}: {}; --force removes it", job.id, super::job::elsewhere(&job)));
                         failed = true;
                     } else if !doomed.iter().any(|d| d.id == job.id) {
                         doomed.push(job);
@@ -37,13 +48,17 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                 Err(e) if e.msg.contains("damaged") => match remove_damaged(&store, q, a.dry_run) {
                     Ok(line) => out.line(&line)?,
                     Err(e) => {
-                        eprintln!("runrm: {}", e.msg);
+                        warn(&format!("runrm: {}", e.msg));
                         failed = true;
                     }
                 },
                 Err(e) => match resolve_legacy(&store, q) {
                     Some(l) if state::legacy_running(&l) => {
-                        eprintln!("runrm: {} is running (pid {}); stop it first", clean(&l.id), l.pid.unwrap_or(0));
+                        warn(&format!(
+                            "runrm: {} is running (pid {}); stop it first",
+                            clean(&l.id),
+                            l.pid.unwrap_or(0)
+                        ));
                         failed = true;
                     }
                     Some(l) => {
@@ -52,7 +67,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                         }
                     }
                     None => {
-                        eprintln!("runrm: {}", e.msg);
+                        warn(&format!("runrm: {}", e.msg));
                         failed = true;
                     }
                 },
@@ -77,7 +92,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                 count += 1;
             }
             Err(e) => {
-                eprintln!("runrm: {e}");
+                warn(&format!("runrm: {e}"));
                 failed = true;
             }
         }
@@ -96,11 +111,12 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                 count += 1;
             }
             Err(e) => {
-                eprintln!("runrm: {e}");
+                warn(&format!("runrm: {e}"));
                 failed = true;
             }
         }
     }
+    super::job::keep_note("runrm", kept);
     let verb = if a.dry_run { "would remove" } else { "removed" };
     if a.jobs.is_empty() {
         freed += sweep_leftovers(&store, a.dry_run, &mut out)?;
@@ -124,7 +140,8 @@ fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
     let path = store.root().join(id);
     let meta = std::fs::symlink_metadata(&path).map_err(|e| crate::store::io_err("reading", &path, e))?;
     if meta.is_dir() {
-        let pid: Option<i32> = std::fs::read_to_string(path.join("pid")).ok().and_then(|s| s.trim().parse().ok());
+        let pid = crate::files::read_bounded(&path.join("pid"), 64).ok();
+        let pid: Option<i32> = pid.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.trim().parse().ok());
         let has_status = path.join("status").exists();
         if !has_status && pid.is_some_and(crate::proc::pid_exists) {
             return Err(Fail::from(format!(

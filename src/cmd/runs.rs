@@ -1,6 +1,6 @@
 //! `runs`: one line per job, newest last; `--json` for programs.
 
-use super::out::Out;
+use super::out::{warn, Out};
 use super::parse;
 use super::resolve::load_all;
 use super::view::{legacy_summary, summary, view};
@@ -31,7 +31,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
         out.json(&views)?;
     } else if jobs.is_empty() && !filtered && store.legacy().is_empty() {
-        eprintln!("no jobs in {}", store.root().display());
+        warn(&format!("no jobs in {}", store.root().display()));
     } else {
         // The old run scripts' jobs, in time order among the others.
         let old: Vec<(Legacy, bool)> = store
@@ -49,10 +49,10 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         lines.sort_by_key(|(t, _)| *t);
         let lines = super::last(lines, a.last);
         if lines.is_empty() {
-            eprintln!("no matching jobs in {}", store.root().display());
+            warn(&format!("no matching jobs in {}", store.root().display()));
         }
         for (_, line) in lines {
-            out.line(&line)?;
+            out.painted(&line)?;
         }
     }
     out.flush()?;

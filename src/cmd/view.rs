@@ -101,6 +101,7 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
         State::Failed | State::Killed | State::Timeout => ("✗", "31"),
         State::Stopped => ("■", "33"),
         State::Lost => ("?", "33"),
+        State::Elsewhere => ("◌", "36"),
     };
     let what = match (&job.end, state) {
         (Some(e), State::Done) => {
@@ -108,6 +109,7 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
             "done".to_string()
         }
         (Some(e), _) => store::describe_end(e),
+        (None, State::Elsewhere) => format!("elsewhere on {}", clean(&job.meta.host)),
         (None, s) => s.as_str().to_string(),
     };
     let took = duration(job, state).map(|d| format!(" {}", store::human_duration(d))).unwrap_or_default();

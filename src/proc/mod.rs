@@ -108,6 +108,13 @@ pub fn hostname() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
 }
 
+/// The inode of this process's pid namespace (`readlink /proc/self/ns/pid`
+/// is `pid:[4026531836]`): pids mean something only within one.
+pub fn pid_ns() -> Option<u64> {
+    let link = fs::read_link("/proc/self/ns/pid").ok()?;
+    link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
 /// The user's name: `$USER` or `$LOGNAME` (as the shell knows it), else the
 /// password database (slower: it may consult NSS).
 pub fn username() -> String {

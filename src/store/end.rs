@@ -15,13 +15,24 @@ pub enum State {
     Stopped,
     Timeout,
     Lost,
+    /// No end recorded, and it ran on another host or in another pid
+    /// namespace, where its processes cannot be seen from here.
+    Elsewhere,
 }
 
 impl State {
     /// Every state, in the order listings and help show them; help, man
     /// pages, README and `--state` are checked against it.
-    pub const ALL: [State; 7] =
-        [State::Running, State::Done, State::Failed, State::Killed, State::Stopped, State::Timeout, State::Lost];
+    pub const ALL: [State; 8] = [
+        State::Running,
+        State::Done,
+        State::Failed,
+        State::Killed,
+        State::Stopped,
+        State::Timeout,
+        State::Lost,
+        State::Elsewhere,
+    ];
 
     /// The state of this name (`running`, `done`, …), as `as_str` writes it.
     pub fn from_name(s: &str) -> Option<State> {
@@ -37,7 +48,12 @@ impl State {
             State::Stopped => "stopped",
             State::Timeout => "timeout",
             State::Lost => "lost",
+            State::Elsewhere => "elsewhere",
         }
+    }
+    /// Has the job ended (as far as can be told from here)?
+    pub fn ended(self) -> bool {
+        !matches!(self, State::Running | State::Elsewhere)
     }
     fn parse(s: &str) -> Option<State> {
         Some(match s {

@@ -3,11 +3,11 @@
 //! link, and a bounded amount of each file.
 
 use super::end::End;
-use crate::files::{io_err, open_in, open_nofollow, read_small};
+use crate::files::{io_err, open_in, open_nofollow, read_bounded, read_small};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
@@ -53,6 +53,10 @@ pub struct Meta {
     pub context: Option<Box<RawValue>>,
     #[serde(default)]
     pub key: Option<String>,
+    /// The pid namespace the job ran in (its inode): with `host`, what says
+    /// whether its pids can be checked from here.
+    #[serde(default)]
+    pub pid_ns: Option<u64>,
 }
 
 impl Meta {
@@ -79,7 +83,8 @@ impl Job {
     /// The pid in the `pid` file (what a user or tool may have put there),
     /// else the one in meta.json.
     pub fn pid_file(&self) -> Option<i32> {
-        fs::read_to_string(self.dir.join("pid")).ok().and_then(|s| s.trim().parse().ok()).or(self.meta.pid)
+        let text = read_bounded(&self.dir.join("pid"), 64).ok();
+        text.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.trim().parse().ok()).or(self.meta.pid)
     }
     /// Reads `status` again (it may have appeared since the job was loaded).
     pub fn reread_end(&mut self) -> Result<(), String> {
@@ -95,8 +100,8 @@ impl Job {
     /// The ntfy outcome, if the watcher recorded one: `sent` or `failed: …`.
     pub fn notified(&self) -> Option<String> {
         self.meta.notify_topic.as_ref()?;
-        let text = fs::read_to_string(self.dir.join("notified")).ok()?;
-        Some(text.trim_end().to_string())
+        let bytes = read_bounded(&self.dir.join("notified"), 4096).ok()?;
+        Some(String::from_utf8_lossy(&bytes).trim_end().to_string())
     }
 }
 
@@ -114,9 +119,14 @@ pub(super) fn read_job(dir: &Path, id: &str) -> Result<Job, String> {
     read_job_at(&root, parent, id, &mut Vec::new())
 }
 
-/// Never this big (the context is at most 1 MiB, argv what the kernel
-/// takes): a bigger `meta.json` is damaged, not read whole into memory.
-const META_MAX: u64 = 64 << 20;
+/// The largest `meta.json` read, and written (`Store::stage` refuses a
+/// job whose record would be bigger, so what is written can be read). The
+/// kernel takes at most 6 MiB of arguments and environment (Linux ≥ 4.13:
+/// 3/4 of the 8 MiB stack limit, whatever `ulimit -s` says); JSON writes a
+/// byte as at most 6 (`\u0001`), and argv is kept twice (`argv`, and
+/// quoted in `command`): at most 72 MiB, with the 1 MiB context and the
+/// rest well within this. A bigger file is damaged, not read into memory.
+pub(super) const META_MAX: u64 = 128 << 20;
 
 /// Reads the job `id` of the store open as `root` (at `root_path`), with
 /// `buf` as scratch space kept from one job to the next: a listing makes
@@ -126,7 +136,7 @@ pub(super) fn read_job_at(root: &File, root_path: &Path, id: &str, buf: &mut Vec
     let opened = open_in(root, &Path::new(id).join("meta.json"));
     let bytes = opened.and_then(|f| read_small(f, META_MAX, buf)).map_err(|e| io_err("reading", &meta_path(), e))?;
     if bytes.len() as u64 > META_MAX {
-        return Err(format!("reading {}: larger than 64 MiB", meta_path().display()));
+        return Err(format!("reading {}: larger than {} MiB", meta_path().display(), META_MAX >> 20));
     }
     let meta: Meta = serde_json::from_slice(bytes).map_err(|e| format!("reading {}: {e}", meta_path().display()))?;
     let started = DateTime::parse_from_rfc3339(&meta.started_at)

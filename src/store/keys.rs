@@ -4,9 +4,8 @@
 
 use super::Store;
 use crate::files::io_err;
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 impl Store {
@@ -22,7 +21,7 @@ impl Store {
     pub fn claim_key(&self, key: &str, alive: &dyn Fn(i32) -> bool) -> Result<Claim, String> {
         let path = self.key_path(key);
         if let Some(dir) = path.parent() {
-            match DirBuilder::new().mode(0o700).create(dir) {
+            match crate::files::make_private_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("creating", dir, e)),
@@ -85,4 +84,54 @@ impl Store {
 pub enum Claim {
     Mine,
     Taken(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn of_threads_released_at_once_on_one_key_exactly_one_claims_it_and_the_rest_get_its_job() {
+        let root = std::env::temp_dir().join(format!("bgrun-keys-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let store = Arc::new(Store::at(root.clone()));
+        let n = 3;
+        for round in 0..200 {
+            let key = format!("key-{round}");
+            // A barrier that releases every thread at the same instant: each
+            // is started and polling the flag when it goes up, so the claims
+            // really overlap (a check-then-create claim fails within rounds).
+            let (ready, go) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+            let threads: Vec<_> = (0..n)
+                .map(|_| {
+                    let (store, ready, go, key) = (store.clone(), ready.clone(), go.clone(), key.clone());
+                    std::thread::spawn(move || {
+                        ready.fetch_add(1, Ordering::SeqCst);
+                        while !go.load(Ordering::SeqCst) {
+                            std::thread::yield_now();
+                        }
+                        let claim = store.claim_key(&key, &|_| true).unwrap();
+                        if matches!(claim, Claim::Mine) {
+                            store.set_key(&key, "job_1").unwrap();
+                        }
+                        claim
+                    })
+                })
+                .collect();
+            while ready.load(Ordering::SeqCst) < n {
+                std::thread::yield_now();
+            }
+            go.store(true, Ordering::SeqCst);
+            let claims: Vec<Claim> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let mine = claims.iter().filter(|c| matches!(c, Claim::Mine)).count();
+            assert_eq!(mine, 1, "round {round}: {mine} threads claimed the key");
+            for c in &claims {
+                assert!(matches!(c, Claim::Mine) || matches!(c, Claim::Taken(id) if id == "job_1"));
+            }
+        }
+        let _ = fs::remove_dir_all(&root);
+    }
 }

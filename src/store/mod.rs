@@ -48,10 +48,10 @@ pub use legacy::Legacy;
 pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
 pub use write::{append_note, record_end, stop_request, write_atomic, write_footer, write_meta, Staged};
 
+use crate::files;
 use std::ffi::OsString;
-use std::fs::{self, DirBuilder, File};
+use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub struct Store {
@@ -83,10 +83,20 @@ impl Store {
         &self.root
     }
 
-    /// Checks that the store is a directory; makes it (0700) if missing.
+    /// Refuses a store that exists and is not private to this user (see
+    /// [`files::untrusted`]); a missing one is fine (it reads as empty).
+    pub fn check(&self) -> Result<(), String> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => files::untrusted(&self.root, &m).map_or(Ok(()), Err),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that the store is a directory and private; makes it (0700,
+    /// whatever the umask) if missing.
     pub fn create(&self) -> Result<(), String> {
         match fs::metadata(&self.root) {
-            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(m) if m.is_dir() => return self.check(),
             Ok(_) => return Err(format!("{}: not a directory (the job store)", self.root.display())),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("reading", &self.root, e)),
@@ -94,9 +104,9 @@ impl Store {
         if let Some(parent) = self.root.parent() {
             fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
         }
-        match DirBuilder::new().mode(0o700).create(&self.root) {
+        match files::make_private_dir(&self.root) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists && self.root.is_dir() => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && self.root.is_dir() => self.check(),
             Err(e) => Err(io_err("creating", &self.root, e)),
         }
     }

@@ -1,7 +1,9 @@
 //! Bounded readers of a job's log: its last lines cost what the tail is,
-//! not what the file is; and the space a job takes on disk.
+//! not what the file is (and the log is read only if it is a regular file,
+//! never through a link); and the space a job takes on disk.
 
-use std::fs::{self, File};
+use crate::files::open_nofollow;
+use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -9,7 +11,7 @@ use std::path::Path;
 /// start an empty line). Scans back from the end in blocks, so it costs
 /// what the tail is, not what the file is, in time and memory.
 pub fn tail_start(path: &Path, n: usize) -> io::Result<u64> {
-    let mut f = File::open(path)?;
+    let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
     if n == 0 {
         return Ok(len);
@@ -43,7 +45,7 @@ pub fn tail_lines(path: &Path, n: usize, max_bytes: u64) -> io::Result<Vec<u8>> 
 /// As `tail_lines`, but nothing before byte `first` (say, a log's header).
 pub fn tail_lines_after(path: &Path, n: usize, max_bytes: u64, first: u64) -> io::Result<Vec<u8>> {
     let start = tail_start(path, n)?;
-    let mut f = File::open(path)?;
+    let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
     let start = start.max(len.saturating_sub(max_bytes)).max(first.min(len));
     f.seek(SeekFrom::Start(start))?;

@@ -4,13 +4,13 @@
 //! in place once it is visible (the log is only appended to).
 
 use super::end::{describe_end, human_duration, End};
-use super::job::{meta_bytes, read_job, Job, Meta};
+use super::job::{meta_bytes, read_job, Job, Meta, META_MAX};
 use super::read::disk_usage;
 use super::Store;
 use crate::files::io_err;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A job directory being made, not yet visible.
@@ -27,8 +27,17 @@ impl Store {
     /// the reserved status (`meta.json` and `pid` come with `publish`, once
     /// the job's pid is known). Nothing is visible yet.
     pub fn stage(&self, meta: &Meta) -> Result<Staged, String> {
+        // Room for what `publish` adds (pids, a suffix) and `ended_at`.
+        let size = meta_bytes(meta).len() as u64 + 4096;
+        if size > META_MAX {
+            return Err(format!(
+                "the command line is too long to record: {} MiB in meta.json, at most {} MiB",
+                size >> 20,
+                META_MAX >> 20
+            ));
+        }
         let dir = self.root.join(format!(".new-{}-{}", meta.id, std::process::id()));
-        DirBuilder::new().mode(0o700).create(&dir).map_err(|e| io_err("creating", &dir, e))?;
+        crate::files::make_private_dir(&dir).map_err(|e| io_err("creating", &dir, e))?;
         let made = (|| {
             write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
             let header = format!(
@@ -211,7 +220,8 @@ pub fn append_note(log: &File, log_path: &Path, msg: &str) -> Result<(), String>
 
 /// The stop request in a job directory, if any: "term" or "kill".
 pub fn stop_request(dir: &Path) -> Option<String> {
-    fs::read_to_string(dir.join("stop")).ok().map(|s| s.trim().to_string())
+    let bytes = crate::files::read_bounded(&dir.join("stop"), 64).ok()?;
+    Some(String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
 /// Rewrites `meta.json` whole (write-temp-then-rename).
@@ -219,15 +229,23 @@ pub fn write_meta(dir: &Path, meta: &Meta) -> Result<(), String> {
     write_atomic(dir, "meta.json", &meta_bytes(meta))
 }
 
+/// A new file, mode 0600 set explicitly (whatever the umask).
 fn open_new(path: &Path, append: bool) -> Result<File, String> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .read(true)
         .append(append)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| io_err("creating", path, e))
+        .map_err(|e| io_err("creating", path, e))?;
+    private(&f).map_err(|e| io_err("creating", path, e))?;
+    Ok(f)
+}
+
+fn private(f: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(0o600))
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -241,6 +259,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> 
     let dest = dir.join(name);
     let res = (|| {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        private(&f)?;
         f.write_all(bytes)?;
         fs::rename(&tmp, &dest)
     })();
