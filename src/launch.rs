@@ -24,6 +24,8 @@ pub struct Spec {
     pub min_duration: Option<Duration>,
     pub context: Option<Box<RawValue>>,
     pub key: Option<String>,
+    /// `--log-max` in bytes.
+    pub log_max: Option<u64>,
 }
 
 pub enum Launched {
@@ -58,6 +60,7 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
         context: spec.context,
         key: spec.key,
         pid_ns: proc::pid_ns(),
+        log_max: spec.log_max,
         ..Meta::default()
     };
     if let Some(key) = &meta.key {

@@ -16,7 +16,9 @@ impl SkimItem for Row {
     }
     fn preview(&self, ctx: PreviewContext) -> ItemPreview {
         let n = ctx.height.max(10);
-        let tail = bgrun::store::tail_lines(&self.log, n, 256 * 1024).unwrap_or_default();
+        let tail =
+            bgrun::store::tail_lines(&self.log, n, 256 * 1024, self.log.parent().and_then(bgrun::store::read_dropped))
+                .unwrap_or_default();
         ItemPreview::Text(String::from_utf8_lossy(&tail).into_owned())
     }
 }

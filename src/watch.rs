@@ -1,8 +1,10 @@
 //! The watcher: one small detached process per running job. It forks the
 //! job, publishes the job directory, lets the launcher return, then waits.
 //! When the job ends it records the end (log footer, then `status`, then
-//! `ended_at` in meta.json) and only then, if asked, publishes to ntfy: the
-//! record of a job's end never waits on the network.
+//! `ended_at` and what the job used in meta.json) and only then, if asked,
+//! publishes to ntfy: the record of a job's end never waits on the network.
+//! With `--log-max` it also looks at the log's size every `store::CAP_TICK`
+//! and drops its oldest output past the cap (see `store::cap`).
 //!
 //! It is a child subreaper, so every process the job leaves behind, even
 //! one that escaped with `setsid`, is re-parented to it; that is how a stop
@@ -14,8 +16,9 @@
 
 use crate::ntfy;
 use crate::proc::{self, Handshake, Wake};
-use crate::store::{self, End, Meta, Outcome, Staged, State, Store};
+use crate::store::{self, Cap, End, Meta, Outcome, Staged, State, Store, Usage};
 use std::ffi::OsString;
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -71,11 +74,19 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     hs.send(&format!("ok {} {}", meta.id, job.pid));
     proc::settle_watcher();
 
-    let (state, outcome) = supervise(&dir, job.pid, meta.timeout_s.map(|s| plan.started + Duration::from_secs(s)));
+    let mut cap = meta.log_max.map(|max| Cap::new(max, output_from));
+    let deadline = meta.timeout_s.map(|s| plan.started + Duration::from_secs(s));
+    let (state, outcome) = supervise(&dir, job.pid, deadline, cap.as_mut(), &plan.staged.log);
     let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset() };
     let secs = (end.ended_at - plan.meta.started()).num_milliseconds() as f64 / 1000.0;
+    // Every process of the job that has ended is reaped by now: getrusage
+    // costs microseconds, so the footer can carry what they used.
+    let usage =
+        proc::children_usage().map(|u| Usage { max_rss_kib: u.max_rss_kib, cpu_user_s: u.user_s, cpu_sys_s: u.sys_s });
+    let log_bytes = plan.staged.log.metadata().ok().map(|m| m.len().saturating_sub(output_from));
     let tail = if state != State::Done && plan.meta.notify_topic.is_some() {
-        store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output_from).unwrap_or_default()
+        let hole = cap.as_ref().and_then(Cap::range);
+        store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output_from, hole).unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -85,13 +96,22 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     // visibility nothing) and the notification outcome: a job seen ended
     // may be removed meanwhile, and removal copes with files that appear
     // in a directory it is removing.
-    let _ = store::write_footer(&plan.staged.log, &dir.join("log"), &end, secs);
+    let _ = store::write_footer(&plan.staged.log, &dir.join("log"), &end, secs, usage.as_ref());
     if let Err(e) = store::record_end(&dir, &plan.staged.status, &end) {
         note(&plan.staged, &dir, &format!("could not record the end: {e}"));
         return 1;
     }
-    plan.meta.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
-    let _ = store::write_meta(&dir, &plan.meta);
+    let m = &mut plan.meta;
+    m.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
+    m.max_rss_kib = usage.map(|u| u.max_rss_kib);
+    m.cpu_user_s = usage.map(|u| u.cpu_user_s);
+    m.cpu_sys_s = usage.map(|u| u.cpu_sys_s);
+    m.log_bytes = log_bytes;
+    let _ = store::write_meta(&dir, m);
+    // What the job wrote in its last tick.
+    if let Some(c) = cap.as_mut() {
+        let _ = c.check(&plan.staged.log, &dir);
+    }
 
     if let (Some(topic), Some(cfg)) = (&plan.meta.notify_topic, &plan.ntfy) {
         let short = plan.meta.notify_min_s.filter(|&min| secs < min as f64);
@@ -111,15 +131,30 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     0
 }
 
-/// Waits for the job; handles the timeout and stop requests. Returns the
-/// state to record and how the job's own process ended.
-fn supervise(dir: &Path, job: i32, deadline: Option<Instant>) -> (State, Outcome) {
+/// Waits for the job; handles the timeout and stop requests, and the cap
+/// on its log. Returns the state to record and how the job's own process
+/// ended.
+fn supervise(
+    dir: &Path,
+    job: i32,
+    deadline: Option<Instant>,
+    mut cap: Option<&mut Cap>,
+    log: &File,
+) -> (State, Outcome) {
     let me = proc::my_pid();
     let mut outcome: Option<Outcome> = None;
     // While ending: the state to record, when to send SIGKILL, and when the
     // SIGKILL went out.
     let mut ending: Option<(State, Instant, Option<Instant>)> = None;
+    let mut next_check = Instant::now();
     loop {
+        if let Some(c) = cap.as_deref_mut().filter(|_| Instant::now() >= next_check) {
+            next_check = Instant::now() + store::CAP_TICK;
+            if let Err(e) = c.check(log, dir) {
+                let _ = store::append_note(log, &dir.join("log"), &format!("{e}; the log is no longer capped"));
+                cap = None;
+            }
+        }
         if let Some(o) = outcome {
             match ending {
                 None => return (natural(o), o),
@@ -133,6 +168,7 @@ fn supervise(dir: &Path, job: i32, deadline: Option<Instant>) -> (State, Outcome
             Some((_, kill_at, None)) => Some(kill_at),
             Some((_, _, Some(_))) => Some(Instant::now() + Duration::from_millis(20)),
         };
+        let until = if cap.is_some() { Some(until.map_or(next_check, |u| u.min(next_check))) } else { until };
         match proc::next_wake(until) {
             Wake::Reaped(pid, o) if pid == job => outcome = Some(outcome_of(o)),
             Wake::Reaped(..) => {}
@@ -208,8 +244,11 @@ pub fn message(meta: &Meta, topic: &str, end: &End, secs: f64, tail: &[u8]) -> n
         State::Stopped => format!("❌ {short} stopped ({})", store::describe_outcome(end.outcome)),
         _ => format!("❌ {short} {} ({})", end.state.as_str(), store::describe_outcome(end.outcome)),
     };
-    let mut message =
-        format!("{short}\nDuration: {}\nHost: {}\nJob: {}", store::human_duration(secs), meta.host, meta.id);
+    let mut message = format!("{short}\nDuration: {}", store::human_duration(secs));
+    if let Some(u) = meta.usage() {
+        message.push_str(&format!("\nUsed: {}", u.describe()));
+    }
+    message.push_str(&format!("\nHost: {}\nJob: {}", meta.host, meta.id));
     if !ok {
         let text = tail_text(tail, MAX_MESSAGE.saturating_sub(message.len() + 2));
         if !text.is_empty() {

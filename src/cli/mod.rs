@@ -5,7 +5,7 @@
 
 mod value;
 
-pub use value::{parse_context, parse_duration, parse_key, parse_name, parse_topic};
+pub use value::{parse_context, parse_duration, parse_key, parse_name, parse_size, parse_topic};
 
 use crate::store::State;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -64,6 +64,9 @@ pub struct Run {
     /// With -n: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     pub min_duration: Option<Duration>,
+    /// Cap the log's disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub log_max: Option<u64>,
     /// The command and its arguments, kept exactly as given
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -229,6 +232,9 @@ pub struct JobRun {
     /// Idempotency key: if a job with this key exists, print its id and start nothing
     #[arg(long, value_name = "KEY", value_parser = parse_key)]
     pub key: Option<String>,
+    /// Cap the log's disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub log_max: Option<u64>,
     /// Wait for the job to end; exit as `job wait` does
     #[arg(long)]
     pub wait: bool,

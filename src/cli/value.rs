@@ -1,4 +1,4 @@
-//! The pure parsers of what users type: durations, job names, ntfy
+//! The pure parsers of what users type: durations, sizes, job names, ntfy
 //! topics, keys and the JSON of `--context`. Each has a fuzz target.
 
 use serde_json::value::RawValue;
@@ -130,6 +130,34 @@ fn json_depth(s: &str) -> usize {
     max
 }
 
+/// The smallest `--log-max` (64 KiB): below it the header and a few
+/// blocks would be most of the log.
+pub const LOG_MAX_MIN: u64 = 64 << 10;
+
+/// `--log-max`: a whole number of bytes, or of KiB, MiB, GiB or TiB with
+/// `K`, `M`, `G`, `T` (binary units: 1K = 1024; either case); at least
+/// 64K. `0` means no cap.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("'{s}' is not a size (use forms like 500K, 10M, 1G)");
+    let (digits, shift) = match s.as_bytes().last().map(u8::to_ascii_uppercase) {
+        Some(b'K') => (&s[..s.len() - 1], 10),
+        Some(b'M') => (&s[..s.len() - 1], 20),
+        Some(b'G') => (&s[..s.len() - 1], 30),
+        Some(b'T') => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| format!("'{s}' is too large a size"))?;
+    let bytes =
+        n.checked_mul(1 << shift).filter(|&b| b <= 1 << 60).ok_or_else(|| format!("'{s}' is too large a size"))?;
+    if bytes != 0 && bytes < LOG_MAX_MIN {
+        return Err(format!("'{s}' is too small a log cap (at least 64K; 0 for none)"));
+    }
+    Ok(bytes)
+}
+
 /// `--key`: any text up to 100 bytes, no NUL.
 pub fn parse_key(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 100 || s.contains('\0') {
@@ -155,6 +183,19 @@ mod tests {
     fn bad_durations_are_refused() {
         for s in ["", "5x", "-5m", "1.5h", "m", "5m1h", "99999999999d", "1h1h", "5 m"] {
             assert!(parse_duration(s).is_err(), "{s} was accepted");
+        }
+    }
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_the_rest() {
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("500k"), Ok(500 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("0"), Ok(0));
+        for s in ["", "M", "10MB", "1.5G", "-1M", "10 M", "1K", "65535", "99999999999999999999", "9999999999T"] {
+            assert!(parse_size(s).is_err(), "{s:?} was accepted");
         }
     }
 

@@ -6,6 +6,7 @@ use super::out::{warn, Out};
 use crate::state;
 use crate::store::{self, Job, State};
 use crate::{Fail, Res};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -107,6 +108,49 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
     }
 }
 
+/// Reads the job's log on from `*pos` (where `f` is) into `buf`, and
+/// appends what a reader shows of it to `shown`; false at its end.
+///
+/// A log under `--log-max` has a dropped range (a hole, see `store::cap`):
+/// it is shown as one marker line, never as the zeros it reads as. Its
+/// record is read after each read of the log, and the watcher writes it
+/// before it punches, so bytes dropped while this reader read them are
+/// never shown. Offsets never move, so a follower never loses its place; one
+/// that falls behind the dropping sees a marker for what it missed.
+/// `line_open`: what was shown before `shown` ends mid-line.
+fn read_shown(
+    job: &Job,
+    f: &mut File,
+    pos: &mut u64,
+    buf: &mut [u8],
+    shown: &mut Vec<u8>,
+    line_open: bool,
+) -> Res<bool> {
+    let failed = |e| Fail::from(store::io_err("reading", &job.log(), e));
+    let n = f.read(buf).map_err(failed)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let at = *pos;
+    *pos += n as u64;
+    let Some((s, e)) = job.dropped().filter(|&(s, e)| at < e && *pos > s) else {
+        shown.extend_from_slice(&buf[..n]);
+        return Ok(true);
+    };
+    let cut = at.max(s);
+    shown.extend_from_slice(&buf[..(cut - at) as usize]);
+    if shown.last().map_or(line_open, |&b| b != b'\n') {
+        shown.push(b'\n');
+    }
+    shown.extend_from_slice(store::marker(e - cut, job.meta.log_max).as_bytes());
+    if *pos < e {
+        *pos = f.seek(SeekFrom::Start(e)).map_err(failed)?;
+    } else {
+        shown.extend_from_slice(&buf[(e - at) as usize..n]);
+    }
+    Ok(true)
+}
+
 /// Copies the job's log to `out` from byte `from`, following it while the
 /// job runs. Returns the job's final state (or `running` if not following).
 pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<State> {
@@ -116,15 +160,13 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
     let boot = state::boot_id();
     let mut watch = None;
     let mut buf = vec![0u8; 64 * 1024];
+    let (mut shown, mut line_open) = (Vec::new(), false);
     loop {
         let st = state::of(job, &boot);
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
-            if n == 0 {
-                break;
-            }
-            pos += n as u64;
-            out.bytes(&buf[..n])?;
+        while read_shown(job, &mut f, &mut pos, &mut buf, &mut shown, line_open)? {
+            out.bytes(&shown)?;
+            line_open = shown.last().map_or(line_open, |&b| b != b'\n');
+            shown.clear();
         }
         out.flush()?;
         if !follow || st.ended() {
@@ -146,9 +188,10 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
     }
 }
 
-/// Where the log's last `n` lines start.
-pub fn tail_offset(path: &Path, n: usize) -> Res<u64> {
-    store::tail_start(path, n).map_err(|e| Fail::from(store::io_err("reading", path, e)))
+/// Where the log's last `n` lines start; `hole`, the range its cap
+/// dropped (`Job::dropped`).
+pub fn tail_offset(path: &Path, n: usize, hole: Option<(u64, u64)>) -> Res<u64> {
+    store::tail_start(path, n, hole).map_err(|e| Fail::from(store::io_err("reading", path, e)))
 }
 
 /// Shows several jobs' logs at once, each line prefixed with its job's name
@@ -177,12 +220,12 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
     for job in jobs.iter() {
         let path = job.log();
         let from = match tail {
-            Some(n) => tail_offset(&path, n)?,
+            Some(n) => tail_offset(&path, n, job.dropped())?,
             None => 0,
         };
         let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
-        f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
-        files.push((f, path, Vec::<u8>::new()));
+        let pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+        files.push((f, pos, Vec::<u8>::new()));
     }
     let boot = state::boot_id();
     let mut ended: Vec<Option<State>> = vec![None; jobs.len()];
@@ -196,14 +239,9 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
             // The state first, then the log: a job seen ended has all its
             // output in the log by then.
             let st = state::of(job, &boot);
-            let (f, path, partial) = &mut files[i];
-            loop {
-                let n = f.read(&mut buf).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;
-                if n == 0 {
-                    break;
-                }
-                partial.extend_from_slice(&buf[..n]);
-            }
+            let (f, pos, partial) = &mut files[i];
+            // What came before `partial` ended with a whole line.
+            while read_shown(job, f, pos, &mut buf, partial, false)? {}
             let complete = partial.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
             let done = !follow || st != State::Running;
             let upto = if done { partial.len() } else { complete };
@@ -241,7 +279,7 @@ pub fn show_legacy_log(l: &store::Legacy, tail: Option<usize>, follow: bool, out
         return Err(Fail::from(format!("{}: the old run script left no log, only {}.pid", l.id, l.id)));
     };
     let from = match tail {
-        Some(n) => tail_offset(path, n)?,
+        Some(n) => tail_offset(path, n, None)?,
         None => 0,
     };
     let mut f = crate::files::open_nofollow(path).map_err(|e| Fail::from(store::io_err("reading", path, e)))?;

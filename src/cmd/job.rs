@@ -70,6 +70,7 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         min_duration,
         context: a.context,
         key: a.key.clone(),
+        log_max: super::log_max(a.log_max)?,
     };
     let cfg = super::ntfy_config("job", spec.topic.as_ref());
     let id = match launch::start(store, spec, cfg)? {
@@ -138,17 +139,20 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let Some(q) = a.id else { return system_status(store, a.json) };
     let mut job = resolve(store, &q)?;
     let st = state::of(&mut job, &state::boot_id());
-    let log_size = std::fs::symlink_metadata(job.log()).map(|m| m.len()).unwrap_or(0);
+    // A capped log's dropped range holds nothing.
+    let dropped = job.dropped().map_or(0, |(s, e)| e - s);
+    let log_size = std::fs::symlink_metadata(job.log()).map(|m| m.len()).unwrap_or(0).saturating_sub(dropped);
     let mut out = Out::new();
     if a.json {
-        // The `runs --json` object, in its order, then `log_size`.
+        // The `runs --json` object, in its order, then `log_size` and `log_dropped`.
         #[derive(serde::Serialize)]
         struct WithSize<'a> {
             #[serde(flatten)]
             view: super::view::View<'a>,
             log_size: u64,
+            log_dropped: u64,
         }
-        out.json(&WithSize { view: view(&job, st), log_size })?;
+        out.json(&WithSize { view: view(&job, st), log_size, log_dropped: dropped })?;
         out.flush()?;
         return Ok(Exit::Ok);
     }
@@ -171,6 +175,17 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     rows.push(("project", clean(v.project)));
     rows.push(("host", clean(v.host)));
     rows.push(("log", format!("{} ({})", v.log, human_bytes(log_size))));
+    if let Some(max) = v.log_max {
+        rows.push(("log max", format!("{} ({} dropped)", human_bytes(max), human_bytes(dropped))));
+    }
+    if let Some(u) = job.meta.usage() {
+        rows.push(("memory", format!("{} peak (the largest single process)", human_bytes(u.max_rss_kib * 1024))));
+        let cpu = store::human_cpu(u.cpu_user_s + u.cpu_sys_s);
+        rows.push((
+            "cpu",
+            format!("{cpu} (user {}, system {})", store::human_cpu(u.cpu_user_s), store::human_cpu(u.cpu_sys_s)),
+        ));
+    }
     if let Some(t) = v.timeout_s {
         rows.push(("timeout", store::human_duration(t as f64)));
     }
@@ -257,7 +272,7 @@ fn logs(store: &Store, a: cli::JobLogs) -> Res<Exit> {
     }
     let mut job = resolve(store, &a.ids[0])?;
     let from = match a.tail {
-        Some(n) => tail_offset(&job.log(), n)?,
+        Some(n) => tail_offset(&job.log(), n, job.dropped())?,
         None => 0,
     };
     let mut out = Out::new();
@@ -364,6 +379,7 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         min_duration: m.notify_min_s.map(Duration::from_secs),
         context: m.context.clone(),
         key: None,
+        log_max: m.log_max,
     };
     let cfg = super::ntfy_config("job", spec.topic.as_ref());
     let id = started_id(launch::start(store, spec, cfg)?);

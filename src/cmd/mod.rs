@@ -140,6 +140,18 @@ pub fn exit_for(state: State) -> Exit {
     }
 }
 
+/// The log cap: `--log-max`, else `RUN_LOG_MAX`, else none (0 is none).
+pub fn log_max(flag: Option<u64>) -> Res<Option<u64>> {
+    let max = match flag {
+        Some(m) => m,
+        None => match env("RUN_LOG_MAX") {
+            Some(v) => crate::cli::parse_size(&v).map_err(|e| usage(format!("RUN_LOG_MAX: {e}")))?,
+            None => 0,
+        },
+    };
+    Ok((max > 0).then_some(max))
+}
+
 /// Is stdin/stderr a terminal (where a picker can run)?
 pub fn interactive() -> bool {
     io::stdin().is_terminal() && io::stderr().is_terminal()

@@ -135,17 +135,4 @@ pub fn clean(s: &str) -> String {
 }
 
 /// Human-readable bytes: `512 B`, `3.4 KiB`, `12.0 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
+pub use crate::store::human_bytes;

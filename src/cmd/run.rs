@@ -32,7 +32,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         return Err(usage("--min-duration needs -n or --topic: run -n --min-duration 2m CMD…"));
     }
     let min = super::min_duration(a.min_duration)?;
-    let spec = spec_for(cmd, a.name, topic, min, path.as_deref())?;
+    let log_max = super::log_max(a.log_max)?;
+    let spec = Spec { log_max, ..spec_for(cmd, a.name, topic, min, path.as_deref())? };
     let cfg = super::ntfy_config("run", spec.topic.as_ref());
     match launch::start(&super::store()?, spec, cfg)? {
         Launched::Started { id, pid, log } => {
@@ -80,6 +81,7 @@ fn spec_for(
         min_duration,
         context: None,
         key: None,
+        log_max: None,
     })
 }
 

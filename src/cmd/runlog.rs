@@ -44,7 +44,7 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
         }
     };
     let from = match a.tail {
-        Some(n) => tail_offset(&job.log(), n)?,
+        Some(n) => tail_offset(&job.log(), n, job.dropped())?,
         None => 0,
     };
     let mut out = Out::new();

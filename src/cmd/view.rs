@@ -38,6 +38,11 @@ pub struct View<'a> {
     pub context: Option<&'a RawValue>,
     pub timeout_s: Option<u64>,
     pub notify: Option<NotifyView>,
+    pub max_rss_kib: Option<u64>,
+    pub cpu_user_s: Option<f64>,
+    pub cpu_sys_s: Option<f64>,
+    pub log_bytes: Option<u64>,
+    pub log_max: Option<u64>,
 }
 
 pub fn view(job: &Job, state: State) -> View<'_> {
@@ -68,6 +73,11 @@ pub fn view(job: &Job, state: State) -> View<'_> {
         context: m.context.as_deref(),
         timeout_s: m.timeout_s,
         notify: notify_view(job, state),
+        max_rss_kib: m.max_rss_kib,
+        cpu_user_s: m.cpu_user_s,
+        cpu_sys_s: m.cpu_sys_s,
+        log_bytes: m.log_bytes,
+        log_max: m.log_max,
     }
 }
 
@@ -93,7 +103,8 @@ pub fn duration(job: &Job, state: State) -> Option<f64> {
     Some(((end - job.started).num_milliseconds().max(0) as f64) / 1000.0)
 }
 
-/// A job's one-line summary: mark, id, pid, state and how long, command.
+/// A job's one-line summary: mark, id, pid, state and how long (and for an
+/// ended job its peak memory), command.
 pub fn summary(out: &Out, job: &Job, state: State) -> String {
     let (mark, color) = match state {
         State::Running => ("●", "32"),
@@ -113,6 +124,7 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
         (None, s) => s.as_str().to_string(),
     };
     let took = duration(job, state).map(|d| format!(" {}", store::human_duration(d))).unwrap_or_default();
+    let peak = job.meta.max_rss_kib.filter(|_| job.end.is_some()).map(|k| format!(" {}", short_bytes(k * 1024)));
     // Nothing is due while the job runs: the pending mark comes after its end.
     let notified = match notify_view(job, state).map(|n| n.state) {
         Some(s) if s == "sent" => " ✉",
@@ -122,10 +134,11 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
     };
     let pid = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
     format!(
-        "{} {} (PID: {pid}) - {}{took}{notified}  {}",
+        "{} {} (PID: {pid}) - {}{took}{}{notified}  {}",
         out.paint(color, mark),
         clean(&job.id),
         out.paint(color, &what),
+        peak.unwrap_or_default(),
         clean(&job.meta.command)
     )
 }
@@ -142,4 +155,20 @@ pub fn legacy_summary(out: &Out, l: &store::Legacy, running: bool) -> String {
     };
     let mark = if running { out.paint("32", "●") } else { out.paint("2", "·") };
     format!("{mark} {} (PID: {pid}) - {what}  {}  (old run script)", clean(&l.id), clean(&l.command))
+}
+
+/// Bytes in four characters or so, for the listing: `812K`, `212M`, `3.1G`.
+fn short_bytes(n: u64) -> String {
+    let units = ["B", "K", "M", "G", "T"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if v < 10.0 && i > 0 {
+        format!("{v:.1}{}", units[i])
+    } else {
+        format!("{v:.0}{}", units[i])
+    }
 }

@@ -208,6 +208,29 @@ pub fn signal_if_same(pid: i32, start: u64, sig: i32) -> bool {
     alive(pid, start) && unsafe { libc::kill(pid, sig) } == 0
 }
 
+/// What this process's reaped children used, with their own reaped
+/// children (getrusage(RUSAGE_CHILDREN)).
+pub struct ChildUsage {
+    /// The largest peak resident set of any one of them, in KiB.
+    pub max_rss_kib: u64,
+    pub user_s: f64,
+    pub sys_s: f64,
+}
+
+/// Reaps every child that has ended (without waiting for the others),
+/// then measures what the reaped ones used.
+pub fn children_usage() -> Option<ChildUsage> {
+    // SAFETY: waitpid with a null status pointer, WNOHANG.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(ChildUsage { max_rss_kib: ru.ru_maxrss as u64, user_s: secs(ru.ru_utime), sys_s: secs(ru.ru_stime) })
+}
+
 pub const SIGTERM: i32 = libc::SIGTERM;
 pub const SIGKILL: i32 = libc::SIGKILL;
 pub const SIGUSR1: i32 = libc::SIGUSR1;

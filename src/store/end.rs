@@ -159,6 +159,48 @@ pub fn human_duration(secs: f64) -> String {
     }
 }
 
+/// `512 B`, `3.1 KiB`, `212.0 MiB`, `3.1 GiB` (binary units).
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// CPU time: `0.42s`, `12.3s` under a minute, else as a duration (`2h 10m`).
+pub fn human_cpu(secs: f64) -> String {
+    match secs {
+        s if s < 10.0 => format!("{s:.2}s"),
+        s if s < 60.0 => format!("{s:.1}s"),
+        s => human_duration(s),
+    }
+}
+
+/// What a job's processes used, as the watcher measured it when the job
+/// ended (getrusage of its reaped children).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    /// The largest peak resident set of any one process (not a sum).
+    pub max_rss_kib: u64,
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+}
+
+impl Usage {
+    /// `peak 212.0 MiB, CPU 1.02s`.
+    pub fn describe(&self) -> String {
+        format!("peak {}, CPU {}", human_bytes(self.max_rss_kib * 1024), human_cpu(self.cpu_user_s + self.cpu_sys_s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +211,15 @@ mod tests {
         assert_eq!(human_duration(185.0), "3m 05s");
         assert_eq!(human_duration(8100.0), "2h 15m");
         assert_eq!(human_duration(97_200.0), "1d 3h");
+    }
+
+    #[test]
+    fn usage_reads_in_binary_units_and_cpu_seconds() {
+        let u = Usage { max_rss_kib: 3_250_586, cpu_user_s: 7000.0, cpu_sys_s: 800.0 };
+        assert_eq!(u.describe(), "peak 3.1 GiB, CPU 2h 10m");
+        assert_eq!(human_cpu(1.0234), "1.02s");
+        assert_eq!(human_cpu(12.34), "12.3s");
+        assert_eq!(human_bytes(512), "512 B");
     }
 
     #[test]

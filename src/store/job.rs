@@ -2,7 +2,7 @@
 //! and how one is read: relative to the store's directory, never through a
 //! link, and a bounded amount of each file.
 
-use super::end::End;
+use super::end::{End, Usage};
 use crate::files::{io_err, open_in, open_nofollow, read_bounded, read_small};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -57,12 +57,29 @@ pub struct Meta {
     /// whether its pids can be checked from here.
     #[serde(default)]
     pub pid_ns: Option<u64>,
+    /// `--log-max` in bytes: the most disk space the log may take.
+    #[serde(default)]
+    pub log_max: Option<u64>,
+    /// What the job used (see `Usage`), recorded with its end.
+    #[serde(default)]
+    pub max_rss_kib: Option<u64>,
+    #[serde(default)]
+    pub cpu_user_s: Option<f64>,
+    #[serde(default)]
+    pub cpu_sys_s: Option<f64>,
+    /// Bytes the job wrote to its log, dropped ones included.
+    #[serde(default)]
+    pub log_bytes: Option<u64>,
 }
 
 impl Meta {
     /// When the job started, as recorded (now, if unreadable).
     pub fn started(&self) -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339(&self.started_at).unwrap_or_else(|_| chrono::Local::now().fixed_offset())
+    }
+    /// What the job used, once its end is recorded.
+    pub fn usage(&self) -> Option<Usage> {
+        Some(Usage { max_rss_kib: self.max_rss_kib?, cpu_user_s: self.cpu_user_s?, cpu_sys_s: self.cpu_sys_s? })
     }
 }
 
@@ -96,6 +113,11 @@ impl Job {
     /// `status` is there.
     pub fn end_lock(&self) -> Option<File> {
         open_nofollow(&self.dir.join(".status")).ok()
+    }
+    /// The range of the log dropped by its cap, if any (see `cap`).
+    pub fn dropped(&self) -> Option<(u64, u64)> {
+        self.meta.log_max?;
+        super::cap::read_dropped(&self.dir)
     }
     /// The ntfy outcome, if the watcher recorded one: `sent` or `failed: …`.
     pub fn notified(&self) -> Option<String> {

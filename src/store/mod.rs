@@ -9,6 +9,7 @@
 //! │   ├── pid          the job's pid (appears with the job)
 //! │   ├── status       "STATE exit|signal N ENDED_AT" (appears when it ends)
 //! │   ├── notified     ntfy outcome: "sent" or "failed: REASON"
+//! │   ├── dropped      "START END": the log's range freed by --log-max (see `cap`)
 //! │   └── stop         a stop request: "term" or "kill"
 //! ├── NAME_TS.log/.pid a job of the old run scripts: listed, shown, removed
 //! ├── .new-*           a job being made: hidden, renamed into place whole
@@ -30,9 +31,11 @@
 //! Its parts: `job` (what a job directory holds and how it is read),
 //! `end` (the `status` line: states and outcomes), `write` (making,
 //! publishing, ending and removing jobs), `keys` (idempotency keys), `read`
-//! (bounded readers of a log's tail). This file: the store's root, the
+//! (bounded readers of a log's tail), `cap` (`--log-max`: dropping a log's
+//! oldest output, and the record readers skip it by). This file: the store's root, the
 //! listing, the lock and the sweep of leftovers.
 
+mod cap;
 mod end;
 mod job;
 mod keys;
@@ -41,7 +44,10 @@ mod read;
 mod write;
 
 pub use crate::files::io_err;
-pub use end::{describe_end, describe_outcome, human_duration, signal_name, End, Outcome, State};
+pub use cap::{marker, read_dropped, Cap, TICK as CAP_TICK};
+pub use end::{
+    describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
+};
 pub use job::{Damaged, Job, Meta};
 pub use keys::Claim;
 pub use legacy::Legacy;

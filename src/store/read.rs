@@ -3,51 +3,87 @@
 //! never through a link); and the space a job takes on disk.
 
 use crate::files::open_nofollow;
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Where the last `n` lines of a file start (a final newline does not
 /// start an empty line). Scans back from the end in blocks, so it costs
-/// what the tail is, not what the file is, in time and memory.
-pub fn tail_start(path: &Path, n: usize) -> io::Result<u64> {
+/// what the tail is, not what the file is, in time and memory. `hole` is
+/// the range dropped by the log's cap: never read, it counts as one line
+/// (the marker a reader shows there, which starts at the hole's start).
+pub fn tail_start(path: &Path, n: usize, hole: Option<(u64, u64)>) -> io::Result<u64> {
     let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
     if n == 0 {
         return Ok(len);
     }
-    let mut pos = len;
     let mut seen = 0;
+    let (after, before) = match hole {
+        Some((s, e)) if e <= len && s < e => (e, Some(s)),
+        _ => (0, None),
+    };
+    if let Some(at) = scan_back(&mut f, after, len, len, n, &mut seen)? {
+        return Ok(at);
+    }
+    let Some(s) = before else { return Ok(0) };
+    // The line the hole cut; then the header's last newline starts the
+    // marker's line.
+    if after < len {
+        seen += 1;
+        if seen >= n {
+            return Ok(after);
+        }
+    }
+    Ok(scan_back(&mut f, 0, s, len, n, &mut seen)?.unwrap_or(0))
+}
+
+/// Scans `[from, to)` back for the newline that ends the `n`th line from
+/// the end (`seen` counted already); where the line after it starts.
+fn scan_back(f: &mut File, from: u64, to: u64, len: u64, n: usize, seen: &mut usize) -> io::Result<Option<u64>> {
+    let mut pos = to;
     let mut chunk = vec![0u8; 64 * 1024];
-    while pos > 0 {
-        let step = pos.min(chunk.len() as u64) as usize;
+    while pos > from {
+        let step = (pos - from).min(chunk.len() as u64) as usize;
         pos -= step as u64;
         f.seek(SeekFrom::Start(pos))?;
         f.read_exact(&mut chunk[..step])?;
         for i in (0..step).rev() {
             let at = pos + i as u64;
             if chunk[i] == b'\n' && at + 1 < len {
-                seen += 1;
-                if seen == n {
-                    return Ok(at + 1);
+                *seen += 1;
+                if *seen == n {
+                    return Ok(Some(at + 1));
                 }
             }
         }
     }
-    Ok(0)
+    Ok(None)
 }
 
-/// The last `n` lines of a file, at most `max_bytes` of them (the end).
-pub fn tail_lines(path: &Path, n: usize, max_bytes: u64) -> io::Result<Vec<u8>> {
-    tail_lines_after(path, n, max_bytes, 0)
+/// The last `n` lines of a file, at most `max_bytes` of them (the end);
+/// none of a dropped range (`hole`).
+pub fn tail_lines(path: &Path, n: usize, max_bytes: u64, hole: Option<(u64, u64)>) -> io::Result<Vec<u8>> {
+    tail_lines_after(path, n, max_bytes, 0, hole)
 }
 
 /// As `tail_lines`, but nothing before byte `first` (say, a log's header).
-pub fn tail_lines_after(path: &Path, n: usize, max_bytes: u64, first: u64) -> io::Result<Vec<u8>> {
-    let start = tail_start(path, n)?;
+pub fn tail_lines_after(
+    path: &Path,
+    n: usize,
+    max_bytes: u64,
+    first: u64,
+    hole: Option<(u64, u64)>,
+) -> io::Result<Vec<u8>> {
+    let start = tail_start(path, n, hole)?;
     let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
-    let start = start.max(len.saturating_sub(max_bytes)).max(first.min(len));
+    let mut start = start.max(len.saturating_sub(max_bytes)).max(first.min(len));
+    if let Some((s, e)) = hole {
+        if (s..e).contains(&start) {
+            start = e.min(len);
+        }
+    }
     f.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     f.take(len - start).read_to_end(&mut buf)?;
@@ -75,12 +111,28 @@ mod tests {
         let _ = fs::create_dir_all(&dir);
         let p = dir.join("log");
         fs::write(&p, "a\nb\nc\n").unwrap();
-        assert_eq!(tail_lines(&p, 2, u64::MAX).unwrap(), b"b\nc\n");
-        assert_eq!(tail_lines(&p, 9, u64::MAX).unwrap(), b"a\nb\nc\n");
-        assert_eq!(tail_lines(&p, 0, u64::MAX).unwrap(), b"");
+        assert_eq!(tail_lines(&p, 2, u64::MAX, None).unwrap(), b"b\nc\n");
+        assert_eq!(tail_lines(&p, 9, u64::MAX, None).unwrap(), b"a\nb\nc\n");
+        assert_eq!(tail_lines(&p, 0, u64::MAX, None).unwrap(), b"");
         fs::write(&p, "a\nno newline at the end").unwrap();
-        assert_eq!(tail_lines(&p, 1, u64::MAX).unwrap(), b"no newline at the end");
-        assert_eq!(tail_lines(&p, 1, 3).unwrap(), b"end");
+        assert_eq!(tail_lines(&p, 1, u64::MAX, None).unwrap(), b"no newline at the end");
+        assert_eq!(tail_lines(&p, 1, 3, None).unwrap(), b"end");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tail_never_reads_a_dropped_range_and_counts_it_as_one_line() {
+        let dir = std::env::temp_dir().join(format!("bgrun-hole-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let p = dir.join("log");
+        // "=== h\n", then 8 dropped bytes (zeros), then "cut\nx\ny\n".
+        fs::write(&p, b"=== h\n\0\0\0\0\0\0\0\0cut\nx\ny\n").unwrap();
+        let hole = Some((6, 14));
+        assert_eq!(tail_start(&p, 2, hole).unwrap(), 18, "within the kept output");
+        assert_eq!(tail_start(&p, 3, hole).unwrap(), 14, "the line cut by the hole");
+        assert_eq!(tail_start(&p, 4, hole).unwrap(), 6, "the marker: the hole's start");
+        assert_eq!(tail_start(&p, 5, hole).unwrap(), 0, "into the header");
+        assert_eq!(tail_lines(&p, 9, u64::MAX, hole).unwrap(), b"cut\nx\ny\n", "no zeros");
         let _ = fs::remove_dir_all(&dir);
     }
 }

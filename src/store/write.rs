@@ -3,7 +3,7 @@
 //! rename out of sight first. Each file has one writer; nothing is rewritten
 //! in place once it is visible (the log is only appended to).
 
-use super::end::{describe_end, human_duration, End};
+use super::end::{describe_end, human_duration, End, Usage};
 use super::job::{meta_bytes, read_job, Job, Meta, META_MAX};
 use super::read::disk_usage;
 use super::Store;
@@ -46,6 +46,17 @@ impl Store {
             );
             let log_path = dir.join("log");
             let mut log = open_new(&log_path, true)?;
+            if let Some(max) = meta.log_max {
+                super::cap::probe(&log).map_err(|e| {
+                    let why = io_err("", &self.root, e);
+                    let why = why.rsplit(": ").next().unwrap_or("unsupported");
+                    format!(
+                        "cannot cap the log at {} (--log-max, RUN_LOG_MAX): the filesystem of {} cannot punch holes in a file ({why})",
+                        super::human_bytes(max),
+                        self.root.display()
+                    )
+                })?;
+            }
             log.write_all(header.as_bytes()).map_err(|e| io_err("writing", &log_path, e))?;
             let status_path = dir.join(".status");
             let mut status = open_new(&status_path, false)?;
@@ -189,9 +200,9 @@ pub fn record_end(dir: &Path, status: &File, end: &End) -> Result<(), String> {
     Ok(())
 }
 
-/// Appends the footer to the log: on a line of its own, the end state and
-/// how long the job ran.
-pub fn write_footer(log: &File, log_path: &Path, end: &End, secs: f64) -> Result<(), String> {
+/// Appends the footer to the log: on a line of its own, the end state, how
+/// long the job ran and what it used.
+pub fn write_footer(log: &File, log_path: &Path, end: &End, secs: f64, usage: Option<&Usage>) -> Result<(), String> {
     let needs_newline = log
         .metadata()
         .ok()
@@ -202,10 +213,11 @@ pub fn write_footer(log: &File, log_path: &Path, end: &End, secs: f64) -> Result
         })
         .unwrap_or(false);
     let footer = format!(
-        "{}=== {} after {}, at {}\n",
+        "{}=== {} after {}, {}at {}\n",
         if needs_newline { "\n" } else { "" },
         describe_end(end),
         human_duration(secs),
+        usage.map(|u| format!("{}, ", u.describe())).unwrap_or_default(),
         end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
     );
     let mut log = log;
