@@ -78,15 +78,16 @@ pub fn tail_lines_after(
     let start = tail_start(path, n, hole)?;
     let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
-    let mut start = start.max(len.saturating_sub(max_bytes)).max(first.min(len));
-    if let Some((s, e)) = hole {
-        if (s..e).contains(&start) {
-            start = e.min(len);
-        }
+    let start = start.max(len.saturating_sub(max_bytes)).max(first.min(len));
+    let mut ranges = vec![(start, len)];
+    if let Some((s, e)) = hole.filter(|&(s, e)| start < e && s < e && e <= len) {
+        ranges = vec![(start, start.max(s)), (start.max(e), len)];
     }
-    f.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
-    f.take(len - start).read_to_end(&mut buf)?;
+    for (from, to) in ranges {
+        f.seek(SeekFrom::Start(from))?;
+        (&mut f).take(to - from).read_to_end(&mut buf)?;
+    }
     Ok(buf)
 }
 
@@ -132,7 +133,8 @@ mod tests {
         assert_eq!(tail_start(&p, 3, hole).unwrap(), 14, "the line cut by the hole");
         assert_eq!(tail_start(&p, 4, hole).unwrap(), 6, "the marker: the hole's start");
         assert_eq!(tail_start(&p, 5, hole).unwrap(), 0, "into the header");
-        assert_eq!(tail_lines(&p, 9, u64::MAX, hole).unwrap(), b"cut\nx\ny\n", "no zeros");
+        assert_eq!(tail_lines(&p, 9, u64::MAX, hole).unwrap(), b"=== h\ncut\nx\ny\n", "no zeros");
+        assert_eq!(tail_lines(&p, 4, u64::MAX, hole).unwrap(), b"cut\nx\ny\n");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,295 @@
+//! What a job used (peak memory, CPU time) and the cap on its log
+//! (`--log-max`), with real processes. The allocating and CPU-burning jobs
+//! are python3 one-liners (their figures are known); without python3 those
+//! tests say why they did not run.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(60);
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn have_python() -> bool {
+    let ok = std::process::Command::new("python3").arg("-c").arg("pass").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("not run: python3 is not installed (it makes the allocating and CPU-burning jobs)");
+    }
+    ok
+}
+
+/// Allocates and touches 200 MiB, then burns 1 s of CPU time.
+const ALLOC_AND_BURN: &str = "import time\n\
+b = bytearray(200 << 20)\n\
+for i in range(0, len(b), 4096): b[i] = 1\n\
+t = time.process_time()\n\
+while time.process_time() - t < 1.0: pass\n";
+
+fn peak_mib(j: &Value) -> f64 {
+    j["max_rss_kib"].as_f64().unwrap_or_else(|| panic!("no max_rss_kib: {j}")) / 1024.0
+}
+
+fn cpu_s(j: &Value) -> f64 {
+    let user = j["cpu_user_s"].as_f64().unwrap_or_else(|| panic!("no cpu_user_s: {j}"));
+    user + j["cpu_sys_s"].as_f64().unwrap_or_else(|| panic!("no cpu_sys_s: {j}"))
+}
+
+#[test]
+fn a_job_that_touches_200_mib_and_burns_1_s_shows_both_in_json_status_and_footer() {
+    if !have_python() {
+        return;
+    }
+    let env = Env::new();
+    let id = env.start(&["--name", "alloc", "python3", "-c", ALLOC_AND_BURN]);
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "done", "{j}");
+    let peak = peak_mib(&j);
+    assert!((200.0..=220.0).contains(&peak), "peak {peak:.1} MiB, not within 10 % of 200 MiB: {j}");
+    let cpu = cpu_s(&j);
+    assert!((0.95..=1.6).contains(&cpu), "CPU {cpu:.2} s for a job that burned 1 s: {j}");
+
+    let status = stdout(&env.run("job", &["status", &id]));
+    let memory = status.lines().find(|l| l.trim_start().starts_with("memory ")).expect("a memory line");
+    assert!(memory.contains(" MiB peak"), "{status}");
+    assert!(status.lines().any(|l| l.trim_start().starts_with("cpu ") && l.contains("user ")), "{status}");
+    let footer = env.log(&id).lines().last().unwrap_or_default().to_string();
+    assert!(
+        footer.starts_with("=== done (exit 0) after ") && footer.contains(", peak 2") && footer.contains(" MiB, CPU "),
+        "{footer}"
+    );
+    let listed = stdout(&env.run("runs", &[]));
+    assert!(listed.lines().any(|l| l.contains(&id) && l.contains(" 2") && l.contains("M  python3")), "{listed}");
+}
+
+#[test]
+fn an_escaped_grandchilds_memory_and_cpu_count_when_it_ended_before_the_job() {
+    if !have_python() {
+        return;
+    }
+    let env = Env::new();
+    let script = env.root.join("burn.py");
+    write(&script, ALLOC_AND_BURN);
+    let pidfile = env.root.join("grandchild.pid");
+    // The grandchild leaves the job's session (setsid) and its parent
+    // exits at once, so it is re-parented to the watcher; the job then
+    // waits until it has ended (a zombie, or reaped).
+    let cmd = format!(
+        "(setsid python3 {s} & echo $! > {p}); g=$(cat {p}); \
+         while [ -e /proc/$g ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$g/stat 2>/dev/null; do sleep 0.02; done",
+        s = script.display(),
+        p = pidfile.display()
+    );
+    let id = env.start(&[&cmd]);
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "done", "{j}");
+    let peak = peak_mib(&j);
+    assert!(peak >= 200.0, "peak {peak:.1} MiB: the grandchild's 200 MiB are missing: {j}");
+    let cpu = cpu_s(&j);
+    assert!(cpu >= 0.95, "CPU {cpu:.2} s: the grandchild's 1 s is missing: {j}");
+}
+
+/// Writes `mib` MiB of numbered 128-byte lines, one MiB at a time, 20 ms
+/// apart (about 40 MiB/s: a job that is chatty, not a disk benchmark).
+fn writer(mib: u32) -> String {
+    format!(
+        "import sys, time\n\
+         for c in range({mib}):\n\
+         \x20   sys.stdout.write(''.join('line %09d %s\\n' % (c * 8192 + i, 'x' * 113) for i in range(8192)))\n\
+         \x20   sys.stdout.flush()\n\
+         \x20   time.sleep(0.02)\n"
+    )
+}
+
+/// Checks a reader's output of a capped log: no NUL, the header first,
+/// numbered lines that only jump where a marker says output was dropped,
+/// and the last line and the footer at the end.
+fn check_capped_output(text: &[u8], last: u64) {
+    assert!(!text.contains(&0), "a NUL byte in the output");
+    let text = String::from_utf8_lossy(text);
+    let (mut prev, mut after_marker, mut markers) = (None::<u64>, false, 0);
+    for line in text.lines() {
+        if line.starts_with("=== bgrun: ") {
+            assert!(line.contains(" of output dropped here (--log-max 10.0 MiB)"), "{line}");
+            markers += 1;
+            after_marker = true;
+            continue;
+        }
+        let Some(n) = line.strip_prefix("line ").and_then(|l| l.get(..9)).and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        match prev {
+            Some(p) if !after_marker => assert_eq!(n, p + 1, "a gap with no marker before line {n}"),
+            Some(p) => assert!(n > p, "line {n} after line {p}"),
+            None => {}
+        }
+        prev = Some(n);
+        after_marker = false;
+    }
+    assert!(markers >= 1, "no marker where output was dropped");
+    assert_eq!(prev, Some(last), "the last line");
+    assert!(text.lines().last().is_some_and(|l| l.starts_with("=== done (exit 0)")), "no footer");
+}
+
+#[test]
+fn a_job_writing_200_mib_under_log_max_10m_stays_within_the_bound_and_readers_see_a_marker() {
+    if !have_python() {
+        return;
+    }
+    let env = Env::new();
+    let gate = env.root.join("gate");
+    let script = env.root.join("write.py");
+    write(&script, &writer(200));
+    let cmd = format!("while [ ! -e {g} ]; do sleep 0.02; done; python3 {s}", g = gate.display(), s = script.display());
+    let id = env.start(&["--log-max", "10M", &cmd]);
+    // A follower started before the cap hits, and slow: its pipe is read
+    // only once the job has ended, so the output it has not read yet is
+    // dropped under it meanwhile.
+    let mut follower = env.cmd("runlog").arg(&id).stdout(Stdio::piped()).spawn().expect("starting runlog");
+    let mut pipe = follower.stdout.take().expect("runlog's stdout");
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let _ = wait_go.recv();
+        let mut all = Vec::new();
+        let _ = pipe.read_to_end(&mut all);
+        all
+    });
+    write(&gate, "");
+
+    // Disk use, sampled while it runs: the cap, plus what the job writes
+    // in a few ticks of 50 ms (at most 2 MiB each at this pace).
+    let log = env.job_dir(&id).join("log");
+    let bound = 10 * 1024 * 1024 + 8 * 1024 * 1024;
+    let (mut most, mut samples) = (0, 0);
+    wait_until(SOON, "the job to end", || {
+        let used = std::fs::metadata(&log).map_or(0, |m| m.blocks() * 512);
+        most = most.max(used);
+        samples += 1;
+        env.job_dir(&id).join("status").exists()
+    });
+    assert!(samples > 20, "only {samples} samples");
+    assert!(most <= bound, "the log took {:.1} MiB on disk (bound {:.1} MiB)", most as f64 / MIB, bound as f64 / MIB);
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(j["log_max"], 10 << 20);
+    let written = j["log_bytes"].as_u64().expect("log_bytes");
+    assert!(written >= 200 << 20, "log_bytes {written}");
+
+    let last = 200 * 8192 - 1;
+    let _ = go.send(());
+    let followed = reader.join().expect("the reading thread");
+    let status = follower.wait().expect("waiting for runlog");
+    assert!(status.success(), "runlog exited with {status}");
+    check_capped_output(&followed, last);
+
+    let whole = env.run("runlog", &[&id, "--no-follow"]);
+    check_capped_output(&whole.stdout, last);
+    let text = stdout(&whole);
+    assert!(text.lines().nth(3).is_some_and(|l| l.starts_with("=== bgrun: ")), "the marker after the header");
+    assert!(whole.stdout.len() < 11 << 20, "runlog printed {} bytes", whole.stdout.len());
+
+    let tail = stdout(&env.run("runlog", &[&id, "--tail", "3"]));
+    let lines: Vec<&str> = tail.lines().collect();
+    assert_eq!(lines.len(), 3, "{tail}");
+    assert!(lines[0].starts_with(&format!("line {:09} ", last - 1)), "{tail}");
+    assert!(lines[1].starts_with(&format!("line {last:09} ")), "{tail}");
+    assert!(lines[2].starts_with("=== done (exit 0)"), "{tail}");
+
+    let status = env.run("job", &["status", &id, "--json"]);
+    let v: Value = serde_json::from_slice(&status.stdout).expect("job status --json");
+    let dropped = v["log_dropped"].as_u64().expect("log_dropped");
+    let size = v["log_size"].as_u64().expect("log_size");
+    assert!(dropped > 180 << 20 && size <= 10 << 20, "dropped {dropped}, kept {size}");
+}
+
+#[test]
+fn log_max_and_run_log_max_take_binary_sizes_and_refuse_bad_ones_naming_the_source() {
+    let env = Env::new();
+    let out = env.cmd("run").args(["--log-max", "5x", "true"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--log-max") && stderr(&out).contains("'5x' is not a size"), "{}", stderr(&out));
+    let out = env.cmd("job").args(["run", "--log-max", "1K", "true"]).output().expect("job run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--log-max") && stderr(&out).contains("too small"), "{}", stderr(&out));
+    let out = env.cmd("run").env("RUN_LOG_MAX", "lots").args(["true"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.starts_with("run: RUN_LOG_MAX: 'lots' is not a size") && err.lines().count() == 1, "{err}");
+    assert!(!env.store.exists() || std::fs::read_dir(&env.store).map_or(0, |d| d.count()) == 0, "something started");
+
+    let out = env.cmd("run").env("RUN_LOG_MAX", "1M").args(["--name", "dflt", "true"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out =
+        env.cmd("job").env("RUN_LOG_MAX", "1M").args(["run", "--name", "none", "--log-max", "0", "true"]).output();
+    assert!(out.expect("job run").status.success());
+    let jobs = env.jobs();
+    let by = |name: &str| jobs.iter().find(|j| j["name"] == name).unwrap_or_else(|| panic!("no job {name}")).clone();
+    assert_eq!(by("dflt")["log_max"], 1 << 20, "RUN_LOG_MAX is the default");
+    assert!(by("none")["log_max"].is_null(), "--log-max 0 is no cap");
+}
+
+/// Runs `script` as root of a new user and mount namespace (which
+/// never changes the host), with this test's binaries on PATH; None when
+/// the kernel refuses such namespaces.
+fn in_namespace(env: &Env, script: &str) -> Option<std::process::Output> {
+    let bins = bin("run").parent().expect("the binaries' directory").to_path_buf();
+    let path = format!("{}:{}", bins.display(), std::env::var("PATH").unwrap_or_default());
+    let probe = env.tool("unshare").args(["--user", "--map-root-user", "--mount", "true"]).output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        let why = probe.map_or_else(|e| e.to_string(), |o| stderr(&o));
+        eprintln!("not run: no user and mount namespace here (unshare: {})", why.trim());
+        return None;
+    }
+    let out = env
+        .tool("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-eu", "-c", script])
+        .env("PATH", path)
+        .output()
+        .expect("running unshare");
+    Some(out)
+}
+
+#[test]
+fn a_filesystem_that_cannot_punch_holes_is_refused_at_launch_and_tmpfs_is_capped() {
+    let env = Env::new();
+    let mnt = env.root.join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    // ramfs has no fallocate at all; tmpfs punches holes (but cannot
+    // collapse a range, which bgrun does not need).
+    let script = format!(
+        r#"
+mount -t ramfs none {m}
+export RUN_DIR={m}/store
+alive() {{ [ -e /proc/$1 ] && ! grep -q ') Z' /proc/$1/stat; }}
+if run --log-max 1M true 2> {m}/err; then echo "ramfs: started"; else echo "ramfs: exit $?"; fi
+echo "ramfs stderr: $(cat {m}/err)"
+echo "ramfs jobs: $(ls -A {m}/store | wc -l)"
+umount {m}
+mount -t tmpfs none {m}
+id=$(run --log-max 1M sh -c 'i=0; while [ $i -lt 40 ]; do head -c 1048576 /dev/zero | tr "\0" "x"; echo; sleep 0.02; i=$((i+1)); done; echo last' | cut -d' ' -f1)
+w=$(sed -n 's/.*"watcher_pid": \([0-9]*\).*/\1/p' {m}/store/$id/meta.json)
+while alive $w; do sleep 0.05; done
+echo "tmpfs status: $(cat {m}/store/$id/status | cut -d' ' -f1)"
+echo "tmpfs blocks: $(stat -c %b {m}/store/$id/log)"
+echo "tmpfs tail: $(runlog --no-follow --tail 2 $id | head -1)"
+echo "tmpfs marker: $(runlog --no-follow $id | grep -c '^=== bgrun: .* dropped here')"
+"#,
+        m = mnt.display()
+    );
+    let Some(out) = in_namespace(&env, &script) else { return };
+    let text = stdout(&out);
+    assert!(out.status.success(), "the namespace script failed: {text}{}", stderr(&out));
+    assert!(text.contains("ramfs: exit 1\n"), "{text}");
+    assert!(text.contains("cannot cap the log at 1.0 MiB (--log-max, RUN_LOG_MAX)"), "{text}");
+    assert!(text.contains("ramfs jobs: 0\n"), "{text}");
+    assert!(text.contains("tmpfs status: done\n"), "{text}");
+    let blocks: u64 =
+        text.lines().find_map(|l| l.strip_prefix("tmpfs blocks: ")).and_then(|b| b.parse().ok()).expect("blocks");
+    assert!(blocks * 512 <= 1 << 20, "{blocks} blocks on tmpfs: {text}");
+    assert!(text.contains("tmpfs tail: last\n"), "{text}");
+    assert!(text.contains("tmpfs marker: 1\n"), "{text}");
+}
