@@ -292,6 +292,8 @@ fn a_finished_job_posts_one_json_message_to_the_server_root() {
     assert_eq!(lines[0], "true", "the body starts with the command: {message}");
     let duration = lines.iter().find_map(|l| l.strip_prefix("Duration: ")).expect("a duration line");
     assert!(is_human_duration(duration), "duration '{duration}' in {message}");
+    let used = lines.iter().find_map(|l| l.strip_prefix("Used: peak ")).expect("a line of what the job used");
+    assert!(used.contains(" KiB, CPU ") || used.contains(" MiB, CPU "), "'{used}' in {message}");
     assert!(lines.contains(&format!("Host: {host}").as_str()), "{message}");
     assert!(lines.contains(&format!("Job: {id}").as_str()), "{message}");
 }

@@ -9,7 +9,7 @@
 //! │   ├── pid          the job's pid (appears with the job)
 //! │   ├── status       "STATE exit|signal N ENDED_AT" (appears when it ends)
 //! │   ├── notified     ntfy outcome: "sent" or "failed: REASON"
-//! │   ├── dropped      "START END": the log's range freed by --log-max (see `cap`)
+//! │   ├── dropped      "START END": the log's range dropped by --log-max
 //! │   └── stop         a stop request: "term" or "kill"
 //! ├── NAME_TS.log/.pid a job of the old run scripts: listed, shown, removed
 //! ├── .new-*           a job being made: hidden, renamed into place whole
