@@ -146,13 +146,16 @@ fn supervise(
     // While ending: the state to record, when to send SIGKILL, and when the
     // SIGKILL went out.
     let mut ending: Option<(State, Instant, Option<Instant>)> = None;
-    let mut next_check = Instant::now();
+    let (mut next_check, mut cap_failed) = (Instant::now(), false);
     loop {
         if let Some(c) = cap.as_deref_mut().filter(|_| Instant::now() >= next_check) {
             next_check = Instant::now() + store::CAP_TICK;
+            // Tried again every tick (a full disk may clear); said once.
             if let Err(e) = c.check(log, dir) {
-                let _ = store::append_note(log, &dir.join("log"), &format!("{e}; the log is no longer capped"));
-                cap = None;
+                if !cap_failed {
+                    let _ = store::append_note(log, &dir.join("log"), &format!("{e}; trying again"));
+                }
+                cap_failed = true;
             }
         }
         if let Some(o) = outcome {

@@ -1,4 +1,5 @@
-//! Processes: the only home of nix (but for one `openat` in `files`),
+//! Processes: the only home of nix (but for one `openat` in `files` and
+//! one `fallocate` in `store::cap`),
 //! `unsafe`, fork/setsid/exec, signals and liveness. This file: what /proc
 //! says of a process, liveness, names, finding executables, and signalling
 //! a job's tree; `spawn`: detaching the watcher and forking the job.

@@ -83,7 +83,9 @@ impl Cap {
 
     /// If the log takes more than the cap, drops its oldest output (after
     /// the header) so that the newest 7/8 of the cap remain: the record
-    /// first, then the hole.
+    /// first, then the hole. Nothing is punched that is not recorded (a
+    /// record that cannot be written, on a full disk, means no punch: a
+    /// reader would show zeros); a failed punch is tried again next time.
     pub fn check(&mut self, log: &File, dir: &Path) -> Result<(), String> {
         let m = log.metadata().map_err(|e| format!("the log cap: {e}"))?;
         if m.blocks() * 512 <= self.max {
