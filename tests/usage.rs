@@ -22,6 +22,27 @@ for i in range(0, len(b), 4096): b[i] = 1\n\
 t = time.process_time()\n\
 while time.process_time() - t < 1.0: pass\n";
 
+/// Waits until the job has ended and what it used is recorded: in
+/// `meta.json`, a moment after its end is visible (status first).
+fn wait_used(env: &Env, id: &str) -> Value {
+    env.wait_ended(id, SOON);
+    let mut j = Value::Null;
+    wait_until(SOON, "what the job used in meta.json", || {
+        j = env.job(id);
+        !j["max_rss_kib"].is_null()
+    });
+    j
+}
+
+/// Waits until the job's watcher has exited: its last trim of a capped
+/// log comes after meta.json.
+fn wait_watcher_gone(env: &Env, id: &str) {
+    let meta = std::fs::read(env.job_dir(id).join("meta.json")).expect("reading meta.json");
+    let meta: Value = serde_json::from_slice(&meta).expect("meta.json is JSON");
+    let watcher = meta["watcher_pid"].as_i64().expect("a watcher pid");
+    wait_until(SOON, "the watcher to exit", || !pid_alive(watcher));
+}
+
 fn peak_mib(j: &Value) -> f64 {
     j["max_rss_kib"].as_f64().unwrap_or_else(|| panic!("no max_rss_kib: {j}")) / 1024.0
 }
@@ -38,7 +59,7 @@ fn a_job_that_touches_200_mib_and_burns_1_s_shows_both_in_json_status_and_footer
     }
     let env = Env::new();
     let id = env.start(&["--name", "alloc", "python3", "-c", ALLOC_AND_BURN]);
-    let j = env.wait_ended(&id, SOON);
+    let j = wait_used(&env, &id);
     assert_eq!(j["state"], "done", "{j}");
     let peak = peak_mib(&j);
     assert!((200.0..=220.0).contains(&peak), "peak {peak:.1} MiB, not within 10 % of 200 MiB: {j}");
@@ -77,7 +98,7 @@ fn an_escaped_grandchilds_memory_and_cpu_count_when_it_ended_before_the_job() {
         p = pidfile.display()
     );
     let id = env.start(&[&cmd]);
-    let j = env.wait_ended(&id, SOON);
+    let j = wait_used(&env, &id);
     assert_eq!(j["state"], "done", "{j}");
     let peak = peak_mib(&j);
     assert!(peak >= 200.0, "peak {peak:.1} MiB: the grandchild's 200 MiB are missing: {j}");
@@ -166,7 +187,8 @@ fn a_job_writing_200_mib_under_log_max_10m_stays_within_the_bound_and_readers_se
     });
     assert!(samples > 20, "only {samples} samples");
     assert!(most <= bound, "the log took {:.1} MiB on disk (bound {:.1} MiB)", most as f64 / MIB, bound as f64 / MIB);
-    let j = env.wait_ended(&id, SOON);
+    let j = wait_used(&env, &id);
+    wait_watcher_gone(&env, &id);
     assert_eq!(j["state"], "done", "{j}");
     assert_eq!(j["log_max"], 10 << 20);
     let written = j["log_bytes"].as_u64().expect("log_bytes");
@@ -277,12 +299,7 @@ fn a_filesystem_that_cannot_punch_holes_is_refused_at_launch_and_tmpfs_is_capped
     let id = env.start(&["--log-max", "1M", cmd]);
     let j = env.wait_ended(&id, SOON);
     assert_eq!(j["state"], "done", "{j}");
-    let watcher =
-        serde_json::from_slice::<Value>(&std::fs::read(env.job_dir(&id).join("meta.json")).expect("meta.json"))
-            .expect("meta.json is JSON")["watcher_pid"]
-            .as_i64()
-            .expect("a watcher pid");
-    wait_until(SOON, "the watcher to exit", || !pid_alive(watcher));
+    wait_watcher_gone(&env, &id);
     let blocks = std::fs::metadata(env.job_dir(&id).join("log")).expect("the log").blocks();
     assert!(blocks * 512 <= 1 << 20, "the log takes {blocks} blocks on tmpfs");
     let tail = stdout(&env.run("runlog", &[&id, "--no-follow", "--tail", "2"]));
