@@ -328,5 +328,6 @@ fn job_status_json_has_the_keys_of_runs_json_in_the_same_order_then_log_size() {
     let mut want = top_keys(&listing, "    ");
     assert!(want.len() > 10, "{listing}");
     want.push("log_size".into());
+    want.push("log_dropped".into());
     assert_eq!(top_keys(&status, "  "), want, "{status}");
 }

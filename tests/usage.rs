@@ -310,3 +310,29 @@ fn a_filesystem_that_cannot_punch_holes_is_refused_at_launch_and_tmpfs_is_capped
     drop(tmp);
     drop(ram);
 }
+
+#[test]
+fn job_logs_of_several_capped_jobs_shows_each_marker_and_no_nul() {
+    let env = Env::new();
+    // 3 MiB of numbered lines each, under a 256 KiB cap.
+    let cmd = "i=0; while [ $i -lt 30000 ]; do printf 'line %09d %090d\\n' $i 0; i=$((i+1)); done; echo last";
+    let ids: Vec<String> =
+        ["a", "b"].iter().map(|n| env.start(&["--name", n, "--log-max", "256K", "sh", "-c", cmd])).collect();
+    for id in &ids {
+        wait_used(&env, id);
+        wait_watcher_gone(&env, id);
+        assert!(env.job_dir(id).join("dropped").exists(), "{id}: nothing was dropped");
+    }
+    let out = env.run("job", &["logs", &ids[0], &ids[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!out.stdout.contains(&0), "a NUL byte in job logs' output");
+    let text = stdout(&out);
+    for name in ["a", "b"] {
+        let lines: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix(&format!("{name} | "))).collect();
+        let markers = lines.iter().filter(|l| l.starts_with("=== bgrun: ")).count();
+        assert_eq!(markers, 1, "{name}: {markers} markers");
+        assert!(lines.contains(&"last"), "{name}: no last line");
+        let tail = stdout(&env.run("job", &["logs", &ids[0], &ids[1], "--tail", "2"]));
+        assert!(tail.contains(&format!("{name} | last\n")), "{tail}");
+    }
+}
