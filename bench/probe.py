@@ -17,6 +17,8 @@ Usage (from run.sh; the environment gives BIN, RES, TMP and the token):
   probe.py visible | poll | wake N
   probe.py throughput BYTES ROUNDS
   probe.py memory JOBS
+  probe.py qdelay N                      queues: a slot freed → the next job's start
+  probe.py qflow JOBS STORE              queues: JOBS `true` through 2 slots
   probe.py stop-bgrun STORE              kill the store's running jobs
   probe.py reap                          kill every process of this run
   probe.py save KEY UNIT VALUE...        record figures measured elsewhere
@@ -502,6 +504,114 @@ def memory(jobs):
         json.dump(breakdown, f)
 
 
+# --- queues (issue 14) ------------------------------------------------------------
+
+
+def have(tool):
+    return shutil.which(tool) is not None
+
+
+def pueue_env(tag):
+    """A private pueue daemon's environment (its own config and directory),
+    started if needed; None when pueue is not installed."""
+    if not (have("pueue") and have("pueued")):
+        return None
+    d = os.path.join(TMP, f"pueue-{tag}")
+    cfg = os.path.join(d, "pueue.yml")
+    env = env_with(PUEUE_CONFIG_PATH=cfg)
+    if not os.path.exists(cfg):
+        os.makedirs(d, exist_ok=True)
+        with open(cfg, "w") as f:
+            f.write(f"shared:\n  pueue_directory: {d}\n  runtime_directory: {d}\n  use_unix_socket: true\n"
+                    f"  unix_socket_path: {d}/pueue.sock\n")
+        run(["pueued", "-d", "-c", cfg], env)
+        end = time.monotonic() + DEADLINE
+        while subprocess.run(["pueue", "-c", cfg, "status"], env=env, capture_output=True).returncode != 0:
+            if time.monotonic() > end:
+                raise SystemExit("probe: pueued did not start")
+            time.sleep(0.05)
+    return env, cfg
+
+
+def qdelay(n):
+    """From the end of a queue's running job (its own exit stamp) to the
+    start of the next (the next job's own start stamp), in a queue of one
+    slot: bgrun, nq (one queue directory per sample), tsp -S 1, pueue
+    (parallel 1) where installed."""
+    store = os.path.join(TMP, "store-qdelay")
+    pue = pueue_env("qdelay")
+    tools = ["bgrun", "nq", "tsp"] + (["pueue"] if pue else [])
+    res = {t: [] for t in tools}
+    sock = os.path.join(TMP, "tsp-qdelay.sock")
+    run(["tsp", "-S", "1"], env_with(TS_SOCKET=sock))
+    if pue:
+        run(["pueue", "-c", pue[1], "parallel", "1"], pue[0])
+    for i in range(n):
+        for tool in tools:
+            first, t1 = stamped_job("q1" + tool, 0.2)
+            t2 = os.path.join(TMP, f"start-{tool}-{time.monotonic_ns()}")
+            second = ["bash", "-c", 'echo $EPOCHREALTIME > "$1"', "bench", t2]
+            if tool == "bgrun":
+                for argv in (first, second):
+                    launch_bgrun(["-q", "d"] + argv, store)
+            elif tool == "nq":
+                nqdir = os.path.join(TMP, f"nq-qdelay-{i}")
+                os.makedirs(nqdir, exist_ok=True)
+                for argv in (first, second):
+                    launch_nq(argv, nqdir)
+            elif tool == "tsp":
+                for argv in (first, second):
+                    out(["tsp"] + argv, env_with(TS_SOCKET=sock))
+            else:
+                for argv in (first, second):
+                    out(["pueue", "-c", pue[1], "add", "--"] + argv, pue[0])
+            res[tool].append((exit_stamp(t2) - exit_stamp(t1)) * 1000)
+    for tool, samples in res.items():
+        save(f"queue.delay.{tool}", "ms", samples)
+
+
+def qflow(jobs, store):
+    """JOBS `true` jobs through a queue of two slots, from the first launch
+    to the last end, in jobs per second; bgrun's store already holds the
+    ended jobs it was given. tsp -S 2, pueue parallel 2, and nq (one slot:
+    it has no slots)."""
+    def timed(launch, wait):
+        t0 = time.monotonic()
+        for _ in range(jobs):
+            launch()
+        wait()
+        return jobs / (time.monotonic() - t0)
+
+    env = env_with(RUN_DIR=store)
+    run([bgrun("job"), "queue", "flow", "--slots", "2"], env)
+    ids = []
+
+    def bg_launch():
+        ids.append(out([bgrun("run"), "-q", "flow", "true"], env).split()[0])
+
+    def bg_wait():
+        run([bgrun("job"), "wait", "--timeout", "10m"] + ids, env, stdout=subprocess.DEVNULL, seconds=900)
+
+    save("queue.flow.bgrun", "jobs/s", [timed(bg_launch, bg_wait)], f"{jobs} jobs")
+    sock = os.path.join(TMP, "tsp-flow.sock")
+    tenv = env_with(TS_SOCKET=sock)
+    run(["tsp", "-S", "2"], tenv)
+    save("queue.flow.tsp", "jobs/s",
+         [timed(lambda: out(["tsp", "true"], tenv), lambda: run(["tsp", "-w"], tenv, seconds=900))], f"{jobs} jobs")
+    nqdir = os.path.join(TMP, "nq-flow")
+    os.makedirs(nqdir, exist_ok=True)
+    nenv = env_with(NQDIR=nqdir)
+    save("queue.flow.nq", "jobs/s",
+         [timed(lambda: out(["nq", "true"], nenv), lambda: run(["nq", "-w"], nenv, seconds=900))], f"{jobs} jobs")
+    pue = pueue_env("flow")
+    if pue:
+        penv, cfg = pue
+        run(["pueue", "-c", cfg, "parallel", "2"], penv)
+        save("queue.flow.pueue", "jobs/s",
+             [timed(lambda: out(["pueue", "-c", cfg, "add", "--", "true"], penv),
+                    lambda: run(["pueue", "-c", cfg, "wait"], penv, seconds=900))], f"{jobs} jobs")
+
+
 def stop_bgrun(store):
     """Kills the running jobs of a store (their watchers then record it)."""
     if not os.path.isdir(store):
@@ -515,6 +625,8 @@ def stop_bgrun(store):
             with open(os.path.join(d, "meta.json")) as f:
                 pid = json.load(f)["pid"]
         except (OSError, ValueError, KeyError):
+            continue
+        if pid is None:  # queued: no process
             continue
         kill_group(pid)
         pending.append(d)
@@ -671,6 +783,25 @@ def table(dest):
         "≤ 1.05×", ratio_below(1.05 + 1e-9))
     row("6 Output", f"{label} through nq", "out.nq", "straight to a file", "out.plain")
     row("6 Output", f"{label} through tsp", "out.tsp", "straight to a file", "out.plain")
+    row("8 Queues", "`run -q Q true`, queue paused (queueing alone)", "queue.launch_paused", "`run true`",
+        "queue.run_true", "≤ `run true`", ratio_below(1 + 1e-9))
+    row("8 Queues", "`run -q Q true`, a free slot (starts at once)", "queue.launch_free", "`run true`",
+        "queue.run_true", "≤ `run true`", ratio_below(1 + 1e-9))
+    row("8 Queues", "`run -q Q true` (free slot) vs `nq true`", "queue.launch_free", "`nq true`", "queue.nq")
+    row("8 Queues", "`run -q Q true` (free slot) vs `tsp true` (-S 2)", "queue.launch_free", "`tsp true`", "queue.tsp")
+    row("8 Queues", "`run -q Q true` (free slot) vs `pueue add true`", "queue.launch_free", "`pueue add`",
+        "queue.pueue")
+    row("8 Queues", "slot freed → next job started (1 slot)", "queue.delay.bgrun", "nq", "queue.delay.nq",
+        "< 5 ms", below(5, "ms"))
+    row("8 Queues", "slot freed → next job started, vs tsp -S 1", "queue.delay.bgrun", "tsp", "queue.delay.tsp")
+    row("8 Queues", "slot freed → next job started, vs pueue", "queue.delay.bgrun", "pueue", "queue.delay.pueue")
+    flow = load("queue.flow.bgrun")
+    jobs_note = f" ({flow['note']})" if flow and flow["note"] else ""
+    row("8 Queues", f"`true` jobs through 2 slots, ended jobs in the store, jobs/s{jobs_note}", "queue.flow.bgrun",
+        "tsp -S 2", "queue.flow.tsp", "ahead of tsp",
+        lambda _a, _b, r: "" if r is None else ("met" if r > 1 else f"**missed**: {r:.2f}× tsp's rate"))
+    row("8 Queues", "the same vs nq (one slot: it has no slots)", "queue.flow.bgrun", "nq", "queue.flow.nq")
+    row("8 Queues", "the same vs pueue (parallel 2)", "queue.flow.bgrun", "pueue", "queue.flow.pueue")
     row("7 Binary", "release size of `run` (= runs, runrm, job)", "bin.run")
     row("7 Binary", "release size of `runlog` (links skim)", "bin.runlog")
     row("7 Binary", "clean release build (`cargo build --release --locked`)", "build.time")
@@ -709,6 +840,10 @@ def main(argv):
         throughput(int(args[0]), int(args[1]))
     elif cmd == "memory":
         memory(int(args[0]))
+    elif cmd == "qdelay":
+        qdelay(int(args[0]))
+    elif cmd == "qflow":
+        qflow(int(args[0]), args[1])
     elif cmd == "stop-bgrun":
         stop_bgrun(args[0])
     elif cmd == "reap":

@@ -3,7 +3,7 @@
 # peers (nq, task-spooler), all measured in the same run, since the machines
 # are shared and noisy and only same-run ratios mean something.
 #
-#   bash bench/run.sh [--quick] [--no-build-time]
+#   bash bench/run.sh [--quick] [--no-build-time] [--queue-only]
 #
 # It installs what it lacks (apt-get: hyperfine, nq, task-spooler, time,
 # python3), builds the release binaries, measures in a temporary directory
@@ -15,6 +15,8 @@
 # --quick: fewer runs, no 10,000-job store, 64 MiB instead of 1 GiB of
 # output, no build time (for working on the benchmark itself).
 # --no-build-time: skip the clean release build (2 to 6 minutes here).
+# --queue-only: only section 8, queues (with --quick: a smoke run of it).
+# pueue is measured beside them where it is installed (not from apt).
 #
 # Every process it starts carries BGRUN_BENCH_TOKEN in its environment; on
 # exit (or Ctrl-C) those, and only those, are killed and the temporary
@@ -23,13 +25,14 @@
 # 6 minutes between two full runs, since each deletes a 10,000-job store.
 set -euo pipefail
 
-quick=0 build_time=1 args="$*"
+quick=0 build_time=1 queue_only=0 args="$*"
 for arg in "$@"; do
     case $arg in
     --quick) quick=1 build_time=0 ;;
     --no-build-time) build_time=0 ;;
+    --queue-only) queue_only=1 build_time=0 ;;
     -h | --help)
-        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -88,9 +91,9 @@ mkdir -p "$NQDIR"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if ((quick)); then
-    RUNS=30 WARM=5 SAMPLES=8 LIST_SIZES=(100 1000) BIG=1000 OUT_BYTES=$((64 << 20)) OUT_ROUNDS=2
+    RUNS=30 WARM=5 SAMPLES=8 LIST_SIZES=(100 1000) BIG=1000 OUT_BYTES=$((64 << 20)) OUT_ROUNDS=2 FLOW=200
 else
-    RUNS=300 WARM=20 SAMPLES=25 LIST_SIZES=(100 1000 10000) BIG=10000 OUT_BYTES=$((1 << 30)) OUT_ROUNDS=10
+    RUNS=300 WARM=20 SAMPLES=25 LIST_SIZES=(100 1000 10000) BIG=10000 OUT_BYTES=$((1 << 30)) OUT_ROUNDS=10 FLOW=2000
 fi
 
 # hf KEY RUNS WARMUP COMMAND: one hyperfine measurement without a shell (-N),
@@ -112,6 +115,23 @@ settle() {
     tsp -C >/dev/null 2>&1 || true
 }
 
+# A store of four real finished jobs (done and failed), copied to make big
+# stores (sections 4 and 8).
+tmpl=$TMP/store-template
+template() {
+    [[ -d $tmpl ]] && return
+    {
+        RUN_DIR=$tmpl "$BIN/run" true
+        RUN_DIR=$tmpl "$BIN/run" false
+        RUN_DIR=$tmpl "$BIN/run" echo hello
+        RUN_DIR=$tmpl "$BIN/run" 'echo out; echo err >&2; exit 3'
+    } >/dev/null
+    # shellcheck disable=SC2046 # one word per id
+    RUN_DIR=$tmpl timeout 60 "$BIN/job" wait $(RUN_DIR=$tmpl "$BIN/runs" --json |
+        python3 -c 'import json, sys; print(" ".join(j["id"] for j in json.load(sys.stdin)))') 2>/dev/null || true
+}
+
+if ((!queue_only)); then
 # --- 1. launch ------------------------------------------------------------------
 step "1 launch: nohup, nq, tsp, run true, run sleep 60 ($RUNS runs each)"
 hf launch.floor "$RUNS" "$WARM" "sh -c 'nohup true >/dev/null 2>&1 &'"
@@ -156,16 +176,7 @@ RUN_DIR=$TMP/store-wake hf wake.status "$((RUNS / 3))" "$WARM" "'$BIN/job' statu
 
 # --- 4. listing, and launching into a big store ---------------------------------------------------
 step "4 listing: stores of ${LIST_SIZES[*]} finished jobs"
-tmpl=$TMP/store-template
-{
-    RUN_DIR=$tmpl "$BIN/run" true
-    RUN_DIR=$tmpl "$BIN/run" false
-    RUN_DIR=$tmpl "$BIN/run" echo hello
-    RUN_DIR=$tmpl "$BIN/run" 'echo out; echo err >&2; exit 3'
-} >/dev/null
-# shellcheck disable=SC2046 # one word per id
-RUN_DIR=$tmpl timeout 60 "$BIN/job" wait $(RUN_DIR=$tmpl "$BIN/runs" --json |
-    python3 -c 'import json, sys; print(" ".join(j["id"] for j in json.load(sys.stdin)))') 2>/dev/null || true
+template
 for n in "${LIST_SIZES[@]}"; do
     probe mkstore "$tmpl" "$TMP/store-$n" "$n"
     runs=$((n >= 10000 ? RUNS / 10 : RUNS / 3))
@@ -207,6 +218,36 @@ if ((build_time)); then
     python3 "$PROBE" save build.time s "$secs"
     rm -rf "$TMP/target"
 fi
+
+fi
+
+# --- 8. queues (issue 14) ------------------------------------------------------------
+step "8 queues: launching into one, the next start, $FLOW jobs through 2 slots"
+qs=$TMP/store-queue
+RUN_DIR=$qs "$BIN/job" queue paused --pause >/dev/null
+RUN_DIR=$qs "$BIN/job" queue wide --slots 1024 >/dev/null
+RUN_DIR=$TMP/store-queue-plain hf queue.run_true "$RUNS" "$WARM" "'$BIN/run' true"
+RUN_DIR=$qs hf queue.launch_paused "$RUNS" "$WARM" "'$BIN/run' -q paused true"
+RUN_DIR=$qs hf queue.launch_free "$RUNS" "$WARM" "'$BIN/run' -q wide true"
+mkdir -p "$TMP/nq-queue"
+NQDIR=$TMP/nq-queue hf queue.nq "$RUNS" "$WARM" "nq true"
+NQDIR=$TMP/nq-queue timeout 120 nq -w >/dev/null 2>&1 || true
+TS_SOCKET=$TMP/tsp-queue.sock tsp -S 2 >/dev/null
+TS_SOCKET=$TMP/tsp-queue.sock hf queue.tsp "$RUNS" "$WARM" "tsp true"
+TS_SOCKET=$TMP/tsp-queue.sock timeout 120 tsp -w >/dev/null 2>&1 || true
+if command -v pueue >/dev/null && command -v pueued >/dev/null; then
+    probe qdelay 0 # starts the private pueue daemon
+    PUEUE_CONFIG_PATH=$TMP/pueue-qdelay/pueue.yml hf queue.pueue "$RUNS" "$WARM" \
+        "pueue -c $TMP/pueue-qdelay/pueue.yml add -- true"
+fi
+probe qdelay "$SAMPLES"
+template
+probe mkstore "$tmpl" "$TMP/store-flow" "$BIG"
+probe qflow "$FLOW" "$TMP/store-flow"
+for p in "$TMP"/pueue-*/pueue.yml; do
+    [[ -f $p ]] && PUEUE_CONFIG_PATH=$p timeout 10 pueue -c "$p" shutdown >/dev/null 2>&1
+done
+true
 
 # --- the table -------------------------------------------------------------------------------
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -261,6 +302,14 @@ How each figure is made (bench/run.sh, bench/probe.py):
    command with stdout opened straight on a file; the order rotates per round.
 7. Binary: stripped release sizes; a clean release build in an empty target
    directory (one sample, on a machine shared with other builds).
+8. Queues: hyperfine of `run -q Q true` into a paused queue (queueing
+   alone) and into a queue with free slots (queued, then started at once),
+   next to `run true`, `nq true`, `tsp true` (-S 2) and `pueue add true`.
+   The next start: two jobs into a queue of one slot; the first stamps its
+   exit, the second its start (`$EPOCHREALTIME`, both from bash). The flow:
+   N `true` jobs launched one after another into 2 slots (tsp -S 2, pueue
+   parallel 2; nq has one), from the first launch to the last end, with
+   bgrun's store already holding the ended jobs of section 4's size.
 Every `run` the probes make is checked: the id it prints names a job
 directory that already holds its meta.json (the probe stops otherwise).
 EOF

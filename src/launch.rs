@@ -1,10 +1,12 @@
 //! The launcher's half of a job's life: what to start (`Spec`), its id and
 //! default name, the check of a shell string's first word, and the hand-off
 //! to the watcher (`watch`, the other half), which forks the job and
-//! publishes it before `start` returns.
+//! publishes it before `start` returns; or, with a queue or `--after`, the
+//! hand-off to `queue`, which publishes it queued and starts it when its
+//! turn comes.
 
 use crate::store::{self, Meta, Store};
-use crate::{ntfy, proc, watch};
+use crate::{ntfy, proc, queue, watch};
 use crate::{Exit, Fail, Res};
 use serde_json::value::RawValue;
 use std::ffi::{OsStr, OsString};
@@ -26,12 +28,21 @@ pub struct Spec {
     pub key: Option<String>,
     /// `--log-max` in bytes.
     pub log_max: Option<u64>,
+    /// `--queue`: wait for a slot in this queue.
+    pub queue: Option<String>,
+    /// `--after`: the ids of the jobs that must end `done` first.
+    pub after: Vec<String>,
 }
 
 pub enum Launched {
     Started {
         id: String,
         pid: i32,
+        log: PathBuf,
+    },
+    /// Queued: it starts when its queue has a slot and its `--after` jobs are done.
+    Queued {
+        id: String,
         log: PathBuf,
     },
     /// `--key` named a job that exists: nothing was started.
@@ -63,6 +74,17 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
         log_max: spec.log_max,
         ..Meta::default()
     };
+    if spec.queue.is_some() || !spec.after.is_empty() {
+        let meta = Meta {
+            queue: spec.queue,
+            after: spec.after,
+            queued_at: Some(meta.started_at.clone()),
+            place: Some(proc::place()),
+            program: Some(spec.program.to_string_lossy().into_owned()),
+            ..meta
+        };
+        return start_queued(store, meta);
+    }
     if let Some(key) = &meta.key {
         match store.claim_key(key, &proc::pid_exists)? {
             store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
@@ -84,7 +106,17 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
     let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
     let staged_dir = staged.dir.clone();
     let key = meta.key.clone();
-    let plan = watch::Plan { staged, meta, program: spec.program, argv: spec.argv, ntfy, started: Instant::now() };
+    let plan = watch::Plan {
+        staged,
+        meta,
+        program: spec.program,
+        argv: spec.argv,
+        ntfy,
+        started: Instant::now(),
+        env: None,
+        cwd: None,
+        on_end: Some(queue::after_end),
+    };
     let answer = proc::detach(|hs| watch::run(store, plan, hs));
     let fail = |msg: String| {
         let _ = std::fs::remove_dir_all(&staged_dir);
@@ -106,6 +138,54 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
         }),
         (Some("err"), _, _) => fail(line.strip_prefix("err ").unwrap_or(&line).to_string()),
         _ => fail("the watcher ended before the job started".into()),
+    }
+}
+
+/// Queues a job: staged with the caller's environment saved beside it,
+/// published as queued, then started at once if its queue lets it.
+fn start_queued(store: &Store, mut meta: Meta) -> Res<Launched> {
+    if let Some(key) = &meta.key {
+        match store.claim_key(key, &proc::pid_exists)? {
+            store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
+            store::Claim::Mine => {}
+        }
+    }
+    let key = meta.key.clone();
+    let queued = (|| {
+        let staged = store.stage(&meta)?;
+        // The environment is read here, at queueing, as at(1) keeps it.
+        let env: Vec<OsString> = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut e = k;
+                e.push("=");
+                e.push(v);
+                e
+            })
+            .collect();
+        if let Err(e) = store::write_env(&staged, &env) {
+            store.discard(&staged);
+            return Err(e);
+        }
+        queue::enqueue(store, staged, &mut meta)
+    })();
+    let dir = match queued {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(key) = &key {
+                store.release_key(key, &Store::pending_target());
+            }
+            return Err(Fail::from(e));
+        }
+    };
+    if let Some(key) = &key {
+        let _ = store.set_key(key, &meta.id);
+    }
+    let log = dir.join("log");
+    match store.get(&meta.id) {
+        Ok(Some(job)) if job.meta.pid.is_some() => {
+            Ok(Launched::Started { id: meta.id, pid: job.meta.pid.unwrap_or(0), log })
+        }
+        _ => Ok(Launched::Queued { id: meta.id, log }),
     }
 }
 

@@ -14,6 +14,7 @@ mod files;
 mod launch;
 pub mod ntfy;
 mod proc;
+mod queue;
 mod state;
 pub mod store;
 mod watch;

@@ -12,12 +12,25 @@ use crate::proc;
 use crate::store::{Job, Legacy, State};
 use std::sync::OnceLock;
 
-/// The job's state: what `status` says; else `elsewhere` if its processes
-/// cannot be seen from here; else `running` while the job's process or its
-/// watcher lives (checked by pid, start time and boot id); else `lost`.
+/// The job's state: what `status` says; else `queued` while it waits with
+/// no process (whatever the host or boot: a queue outlives a reboot); else
+/// `elsewhere` if its processes cannot be seen from here; else `running`
+/// while the job's process or its watcher lives (checked by pid, start time
+/// and boot id); else `lost`.
 pub fn of(job: &mut Job, boot: &str) -> State {
     if let Some(e) = &job.end {
         return e.state;
+    }
+    if job.meta.is_queued() {
+        // It may have started (or ended) since it was read: meta.json is
+        // replaced when it starts, `status` appears when it ends.
+        let _ = job.reread();
+        if let Some(e) = &job.end {
+            return e.state;
+        }
+        if job.meta.is_queued() {
+            return State::Queued;
+        }
     }
     let live = match here(job, boot) {
         Some(true) => is_live(job),

@@ -34,6 +34,14 @@ pub struct Plan {
     pub argv: Vec<OsString>,
     pub ntfy: Option<ntfy::Config>,
     pub started: Instant,
+    /// A queued job's saved environment and working directory (a job
+    /// launched at once has the launcher's).
+    pub env: Option<Vec<OsString>>,
+    pub cwd: Option<PathBuf>,
+    /// Called once the end is recorded: starts what the freed slot (or the
+    /// end itself, for `--after`) lets start. A function passed in, so that
+    /// the queue, which starts watchers, sits above this module.
+    pub on_end: Option<fn(&Store)>,
 }
 
 /// The watcher's life; returns its exit status.
@@ -42,7 +50,8 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     proc::close_fds_except(&[hs.fd(), plan.staged.log.as_raw_fd(), plan.staged.status.as_raw_fd()]);
     // Where the job's own output will start: after the header.
     let output_from = plan.staged.log.metadata().map_or(0, |m| m.len());
-    let mut job = match proc::fork_job(&plan.program, &plan.argv, plan.staged.log.as_raw_fd()) {
+    let log = plan.staged.log.as_raw_fd();
+    let mut job = match proc::fork_job(&plan.program, &plan.argv, log, plan.env.as_deref(), plan.cwd.as_deref()) {
         Ok(j) => j,
         Err(e) => {
             store.discard(&plan.staged);
@@ -77,7 +86,7 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     let mut cap = meta.log_max.map(|max| Cap::new(max, output_from));
     let deadline = meta.timeout_s.map(|s| plan.started + Duration::from_secs(s));
     let (state, outcome) = supervise(&dir, job.pid, deadline, cap.as_mut(), &plan.staged.log);
-    let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset() };
+    let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset(), reason: None };
     let secs = (end.ended_at - plan.meta.started()).num_milliseconds() as f64 / 1000.0;
     // Every process of the job that has ended is reaped by now: getrusage
     // costs microseconds, so the footer can carry what they used.
@@ -108,6 +117,9 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     m.cpu_sys_s = usage.map(|u| u.cpu_sys_s);
     m.log_bytes = log_bytes;
     let _ = store::write_meta(&dir, m);
+    if let Some(on_end) = plan.on_end {
+        on_end(store);
+    }
     // What the job wrote in its last tick.
     if let Some(c) = cap.as_mut() {
         let _ = c.check(&plan.staged.log, &dir);
@@ -231,7 +243,7 @@ fn natural(o: Outcome) -> State {
     match o {
         Outcome::Exited(0) => State::Done,
         Outcome::Exited(_) => State::Failed,
-        Outcome::Signaled(_) => State::Killed,
+        Outcome::Signaled(_) | Outcome::NotRun => State::Killed,
     }
 }
 

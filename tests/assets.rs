@@ -79,7 +79,7 @@ fn the_committed_completions_and_man_pages_are_what_the_clap_definitions_generat
             assert!(generated.iter().any(|(g, _)| *g == file), "{file} is not generated");
         }
     }
-    for sub in ["run", "list", "status", "logs", "stop", "wait", "retry", "clean"] {
+    for sub in ["run", "list", "status", "logs", "stop", "wait", "retry", "clean", "queue"] {
         let file = format!("man/job-{sub}.1");
         assert!(generated.iter().any(|(g, _)| *g == file), "{file} is not generated");
     }

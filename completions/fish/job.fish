@@ -34,12 +34,15 @@ complete -c job -n "__fish_job_needs_command" -f -a "stop" -d 'Stop jobs: SIGTER
 complete -c job -n "__fish_job_needs_command" -f -a "wait" -d 'Block until jobs end (exit 0 success, 1 failure, 124 timeout)'
 complete -c job -n "__fish_job_needs_command" -f -a "retry" -d 'Start a job again with the same command and settings'
 complete -c job -n "__fish_job_needs_command" -f -a "clean" -d 'Remove old finished jobs'
+complete -c job -n "__fish_job_needs_command" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
 complete -c job -n "__fish_job_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c job -n "__fish_job_using_subcommand run" -l name -d 'Refer to the job by this name' -r
 complete -c job -n "__fish_job_using_subcommand run" -l timeout -d 'End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout' -r
 complete -c job -n "__fish_job_using_subcommand run" -l context -d 'Any JSON value, kept with the job for your own tracking' -r
 complete -c job -n "__fish_job_using_subcommand run" -l key -d 'Idempotency key: if a job with this key exists, print its id and start nothing' -r
 complete -c job -n "__fish_job_using_subcommand run" -l log-max -d 'Cap the log\'s disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first' -r
+complete -c job -n "__fish_job_using_subcommand run" -s q -l queue -d 'Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l after -d 'Start only after these jobs have ended done (skipped if one does not)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l notify -d 'Send an ntfy notification when the job ends (to TOPIC, or $NTFY_TOPIC)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l topic -d 'Notify this ntfy topic when the job ends (implies --notify)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l min-duration -d 'With --notify: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)' -r
@@ -47,12 +50,14 @@ complete -c job -n "__fish_job_using_subcommand run" -l wait -d 'Wait for the jo
 complete -c job -n "__fish_job_using_subcommand run" -l follow -d 'With --wait: stream the job\'s log while waiting'
 complete -c job -n "__fish_job_using_subcommand run" -s h -l help -d 'Print help'
 complete -c job -n "__fish_job_using_subcommand list" -l status -d 'Only jobs in this state (repeatable)' -r -f -a "running\t''
+queued\t''
 done\t''
 failed\t''
 killed\t''
 stopped\t''
 timeout\t''
 lost\t''
+skipped\t''
 elsewhere\t''"
 complete -c job -n "__fish_job_using_subcommand list" -s n -l last -d 'Only the last N jobs (the newest)' -r
 complete -c job -n "__fish_job_using_subcommand list" -l all -d 'Every job, not only this project\'s'
@@ -74,14 +79,20 @@ complete -c job -n "__fish_job_using_subcommand clean" -l all -d 'Remove every j
 complete -c job -n "__fish_job_using_subcommand clean" -l dry-run -d 'Show what would be removed, remove nothing'
 complete -c job -n "__fish_job_using_subcommand clean" -l force -d 'Also remove jobs with no end recorded that ran on another host or in another pid namespace (state elsewhere), which may still be running there'
 complete -c job -n "__fish_job_using_subcommand clean" -s h -l help -d 'Print help'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "run" -d 'Start a background job (prints its id)'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "list" -d 'List jobs of this project (--all: every job)'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "status" -d 'Show a job\'s details, or the system status with no ID'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "logs" -d 'Show a job\'s output'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "stop" -d 'Stop jobs: SIGTERM to everything they started, then SIGKILL'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "wait" -d 'Block until jobs end (exit 0 success, 1 failure, 124 timeout)'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "retry" -d 'Start a job again with the same command and settings'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "clean" -d 'Remove old finished jobs'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c job -n "__fish_job_using_subcommand queue" -l slots -d 'Run up to N jobs at once (RUN_SLOT is 0 to N-1); narrowing lets running jobs finish' -r
+complete -c job -n "__fish_job_using_subcommand queue" -l pause -d 'Start nothing new (running jobs go on)'
+complete -c job -n "__fish_job_using_subcommand queue" -l resume -d 'Start again after --pause'
+complete -c job -n "__fish_job_using_subcommand queue" -l json -d 'JSON output'
+complete -c job -n "__fish_job_using_subcommand queue" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "run" -d 'Start a background job (prints its id)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "list" -d 'List jobs of this project (--all: every job)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "status" -d 'Show a job\'s details, or the system status with no ID'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "logs" -d 'Show a job\'s output'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "stop" -d 'Stop jobs: SIGTERM to everything they started, then SIGKILL'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "wait" -d 'Block until jobs end (exit 0 success, 1 failure, 124 timeout)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "retry" -d 'Start a job again with the same command and settings'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "clean" -d 'Remove old finished jobs'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 # Job ids and names (added by examples/gen-assets).
 complete -c job -n "__fish_job_using_subcommand status logs stop wait retry; and not __fish_prev_arg_in --tail --timeout" -f -a "(runs --complete-ids 2>/dev/null)"

@@ -1,10 +1,12 @@
 complete -c runs -l state -d 'Only jobs in this state (repeatable)' -r -f -a "running\t''
+queued\t''
 done\t''
 failed\t''
 killed\t''
 stopped\t''
 timeout\t''
 lost\t''
+skipped\t''
 elsewhere\t''"
 complete -c runs -s n -l last -d 'Only the last N jobs (the newest)' -r
 complete -c runs -l project -d 'Only the jobs of this directory\'s project (its git top level), as `job list` shows'

@@ -332,6 +332,8 @@ fn description(name: &str) -> Vec<String> {
             &["job clean removes jobs that ended more than 7 days ago (--older-than to change it; --all for every \
              job that is not running), printing each id removed. A running job is never removed."]
         }
+        "job-queue" => &["job queue lists this host's queues: each one's width (slots), running and queued jobs, and              whether it is paused; with a NAME, its running jobs by slot and its queued jobs in order. --slots N sets              the width (default 1): a job started from the queue gets RUN_QUEUE and RUN_SLOT (0 to N-1, unique among              the queue's running jobs) in its environment. --pause starts nothing new; --resume starts again. A              change starts at once what it lets start.",
+            "Jobs enter a queue with run -q NAME or job run --queue NAME, and start in the order they were queued,              with the environment and working directory they were queued with. There is no daemon: the watcher of              an ending job, job stop, job queue and every command that reads the store start what should run."],
         _ => &[],
     };
     text.iter().map(|p| p.to_string()).collect()
@@ -347,6 +349,8 @@ fn state_meaning(s: State) -> String {
         State::Stopped => "by job stop",
         State::Timeout => "by job run --timeout",
         State::Lost => "the job and its watcher are gone without recording an end, as after a reboot",
+        State::Queued => "waiting in a queue (run -q) or for its --after jobs, with no process",
+        State::Skipped => "never run: a job it was to run --after did not end done",
         State::Elsewhere => "started on another host or in another pid namespace and not ended: never judged from here",
     };
     format!("{} ({what})", s.as_str())

@@ -5,7 +5,10 @@
 
 mod value;
 
-pub use value::{parse_context, parse_duration, parse_key, parse_name, parse_size, parse_topic};
+pub use value::{
+    parse_after, parse_context, parse_duration, parse_key, parse_name, parse_queue, parse_size, parse_slots,
+    parse_topic,
+};
 
 use crate::store::State;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -38,11 +41,13 @@ Examples:
   run 'make && make test'          # one argument with shell syntax: sh -c
   run -n my-topic make -j8         # ntfy notification to my-topic when it ends
   run -n ./long-build.sh           # ... to $NTFY_TOPIC
+  run -q gpu sh -c 'CUDA_VISIBLE_DEVICES=$RUN_SLOT python train.py'
+  run --after build_20251205_163539 ./deploy.sh
 
 After -n, the next argument is the command if it names an executable (on
 PATH, or a path) or is the last argument; otherwise it is the topic.
 Flags go before CMD; to run a command whose name starts with '-', put --
-before it. Prints: JOB-ID PID LOG-PATH";
+before it. Prints: JOB-ID PID LOG-PATH (JOB-ID queued LOG-PATH while it waits)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +72,12 @@ pub struct Run {
     /// Cap the log's disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub log_max: Option<u64>,
+    /// Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)
+    #[arg(short = 'q', long, value_name = "NAME", value_parser = parse_queue)]
+    pub queue: Option<String>,
+    /// Start only after these jobs have ended done (skipped if one does not)
+    #[arg(long, value_name = "ID[,ID…]", value_parser = parse_after, action = clap::ArgAction::Append)]
+    pub after: Vec<Vec<String>>,
     /// The command and its arguments, kept exactly as given
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -157,6 +168,7 @@ Examples:
   job list --status failed
   job logs build --tail
   job wait build --timeout 5m
+  job queue gpu --slots 2
 
 Exit codes: 0 success, 1 failure (job failed, killed, stopped, timed out or
 lost; unknown job), 2 usage error, 124 job wait --timeout ran out (job still
@@ -213,6 +225,30 @@ pub enum JobCmd {
         after_help = "Examples:\n  job clean                    # finished more than 7 days ago\n  job clean --older-than 1d\n  job clean --all --dry-run"
     )]
     Clean(JobClean),
+    /// List queues, or set one's width, pause or resume it
+    #[command(
+        after_help = "Examples:\n  job queue                    # every queue on this host\n  job queue gpu                # its running and queued jobs\n  job queue gpu --slots 2\n  job queue gpu --pause\n  job queue gpu --resume"
+    )]
+    Queue(JobQueue),
+}
+
+#[derive(Args, Debug)]
+pub struct JobQueue {
+    /// The queue (none: every queue on this host)
+    #[arg(value_name = "NAME", value_parser = parse_queue)]
+    pub name: Option<String>,
+    /// Run up to N jobs at once (RUN_SLOT is 0 to N-1); narrowing lets running jobs finish
+    #[arg(long, value_name = "N", value_parser = parse_slots, requires = "name")]
+    pub slots: Option<u32>,
+    /// Start nothing new (running jobs go on)
+    #[arg(long, requires = "name", conflicts_with = "resume")]
+    pub pause: bool,
+    /// Start again after --pause
+    #[arg(long, requires = "name")]
+    pub resume: bool,
+    /// JSON output
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -235,6 +271,12 @@ pub struct JobRun {
     /// Cap the log's disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub log_max: Option<u64>,
+    /// Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)
+    #[arg(short = 'q', long, value_name = "NAME", value_parser = parse_queue)]
+    pub queue: Option<String>,
+    /// Start only after these jobs have ended done (skipped if one does not)
+    #[arg(long, value_name = "ID[,ID…]", value_parser = parse_after, action = clap::ArgAction::Append)]
+    pub after: Vec<Vec<String>>,
     /// Wait for the job to end; exit as `job wait` does
     #[arg(long)]
     pub wait: bool,

@@ -166,6 +166,37 @@ pub fn parse_key(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A queue's name (`--queue`, `job queue NAME`): 1 to 64 of
+/// `A-Z a-z 0-9 - _ .`, not starting with a dot; it is part of a file name.
+pub fn parse_queue(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{}' is not a queue name (1 to 64 of A-Z a-z 0-9 - _ ., not starting with .)", s.escape_debug()))
+    }
+}
+
+/// `--after ID[,ID…]`: the words, each to be resolved to a job later.
+pub fn parse_after(s: &str) -> Result<Vec<String>, String> {
+    let words: Vec<String> = s.split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_string).collect();
+    if words.is_empty() {
+        return Err("--after needs a job id (ID[,ID…])".into());
+    }
+    Ok(words)
+}
+
+/// `--slots N`: 1 to 1024.
+pub fn parse_slots(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("'{}' is not a number of slots (1 to 1024)", s.escape_debug())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +246,19 @@ mod tests {
         assert!(parse_context(&"[".repeat(100_000)).is_err());
         let brackets_in_a_string = format!(r#"{{"a":"{}\\\"]"}}"#, "[".repeat(70));
         assert!(parse_context(&brackets_in_a_string).is_ok(), "{brackets_in_a_string}");
+    }
+
+    #[test]
+    fn queue_names_that_would_escape_their_directory_are_refused() {
+        for s in ["", ".", "..", ".hidden", "a/b", "a@b", "a b", &"q".repeat(65)] {
+            assert!(parse_queue(s).is_err(), "{s:?} was accepted");
+        }
+        assert_eq!(parse_queue("gpu-0.a_b"), Ok("gpu-0.a_b".into()));
+        assert_eq!(parse_after("a, b,,c"), Ok(vec!["a".into(), "b".into(), "c".into()]));
+        assert!(parse_after(",").is_err());
+        for s in ["0", "1025", "-1", "x"] {
+            assert!(parse_slots(s).is_err(), "{s:?} was accepted");
+        }
     }
 
     #[test]

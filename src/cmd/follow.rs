@@ -77,13 +77,21 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
     // the state is checked again once it is in place.
     let mut watch = None;
     loop {
-        let Some(i) = jobs.iter_mut().position(|j| !state::of(j, &boot).ended()) else { return true };
+        let mut queued = false;
+        let Some(i) = jobs.iter_mut().position(|j| {
+            let st = state::of(j, &boot);
+            queued = st == State::Queued;
+            !st.ended()
+        }) else {
+            return true;
+        };
         let left = match deadline {
             Some(d) if Instant::now() >= d => return false,
             Some(d) => d - Instant::now(),
             None => Duration::from_secs(1),
         };
-        if pending.is_none() && !locked[i] {
+        // A queued job has no watcher yet: its lock says nothing.
+        if pending.is_none() && !locked[i] && !queued {
             locked[i] = true;
             if let Some(f) = jobs[i].end_lock() {
                 let tx = tx.clone();

@@ -4,14 +4,14 @@
 use super::follow::{follow_many, show_log, tail_offset, wait_all};
 use super::out::{clean, human_bytes, warn, Out};
 use super::resolve::{load_all, resolve};
-use super::runrm::sweep_leftovers;
-use super::view::{summary, view};
+use super::runrm::{awaited, sweep_leftovers};
+use super::view::{queue_notes, summary, summary_noted, view};
 use super::{env, exit_for, parse, usage};
 use crate::cli::{self, JobCmd};
 use crate::launch::{self, Launched, Spec};
 use crate::state;
 use crate::store::{self, Job, State, Store};
-use crate::{proc, watch, Exit, Fail, Res};
+use crate::{proc, queue, watch, Exit, Fail, Res};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         JobCmd::Wait(w) => wait(&store, &w.ids, w.timeout),
         JobCmd::Retry(r) => retry(&store, r),
         JobCmd::Clean(c) => clean_jobs(&store, c),
+        JobCmd::Queue(q) => super::queues::main(&store, q),
     }
 }
 
@@ -71,10 +72,12 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         context: a.context,
         key: a.key.clone(),
         log_max: super::log_max(a.log_max)?,
+        queue: a.queue,
+        after: super::resolve::after_ids(store, a.after)?,
     };
     let cfg = super::ntfy_config("job", spec.topic.as_ref());
     let id = match launch::start(store, spec, cfg)? {
-        Launched::Started { id, .. } => id,
+        Launched::Started { id, .. } | Launched::Queued { id, .. } => id,
         Launched::Existing(id) => {
             note_existing(store, &id, a.key.as_deref().unwrap_or_default(), &cmd);
             id
@@ -106,13 +109,15 @@ fn note_existing(store: &Store, id: &str, key: &str, cmd: &str) {
 
 fn started_id(l: Launched) -> String {
     match l {
-        Launched::Started { id, .. } | Launched::Existing(id) => id,
+        Launched::Started { id, .. } | Launched::Queued { id, .. } | Launched::Existing(id) => id,
     }
 }
 
 fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
     let project = launch::project_of(&super::current_dir()?).to_string_lossy().into_owned();
-    let jobs: Vec<(Job, State)> = load_all(store, "job")?
+    let all = load_all(store, "job")?;
+    let notes = queue_notes(&all);
+    let jobs: Vec<(Job, State)> = all
         .into_iter()
         .filter(|(j, _)| a.all || j.meta.project == project || j.meta.cwd == project)
         .filter(|(_, s)| a.status.is_empty() || a.status.contains(s))
@@ -127,7 +132,7 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
         warn(&format!("no jobs{scope}"));
     } else {
         for (j, s) in &jobs {
-            let line = summary(&out, j, *s);
+            let line = summary_noted(&out, j, *s, notes.get(&j.id).map_or("", String::as_str));
             out.painted(&line)?;
         }
     }
@@ -185,6 +190,15 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
             "cpu",
             format!("{cpu} (user {}, system {})", store::human_cpu(u.cpu_user_s), store::human_cpu(u.cpu_sys_s)),
         ));
+    }
+    if let Some(q) = v.queue {
+        rows.push(("queue", v.slot.map_or(q.to_string(), |k| format!("{q}, slot {k}"))));
+    }
+    if !v.after.is_empty() {
+        rows.push(("after", v.after.join(", ")));
+    }
+    if let Some(q) = v.queued_at {
+        rows.push(("queued", q.to_string()));
     }
     if let Some(t) = v.timeout_s {
         rows.push(("timeout", store::human_duration(t as f64)));
@@ -289,6 +303,16 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     let mut out = Out::new();
     let mut code = Exit::Ok;
     for mut job in jobs {
+        let mut st = state::of(&mut job, &boot);
+        if st == State::Queued {
+            match queue::stop_queued(store, &mut job)? {
+                Some(end) => {
+                    out.line(&format!("{}: {}", job.id, store::describe_end(&end)))?;
+                    continue;
+                }
+                None => st = state::of(&mut job, &boot), // it started meanwhile
+            }
+        }
         let st = state::of(&mut job, &boot);
         if st == State::Elsewhere {
             warn(&format!("job: {}: {}; stop it there", job.id, elsewhere(&job)));
@@ -380,6 +404,8 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         context: m.context.clone(),
         key: None,
         log_max: m.log_max,
+        queue: m.queue.clone(),
+        after: Vec::new(),
     };
     let cfg = super::ntfy_config("job", spec.topic.as_ref());
     let id = started_id(launch::start(store, spec, cfg)?);
@@ -397,8 +423,10 @@ fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
     let now = chrono::Local::now().fixed_offset();
     let mut out = Out::new();
     let (mut count, mut freed, mut failed, mut kept) = (0, 0u64, false, 0);
-    for (job, st) in load_all(store, "job")? {
-        if st == State::Running {
+    let all = load_all(store, "job")?;
+    let awaited = awaited(&all);
+    for (job, st) in all {
+        if matches!(st, State::Running | State::Queued) || awaited.contains(&job.id) {
             continue;
         }
         if st == State::Elsewhere && !a.force {

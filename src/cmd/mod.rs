@@ -1,4 +1,5 @@
-//! The fronts, one file each (`run`, `runs`, `runlog`, `runrm`, `job`),
+//! The fronts, one file each (`run`, `runs`, `runlog`, `runrm`, `job`, and
+//! `queues` for `job queue`),
 //! and what every front shares: `out` (the only way to standard output),
 //! `resolve` (what the user typed → a job), `view` (the JSON view and the
 //! one-line summary), `follow` (waiting and following); and here, parsing
@@ -7,6 +8,7 @@
 mod follow;
 pub mod job;
 pub(crate) mod out;
+mod queues;
 mod resolve;
 pub mod run;
 pub mod runlog;
@@ -108,10 +110,19 @@ pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The store, from RUN_DIR / XDG_DATA_HOME / HOME.
+/// The store, from RUN_DIR / XDG_DATA_HOME / HOME, after starting
+/// whatever its queues should be running and are not (a killed watcher or
+/// a reboot leaves that to the next command; cheap when nothing waits).
+pub fn store() -> Res<Store> {
+    let store = store_unkicked()?;
+    crate::queue::kick_all(&store);
+    Ok(store)
+}
+
+/// The store's path alone.
 /// A relative RUN_DIR is taken from the working directory (the watcher
 /// leaves it, so the store's path must not depend on it).
-pub fn store() -> Res<Store> {
+pub fn store_unkicked() -> Res<Store> {
     let store =
         Store::from_env(std::env::var_os("RUN_DIR"), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))?;
     let store = if store.root().is_absolute() { store } else { Store::at(current_dir()?.join(store.root())) };

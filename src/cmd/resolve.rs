@@ -73,3 +73,16 @@ pub fn resolve_legacy(store: &Store, query: &str) -> Option<store::Legacy> {
         _ => None,
     }
 }
+
+/// `--after` words, each resolved to one job's id (as `resolve` does); a
+/// word that names no job, or several, is a usage error naming the flag.
+pub fn after_ids(store: &Store, words: Vec<Vec<String>>) -> Res<Vec<String>> {
+    let mut ids: Vec<String> = Vec::new();
+    for w in words.into_iter().flatten() {
+        let job = resolve(store, &w).map_err(|e| Fail::new(crate::Exit::Usage, format!("--after: {}", e.msg)))?;
+        if !ids.contains(&job.id) {
+            ids.push(job.id);
+        }
+    }
+    Ok(ids)
+}

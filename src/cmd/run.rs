@@ -33,12 +33,20 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     }
     let min = super::min_duration(a.min_duration)?;
     let log_max = super::log_max(a.log_max)?;
-    let spec = Spec { log_max, ..spec_for(cmd, a.name, topic, min, path.as_deref())? };
+    let mut spec = Spec { log_max, ..spec_for(cmd, a.name, topic, min, path.as_deref())? };
     let cfg = super::ntfy_config("run", spec.topic.as_ref());
-    match launch::start(&super::store()?, spec, cfg)? {
+    let store = super::store()?;
+    spec.queue = a.queue;
+    spec.after = super::resolve::after_ids(&store, a.after)?;
+    match launch::start(&store, spec, cfg)? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();
             out.line(&format!("{id} {pid} {}", log.display()))?;
+            out.flush()?;
+        }
+        Launched::Queued { id, log } => {
+            let mut out = Out::new();
+            out.line(&format!("{id} queued {}", log.display()))?;
             out.flush()?;
         }
         Launched::Existing(id) => Out::new().line(&id)?,
@@ -82,6 +90,8 @@ fn spec_for(
         context: None,
         key: None,
         log_max: None,
+        queue: None,
+        after: Vec::new(),
     })
 }
 

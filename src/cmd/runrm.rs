@@ -1,7 +1,7 @@
-//! `runrm [JOB…]`: remove finished jobs. Never a running one: a job is
-//! removed only once `status` says it ended or it is known to be lost, and
-//! neither can turn back into running. A job `elsewhere` (another host or
-//! pid namespace: not known to have ended) only with `--force`.
+//! `runrm [JOB…]`: remove finished jobs. Never a running or queued one: a
+//! job is removed only once `status` says it ended or it is known to be
+//! lost, and neither can turn back into running. A job `elsewhere` (another
+//! host or pid namespace: not known to have ended) only with `--force`.
 
 use super::out::{clean, human_bytes, warn, Out};
 use super::parse;
@@ -22,9 +22,13 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let mut old: Vec<Legacy> = Vec::new();
     let (mut failed, mut kept) = (false, 0);
     if a.jobs.is_empty() {
-        for (job, st) in load_all(&store, "runrm")? {
+        let all = load_all(&store, "runrm")?;
+        // What a queued job waits for (`--after`) stays, or it would be skipped.
+        let awaited = awaited(&all);
+        for (job, st) in all {
             match st {
-                State::Running => {}
+                State::Running | State::Queued => {}
+                _ if awaited.contains(&job.id) => {}
                 State::Elsewhere if !a.force => kept += 1,
                 _ => doomed.push(job),
             }
@@ -35,8 +39,9 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
             match resolve(&store, q) {
                 Ok(mut job) => {
                     let st = state::of(&mut job, &boot);
-                    if st == State::Running {
-                        warn(&format!("runrm: {} is running; stop it first (job stop {})", job.id, job.id));
+                    if matches!(st, State::Running | State::Queued) {
+                        let what = st.as_str();
+                        warn(&format!("runrm: {} is {what}; stop it first (job stop {})", job.id, job.id));
                         failed = true;
                     } else if st == State::Elsewhere && !a.force {
                         warn(&format!("runrm: {}: {}; --force removes it", job.id, super::job::elsewhere(&job)));
@@ -132,6 +137,12 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     } else {
         Ok(Exit::Ok)
     }
+}
+
+/// The ids that a queued job waits for (`--after`): a removal of every
+/// finished job keeps them, or the waiting job would be skipped.
+pub fn awaited(jobs: &[(Job, State)]) -> Vec<String> {
+    jobs.iter().filter(|(_, s)| *s == State::Queued).flat_map(|(j, _)| j.meta.after.iter().cloned()).collect()
 }
 
 /// A damaged entry named by the user: a link is removed (never followed);

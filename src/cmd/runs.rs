@@ -3,7 +3,7 @@
 use super::out::{warn, Out};
 use super::parse;
 use super::resolve::load_all;
-use super::view::{legacy_summary, summary, view};
+use super::view::{legacy_summary, queue_notes, summary_noted, view};
 use crate::state;
 use crate::store::{Legacy, State};
 use crate::{cli, Exit, Res};
@@ -19,7 +19,10 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         true => Some(crate::launch::project_of(&super::current_dir()?).to_string_lossy().into_owned()),
         false => None,
     };
-    let jobs: Vec<_> = load_all(&store, "runs")?
+    let all = load_all(&store, "runs")?;
+    // A queued job's place counts every job of its queue, shown or not.
+    let notes = queue_notes(&all);
+    let jobs: Vec<_> = all
         .into_iter()
         .filter(|(_, s)| a.state.is_empty() || a.state.contains(s))
         .filter(|(j, _)| project.as_ref().is_none_or(|p| j.meta.project == *p || j.meta.cwd == *p))
@@ -43,8 +46,9 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
             })
             .filter(|(_, running)| !filtered || (*running && a.state.contains(&State::Running) && !a.project))
             .collect();
+        let note = |id: &String| notes.get(id).map_or("", String::as_str);
         let mut lines: Vec<(chrono::DateTime<chrono::FixedOffset>, String)> =
-            jobs.iter().map(|(job, st)| (job.started, summary(&out, job, *st))).collect();
+            jobs.iter().map(|(job, st)| (job.started, summary_noted(&out, job, *st, note(&job.id)))).collect();
         lines.extend(old.iter().map(|(l, running)| (l.started, legacy_summary(&out, l, *running))));
         lines.sort_by_key(|(t, _)| *t);
         let lines = super::last(lines, a.last);
@@ -64,7 +68,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
 /// shells would split it). Quiet on any trouble (it runs under a
 /// prompt) and fast: no liveness checks.
 fn complete_ids() -> Res<Exit> {
-    let Ok(store) = super::store() else { return Ok(Exit::Ok) };
+    let Ok(store) = super::store_unkicked() else { return Ok(Exit::Ok) };
     let Ok((jobs, _damaged)) = store.list() else { return Ok(Exit::Ok) };
     let mut out = Out::new();
     let mut names: Vec<&str> = jobs.iter().map(|j| j.meta.name.as_str()).collect();

@@ -43,6 +43,12 @@ pub struct View<'a> {
     pub cpu_sys_s: Option<f64>,
     pub log_bytes: Option<u64>,
     pub log_max: Option<u64>,
+    pub queue: Option<&'a str>,
+    pub slot: Option<u32>,
+    pub after: &'a [String],
+    pub queued_at: Option<&'a str>,
+    /// Why a job that never ran ended as it did (`skipped`, `stopped`).
+    pub reason: Option<&'a str>,
 }
 
 pub fn view(job: &Job, state: State) -> View<'_> {
@@ -50,7 +56,7 @@ pub fn view(job: &Job, state: State) -> View<'_> {
     let (exit_code, signal) = match job.end.as_ref().map(|e| e.outcome) {
         Some(store::Outcome::Exited(c)) => (Some(c), None),
         Some(store::Outcome::Signaled(s)) => (None, Some(store::signal_name(s))),
-        None => (None, None),
+        Some(store::Outcome::NotRun) | None => (None, None),
     };
     View {
         id: &job.id,
@@ -78,6 +84,11 @@ pub fn view(job: &Job, state: State) -> View<'_> {
         cpu_sys_s: m.cpu_sys_s,
         log_bytes: m.log_bytes,
         log_max: m.log_max,
+        queue: m.queue.as_deref(),
+        slot: m.slot,
+        after: &m.after,
+        queued_at: m.queued_at.as_deref(),
+        reason: job.end.as_ref().and_then(|e| e.reason.as_deref()),
     }
 }
 
@@ -93,9 +104,10 @@ fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
     Some(NotifyView { topic, state: st, error })
 }
 
-/// Seconds the job ran (so far, if running); none if lost.
+/// Seconds the job ran (so far, if running); none if lost or never run.
 pub fn duration(job: &Job, state: State) -> Option<f64> {
     let end = match (&job.end, state) {
+        (Some(e), _) if e.outcome == store::Outcome::NotRun => return None,
         (Some(e), _) => e.ended_at,
         (None, State::Running) => chrono::Local::now().fixed_offset(),
         _ => return None,
@@ -103,14 +115,57 @@ pub fn duration(job: &Job, state: State) -> Option<f64> {
     Some(((end - job.started).num_milliseconds().max(0) as f64) / 1000.0)
 }
 
+/// What a queued job waits for, by id: its place in its queue ("2nd in
+/// gpu") and the jobs named by `--after` that are not done yet; from a
+/// listing (oldest first), with no further reads.
+pub fn queue_notes(jobs: &[(Job, State)]) -> std::collections::HashMap<String, String> {
+    let mut notes = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+    let states: std::collections::HashMap<&str, State> = jobs.iter().map(|(j, s)| (j.id.as_str(), *s)).collect();
+    let mut queued: Vec<&Job> = jobs.iter().filter(|(_, s)| *s == State::Queued).map(|(j, _)| j).collect();
+    queued.sort_by(|a, b| a.meta.queued_at.cmp(&b.meta.queued_at).then_with(|| a.id.cmp(&b.id)));
+    for j in queued {
+        let mut parts = Vec::new();
+        if let Some(q) = &j.meta.queue {
+            let n = seen.entry((q.as_str(), j.meta.place.as_deref().unwrap_or(""))).or_insert(0);
+            *n += 1;
+            parts.push(format!("{} in {q}", ordinal(*n)));
+        }
+        let pending: Vec<&str> =
+            j.meta.after.iter().map(String::as_str).filter(|a| states.get(a) != Some(&State::Done)).collect();
+        if !pending.is_empty() {
+            parts.push(format!("after {}", pending.join(", ")));
+        }
+        notes.insert(j.id.clone(), parts.join(", "));
+    }
+    notes
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// A job's one-line summary: mark, id, pid, state and how long (and for an
 /// ended job its peak memory), command.
 pub fn summary(out: &Out, job: &Job, state: State) -> String {
+    summary_noted(out, job, state, "")
+}
+
+/// The summary with, for a queued job, what it waits for (`queue_notes`).
+pub fn summary_noted(out: &Out, job: &Job, state: State, note: &str) -> String {
     let (mark, color) = match state {
         State::Running => ("●", "32"),
+        State::Queued => ("◌", "36"),
         State::Done => ("○", "2"),
         State::Failed | State::Killed | State::Timeout => ("✗", "31"),
-        State::Stopped => ("■", "33"),
+        State::Stopped | State::Skipped => ("■", "33"),
         State::Lost => ("?", "33"),
         State::Elsewhere => ("◌", "36"),
     };
@@ -121,6 +176,7 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
         }
         (Some(e), _) => store::describe_end(e),
         (None, State::Elsewhere) => format!("elsewhere on {}", clean(&job.meta.host)),
+        (None, State::Queued) if !note.is_empty() => format!("queued {}", clean(note)),
         (None, s) => s.as_str().to_string(),
     };
     let took = duration(job, state).map(|d| format!(" {}", store::human_duration(d))).unwrap_or_default();
@@ -132,7 +188,8 @@ pub fn summary(out: &Out, job: &Job, state: State) -> String {
         Some(s) if s == "pending" && state != State::Running => " ✉…",
         _ => "",
     };
-    let pid = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+    let pid =
+        job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| if state == State::Queued { "-" } else { "?" }.into());
     format!(
         "{} {} (PID: {pid}) - {}{took}{}{notified}  {}",
         out.paint(color, mark),

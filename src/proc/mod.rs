@@ -105,6 +105,18 @@ pub fn boot_id() -> String {
     String::from_utf8_lossy(&buf[..n]).trim().to_string()
 }
 
+/// Where this process runs, as a queue knows it: the host name (made safe
+/// for a file name) and the pid namespace, `HOST~INODE`. A queued job
+/// starts only where it was queued.
+pub fn place() -> String {
+    let host: String = hostname()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .take(64)
+        .collect();
+    format!("{host}~{}", pid_ns().map(|n| n.to_string()).unwrap_or_default())
+}
+
 pub fn hostname() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
 }

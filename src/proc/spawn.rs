@@ -143,8 +143,16 @@ impl JobChild {
 /// Forks the job: its own session, then (on "go") stdin from /dev/null,
 /// stdout and stderr to `log`, SIGPIPE back to default, no signal blocked,
 /// no other descriptor open, and exec. If the watcher drops the child
-/// without "go", the job exits without running anything.
-pub fn fork_job(program: &Path, argv: &[OsString], log: RawFd) -> Result<JobChild, String> {
+/// without "go", the job exits without running anything. A job started
+/// from a queue gets the environment (`env`) and the working directory
+/// (`cwd`) it was queued with; a directory gone since fails the job (126).
+pub fn fork_job(
+    program: &Path,
+    argv: &[OsString],
+    log: RawFd,
+    env: Option<&[OsString]>,
+    cwd: Option<&Path>,
+) -> Result<JobChild, String> {
     let cprog = CString::new(program.as_os_str().as_bytes()).map_err(|_| "command holds a NUL byte".to_string())?;
     let cargs: Vec<CString> = argv
         .iter()
@@ -153,6 +161,14 @@ pub fn fork_job(program: &Path, argv: &[OsString], log: RawFd) -> Result<JobChil
         .map_err(|_| "an argument holds a NUL byte".to_string())?;
     let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
+    let cenv: Option<Vec<CString>> = env.map(|e| e.iter().filter_map(|v| CString::new(v.as_bytes()).ok()).collect());
+    let envp: Option<Vec<*const libc::c_char>> =
+        cenv.as_ref().map(|e| e.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect());
+    let ccwd = match cwd {
+        Some(d) => Some(CString::new(d.as_os_str().as_bytes()).map_err(|_| "directory holds a NUL byte".to_string())?),
+        None => None,
+    };
+    let start = Start { prog: &cprog, argv: &ptrs, envp: envp.as_deref(), cwd: ccwd.as_deref() };
     let null = CString::new("/dev/null").expect("no NUL in a literal");
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
     let (gr, gw) = pipe()?;
@@ -173,19 +189,21 @@ pub fn fork_job(program: &Path, argv: &[OsString], log: RawFd) -> Result<JobChil
             drop(gw);
             drop(rr);
             // SAFETY: system calls on descriptors and memory this child owns.
-            unsafe { exec_job(gr, rw, log, &null, &cprog, &ptrs) }
+            unsafe { exec_job(gr, rw, log, &null, &start) }
         }
     }
 }
 
-unsafe fn exec_job(
-    go: OwnedFd,
-    ready: OwnedFd,
-    log: RawFd,
-    null: &CStr,
-    prog: &CStr,
-    argv: &[*const libc::c_char],
-) -> ! {
+/// What the job's child execs, prepared before the fork.
+struct Start<'a> {
+    prog: &'a CStr,
+    argv: &'a [*const libc::c_char],
+    envp: Option<&'a [*const libc::c_char]>,
+    cwd: Option<&'a CStr>,
+}
+
+unsafe fn exec_job(go: OwnedFd, ready: OwnedFd, log: RawFd, null: &CStr, start: &Start) -> ! {
+    let prog = start.prog;
     libc::setsid();
     libc::write(ready.as_raw_fd(), b"r".as_ptr().cast(), 1);
     drop(ready);
@@ -209,7 +227,18 @@ unsafe fn exec_job(
             libc::close(fd);
         }
     }
-    libc::execv(prog.as_ptr(), argv.as_ptr());
+    if let Some(dir) = start.cwd {
+        if libc::chdir(dir.as_ptr()) != 0 {
+            let err = std::io::Error::last_os_error();
+            let msg = format!("run: cannot enter {}: {err}\n", dir.to_string_lossy());
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(126);
+        }
+    }
+    match start.envp {
+        Some(envp) => libc::execve(prog.as_ptr(), start.argv.as_ptr(), envp.as_ptr()),
+        None => libc::execv(prog.as_ptr(), start.argv.as_ptr()),
+    };
     let err = std::io::Error::last_os_error();
     let code = if err.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
     let msg = format!("run: {}: {err}\n", prog.to_string_lossy());

@@ -18,19 +18,25 @@ pub enum State {
     /// No end recorded, and it ran on another host or in another pid
     /// namespace, where its processes cannot be seen from here.
     Elsewhere,
+    /// Waiting in a queue, or for the jobs named by `--after`: no process.
+    Queued,
+    /// Never run: a job it was to run `--after` did not end `done`.
+    Skipped,
 }
 
 impl State {
     /// Every state, in the order listings and help show them; help, man
     /// pages, README and `--state` are checked against it.
-    pub const ALL: [State; 8] = [
+    pub const ALL: [State; 10] = [
         State::Running,
+        State::Queued,
         State::Done,
         State::Failed,
         State::Killed,
         State::Stopped,
         State::Timeout,
         State::Lost,
+        State::Skipped,
         State::Elsewhere,
     ];
 
@@ -49,11 +55,13 @@ impl State {
             State::Timeout => "timeout",
             State::Lost => "lost",
             State::Elsewhere => "elsewhere",
+            State::Queued => "queued",
+            State::Skipped => "skipped",
         }
     }
     /// Has the job ended (as far as can be told from here)?
     pub fn ended(self) -> bool {
-        !matches!(self, State::Running | State::Elsewhere)
+        !matches!(self, State::Running | State::Queued | State::Elsewhere)
     }
     fn parse(s: &str) -> Option<State> {
         Some(match s {
@@ -62,6 +70,7 @@ impl State {
             "killed" => State::Killed,
             "stopped" => State::Stopped,
             "timeout" => State::Timeout,
+            "skipped" => State::Skipped,
             _ => return None,
         })
     }
@@ -72,6 +81,8 @@ impl State {
 pub enum Outcome {
     Exited(i32),
     Signaled(i32),
+    /// It never ran: stopped while queued, or skipped.
+    NotRun,
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +90,9 @@ pub struct End {
     pub state: State,
     pub outcome: Outcome,
     pub ended_at: DateTime<FixedOffset>,
+    /// Why a job that never ran ended so (one line, after the time in
+    /// `status`): "after build_…: failed (exit 2)", "stopped while queued".
+    pub reason: Option<String>,
 }
 
 impl End {
@@ -86,9 +100,14 @@ impl End {
         let (kind, n) = match self.outcome {
             Outcome::Exited(c) => ("exit", c),
             Outcome::Signaled(s) => ("signal", s),
+            Outcome::NotRun => ("none", 0),
+        };
+        let reason = match &self.reason {
+            Some(r) => format!(" {}", one_line(r)),
+            None => String::new(),
         };
         format!(
-            "{} {kind} {n} {}\n",
+            "{} {kind} {n} {}{reason}\n",
             self.state.as_str(),
             self.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
         )
@@ -100,28 +119,51 @@ impl End {
         let kind = w.next()?;
         let n: i32 = w.next()?.parse().ok()?;
         let ended_at = DateTime::parse_from_rfc3339(w.next()?).ok()?;
-        if w.next().is_some() {
-            return None;
-        }
+        let rest: Vec<&str> = w.collect();
         let outcome = match kind {
             "exit" => Outcome::Exited(n),
             "signal" => Outcome::Signaled(n),
+            "none" => Outcome::NotRun,
             _ => return None,
         };
-        Some(End { state, outcome, ended_at })
+        // Only a job that never ran says why.
+        if !rest.is_empty() && outcome != Outcome::NotRun {
+            return None;
+        }
+        let reason = (!rest.is_empty()).then(|| rest.join(" "));
+        Some(End { state, outcome, ended_at, reason })
     }
 }
 
-/// `done (exit 0)`, `failed (exit 2)`, `killed (SIGKILL)`, `timeout (SIGTERM)`…
+/// `done (exit 0)`, `failed (exit 2)`, `killed (SIGKILL)`, `timeout (SIGTERM)`,
+/// `skipped (after build_…: failed (exit 2))`…
 pub fn describe_end(end: &End) -> String {
-    format!("{} ({})", end.state.as_str(), describe_outcome(end.outcome))
+    match &end.reason {
+        Some(r) => format!("{} ({r})", end.state.as_str()),
+        None => format!("{} ({})", end.state.as_str(), describe_outcome(end.outcome)),
+    }
 }
 
 pub fn describe_outcome(o: Outcome) -> String {
     match o {
         Outcome::Exited(c) => format!("exit {c}"),
         Outcome::Signaled(s) => signal_name(s),
+        Outcome::NotRun => "never started".into(),
     }
+}
+
+/// A reason as `status` keeps it: one line of at most 200 bytes, without
+/// control characters.
+fn one_line(s: &str) -> String {
+    let mut t: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if t.len() > 200 {
+        let mut cut = 200;
+        while !t.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        t.truncate(cut);
+    }
+    t.trim().to_string()
 }
 
 pub fn signal_name(sig: i32) -> String {
@@ -228,11 +270,28 @@ mod tests {
             state: State::Killed,
             outcome: Outcome::Signaled(9),
             ended_at: DateTime::parse_from_rfc3339("2026-11-23T18:39:33.123+01:00").unwrap(),
+            reason: None,
         };
         let back = End::parse(&end.line()).unwrap();
         assert_eq!(back.state, State::Killed);
         assert_eq!(back.outcome, Outcome::Signaled(9));
         assert_eq!(back.ended_at, end.ended_at);
+    }
+
+    #[test]
+    fn a_skipped_status_keeps_its_reason_on_one_line() {
+        let end = End {
+            state: State::Skipped,
+            outcome: Outcome::NotRun,
+            ended_at: DateTime::parse_from_rfc3339("2026-11-23T18:39:33.123+01:00").unwrap(),
+            reason: Some("after build_1: failed (exit 2)\nand more".into()),
+        };
+        let back = End::parse(&end.line()).unwrap();
+        assert_eq!(back.state, State::Skipped);
+        assert_eq!(back.outcome, Outcome::NotRun);
+        assert_eq!(back.reason.as_deref(), Some("after build_1: failed (exit 2) and more"));
+        assert_eq!(describe_end(&back), "skipped (after build_1: failed (exit 2) and more)");
+        assert!(End::parse("done exit 0 2026-11-23T18:39:33Z trailing words").is_none());
     }
 
     #[test]

@@ -70,6 +70,24 @@ pub struct Meta {
     /// Bytes the job wrote to its log, dropped ones included.
     #[serde(default)]
     pub log_bytes: Option<u64>,
+    /// `--queue`: the queue the job waits in (none with `--after` alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// The slot it was given when it started from a queue (`RUN_SLOT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
+    /// `--after`: the ids of the jobs it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// When it was queued; with no `pid` yet, the job is still queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<String>,
+    /// Where a queued job may start: host and pid namespace (see `queue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// For a queued job: the executable found on PATH when it was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
 }
 
 impl Meta {
@@ -80,6 +98,10 @@ impl Meta {
     /// What the job used, once its end is recorded.
     pub fn usage(&self) -> Option<Usage> {
         Some(Usage { max_rss_kib: self.max_rss_kib?, cpu_user_s: self.cpu_user_s?, cpu_sys_s: self.cpu_sys_s? })
+    }
+    /// Queued and not started: no process was ever made for it.
+    pub fn is_queued(&self) -> bool {
+        self.queued_at.is_some() && self.pid.is_none()
     }
 }
 
@@ -106,6 +128,15 @@ impl Job {
     /// Reads `status` again (it may have appeared since the job was loaded).
     pub fn reread_end(&mut self) -> Result<(), String> {
         self.end = read_status(&self.dir)?;
+        Ok(())
+    }
+    /// Reads `meta.json` and `status` again (a queued job's meta.json is
+    /// replaced when it starts).
+    pub fn reread(&mut self) -> Result<(), String> {
+        let fresh = read_job(&self.dir, &self.id)?;
+        self.meta = fresh.meta;
+        self.started = fresh.started;
+        self.end = fresh.end;
         Ok(())
     }
     /// The reserved status file of a job that has not ended, which its

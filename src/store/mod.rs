@@ -10,11 +10,17 @@
 //! │   ├── status       "STATE exit|signal N ENDED_AT" (appears when it ends)
 //! │   ├── notified     ntfy outcome: "sent" or "failed: REASON"
 //! │   ├── dropped      "START END": the log's range dropped by --log-max
-//! │   └── stop         a stop request: "term" or "kill"
+//! │   ├── stop         a stop request: "term" or "kill"
+//! │   └── env          a queued job's environment (0600), until it starts
 //! ├── NAME_TS.log/.pid a job of the old run scripts: listed, shown, removed
 //! ├── .new-*           a job being made: hidden, renamed into place whole
 //! ├── .rm-*            a job being removed: renamed out of sight first
-//! └── .keys/HEX        idempotency keys: symlink to the job id
+//! ├── .keys/HEX        idempotency keys: symlink to the job id
+//! └── .queues/NAME@PLACE/   one queue on one host (see `queue`)
+//!     ├── lock         flock: held by whoever decides what starts
+//!     ├── conf         "slots N" and "paused" (absent: 1 slot, running)
+//!     ├── wait/NS.ID   the waiting jobs, named by queueing time (ns)
+//!     └── run/K        slot K taken: symlink to the job id
 //! ```
 //!
 //! Rules: every file has one writer and is published by write-temp-then-
@@ -40,6 +46,7 @@ mod end;
 mod job;
 mod keys;
 mod legacy;
+mod queue;
 mod read;
 mod write;
 
@@ -51,8 +58,12 @@ pub use end::{
 pub use job::{Damaged, Job, Meta};
 pub use keys::Claim;
 pub use legacy::Legacy;
+pub use queue::{Conf, QueueDir};
 pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
-pub use write::{append_note, record_end, stop_request, write_atomic, write_footer, write_meta, Staged};
+pub use write::{
+    append_note, read_env, record_end, remove_env, stop_request, write_atomic, write_env, write_footer, write_meta,
+    Staged,
+};
 
 use crate::files;
 use std::ffi::OsString;

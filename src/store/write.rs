@@ -20,6 +20,9 @@ pub struct Staged {
     pub log: File,
     /// The reserved `status`, written in place and renamed at the end.
     pub status: File,
+    /// A queued job being started: its directory is already published, so
+    /// `publish` writes `pid` and `meta.json` in it by rename instead.
+    pub in_place: bool,
 }
 
 impl Store {
@@ -40,8 +43,13 @@ impl Store {
         crate::files::make_private_dir(&dir).map_err(|e| io_err("creating", &dir, e))?;
         let made = (|| {
             write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
+            let when = match (&meta.queued_at, &meta.queue) {
+                (Some(_), Some(q)) => format!("queued in {q}"),
+                (Some(_), None) => "queued".to_string(),
+                _ => "started".to_string(),
+            };
             let header = format!(
-                "=== {}\n=== cwd: {}\n=== started: {} on {} as {}\n",
+                "=== {}\n=== cwd: {}\n=== {when}: {} on {} as {}\n",
                 meta.command, meta.cwd, meta.started_at, meta.host, meta.user
             );
             let log_path = dir.join("log");
@@ -66,7 +74,7 @@ impl Store {
             // Held (by the watcher, which inherits it) until the end is
             // recorded or the watcher dies: what `job wait` blocks on.
             status.lock().map_err(|e| io_err("locking", &status_path, e))?;
-            Ok(Staged { dir: dir.clone(), log, status })
+            Ok(Staged { dir: dir.clone(), log, status, in_place: false })
         })();
         if made.is_err() {
             let _ = fs::remove_dir_all(&dir);
@@ -78,6 +86,9 @@ impl Store {
     /// into place. When the id is taken, a short suffix is added
     /// (and `meta.id` updated). Returns the job's directory.
     pub fn publish(&self, staged: &Staged, meta: &mut Meta) -> Result<PathBuf, String> {
+        if staged.in_place {
+            return start_in_place(staged, meta);
+        }
         // The directory is still hidden: its files are written in place, and
         // the rename of the directory publishes them all at once.
         if let Some(pid) = meta.pid {
@@ -114,9 +125,38 @@ impl Store {
         Err(format!("{}: no free id for {base}", self.root.display()))
     }
 
-    /// Removes a staged directory after a failed launch.
+    /// Removes a staged directory after a failed launch (never a queued
+    /// job's, which is published: its starter records the failure).
     pub fn discard(&self, staged: &Staged) {
-        let _ = fs::remove_dir_all(&staged.dir);
+        if !staged.in_place {
+            let _ = fs::remove_dir_all(&staged.dir);
+        }
+    }
+
+    /// Opens a queued job's log and reserved status to start it: the
+    /// status locked, as `stage` leaves it. None while another process
+    /// holds that lock (the launcher that queued it has not exited yet).
+    pub fn open_queued(&self, dir: &Path) -> Result<Option<Staged>, String> {
+        let status_path = dir.join(".status");
+        let status = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&status_path)
+            .map_err(|e| io_err("opening", &status_path, e))?;
+        match status.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &status_path, e)),
+        }
+        let log_path = dir.join("log");
+        let log = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&log_path)
+            .map_err(|e| io_err("opening", &log_path, e))?;
+        Ok(Some(Staged { dir: dir.to_path_buf(), log, status, in_place: true }))
     }
 
     /// Removes a job's directory (or a link planted in its place, never
@@ -179,6 +219,55 @@ impl Store {
     }
 }
 
+/// Starts a queued job's record in place: `pid`, then `meta.json` by
+/// rename (the moment it stops being queued), and its saved environment
+/// removed.
+fn start_in_place(staged: &Staged, meta: &Meta) -> Result<PathBuf, String> {
+    let dir = staged.dir.clone();
+    if let Some(pid) = meta.pid {
+        write_atomic(&dir, "pid", format!("{pid}\n").as_bytes())?;
+    }
+    write_meta(&dir, meta)?;
+    let _ = fs::remove_file(dir.join(ENV_FILE));
+    Ok(dir)
+}
+
+/// The file that keeps a queued job's environment until it starts.
+pub const ENV_FILE: &str = "env";
+
+/// Saves the environment a queued job will run with (0600, NUL-separated
+/// `NAME=VALUE` entries) in its staged directory.
+pub fn write_env(staged: &Staged, env: &[std::ffi::OsString]) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    for e in env {
+        bytes.extend_from_slice(e.as_encoded_bytes());
+        bytes.push(0);
+    }
+    write_new(&staged.dir.join(ENV_FILE), &bytes)
+}
+
+/// A queued job's saved environment (none if it has none: it started,
+/// or was made by an older version). At most 64 MiB is read.
+pub fn read_env(dir: &Path) -> Result<Option<Vec<std::ffi::OsString>>, String> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStringExt;
+    let path = dir.join(ENV_FILE);
+    let f = match crate::files::open_nofollow(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("reading", &path, e)),
+    };
+    let mut bytes = Vec::new();
+    f.take(64 << 20).read_to_end(&mut bytes).map_err(|e| io_err("reading", &path, e))?;
+    let env = bytes.split(|&b| b == 0).filter(|e| !e.is_empty()).map(|e| std::ffi::OsString::from_vec(e.to_vec()));
+    Ok(Some(env.collect()))
+}
+
+/// Removes a queued job's saved environment (it never started).
+pub fn remove_env(dir: &Path) {
+    let _ = fs::remove_file(dir.join(ENV_FILE));
+}
+
 /// Records the end of a job: the reserved status file is filled in place
 /// (no new space needed) and renamed to `status`, the one moment the job's
 /// end becomes visible; then its lock is released, which wakes `job wait`,
@@ -212,11 +301,14 @@ pub fn write_footer(log: &File, log_path: &Path, end: &End, secs: f64, usage: Op
             log.read_at(&mut b, m.len() - 1).ok().map(|_| b[0] != b'\n')
         })
         .unwrap_or(false);
+    let took = match end.outcome {
+        super::end::Outcome::NotRun => String::new(),
+        _ => format!(" after {}", human_duration(secs)),
+    };
     let footer = format!(
-        "{}=== {} after {}, {}at {}\n",
+        "{}=== {}{took}, {}at {}\n",
         if needs_newline { "\n" } else { "" },
         describe_end(end),
-        human_duration(secs),
         usage.map(|u| format!("{}, ", u.describe())).unwrap_or_default(),
         end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
     );
