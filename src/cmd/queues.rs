@@ -21,16 +21,27 @@ pub fn main(store: &Store, a: cli::JobQueue) -> Res<Exit> {
     }
     let all = queue::summaries(store, a.name.as_deref());
     if a.json {
-        let v: Vec<serde_json::Value> = all
+        #[derive(serde::Serialize)]
+        struct Slot<'a> {
+            slot: u32,
+            id: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct QueueView<'a> {
+            name: &'a str,
+            slots: u32,
+            paused: bool,
+            running: Vec<Slot<'a>>,
+            queued: &'a [String],
+        }
+        let v: Vec<QueueView> = all
             .iter()
-            .map(|q| {
-                serde_json::json!({
-                    "name": q.name,
-                    "slots": q.conf.slots,
-                    "paused": q.conf.paused,
-                    "running": q.running.iter().map(|(k, id)| serde_json::json!({"slot": k, "id": id})).collect::<Vec<_>>(),
-                    "queued": q.waiting,
-                })
+            .map(|q| QueueView {
+                name: &q.name,
+                slots: q.conf.slots,
+                paused: q.conf.paused,
+                running: q.running.iter().map(|(k, id)| Slot { slot: *k, id }).collect(),
+                queued: &q.waiting,
             })
             .collect();
         out.json(&v)?;

@@ -185,11 +185,12 @@ pub fn summary_noted(out: &Out, job: &Job, state: State, note: &str) -> String {
     let notified = match notify_view(job, state).map(|n| n.state) {
         Some(s) if s == "sent" => " ✉",
         Some(s) if s == "failed" => " ✉✗",
-        Some(s) if s == "pending" && state != State::Running => " ✉…",
+        Some(s) if s == "pending" && !matches!(state, State::Running | State::Queued) => " ✉…",
         _ => "",
     };
-    let pid =
-        job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| if state == State::Queued { "-" } else { "?" }.into());
+    // A queued job, or one that ended without running, has no pid yet.
+    let never = job.meta.queued_at.is_some();
+    let pid = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| if never { "-" } else { "?" }.into());
     format!(
         "{} {} (PID: {pid}) - {}{took}{}{notified}  {}",
         out.paint(color, mark),
