@@ -210,7 +210,9 @@ fn deps(store: &Store, after: &[String], boot: &str) -> Deps {
         match store.get(id) {
             Ok(Some(mut j)) => match state::of(&mut j, boot) {
                 State::Done => {}
-                State::Running | State::Queued => wait = true,
+                // Not known to have ended (`elsewhere`: seen from another
+                // host): wait, as for one that runs.
+                State::Running | State::Queued | State::Elsewhere => wait = true,
                 s => {
                     let how = j.end.as_ref().map_or(s.as_str().to_string(), store::describe_end);
                     return Deps::Skip(format!("after {id}: {how}"));

@@ -472,3 +472,26 @@ fn a_skipped_job_that_asked_for_a_notification_gets_one_saying_why() {
     let msg: Value = serde_json::from_str(&bodies[0]).expect("a JSON body");
     assert_eq!(msg["title"], format!("❌ true skipped (after {dep}: failed (exit 2))"));
 }
+
+#[test]
+fn after_a_job_seen_from_another_host_waits_for_its_end_instead_of_skipping() {
+    let q = queues();
+    let id = q.run_q(&["true"]);
+    q.wait_state(&id, &["done"]);
+    // Seen from here, a job of another host with no end recorded yet.
+    let status = q.job_dir(&id).join("status");
+    let line = std::fs::read_to_string(&status).expect("status");
+    std::fs::remove_file(&status).expect("removing status");
+    let mut m = q.meta(&id);
+    m["host"] = "otherhost.example".into();
+    q.set_meta(&id, &m);
+    assert_eq!(q.state(&id), "elsewhere");
+    let after = q.run_q(&["--after", &id, "true"]);
+    q.run("runs", &[]);
+    assert_eq!(q.state(&after), "queued");
+    // Its end recorded there (and the store shared): now it starts.
+    let tmp = q.job_dir(&id).join(".status.test");
+    write(&tmp, &line);
+    std::fs::rename(&tmp, &status).expect("recording the end");
+    q.wait_state(&after, &["done"]);
+}
