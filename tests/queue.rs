@@ -478,6 +478,9 @@ fn after_a_job_seen_from_another_host_waits_for_its_end_instead_of_skipping() {
     let q = queues();
     let id = q.run_q(&["true"]);
     q.wait_state(&id, &["done"]);
+    // The watcher writes meta.json once more after `status` (ended_at):
+    // wait for that, so that it does not undo the planted host.
+    wait_until(SOON, "ended_at in meta.json", || q.meta(&id)["ended_at"].is_string());
     // Seen from here, a job of another host with no end recorded yet.
     let status = q.job_dir(&id).join("status");
     let line = std::fs::read_to_string(&status).expect("status");
