@@ -53,14 +53,11 @@ pub enum Launched {
 pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
     store.create()?;
     let now = chrono::Local::now();
-    let cwd = spec.cwd.to_string_lossy().into_owned();
-    let meta = Meta {
+    let mut meta = Meta {
         id: format!("{}_{}", id_name(&spec.name), now.format("%Y%m%d_%H%M%S")),
         name: spec.name,
         command: spec.command,
-        argv: spec.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
         project: project_of(&spec.cwd).to_string_lossy().into_owned(),
-        cwd,
         host: proc::hostname(),
         user: proc::username(),
         started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
@@ -74,6 +71,8 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
         log_max: spec.log_max,
         ..Meta::default()
     };
+    meta.set_argv(&spec.argv);
+    meta.set_cwd(&spec.cwd);
     if spec.queue.is_some() || !spec.after.is_empty() {
         let meta = Meta {
             queue: spec.queue,

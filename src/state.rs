@@ -81,6 +81,18 @@ fn this_machine() -> &'static (String, Option<u64>) {
     HERE.get_or_init(|| (proc::hostname(), proc::pid_ns()))
 }
 
+/// Is the job's watcher gone for good: seen from where it ran (this host
+/// and pid namespace; or an earlier boot, when it is gone with the rest)
+/// and not alive? Once it is, nothing more will be recorded for the job.
+pub fn watcher_gone(job: &Job, boot: &str) -> bool {
+    let m = &job.meta;
+    match here(job, boot) {
+        Some(true) => !matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::alive(p, s)),
+        Some(false) => true,
+        None => false,
+    }
+}
+
 /// This boot's id, which `of` compares with the one a job recorded.
 pub fn boot_id() -> String {
     proc::boot_id()

@@ -8,8 +8,10 @@
 //!
 //! It is a child subreaper, so every process the job leaves behind, even
 //! one that escaped with `setsid`, is re-parented to it; that is how a stop
-//! or a timeout reaches the whole tree: SIGTERM to the job's group and to
-//! every process below the watcher, a grace period, then SIGKILL.
+//! or a timeout reaches the whole tree: SIGTERM to the job's group (only
+//! while the job itself is not reaped: after that its group id may be
+//! anyone's) and to every process below the watcher, each proven by its
+//! start time (see `proc`), a grace period, then SIGKILL.
 //!
 //! After detaching there is no stderr: the watcher never panics and writes
 //! its own troubles into the job's log.
@@ -93,12 +95,6 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     let usage =
         proc::children_usage().map(|u| Usage { max_rss_kib: u.max_rss_kib, cpu_user_s: u.user_s, cpu_sys_s: u.sys_s });
     let log_bytes = plan.staged.log.metadata().ok().map(|m| m.len().saturating_sub(output_from));
-    let tail = if state != State::Done && plan.meta.notify_topic.is_some() {
-        let hole = cap.as_ref().and_then(Cap::range);
-        store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output_from, hole).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
     // The footer first, then `status`: its rename is the moment the end is
     // visible, and all a reader needs. Then `ended_at` in meta.json (a copy
     // of what `status` says, written after it so that it costs the end's
@@ -126,6 +122,14 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     }
 
     if let (Some(topic), Some(cfg)) = (&plan.meta.notify_topic, &plan.ntfy) {
+        // Only now, with the end recorded: whatever the log is, reading
+        // its tail (bounded, from the end) delays nothing that matters.
+        let tail = if state != State::Done {
+            let hole = cap.as_ref().and_then(Cap::range);
+            store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output_from, hole).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let short = plan.meta.notify_min_s.filter(|&min| secs < min as f64);
         let outcome = match short {
             Some(min) => {
@@ -184,6 +188,9 @@ fn supervise(
             Some((_, _, Some(_))) => Some(Instant::now() + Duration::from_millis(20)),
         };
         let until = if cap.is_some() { Some(until.map_or(next_check, |u| u.min(next_check))) } else { until };
+        // The job's group, while the job is unreaped: our child's pid, so
+        // its group's id, is no one else's until then.
+        let group = outcome.is_none().then_some(job);
         match proc::next_wake(until) {
             Wake::Reaped(pid, o) if pid == job => outcome = Some(outcome_of(o)),
             Wake::Reaped(..) => {}
@@ -193,11 +200,11 @@ fn supervise(
             }
             Wake::StopRequest if ending.is_none() => match store::stop_request(dir).as_deref() {
                 Some("kill") => {
-                    proc::signal_tree(me, job, proc::SIGKILL);
+                    proc::signal_tree(me, group, proc::SIGKILL);
                     ending = Some((State::Stopped, Instant::now(), Some(Instant::now())));
                 }
                 Some(_) => {
-                    proc::signal_tree(me, job, proc::SIGTERM);
+                    proc::signal_tree(me, group, proc::SIGTERM);
                     ending = Some((State::Stopped, Instant::now() + GRACE, None));
                 }
                 None => {}
@@ -207,23 +214,23 @@ fn supervise(
             Wake::StopRequest => {
                 if let Some((s, kill_at, None)) = ending {
                     if store::stop_request(dir).as_deref() == Some("kill") {
-                        proc::signal_tree(me, job, proc::SIGKILL);
+                        proc::signal_tree(me, group, proc::SIGKILL);
                         ending = Some((s, kill_at, Some(Instant::now())));
                     }
                 }
             }
             Wake::Deadline => match ending {
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    proc::signal_tree(me, job, proc::SIGTERM);
+                    proc::signal_tree(me, group, proc::SIGTERM);
                     ending = Some((State::Timeout, Instant::now() + GRACE, None));
                 }
                 None => {}
                 Some((s, kill_at, None)) if Instant::now() >= kill_at => {
-                    proc::signal_tree(me, job, proc::SIGKILL);
+                    proc::signal_tree(me, group, proc::SIGKILL);
                     ending = Some((s, kill_at, Some(Instant::now())));
                 }
                 Some((_, _, Some(_))) => {
-                    proc::signal_tree(me, job, proc::SIGKILL);
+                    proc::signal_tree(me, group, proc::SIGKILL);
                 }
                 Some(_) => {}
             },

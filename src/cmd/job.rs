@@ -327,22 +327,22 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
         let word = if a.force { "kill" } else { "term" };
         store::write_atomic(&job.dir, "stop", format!("{word}\n").as_bytes())?;
         let m = &job.meta;
-        let asked =
-            matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::signal_if_same(p, s, proc::SIGUSR1));
+        let asked = matches!((m.watcher_pid, m.watcher_start),
+            (Some(pid), Some(start)) if proc::signal_leader(proc::Proc { pid, start }, proc::SIGUSR1));
         if !asked {
             // The watcher is gone (killed): end the job's tree ourselves.
             // Its end cannot be recorded, so it will show as lost.
-            let pid = job.pid_file().unwrap_or(0);
-            if pid > 0 && m.pid_start.is_some_and(|s| proc::alive(pid, s)) {
-                let sig = if a.force { proc::SIGKILL } else { proc::SIGTERM };
-                proc::signal_tree(pid, pid, sig);
-                if !proc::wait_tree_gone(pid, pid, watch::GRACE) {
-                    proc::signal_tree(pid, pid, proc::SIGKILL);
-                    proc::wait_tree_gone(pid, pid, Duration::from_secs(2));
+            let sig = if a.force { proc::SIGKILL } else { proc::SIGTERM };
+            match stop_orphan(&job, sig) {
+                Ok(()) => {
+                    out.line(&format!("{}: stopped (its watcher was gone, so no end was recorded: lost)", job.id))?;
                 }
-                out.line(&format!("{}: stopped (its watcher was gone, so no end was recorded: lost)", job.id))?;
-                continue;
+                Err(e) => {
+                    eprintln!("job: {}: not stopping it: {e}", job.id);
+                    code = Exit::Error;
+                }
             }
+            continue;
         }
         let mut one = [job];
         if wait_all(&mut one, Some(watch::GRACE + Duration::from_secs(10))) {
@@ -357,6 +357,45 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     }
     out.flush()?;
     Ok(code)
+}
+
+/// Stops a job whose watcher is gone, once its own process is proven to be
+/// the one meta.json records (pid, start time, this user's, leading its own
+/// session; the boot id was checked when it was judged running): `sig` to
+/// it, its session and every process below them, listed before the first
+/// signal; what is left after the grace gets SIGKILL. Nothing is guessed:
+/// an entry whose `pid` file disagrees with meta.json, or a process that is
+/// not proven, is refused.
+fn stop_orphan(job: &Job, sig: i32) -> Result<(), String> {
+    let m = &job.meta;
+    let (Some(pid), Some(start)) = (m.pid, m.pid_start) else {
+        return Err("meta.json records no pid and start time".into());
+    };
+    let in_file = std::fs::read_to_string(job.dir.join("pid")).ok().map(|s| s.trim().to_string());
+    if in_file.as_ref().is_some_and(|f| *f != pid.to_string()) {
+        let f = clean(&in_file.unwrap_or_default());
+        return Err(format!("its pid file says {f} but meta.json says {pid}: the entry was altered"));
+    }
+    let tree = proc::job_tree(proc::Proc { pid, start })?;
+    for &p in &tree {
+        proc::signal_proven(p, sig, |_| true);
+    }
+    let gone = |d: Duration| {
+        let until = std::time::Instant::now() + d;
+        loop {
+            let left = proc::tree_left(&tree, start);
+            if left.is_empty() || std::time::Instant::now() > until {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let left = if sig == proc::SIGKILL { proc::tree_left(&tree, start) } else { gone(watch::GRACE) };
+    for &p in &left {
+        proc::signal_proven(p, proc::SIGKILL, |_| true);
+    }
+    gone(Duration::from_secs(2));
+    Ok(())
 }
 
 fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
@@ -387,9 +426,10 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
 fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
     let old = resolve(store, &a.id)?;
     let m = &old.meta;
-    let cwd = std::path::PathBuf::from(&m.cwd);
+    // Byte for byte what was executed, where it was.
+    let cwd = m.exec_cwd();
     std::env::set_current_dir(&cwd).map_err(|e| Fail::from(store::io_err("entering", &cwd, e)))?;
-    let argv: Vec<OsString> = m.argv.iter().map(OsString::from).collect();
+    let argv: Vec<OsString> = m.exec_argv();
     let first = argv.first().ok_or_else(|| format!("job {}: no command recorded", old.id))?;
     let program = proc::which(first, std::env::var_os("PATH").as_deref()).ok_or_else(|| launch::not_found(first))?;
     let spec = Spec {

@@ -3,6 +3,7 @@
 //! added), and the one-line summary of the listings.
 
 use super::out::{clean, Out};
+use crate::state;
 use crate::store::{self, Job, State};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -94,7 +95,18 @@ pub fn view(job: &Job, state: State) -> View<'_> {
 
 fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
     let topic = job.meta.notify_topic.clone()?;
-    let (st, error) = match job.notified() {
+    // The watcher writes `notified` before it exits: with its watcher seen
+    // gone, a `notified` still missing (read again after the check) never
+    // comes.
+    let notified = job.notified().or_else(|| {
+        let gone = state != State::Lost && state::watcher_gone(job, &state::boot_id());
+        if gone {
+            Some(job.notified().unwrap_or_else(|| "failed: its watcher ended before notifying (watcher gone)".into()))
+        } else {
+            None
+        }
+    });
+    let (st, error) = match notified {
         Some(s) if s == "sent" => ("sent".to_string(), None),
         Some(s) if s.starts_with("skipped") => ("skipped".to_string(), s.strip_prefix("skipped: ").map(String::from)),
         Some(s) => ("failed".to_string(), Some(s.strip_prefix("failed: ").unwrap_or(&s).to_string())),

@@ -1,8 +1,9 @@
 //! Processes: the only home of nix (but for one `openat` in `files` and
 //! one `fallocate` in `store::cap`),
 //! `unsafe`, fork/setsid/exec, signals and liveness. This file: what /proc
-//! says of a process, liveness, names, finding executables, and signalling
-//! a job's tree; `spawn`: detaching the watcher and forking the job.
+//! says of a process, liveness, names and finding executables; `signal`:
+//! signals only to processes proven to be the job's (pidfds); `spawn`:
+//! detaching the watcher and forking the job.
 //!
 //! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
 //! reused after a wrap-around or a reboot has another start time or another
@@ -11,8 +12,12 @@
 //! keep a finished job "running"; the start time names exactly one process.
 //! A zombie counts as ended.
 
+mod signal;
 mod spawn;
 
+pub use signal::{
+    descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
+};
 pub use spawn::{
     become_watcher, close_fds_except, detach, fork_job, next_wake, settle_watcher, Ended, Handshake, Wake,
 };
@@ -21,11 +26,12 @@ use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
 use std::time::{Duration, Instant};
+
 /// What /proc says of a process.
 pub struct Stat {
     pub ppid: i32,
-    pub pgrp: i32,
     pub session: i32,
     pub state: u8,
     pub start: u64,
@@ -57,7 +63,6 @@ fn parse_stat(buf: &[u8]) -> Option<Stat> {
     Some(Stat {
         state: *f.first()?.as_bytes().first()?,
         ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
         session: f.get(3)?.parse().ok()?,
         start: f.get(19)?.parse().ok()?,
     })
@@ -174,51 +179,8 @@ pub fn is_executable(p: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
-/// Every live process below `root` (following parent links in /proc).
-pub fn descendants(root: i32) -> Vec<i32> {
-    let Ok(rd) = fs::read_dir("/proc") else { return vec![] };
-    let procs: Vec<(i32, i32)> = rd
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| stat(pid).filter(|s| s.state != b'Z' && s.state != b'X').map(|s| (pid, s.ppid)))
-        .collect();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        for &(pid, ppid) in &procs {
-            if ppid == parent && !found.contains(&pid) {
-                found.push(pid);
-            }
-        }
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// Sends `sig` to the process group `pgid` and to every live process below
-/// `root`. Returns how many processes were below `root`.
-pub fn signal_tree(root: i32, pgid: i32, sig: i32) -> usize {
-    // SAFETY: kill with plain integers.
-    unsafe { libc::kill(-pgid, sig) };
-    let below = descendants(root);
-    for &p in &below {
-        // SAFETY: as above.
-        unsafe { libc::kill(p, sig) };
-    }
-    below.len()
-}
-
 pub fn my_pid() -> i32 {
     std::process::id() as i32
-}
-
-/// Sends `sig` to the process `pid` if it is still the one that started at
-/// `start`.
-pub fn signal_if_same(pid: i32, start: u64, sig: i32) -> bool {
-    // SAFETY: kill with plain integers; checked just before.
-    alive(pid, start) && unsafe { libc::kill(pid, sig) } == 0
 }
 
 /// What this process's reaped children used, with their own reaped
@@ -242,34 +204,6 @@ pub fn children_usage() -> Option<ChildUsage> {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Some(ChildUsage { max_rss_kib: ru.ru_maxrss as u64, user_s: secs(ru.ru_utime), sys_s: secs(ru.ru_stime) })
-}
-
-pub const SIGTERM: i32 = libc::SIGTERM;
-pub const SIGKILL: i32 = libc::SIGKILL;
-pub const SIGUSR1: i32 = libc::SIGUSR1;
-
-/// Waits up to `d` for every process below `root` (and the group `pgid`)
-/// to be gone; polls /proc, which is what there is for processes we are
-/// not the parent of.
-pub fn wait_tree_gone(root: i32, pgid: i32, d: Duration) -> bool {
-    let until = Instant::now() + d;
-    loop {
-        if !group_has_live(pgid) && descendants(root).is_empty() {
-            return true;
-        }
-        if Instant::now() > until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn group_has_live(pgid: i32) -> bool {
-    let Ok(rd) = fs::read_dir("/proc") else { return false };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(stat)
-        .any(|s| s.pgrp == pgid && s.state != b'Z' && s.state != b'X')
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ pub fn detach(in_watcher: impl FnOnce(Handshake) -> i32) -> Result<String, Strin
         Ok(nix::unistd::ForkResult::Child) => {
             drop(r);
             let _ = nix::unistd::setsid();
+            reset_signals(&[libc::SIGPIPE, libc::SIGXFSZ]);
             let _ = redirect_stdio_to_null();
             let code = in_watcher(Handshake(File::from(w)));
             // SAFETY: ends the watcher without running the launcher's
@@ -73,6 +74,26 @@ fn redirect_stdio_to_null() -> Result<(), nix::Error> {
         unsafe { libc::dup2(null.as_raw_fd(), fd) };
     }
     Ok(())
+}
+
+/// Linux's signals are 1 to 64.
+const NSIG: i32 = 65;
+
+/// Every signal back to its default action, but for `ignored`, and none
+/// blocked: nothing the launcher's parent set (an ignored SIGCHLD would
+/// make the kernel reap the job before the watcher sees how it ended; an
+/// ignored SIGINT would make the job deaf to it) reaches the watcher. The
+/// watcher ignores SIGPIPE (the launcher may be gone when it answers) and
+/// SIGXFSZ (under `ulimit -f` a write past the limit then fails with EFBIG
+/// instead of killing the watcher before it records the end).
+fn reset_signals(ignored: &[i32]) {
+    for sig in 1..NSIG {
+        let action = if ignored.contains(&sig) { libc::SIG_IGN } else { libc::SIG_DFL };
+        // SAFETY: setting a disposition; SIGKILL, SIGSTOP and the C
+        // library's reserved signals fail harmlessly.
+        unsafe { libc::signal(sig, action) };
+    }
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
 /// Closes every descriptor from 3 up except `keep`: close_range(2) over
@@ -141,11 +162,12 @@ impl JobChild {
 }
 
 /// Forks the job: its own session, then (on "go") stdin from /dev/null,
-/// stdout and stderr to `log`, SIGPIPE back to default, no signal blocked,
-/// no other descriptor open, and exec. If the watcher drops the child
-/// without "go", the job exits without running anything. A job started
-/// from a queue gets the environment (`env`) and the working directory
-/// (`cwd`) it was queued with; a directory gone since fails the job (126).
+/// stdout and stderr to `log`, every signal at its default action and none
+/// blocked, no other descriptor open, and exec. If the watcher drops the
+/// child without "go", the job exits without running anything. A job
+/// started from a queue gets the environment (`env`) and the working
+/// directory (`cwd`) it was queued with; a directory gone since fails the
+/// job (126).
 pub fn fork_job(
     program: &Path,
     argv: &[OsString],
@@ -217,8 +239,9 @@ unsafe fn exec_job(go: OwnedFd, ready: OwnedFd, log: RawFd, null: &CStr, start: 
     }
     libc::dup2(log, 1);
     libc::dup2(log, 2);
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    libc::signal(libc::SIGHUP, libc::SIG_DFL);
+    for sig in 1..NSIG {
+        libc::signal(sig, libc::SIG_DFL);
+    }
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

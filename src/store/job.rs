@@ -7,8 +7,10 @@ use crate::files::{io_err, open_in, open_nofollow, read_bounded, read_small};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, ErrorKind};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// Everything known about a job when it starts, kept in `meta.json`.
@@ -88,9 +90,44 @@ pub struct Meta {
     /// For a queued job: the executable found on PATH when it was queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<String>,
+    /// What was executed, byte for byte, in hex: only when an argument is
+    /// not UTF-8 (`argv` then holds it with U+FFFD in place of bad bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv_hex: Option<Vec<String>>,
+    /// The working directory, byte for byte, in hex: only when it is not
+    /// UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd_hex: Option<String>,
 }
 
 impl Meta {
+    /// Records what is executed: `argv` for readers, and byte for byte
+    /// (`argv_hex`) when it is not all UTF-8.
+    pub fn set_argv(&mut self, argv: &[OsString]) {
+        self.argv = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let exact = argv.iter().all(|a| a.to_str().is_some());
+        self.argv_hex = (!exact).then(|| argv.iter().map(|a| hex(a.as_bytes())).collect());
+    }
+    /// Records the working directory, likewise.
+    pub fn set_cwd(&mut self, cwd: &Path) {
+        self.cwd = cwd.to_string_lossy().into_owned();
+        self.cwd_hex = cwd.to_str().is_none().then(|| hex(cwd.as_os_str().as_bytes()));
+    }
+    /// What was executed, byte for byte.
+    pub fn exec_argv(&self) -> Vec<OsString> {
+        let exact = self.argv_hex.as_ref().and_then(|h| h.iter().map(|a| unhex(a)).collect::<Option<Vec<_>>>());
+        match exact {
+            Some(v) => v.into_iter().map(OsString::from_vec).collect(),
+            None => self.argv.iter().map(OsString::from).collect(),
+        }
+    }
+    /// The working directory, byte for byte.
+    pub fn exec_cwd(&self) -> PathBuf {
+        match self.cwd_hex.as_deref().and_then(unhex) {
+            Some(b) => PathBuf::from(OsString::from_vec(b)),
+            None => PathBuf::from(&self.cwd),
+        }
+    }
     /// When the job started, as recorded (now, if unreadable).
     pub fn started(&self) -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339(&self.started_at).unwrap_or_else(|_| chrono::Local::now().fixed_offset())
@@ -214,6 +251,19 @@ fn status_from(opened: io::Result<File>, dir: &Path, buf: &mut Vec<u8>) -> Resul
     };
     let end = std::str::from_utf8(bytes).ok().and_then(End::parse);
     end.map(Some).ok_or_else(|| format!("reading {}: not a job status", path().display()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    s.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
 pub(super) fn meta_bytes(meta: &Meta) -> Vec<u8> {

@@ -76,6 +76,17 @@ impl Store {
         }
     }
 
+    /// Releases every key that names the job `id` (for a job whose
+    /// meta.json, and so its key, cannot be read).
+    pub fn release_keys_naming(&self, id: &str) {
+        let Ok(rd) = fs::read_dir(self.root.join(".keys")) else { return };
+        for e in rd.flatten() {
+            if fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == id) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
     pub fn pending_target() -> String {
         format!(".pending.{}", std::process::id())
     }

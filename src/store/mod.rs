@@ -16,6 +16,7 @@
 //! ├── .new-*           a job being made: hidden, renamed into place whole
 //! ├── .rm-*            a job being removed: renamed out of sight first
 //! ├── .keys/HEX        idempotency keys: symlink to the job id
+//! ├── .ids/ID          the id of a removed job (empty): never given again
 //! └── .queues/NAME@PLACE/   one queue on one host (see `queue`)
 //!     ├── lock         flock: held by whoever decides what starts
 //!     ├── conf         "slots N" and "paused" (absent: 1 slot, running)

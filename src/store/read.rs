@@ -15,6 +15,12 @@ use std::path::Path;
 pub fn tail_start(path: &Path, n: usize, hole: Option<(u64, u64)>) -> io::Result<u64> {
     let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
+    start_above(&mut f, len, n, hole, 0)
+}
+
+/// As `tail_start`, but never scanning below byte `floor` (returned when
+/// the lines reach below it).
+fn start_above(f: &mut File, len: u64, n: usize, hole: Option<(u64, u64)>, floor: u64) -> io::Result<u64> {
     if n == 0 {
         return Ok(len);
     }
@@ -23,10 +29,10 @@ pub fn tail_start(path: &Path, n: usize, hole: Option<(u64, u64)>) -> io::Result
         Some((s, e)) if e <= len && s < e => (e, Some(s)),
         _ => (0, None),
     };
-    if let Some(at) = scan_back(&mut f, after, len, len, n, &mut seen)? {
+    if let Some(at) = scan_back(f, after.max(floor), len, len, n, &mut seen)? {
         return Ok(at);
     }
-    let Some(s) = before else { return Ok(0) };
+    let Some(s) = before.filter(|_| floor < after) else { return Ok(floor) };
     // The line the hole cut; then the header's last newline starts the
     // marker's line.
     if after < len {
@@ -35,7 +41,7 @@ pub fn tail_start(path: &Path, n: usize, hole: Option<(u64, u64)>) -> io::Result
             return Ok(after);
         }
     }
-    Ok(scan_back(&mut f, 0, s, len, n, &mut seen)?.unwrap_or(0))
+    Ok(scan_back(f, floor, s, len, n, &mut seen)?.unwrap_or(floor))
 }
 
 /// Scans `[from, to)` back for the newline that ends the `n`th line from
@@ -68,6 +74,7 @@ pub fn tail_lines(path: &Path, n: usize, max_bytes: u64, hole: Option<(u64, u64)
 }
 
 /// As `tail_lines`, but nothing before byte `first` (say, a log's header).
+/// Reads at most the last `max_bytes`, whatever the file's size.
 pub fn tail_lines_after(
     path: &Path,
     n: usize,
@@ -75,10 +82,10 @@ pub fn tail_lines_after(
     first: u64,
     hole: Option<(u64, u64)>,
 ) -> io::Result<Vec<u8>> {
-    let start = tail_start(path, n, hole)?;
     let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
-    let start = start.max(len.saturating_sub(max_bytes)).max(first.min(len));
+    let floor = len.saturating_sub(max_bytes).max(first.min(len));
+    let start = start_above(&mut f, len, n, hole, floor)?.max(floor);
     let mut ranges = vec![(start, len)];
     if let Some((s, e)) = hole.filter(|&(s, e)| start < e && s < e && e <= len) {
         ranges = vec![(start, start.max(s)), (start.max(e), len)];
@@ -135,6 +142,22 @@ mod tests {
         assert_eq!(tail_start(&p, 5, hole).unwrap(), 0, "into the header");
         assert_eq!(tail_lines(&p, 9, u64::MAX, hole).unwrap(), b"=== h\ncut\nx\ny\n", "no zeros");
         assert_eq!(tail_lines(&p, 4, u64::MAX, hole).unwrap(), b"cut\nx\ny\n");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tail_reads_only_the_end_of_a_huge_file_without_newlines() {
+        let dir = std::env::temp_dir().join(format!("bgrun-tail-huge-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let p = dir.join("log");
+        // Sparse: 64 GiB of zeros that take no space, and take many
+        // seconds to scan.
+        let f = File::create(&p).unwrap();
+        f.set_len(1 << 36).unwrap();
+        let t = std::time::Instant::now();
+        let tail = tail_lines(&p, 10, 64 * 1024, None).unwrap();
+        assert_eq!(tail.len(), 64 * 1024);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t.elapsed());
         let _ = fs::remove_dir_all(&dir);
     }
 }

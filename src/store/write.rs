@@ -99,8 +99,10 @@ impl Store {
         let base = meta.id.clone();
         let _lock = self.lock(false);
         // An id is taken only within the second it names; a launch slower
-        // than that takes a suffix at once. A removal waits for that second
-        // to be over (see `remove_job`), so no id is ever used twice.
+        // than that takes a suffix at once. A removed job's id is kept in
+        // `.ids` (under the lock held here), so no id is ever given twice,
+        // whatever the clock does (local time repeats an hour at the end of
+        // summer time; a clock is set back).
         let late = chrono::Local::now().timestamp() > meta.started().timestamp();
         for attempt in u32::from(late)..1000 {
             if attempt > 0 {
@@ -112,6 +114,9 @@ impl Store {
                 meta_file.write_all_at(&bytes, 0)
             })();
             written.map_err(|e| io_err("writing", &meta_path, e))?;
+            if fs::symlink_metadata(self.root.join(IDS).join(&meta.id)).is_ok() {
+                continue;
+            }
             let dest = self.root.join(&meta.id);
             // rename(2) onto an existing non-empty directory, a file or a
             // link fails, so a taken id is never overwritten. (An empty
@@ -164,19 +169,17 @@ impl Store {
     /// it. Returns the bytes freed. The caller has made sure it is not
     /// running. An entry already gone (another `runrm` got there first)
     /// frees nothing and is no error.
+    /// Any key that names it is released (its meta.json may be unreadable,
+    /// so the keys are searched).
     pub fn remove(&self, id: &str) -> Result<u64, String> {
-        self.remove_if(id, |_| true)
+        let freed = self.remove_if(id, |_| true)?;
+        self.release_keys_naming(id);
+        Ok(freed)
     }
 
     /// Removes the job `job` was read from, and only it (checked under the
-    /// store's lock); gone meanwhile, nothing is removed (Ok(0)). Not before
-    /// the second its id names is over, so that no launch can take the id
-    /// again: an id names one job, ever.
+    /// store's lock); gone meanwhile, nothing is removed (Ok(0)).
     pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
-        let left = (job.started.timestamp() + 1) * 1000 - chrono::Local::now().timestamp_millis();
-        if (1..=1000).contains(&left) {
-            std::thread::sleep(std::time::Duration::from_millis(left as u64));
-        }
         let m = &job.meta;
         self.remove_if(&job.id, |dir| {
             read_job(dir, &job.id).is_ok_and(|now| {
@@ -193,6 +196,9 @@ impl Store {
             if !still(&path) {
                 return Ok(0);
             }
+            // The id stays taken: remembered before the entry goes, so that
+            // no launch can ever be given it again (an id names one job).
+            self.retire_id(id)?;
             match fs::rename(&path, &hidden) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
@@ -266,6 +272,26 @@ pub fn read_env(dir: &Path) -> Result<Option<Vec<std::ffi::OsString>>, String> {
 /// Removes a queued job's saved environment (it never started).
 pub fn remove_env(dir: &Path) {
     let _ = fs::remove_file(dir.join(ENV_FILE));
+}
+
+/// Where removed jobs' ids are kept: one empty file per id.
+const IDS: &str = ".ids";
+
+impl Store {
+    fn retire_id(&self, id: &str) -> Result<(), String> {
+        let dir = self.root.join(IDS);
+        match crate::files::make_private_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("creating", &dir, e)),
+        }
+        let path = dir.join(id);
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io_err("creating", &path, e)),
+        }
+    }
 }
 
 /// Records the end of a job: the reserved status file is filled in place
