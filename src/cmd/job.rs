@@ -319,6 +319,16 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
             code = Exit::Error;
             continue;
         }
+        // With no end recorded and no watcher to ask, the stop would rest on
+        // the entry: an altered one is refused, not guessed at (even when it
+        // makes the job look lost).
+        if job.end.is_none() && state::watcher_gone(&job, &boot) {
+            if let Err(e) = pid_file_agrees(&job) {
+                warn(&format!("job: {}: not stopping it: {e}", job.id));
+                code = Exit::Error;
+                continue;
+            }
+        }
         if st != State::Running {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: already ended: {how}", job.id))?;
@@ -338,7 +348,7 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
                     out.line(&format!("{}: stopped (its watcher was gone, so no end was recorded: lost)", job.id))?;
                 }
                 Err(e) => {
-                    eprintln!("job: {}: not stopping it: {e}", job.id);
+                    warn(&format!("job: {}: not stopping it: {e}", job.id));
                     code = Exit::Error;
                 }
             }
@@ -371,11 +381,7 @@ fn stop_orphan(job: &Job, sig: i32) -> Result<(), String> {
     let (Some(pid), Some(start)) = (m.pid, m.pid_start) else {
         return Err("meta.json records no pid and start time".into());
     };
-    let in_file = std::fs::read_to_string(job.dir.join("pid")).ok().map(|s| s.trim().to_string());
-    if in_file.as_ref().is_some_and(|f| *f != pid.to_string()) {
-        let f = clean(&in_file.unwrap_or_default());
-        return Err(format!("its pid file says {f} but meta.json says {pid}: the entry was altered"));
-    }
+    pid_file_agrees(job)?;
     let tree = proc::job_tree(proc::Proc { pid, start })?;
     for &p in &tree {
         proc::signal_proven(p, sig, |_| true);
@@ -396,6 +402,17 @@ fn stop_orphan(job: &Job, sig: i32) -> Result<(), String> {
     }
     gone(Duration::from_secs(2));
     Ok(())
+}
+
+/// The `pid` file, if there is one, names the pid meta.json records.
+fn pid_file_agrees(job: &Job) -> Result<(), String> {
+    let recorded = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
+    match job.pid_file_text() {
+        Some(f) if f != recorded => {
+            Err(format!("its pid file says {f} but meta.json says {recorded}: the entry was altered"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {

@@ -88,12 +88,21 @@ const NSIG: i32 = 65;
 /// instead of killing the watcher before it records the end).
 fn reset_signals(ignored: &[i32]) {
     for sig in 1..NSIG {
-        let action = if ignored.contains(&sig) { libc::SIG_IGN } else { libc::SIG_DFL };
-        // SAFETY: setting a disposition; SIGKILL, SIGSTOP and the C
-        // library's reserved signals fail harmlessly.
-        unsafe { libc::signal(sig, action) };
+        // SAFETY: rt_sigaction with a valid action (below).
+        unsafe { set_disposition(sig, if ignored.contains(&sig) { libc::SIG_IGN } else { libc::SIG_DFL }) };
     }
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+}
+
+/// Sets `sig`'s disposition to SIG_DFL or SIG_IGN with the system call
+/// itself: the C library refuses the signals it reserves (32 and 33),
+/// which an ignoring parent still passes on. The kernel's sigaction starts
+/// with the handler; no flags, no restorer and an empty mask are zeros, so
+/// this layout holds on every Linux architecture that has rt_sigaction.
+/// Async-signal-safe. SIGKILL and SIGSTOP fail harmlessly.
+unsafe fn set_disposition(sig: i32, handler: libc::sighandler_t) {
+    let act: [usize; 4] = [handler, 0, 0, 0];
+    libc::syscall(libc::SYS_rt_sigaction, sig, act.as_ptr(), std::ptr::null::<usize>(), 8usize);
 }
 
 /// Closes every descriptor from 3 up except `keep`: close_range(2) over
@@ -240,7 +249,7 @@ unsafe fn exec_job(go: OwnedFd, ready: OwnedFd, log: RawFd, null: &CStr, start: 
     libc::dup2(log, 1);
     libc::dup2(log, 2);
     for sig in 1..NSIG {
-        libc::signal(sig, libc::SIG_DFL);
+        set_disposition(sig, libc::SIG_DFL);
     }
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);

@@ -162,6 +162,15 @@ impl Job {
         let text = read_bounded(&self.dir.join("pid"), 64).ok();
         text.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.trim().parse().ok()).or(self.meta.pid)
     }
+    /// What the `pid` file says, as written: none if there is no such
+    /// file; one that cannot be read (not a regular file, too big) says so.
+    pub fn pid_file_text(&self) -> Option<String> {
+        match read_bounded(&self.dir.join("pid"), 64) {
+            Ok(b) => Some(String::from_utf8_lossy(&b).trim().to_string()),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => Some(format!("nothing readable ({e})")),
+        }
+    }
     /// Reads `status` again (it may have appeared since the job was loaded).
     pub fn reread_end(&mut self) -> Result<(), String> {
         self.end = read_status(&self.dir)?;
