@@ -431,7 +431,7 @@ fn a_failed_jobs_end_is_recorded_before_its_log_is_read_and_a_watcher_gone_fails
     let mut owned = Owned::default();
     // The job puts a FIFO where its log was: a reader of the log's tail
     // blocks on it for ever.
-    let script = "L=$(readlink /proc/self/fd/1); rm -f \"$L\"; mkfifo \"$L\"; exit 3";
+    let script = "L=$(readlink /proc/$$/fd/1); rm -f \"$L\"; mkfifo \"$L\"; exit 3";
     let out = env
         .cmd("run")
         .env("NTFY_SERVER", "http://127.0.0.1:9")
