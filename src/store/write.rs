@@ -278,18 +278,21 @@ pub fn remove_env(dir: &Path) {
 const IDS: &str = ".ids";
 
 impl Store {
+    /// Keeps `id` in `.ids`; an error names the job that cannot be
+    /// removed because of it.
     fn retire_id(&self, id: &str) -> Result<(), String> {
         let dir = self.root.join(IDS);
+        let job = self.root.join(id);
+        let why = |e: io::Error| format!("{} (keeping its id in {})", io_err("removing", &job, e), dir.display());
         match crate::files::make_private_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err("creating", &dir, e)),
+            Err(e) => return Err(why(e)),
         }
-        let path = dir.join(id);
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(id)) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io_err("creating", &path, e)),
+            Err(e) => Err(why(e)),
         }
     }
 }
