@@ -126,7 +126,8 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
         // its tail (bounded, from the end) delays nothing that matters.
         let tail = if state != State::Done {
             let hole = cap.as_ref().and_then(Cap::range);
-            store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output_from, hole).unwrap_or_default()
+            let output = (output_from, output_from + log_bytes.unwrap_or(u64::MAX - output_from));
+            store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output, hole).unwrap_or_default()
         } else {
             Vec::new()
         };

@@ -70,20 +70,22 @@ fn scan_back(f: &mut File, from: u64, to: u64, len: u64, n: usize, seen: &mut us
 /// The last `n` lines of a file, at most `max_bytes` of them (the end);
 /// none of a dropped range (`hole`).
 pub fn tail_lines(path: &Path, n: usize, max_bytes: u64, hole: Option<(u64, u64)>) -> io::Result<Vec<u8>> {
-    tail_lines_after(path, n, max_bytes, 0, hole)
+    tail_lines_after(path, n, max_bytes, (0, u64::MAX), hole)
 }
 
-/// As `tail_lines`, but nothing before byte `first` (say, a log's header).
-/// Reads at most the last `max_bytes`, whatever the file's size.
+/// As `tail_lines`, but only of the bytes `within` (say, a log's output:
+/// after its header, before its footer). Reads at most the last
+/// `max_bytes`, whatever the file's size.
 pub fn tail_lines_after(
     path: &Path,
     n: usize,
     max_bytes: u64,
-    first: u64,
+    within: (u64, u64),
     hole: Option<(u64, u64)>,
 ) -> io::Result<Vec<u8>> {
+    let (first, upto) = within;
     let mut f = open_nofollow(path)?;
-    let len = f.metadata()?.len();
+    let len = f.metadata()?.len().min(upto);
     let floor = len.saturating_sub(max_bytes).max(first.min(len));
     let start = start_above(&mut f, len, n, hole, floor)?.max(floor);
     let mut ranges = vec![(start, len)];

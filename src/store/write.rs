@@ -290,7 +290,8 @@ impl Store {
             Err(e) => return Err(why(e)),
         }
         match OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(id)) {
-            Ok(_) => Ok(()),
+            // The mode set explicitly, whatever the umask.
+            Ok(f) => f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(why),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(why(e)),
         }
