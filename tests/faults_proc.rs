@@ -137,8 +137,11 @@ fn a_job_launched_by_a_parent_that_ignores_and_blocks_signals_starts_clean_and_d
     assert_eq!(status_mask(pid, "SigBlk"), 0, "the job inherited blocked signals");
     assert_eq!(fds(pid), vec![0, 1, 2], "the job inherited descriptors");
     // What it does inherit: the environment, the umask; and no terminal.
-    let environ = fs::read(format!("/proc/{pid}/environ")).expect("reading environ");
-    assert!(environ.split(|&b| b == 0).any(|v| v == b"BGRUN_PASSED=yes"), "the environment was not passed");
+    // (The new name shows in /proc a moment before the new environment.)
+    wait_until(SOON, "the environment passed to the job", || {
+        let environ = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        environ.split(|&b| b == 0).any(|v| v == b"BGRUN_PASSED=yes")
+    });
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("reading status");
     assert!(status.lines().any(|l| l == "Umask:\t0027"), "the umask was not passed: {status}");
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
