@@ -71,7 +71,11 @@ fn here(job: &Job, boot: &str) -> Option<bool> {
 
 fn is_live(job: &Job) -> bool {
     let m = &job.meta;
-    let job_alive = matches!((job.pid_file(), m.pid_start), (Some(p), Some(s)) if proc::alive(p, s));
+    // The pid meta.json recorded, and the `pid` file's if it differs: an
+    // edited `pid` file can neither hide the job nor pass for it (the start
+    // time must match too).
+    let alive = |pid: Option<i32>| matches!((pid, m.pid_start), (Some(p), Some(s)) if proc::alive(p, s));
+    let job_alive = alive(m.pid) || (job.pid_file() != m.pid && alive(job.pid_file()));
     job_alive || matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::alive(p, s))
 }
 

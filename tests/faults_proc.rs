@@ -269,6 +269,27 @@ fn a_stranger_that_leads_its_own_session_under_a_jobs_pid_does_not_make_it_runni
 }
 
 #[test]
+fn an_edited_pid_file_does_not_make_a_running_job_look_lost_nor_removable() {
+    let env = Env::new();
+    let mut owned = Owned::default();
+    let (id, pid) = started(env.cmd("run").args(["sleep", "600"]).output().expect("run"));
+    owned.add(pid);
+    kill_watcher(&env, &id);
+    let mut stranger = session_leader();
+    owned.add(stranger.id() as i32);
+    for planted in ["1".to_string(), stranger.id().to_string(), "garbage".to_string()] {
+        write(&env.job_dir(&id).join("pid"), &format!("{planted}\n"));
+        assert_eq!(env.state(&id), "running", "with pid file {planted}");
+        let out = env.run("runrm", &[&id]);
+        assert_eq!(out.status.code(), Some(1), "runrm with pid file {planted}: {}", stdout(&out));
+        assert!(env.job_dir(&id).join("log").exists(), "runrm removed a running job");
+    }
+    assert!(pid_alive(pid.into()) && pid_alive(stranger.id().into()), "something was signalled");
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+#[test]
 fn with_its_watcher_gone_a_stop_reaches_a_child_that_moved_into_its_own_session() {
     let env = Env::new();
     let mut owned = Owned::default();
