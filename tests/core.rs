@@ -708,6 +708,9 @@ fn a_link_named_runs_to_the_run_binary_behaves_as_runs() {
     let env = Env::new();
     let job = launch(&env, &["true"]);
     env.wait_ended(&job.id, SOON);
+    // What the job used lands in meta.json a moment after its end: wait, so
+    // that both listings below see the same.
+    wait_until(SOON, "the job's usage", || !env.job(&job.id)["max_rss_kib"].is_null());
     let links = env.root.join("links");
     std::fs::create_dir(&links).expect("making a directory for the link");
     let link = links.join("runs");
