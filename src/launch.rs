@@ -4,9 +4,18 @@
 //! publishes it before `start` returns; or, with a queue or `--after`, the
 //! hand-off to `queue`, which publishes it queued and starts it when its
 //! turn comes.
+//!
+//! A Slurm job (`--slurm`) has no watcher here: its directory is published
+//! whole (meta.json with `backend: "slurm"`, the log's header, the reserved
+//! `status`) before `sbatch` is called, then `slurm_id` is written once
+//! sbatch has accepted it; until then the job shows `queued` while this
+//! launcher lives (it stands in `watcher_pid`), `lost` if it died. If sbatch
+//! refuses the job, the directory is removed: nothing is left. The batch
+//! step (`step`) runs the job on the node; `--after` between Slurm jobs is
+//! Slurm's `--dependency=afterok:`.
 
-use crate::store::{self, Meta, Store};
-use crate::{ntfy, proc, queue, watch};
+use crate::store::{self, Meta, SlurmSpec, Store};
+use crate::{ntfy, proc, queue, slurm, watch};
 use crate::{Exit, Fail, Res};
 use serde_json::value::RawValue;
 use std::ffi::{OsStr, OsString};
@@ -32,12 +41,20 @@ pub struct Spec {
     pub queue: Option<String>,
     /// `--after`: the ids of the jobs that must end `done` first.
     pub after: Vec<String>,
+    /// Submit to Slurm with these resources instead of running here.
+    pub slurm: Option<SlurmSpec>,
 }
 
 pub enum Launched {
     Started {
         id: String,
         pid: i32,
+        log: PathBuf,
+    },
+    /// Accepted by Slurm as job `slurm_id`.
+    Submitted {
+        id: String,
+        slurm_id: u64,
         log: PathBuf,
     },
     /// Queued: it starts when its queue has a slot and its `--after` jobs are done.
@@ -50,9 +67,13 @@ pub enum Launched {
 }
 
 /// Starts a job, detached, and returns once it exists in the store.
-pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
+pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
+    if spec.slurm.is_some() && !slurm::installed(std::env::var_os("PATH").as_deref()) {
+        return Err(Fail::from("--slurm: sbatch is not on PATH (is Slurm installed here?)".to_string()));
+    }
     store.create()?;
     let now = chrono::Local::now();
+    let slurm_spec = spec.slurm.take();
     let mut meta = Meta {
         id: format!("{}_{}", id_name(&spec.name), now.format("%Y%m%d_%H%M%S")),
         name: spec.name,
@@ -69,10 +90,17 @@ pub fn start(store: &Store, spec: Spec, ntfy: ntfy::Config) -> Res<Launched> {
         key: spec.key,
         pid_ns: proc::pid_ns(),
         log_max: spec.log_max,
+        backend: if slurm_spec.is_some() { "slurm" } else { "local" }.into(),
         ..Meta::default()
     };
     meta.set_argv(&spec.argv);
     meta.set_cwd(&spec.cwd);
+    if let Some(s) = slurm_spec {
+        if spec.queue.is_some() {
+            return Err(Fail::new(Exit::Usage, "--queue: not with --slurm (Slurm queues the job itself)"));
+        }
+        return submit(store, meta, s, spec.timeout, &spec.after);
+    }
     if spec.queue.is_some() || !spec.after.is_empty() {
         let meta = Meta {
             queue: spec.queue,
@@ -186,6 +214,133 @@ fn start_queued(store: &Store, mut meta: Meta) -> Res<Launched> {
         }
         _ => Ok(Launched::Queued { id: meta.id, log }),
     }
+}
+
+/// Submits a Slurm job: claims the key, publishes the job directory whole,
+/// calls sbatch, records Slurm's id; undoes it all if sbatch refuses.
+fn submit(
+    store: &Store,
+    mut meta: Meta,
+    mut spec: SlurmSpec,
+    timeout: Option<Duration>,
+    after: &[String],
+) -> Res<Launched> {
+    // `--after` between Slurm jobs is Slurm's own dependency: it starts the
+    // job once those ended COMPLETED (exit 0), and never if one did not.
+    let mut depends = Vec::new();
+    for id in after {
+        let job = store.get(id).ok().flatten().ok_or_else(|| format!("--after: no job '{id}'"))?;
+        match job.slurm.as_ref().and_then(|s| s.id) {
+            Some(n) if job.is_slurm() => depends.push(n.to_string()),
+            _ => {
+                return Err(Fail::from(format!(
+                    "--after {id}: not a Slurm job (with --slurm, --after names Slurm jobs: Slurm waits for them)"
+                )))
+            }
+        }
+    }
+    meta.after = after.to_vec();
+    let bin = std::env::current_exe().map_err(|e| format!("--slurm: finding this program's path: {e}"))?;
+    spec.bin = bin.to_string_lossy().into_owned();
+    meta.watcher_pid = Some(proc::my_pid());
+    meta.watcher_start = proc::stat(proc::my_pid()).map(|s| s.start);
+    meta.slurm = Some(spec.clone());
+    if let Some(key) = &meta.key {
+        match store.claim_key(key, &proc::pid_exists)? {
+            store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
+            store::Claim::Mine => {}
+        }
+    }
+    let key = meta.key.clone();
+    let release = |store: &Store| {
+        if let Some(key) = &key {
+            store.release_key(key, &Store::pending_target());
+        }
+    };
+    let published = store.stage(&meta).and_then(|staged| {
+        let dir = store.publish(&staged, &mut meta);
+        if dir.is_err() {
+            store.discard(&staged);
+        }
+        // Closing the staged files frees the reserved status for the step.
+        dir
+    });
+    let dir = match published {
+        Ok(d) => d,
+        Err(e) => {
+            release(store);
+            return Err(Fail::from(e));
+        }
+    };
+    let undo = |store: &Store, msg: String| {
+        let _ = store.remove(&meta.id);
+        release(store);
+        Err(Fail::from(msg))
+    };
+    let log = dir.join("log");
+    let mut args: Vec<OsString> = vec![
+        format!("--job-name={}", meta.id).into(),
+        join_flag("--output=", &log),
+        "--open-mode=append".into(),
+        // One job, one run: a job Slurm requeued (after a node failure)
+        // would find its end recorded and not run again.
+        "--no-requeue".into(),
+        join_flag("--chdir=", Path::new(&meta.cwd)),
+    ];
+    if let Some(p) = &spec.partition {
+        args.push(format!("--partition={p}").into());
+    }
+    if let Some(n) = spec.cpus {
+        args.push(format!("--cpus-per-task={n}").into());
+    }
+    if let Some(m) = &spec.mem {
+        args.push(format!("--mem={m}").into());
+    }
+    if let Some(n) = spec.gpus {
+        args.push(format!("--gpus={n}").into());
+    }
+    if let Some(t) = timeout {
+        // Slurm counts whole minutes; the step ends the job on the second.
+        args.push(format!("--time={}", t.as_secs().div_ceil(60).max(1)).into());
+    }
+    if !depends.is_empty() {
+        // A dependency that can no longer be met cancels the job (Slurm
+        // would keep it pending for ever): it shows `skipped`.
+        args.push(format!("--dependency=afterok:{}", depends.join(":")).into());
+        args.push("--kill-on-invalid-dep=yes".into());
+    }
+    args.extend(spec.sbatch.iter().map(OsString::from));
+    let step = format!(
+        "exec {} {STEP_WORD} {} {}",
+        slurm::sh_quote(&bin),
+        slurm::sh_quote(store.root()),
+        slurm::sh_quote(Path::new(&meta.id))
+    );
+    let slurm_id = match slurm::submit(&args, &step) {
+        Ok(n) => n,
+        Err(e) => return undo(store, e),
+    };
+    if let Err(e) = store::write_atomic(&dir, "slurm_id", format!("{slurm_id}\n").as_bytes()) {
+        let _ = slurm::cancel(slurm_id);
+        return undo(store, e);
+    }
+    if let Some(key) = &meta.key {
+        if let Err(e) = store.set_key(key, &meta.id) {
+            let end = format!("could not record key: {e}");
+            let _ = std::fs::OpenOptions::new().append(true).open(&log).map(|f| store::append_note(&f, &log, &end));
+        }
+    }
+    Ok(Launched::Submitted { id: meta.id.clone(), slurm_id, log })
+}
+
+/// The hidden first argument that makes any of the five binaries the batch
+/// step of a Slurm job: `BIN __slurm-step STORE ID`.
+pub const STEP_WORD: &str = "__slurm-step";
+
+fn join_flag(flag: &str, path: &Path) -> OsString {
+    let mut s = OsString::from(flag);
+    s.push(path.as_os_str());
+    s
 }
 
 /// The part of a job id that comes from its name: safe in a file name and

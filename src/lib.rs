@@ -15,7 +15,9 @@ mod launch;
 pub mod ntfy;
 mod proc;
 mod queue;
+mod slurm;
 mod state;
+mod step;
 pub mod store;
 mod watch;
 
@@ -104,6 +106,11 @@ pub fn main(picker: Option<Picker>) -> ExitCode {
                 return ExitCode::from(Exit::Usage as u8);
             }
         }
+    }
+    // The batch step of a Slurm job, run by Slurm on the node through any
+    // of the five names: hidden from every help.
+    if args.get(1).is_some_and(|a| a == launch::STEP_WORD) {
+        return ExitCode::from(step::main(&args[2..], cmd::ntfy_config("job", None)) as u8);
     }
     let result = match name.as_str() {
         "run" => cmd::run::main(args),

@@ -1,25 +1,40 @@
 //! A job's state from its record and its processes: the one place that
-//! says `running`, `lost`, `elsewhere` or how it ended. `store` knows files
-//! only and `proc` processes only; this joins them.
+//! says `running`, `lost`, `elsewhere`, `queued` or how it ended. `store`
+//! knows files only and `proc` processes only; this joins them.
 //!
 //! A job's processes can be checked only on the machine, in the boot and
 //! in the pid namespace it ran in. A job with no end recorded that ran on
 //! another host (a store on NFS) or in another pid namespace (a container)
 //! is `elsewhere`: never judged dead from here, so never removed without
 //! `--force`. One from an earlier boot of this host is `lost`.
+//!
+//! A Slurm job's state is what its `status` says; else what Slurm says
+//! (one squeue call for all the jobs of a listing): PENDING is `queued`,
+//! RUNNING `running` on its node. A job Slurm ended or forgot without its
+//! step recording the end gets an end recorded here from Slurm's words, by
+//! whichever command notices first (link(2): never over the step's own):
+//! CANCELLED is `stopped`, TIMEOUT `timeout`, OUT_OF_MEMORY and PREEMPTED
+//! `killed`, anything else (NODE_FAIL, a step that could not run) `lost`.
 
 use crate::proc;
-use crate::store::{Job, Legacy, State};
+use crate::slurm::{self, Phase, Row};
+use crate::store::{self, End, Job, Legacy, Outcome, SlurmRec, State};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// The job's state: what `status` says; else `queued` while it waits with
 /// no process (whatever the host or boot: a queue outlives a reboot); else
 /// `elsewhere` if its processes cannot be seen from here; else `running`
 /// while the job's process or its watcher lives (checked by pid, start time
-/// and boot id); else `lost`.
+/// and boot id); else `lost`. A Slurm job asks Slurm.
 pub fn of(job: &mut Job, boot: &str) -> State {
     if let Some(e) = &job.end {
         return e.state;
+    }
+    if job.is_slurm() {
+        job.reread_slurm();
+        let ids: Vec<u64> = job.slurm.as_ref().and_then(|s| s.id).into_iter().collect();
+        return of_slurm(job, boot, &slurm::query(&ids));
     }
     if job.meta.is_queued() {
         // It may have started (or ended) since it was read: meta.json is
@@ -49,6 +64,130 @@ pub fn of(job: &mut Job, boot: &str) -> State {
         None if live => State::Running,
         None => State::Lost,
     }
+}
+
+/// The states of many jobs, with one squeue call for all the Slurm jobs
+/// among them; and, if squeue could not answer, why (their states are then
+/// the last known: `running` once their step has started, else `queued`).
+pub fn of_all(jobs: &mut [Job], boot: &str) -> (Vec<State>, Option<String>) {
+    let ids: Vec<u64> =
+        jobs.iter().filter(|j| j.end.is_none()).filter_map(|j| j.slurm.as_ref().and_then(|s| s.id)).collect();
+    let asked = if ids.is_empty() { Ok(HashMap::new()) } else { slurm::query(&ids) };
+    let states = jobs.iter_mut().map(|j| if j.is_slurm() { of_slurm(j, boot, &asked) } else { of(j, boot) }).collect();
+    (states, asked.err())
+}
+
+fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>) -> State {
+    if let Some(e) = &job.end {
+        return e.state;
+    }
+    let Some(id) = job.slurm.as_ref().and_then(|s| s.id) else {
+        // Not accepted by sbatch yet: its launcher stands in `watcher_pid`
+        // (seen from another host, which cannot check it, a submission is
+        // given as long as an sbatch call may take).
+        let young = (chrono::Local::now().fixed_offset() - job.started).num_seconds()
+            < slurm::CALL_TIMEOUT.as_secs() as i64 + 10;
+        let launcher = (job.meta.watcher_pid, job.meta.watcher_start);
+        let submitting = match here(job, boot) {
+            Some(true) => matches!(launcher, (Some(p), Some(s)) if proc::running(p, s)),
+            Some(false) => false,
+            None => young,
+        };
+        job.reread_slurm();
+        let _ = job.reread_end();
+        return match (&job.end, job.slurm.as_ref().and_then(|s| s.id)) {
+            (Some(e), _) => e.state,
+            (None, Some(_)) => State::Queued,
+            (None, None) if submitting => State::Queued,
+            (None, None) => State::Lost,
+        };
+    };
+    let rows = match asked {
+        Ok(rows) => rows,
+        Err(_) => {
+            let _ = job.reread_end();
+            return match &job.end {
+                Some(e) => e.state,
+                None if job.slurm.as_ref().is_some_and(|s| s.node.is_some()) => State::Running,
+                None => State::Queued,
+            };
+        }
+    };
+    let row = rows.get(&id);
+    let rec = job.slurm.get_or_insert_with(SlurmRec::default);
+    if let Some(r) = row {
+        rec.said = Some((r.state.clone(), r.reason.clone()));
+        if rec.node.is_none() && !r.nodes.is_empty() {
+            rec.node = Some(r.nodes.clone());
+        }
+    }
+    // Slurm's answer came after the step may have recorded the end.
+    let _ = job.reread_end();
+    if let Some(e) = &job.end {
+        return e.state;
+    }
+    let (state, words) = match row {
+        Some(r) if r.phase() == Phase::Pending => return State::Queued,
+        Some(r) if r.phase() == Phase::Running => return State::Running,
+        Some(r) => {
+            let said = if r.reason.is_empty() || r.reason == "None" {
+                format!("Slurm: {}", r.state)
+            } else {
+                format!("Slurm: {} ({})", r.state, r.reason)
+            };
+            match r.phase() {
+                // `--after` a job that did not end done: never run.
+                Phase::Cancelled if r.reason.starts_with("Dependency") => (State::Skipped, said),
+                Phase::Cancelled => (State::Stopped, said),
+                Phase::TimeLimit => (State::Timeout, said),
+                Phase::Killed => (State::Killed, said),
+                _ => (State::Lost, format!("{said}; the step recorded no end: {}", unreachable(job))),
+            }
+        }
+        None => (State::Lost, format!("Slurm no longer knows job {id}; the step recorded no end")),
+    };
+    // Slurm says the job ended as soon as it signals it: a step that still
+    // holds the reserved status is about to record how; its record wins.
+    if step_recording(job) {
+        return state;
+    }
+    record(job, state, words)
+}
+
+/// Does the step hold the lock on the reserved status (it does from its
+/// start until it has recorded the end, or dies)?
+fn step_recording(job: &Job) -> bool {
+    job.end_lock().is_some_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// Why a step may not have run: what the README's set-up requires.
+fn unreachable(job: &Job) -> String {
+    let bin = job.meta.slurm.as_ref().map_or("bgrun", |s| s.bin.as_str());
+    let node = job.slurm.as_ref().and_then(|s| s.node.as_deref()).unwrap_or("the node");
+    format!("are the store and {bin} reachable from {node}? (see the log)")
+}
+
+/// Records an end learnt from Slurm, unless one is recorded already (then
+/// that one is the state); a store that cannot be written to still gets
+/// the state reported.
+fn record(job: &mut Job, state: State, words: String) -> State {
+    let end =
+        End { state, outcome: Outcome::Unknown, ended_at: chrono::Local::now().fixed_offset(), reason: Some(words) };
+    match store::record_first_end(&job.dir, &end) {
+        Ok(true) => {
+            let secs = (end.ended_at - job.started).num_milliseconds() as f64 / 1000.0;
+            let _ = store::append_footer(&job.log(), &end, secs);
+        }
+        Ok(false) => {
+            let _ = job.reread_end();
+            if let Some(e) = &job.end {
+                return e.state;
+            }
+        }
+        Err(_) => {}
+    }
+    job.end = Some(end);
+    state
 }
 
 /// Can the job's pids be checked from here: `Some(true)` yes, `Some(false)`

@@ -87,41 +87,88 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
 
     let mut cap = meta.log_max.map(|max| Cap::new(max, output_from));
     let deadline = meta.timeout_s.map(|s| plan.started + Duration::from_secs(s));
-    let (state, outcome) = supervise(&dir, job.pid, deadline, cap.as_mut(), &plan.staged.log);
+    let bounds = Bounds { deadline, slurm: None };
+    let (state, outcome) = supervise(&dir, job.pid, bounds, cap.as_mut(), &plan.staged.log);
+    let (log, status) = (&plan.staged.log, &plan.staged.status);
+    let ended = Ended { state, outcome, output_from, once: false, cap, on_end: plan.on_end };
+    finish(store, &dir, log, status, &mut plan.meta, plan.ntfy.as_ref(), ended)
+}
+
+/// How a job ended, as its watcher (or Slurm step) saw it, and what is
+/// left to do once the end is recorded.
+pub struct Ended {
+    pub state: State,
+    pub outcome: Outcome,
+    /// Where the job's own output starts in the log (after the header).
+    pub output_from: u64,
+    /// Publish `status` only if none is there yet (a Slurm job's end may
+    /// have been recorded from Slurm's words).
+    pub once: bool,
+    pub cap: Option<Cap>,
+    pub on_end: Option<fn(&Store)>,
+}
+
+/// Records how the job ended and what it used, then notifies: the local
+/// watcher's and the Slurm step's last act. Returns the process's exit
+/// status.
+pub fn finish(
+    store: &Store,
+    dir: &Path,
+    log: &File,
+    status: &File,
+    meta: &mut Meta,
+    ntfy: Option<&ntfy::Config>,
+    ended: Ended,
+) -> i32 {
+    let Ended { state, outcome, output_from, once, mut cap, on_end } = ended;
     let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset(), reason: None };
-    let secs = (end.ended_at - plan.meta.started()).num_milliseconds() as f64 / 1000.0;
+    let secs = (end.ended_at - meta.started()).num_milliseconds() as f64 / 1000.0;
     // Every process of the job that has ended is reaped by now: getrusage
     // costs microseconds, so the footer can carry what they used.
     let usage =
         proc::children_usage().map(|u| Usage { max_rss_kib: u.max_rss_kib, cpu_user_s: u.user_s, cpu_sys_s: u.sys_s });
-    let log_bytes = plan.staged.log.metadata().ok().map(|m| m.len().saturating_sub(output_from));
+    let log_bytes = log.metadata().ok().map(|m| m.len().saturating_sub(output_from));
+    let note = |msg: &str| {
+        let _ = store::append_note(log, &dir.join("log"), msg);
+    };
     // The footer first, then `status`: its rename is the moment the end is
     // visible, and all a reader needs. Then `ended_at` in meta.json (a copy
     // of what `status` says, written after it so that it costs the end's
     // visibility nothing) and the notification outcome: a job seen ended
     // may be removed meanwhile, and removal copes with files that appear
     // in a directory it is removing.
-    let _ = store::write_footer(&plan.staged.log, &dir.join("log"), &end, secs, usage.as_ref());
-    if let Err(e) = store::record_end(&dir, &plan.staged.status, &end) {
-        note(&plan.staged, &dir, &format!("could not record the end: {e}"));
-        return 1;
+    let _ = store::write_footer(log, &dir.join("log"), &end, secs, usage.as_ref());
+    let recorded = if once {
+        store::record_end_once(dir, status, &end)
+    } else {
+        store::record_end(dir, status, &end).map(|()| true)
+    };
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            note("an end was recorded already (from Slurm's words): kept");
+            return 0;
+        }
+        Err(e) => {
+            note(&format!("could not record the end: {e}"));
+            return 1;
+        }
     }
-    let m = &mut plan.meta;
-    m.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
-    m.max_rss_kib = usage.map(|u| u.max_rss_kib);
-    m.cpu_user_s = usage.map(|u| u.cpu_user_s);
-    m.cpu_sys_s = usage.map(|u| u.cpu_sys_s);
-    m.log_bytes = log_bytes;
-    let _ = store::write_meta(&dir, m);
-    if let Some(on_end) = plan.on_end {
+    meta.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
+    meta.max_rss_kib = usage.map(|u| u.max_rss_kib);
+    meta.cpu_user_s = usage.map(|u| u.cpu_user_s);
+    meta.cpu_sys_s = usage.map(|u| u.cpu_sys_s);
+    meta.log_bytes = log_bytes;
+    let _ = store::write_meta(dir, meta);
+    if let Some(on_end) = on_end {
         on_end(store);
     }
     // What the job wrote in its last tick.
     if let Some(c) = cap.as_mut() {
-        let _ = c.check(&plan.staged.log, &dir);
+        let _ = c.check(log, dir);
     }
 
-    if let (Some(topic), Some(cfg)) = (&plan.meta.notify_topic, &plan.ntfy) {
+    if let (Some(topic), Some(cfg)) = (&meta.notify_topic, ntfy) {
         // Only now, with the end recorded: whatever the log is, reading
         // its tail (bounded, from the end) delays nothing that matters.
         let tail = if state != State::Done {
@@ -131,33 +178,38 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
         } else {
             Vec::new()
         };
-        let short = plan.meta.notify_min_s.filter(|&min| secs < min as f64);
+        let short = meta.notify_min_s.filter(|&min| secs < min as f64);
         let outcome = match short {
             Some(min) => {
                 format!("skipped: ran {}, under {}\n", store::human_duration(secs), store::human_duration(min as f64))
             }
-            None => match ntfy::publish(cfg, &message(&plan.meta, topic, &end, secs, &tail)) {
+            None => match ntfy::publish(cfg, &message(meta, topic, &end, secs, &tail)) {
                 Ok(()) => "sent\n".to_string(),
                 Err(e) => format!("failed: {e}\n"),
             },
         };
-        if let Err(e) = store::write_atomic(&dir, "notified", outcome.as_bytes()) {
-            note(&plan.staged, &dir, &format!("could not record the notification: {e}"));
+        if let Err(e) = store::write_atomic(dir, "notified", outcome.as_bytes()) {
+            note(&format!("could not record the notification: {e}"));
         }
     }
     0
 }
 
+/// What ends a job besides itself.
+pub struct Bounds {
+    /// `--timeout`: SIGTERM to the tree, grace, SIGKILL; state `timeout`.
+    pub deadline: Option<Instant>,
+    /// In a Slurm step: when Slurm's time limit runs out, if known. A
+    /// SIGTERM to the step is Slurm ending the job: at the time limit,
+    /// `timeout`, else (scancel, `job stop`, preemption) `stopped`.
+    pub slurm: Option<Option<Instant>>,
+}
+
 /// Waits for the job; handles the timeout and stop requests, and the cap
 /// on its log. Returns the state to record and how the job's own process
 /// ended.
-fn supervise(
-    dir: &Path,
-    job: i32,
-    deadline: Option<Instant>,
-    mut cap: Option<&mut Cap>,
-    log: &File,
-) -> (State, Outcome) {
+pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>, log: &File) -> (State, Outcome) {
+    let deadline = bounds.deadline;
     let me = proc::my_pid();
     let mut outcome: Option<Outcome> = None;
     // While ending: the state to record, when to send SIGKILL, and when the
@@ -177,6 +229,17 @@ fn supervise(
         }
         if let Some(o) = outcome {
             match ending {
+                // Slurm signals every process of a job at once: the job may
+                // be reaped before the step takes its own SIGTERM.
+                None if bounds.slurm.is_some() && matches!(o, Outcome::Signaled(_)) => {
+                    if store::stop_request(dir).is_some() {
+                        return (State::Stopped, o);
+                    }
+                    if proc::term_pending(Duration::from_millis(300)) {
+                        return (slurm_ending(deadline, bounds.slurm.flatten()), o);
+                    }
+                    return (natural(o), o);
+                }
                 None => return (natural(o), o),
                 Some((s, _, _)) if proc::descendants(me).is_empty() => return (s, o),
                 Some((s, _, Some(killed))) if killed.elapsed() > Duration::from_secs(5) => return (s, o),
@@ -220,6 +283,30 @@ fn supervise(
                     }
                 }
             }
+            Wake::Terminated => {
+                let kill = store::stop_request(dir).as_deref() == Some("kill");
+                match ending {
+                    None => {
+                        let state = if store::stop_request(dir).is_some() {
+                            State::Stopped
+                        } else {
+                            slurm_ending(deadline, bounds.slurm.flatten())
+                        };
+                        if kill {
+                            proc::signal_tree(me, group, proc::SIGKILL);
+                            ending = Some((state, Instant::now(), Some(Instant::now())));
+                        } else {
+                            proc::signal_tree(me, group, proc::SIGTERM);
+                            ending = Some((state, Instant::now() + GRACE, None));
+                        }
+                    }
+                    Some((s, kill_at, None)) if kill => {
+                        proc::signal_tree(me, group, proc::SIGKILL);
+                        ending = Some((s, kill_at, Some(Instant::now())));
+                    }
+                    Some(_) => {}
+                }
+            }
             Wake::Deadline => match ending {
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
                     proc::signal_tree(me, group, proc::SIGTERM);
@@ -239,6 +326,17 @@ fn supervise(
     }
 }
 
+/// Why Slurm sent SIGTERM: its time limit (or our `--timeout`) ran out, or
+/// it was cancelled.
+fn slurm_ending(deadline: Option<Instant>, limit: Option<Instant>) -> State {
+    let soon = Instant::now() + Duration::from_secs(2);
+    if deadline.is_some_and(|d| d <= soon) || limit.is_some_and(|l| l <= soon) {
+        State::Timeout
+    } else {
+        State::Stopped
+    }
+}
+
 /// What wait(2) said, as the store records it.
 fn outcome_of(e: proc::Ended) -> Outcome {
     match e {
@@ -251,7 +349,7 @@ fn natural(o: Outcome) -> State {
     match o {
         Outcome::Exited(0) => State::Done,
         Outcome::Exited(_) => State::Failed,
-        Outcome::Signaled(_) | Outcome::NotRun => State::Killed,
+        Outcome::Signaled(_) | Outcome::NotRun | Outcome::Unknown => State::Killed,
     }
 }
 

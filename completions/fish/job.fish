@@ -37,7 +37,7 @@ complete -c job -n "__fish_job_needs_command" -f -a "clean" -d 'Remove old finis
 complete -c job -n "__fish_job_needs_command" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
 complete -c job -n "__fish_job_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c job -n "__fish_job_using_subcommand run" -l name -d 'Refer to the job by this name' -r
-complete -c job -n "__fish_job_using_subcommand run" -l timeout -d 'End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout' -r
+complete -c job -n "__fish_job_using_subcommand run" -l timeout -d 'End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout; with --slurm also its time limit' -r
 complete -c job -n "__fish_job_using_subcommand run" -l context -d 'Any JSON value, kept with the job for your own tracking' -r
 complete -c job -n "__fish_job_using_subcommand run" -l key -d 'Idempotency key: if a job with this key exists, print its id and start nothing' -r
 complete -c job -n "__fish_job_using_subcommand run" -l log-max -d 'Cap the log\'s disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first' -r
@@ -46,8 +46,14 @@ complete -c job -n "__fish_job_using_subcommand run" -l after -d 'Start only aft
 complete -c job -n "__fish_job_using_subcommand run" -l notify -d 'Send an ntfy notification when the job ends (to TOPIC, or $NTFY_TOPIC)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l topic -d 'Notify this ntfy topic when the job ends (implies --notify)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l min-duration -d 'With --notify: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l partition -d 'With --slurm: the partition to run in' -r
+complete -c job -n "__fish_job_using_subcommand run" -l cpus -d 'With --slurm: CPUs for the job (sbatch --cpus-per-task)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l mem -d 'With --slurm: memory for the job (sbatch --mem: 500M, 4G…)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l gpus -d 'With --slurm: GPUs for the job (sbatch --gpus)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l sbatch -d 'With --slurm: more sbatch options, as one shell-quoted string (\'--qos=long --account=lab\')' -r
 complete -c job -n "__fish_job_using_subcommand run" -l wait -d 'Wait for the job to end; exit as `job wait` does'
 complete -c job -n "__fish_job_using_subcommand run" -l follow -d 'With --wait: stream the job\'s log while waiting'
+complete -c job -n "__fish_job_using_subcommand run" -l slurm -d 'Submit the job to Slurm (sbatch) instead of running it here; the default when RUN_BACKEND=slurm'
 complete -c job -n "__fish_job_using_subcommand run" -s h -l help -d 'Print help'
 complete -c job -n "__fish_job_using_subcommand list" -l status -d 'Only jobs in this state (repeatable)' -r -f -a "running\t''
 queued\t''

@@ -349,7 +349,9 @@ fn state_meaning(s: State) -> String {
         State::Stopped => "by job stop",
         State::Timeout => "by job run --timeout",
         State::Lost => "the job and its watcher are gone without recording an end, as after a reboot",
-        State::Queued => "waiting in a queue (run -q) or for its --after jobs, with no process",
+        State::Queued => {
+            "waiting in a queue (run -q) or for its --after jobs, with no process; or a Slurm job Slurm has not started"
+        }
         State::Skipped => "never run: a job it was to run --after did not end done",
         State::Elsewhere => "started on another host or in another pid namespace and not ended: never judged from here",
     };

@@ -6,8 +6,8 @@
 mod value;
 
 pub use value::{
-    parse_after, parse_context, parse_duration, parse_key, parse_name, parse_queue, parse_size, parse_slots,
-    parse_topic,
+    parse_after, parse_context, parse_duration, parse_key, parse_mem, parse_name, parse_partition, parse_queue,
+    parse_size, parse_slots, parse_topic, parse_words,
 };
 
 use crate::store::State;
@@ -43,11 +43,13 @@ Examples:
   run -n ./long-build.sh           # ... to $NTFY_TOPIC
   run -q gpu sh -c 'CUDA_VISIBLE_DEVICES=$RUN_SLOT python train.py'
   run --after build_20251205_163539 ./deploy.sh
+  run --slurm --gpus 1 python train.py   # submit to Slurm
 
 After -n, the next argument is the command if it names an executable (on
 PATH, or a path) or is the last argument; otherwise it is the topic.
 Flags go before CMD; to run a command whose name starts with '-', put --
-before it. Prints: JOB-ID PID LOG-PATH (JOB-ID queued LOG-PATH while it waits)";
+before it. Prints: JOB-ID PID LOG-PATH (JOB-ID queued LOG-PATH while it waits;
+JOB-ID slurm:SLURM-ID LOG-PATH with --slurm)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -78,6 +80,8 @@ pub struct Run {
     /// Start only after these jobs have ended done (skipped if one does not)
     #[arg(long, value_name = "ID[,ID…]", value_parser = parse_after, action = clap::ArgAction::Append)]
     pub after: Vec<Vec<String>>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
     /// The command and its arguments, kept exactly as given
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -188,6 +192,8 @@ pub struct Job {
     pub cmd: JobCmd,
 }
 
+// Parsed once per process: the size of `Run` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
     /// Start a background job (prints its id)
@@ -259,7 +265,7 @@ pub struct JobRun {
     /// Refer to the job by this name
     #[arg(long, value_name = "NAME", value_parser = parse_name, allow_hyphen_values = true)]
     pub name: Option<String>,
-    /// End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout
+    /// End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout; with --slurm also its time limit
     #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
     /// Any JSON value, kept with the job for your own tracking
@@ -292,6 +298,35 @@ pub struct JobRun {
     /// With --notify: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     pub min_duration: Option<Duration>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+/// Submitting to Slurm instead of running here (`run` and `job run`).
+#[derive(Args, Debug, Default, Clone)]
+pub struct SlurmArgs {
+    /// Submit the job to Slurm (sbatch) instead of running it here; the default when RUN_BACKEND=slurm
+    #[arg(long)]
+    pub slurm: bool,
+    /// With --slurm: the partition to run in
+    #[arg(long, value_name = "PARTITION", value_parser = parse_partition)]
+    pub partition: Option<String>,
+    /// With --slurm: CPUs for the job (sbatch --cpus-per-task)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus: Option<u32>,
+    /// With --slurm: memory for the job (sbatch --mem: 500M, 4G…)
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
+    pub mem: Option<String>,
+    /// With --slurm: GPUs for the job (sbatch --gpus)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub gpus: Option<u32>,
+    /// With --slurm: more sbatch options, as one shell-quoted string ('--qos=long --account=lab')
+    #[arg(long, value_name = "ARGS", value_parser = parse_sbatch, allow_hyphen_values = true)]
+    pub sbatch: Option<String>,
+}
+
+fn parse_sbatch(s: &str) -> Result<String, String> {
+    parse_words(s).map(|_| s.to_string())
 }
 
 #[derive(Args, Debug)]

@@ -197,9 +197,126 @@ pub fn parse_slots(s: &str) -> Result<u32, String> {
     }
 }
 
+/// `--mem`: what sbatch takes: a whole number with an optional unit,
+/// K, M, G or T (megabytes without one).
+pub fn parse_mem(s: &str) -> Result<String, String> {
+    let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    let ok = !digits.is_empty()
+        && digits.len() <= 12
+        && s.len() - digits.len() <= 1
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.bytes().any(|b| b != b'0');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{}' is not a memory size (use forms like 500M, 4G, 1T)", s.escape_debug()))
+    }
+}
+
+/// `--partition`: one or more Slurm partition names, comma-separated.
+pub fn parse_partition(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && s.split(',').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{}' is not a partition name", s.escape_debug()))
+    }
+}
+
+/// `--sbatch 'RAW ARGS'`: words as `sh` splits them (single and double
+/// quotes, backslash), with no expansion.
+pub fn parse_words(s: &str) -> Result<Vec<String>, String> {
+    if s.len() > 64 * 1024 {
+        return Err("at most 64 KiB".into());
+    }
+    let (mut words, mut cur, mut in_word) = (Vec::new(), String::new(), false);
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unmatched ' in '{}'", s.escape_debug())),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err(format!("unmatched \" in '{}'", s.escape_debug())),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unmatched \" in '{}'", s.escape_debug())),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some('\n') | None => {}
+                    Some(c) => cur.push(c),
+                }
+            }
+            c if c.is_control() => return Err("a control character in the options".into()),
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sbatch_options_split_as_the_shell_splits_them() {
+        assert_eq!(
+            parse_words("--qos=long  --comment 'a b' \"c \\\"d\"").unwrap(),
+            ["--qos=long", "--comment", "a b", "c \"d"]
+        );
+        assert_eq!(parse_words("").unwrap(), Vec::<String>::new());
+        assert!(parse_words("'open").is_err());
+        assert!(parse_words("\"open").is_err());
+    }
+
+    #[test]
+    fn memory_sizes_and_partitions_are_what_sbatch_takes() {
+        for s in ["500M", "4G", "1024", "1t"] {
+            assert!(parse_mem(s).is_ok(), "{s}");
+        }
+        for s in ["", "0", "4GB", "-1G", "1.5G", "G"] {
+            assert!(parse_mem(s).is_err(), "{s}");
+        }
+        assert!(parse_partition("debug,gpu").is_ok());
+        for s in ["", "a b", "a,,b", "x;y"] {
+            assert!(parse_partition(s).is_err(), "{s}");
+        }
+    }
 
     #[test]
     fn durations_in_every_documented_form_parse() {

@@ -1,6 +1,11 @@
 //! Waiting for jobs to end and following a log while its job runs: block
 //! on the lock a watcher holds until the end is recorded, else watch the
 //! job directories (inotify), and re-check liveness every second.
+//!
+//! A Slurm job's files are written on another node, which inotify does not
+//! see on a network file system: its log and `status` are polled, every
+//! 50 ms while output comes, backing off to once a second when none does;
+//! Slurm itself is asked (squeue) at most every 2 seconds.
 
 use super::out::{warn, Out};
 use crate::state;
@@ -109,6 +114,10 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
             }
             continue;
         }
+        if jobs.iter().any(Job::is_slurm) {
+            std::thread::sleep(left.min(Duration::from_secs(1)));
+            continue;
+        }
         match &watch {
             None => watch = Some(DirWatch::new(&refs)),
             Some(w) => w.wait(left),
@@ -159,6 +168,29 @@ fn read_shown(
     Ok(true)
 }
 
+/// The shortest and longest pause between two reads of a Slurm job's log.
+const POLL_MIN: Duration = Duration::from_millis(50);
+const POLL_MAX: Duration = Duration::from_secs(1);
+/// How often a follower asks Slurm (squeue) for the state.
+const ASK_EVERY: Duration = Duration::from_secs(2);
+
+/// A Slurm job's state for a follower: `status` read each time, Slurm
+/// asked at most every `ASK_EVERY`.
+fn polled_state(job: &mut Job, boot: &str, asked: &mut Option<(Instant, State)>) -> State {
+    let _ = job.reread_end();
+    if let Some(e) = &job.end {
+        return e.state;
+    }
+    match asked {
+        Some((at, st)) if at.elapsed() < ASK_EVERY => *st,
+        _ => {
+            let st = state::of(job, boot);
+            *asked = Some((Instant::now(), st));
+            st
+        }
+    }
+}
+
 /// Copies the job's log to `out` from byte `from`, following it while the
 /// job runs. Returns the job's final state (or `running` if not following).
 pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<State> {
@@ -169,8 +201,10 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
     let mut watch = None;
     let mut buf = vec![0u8; 64 * 1024];
     let (mut shown, mut line_open) = (Vec::new(), false);
+    let (mut asked, mut pause) = (None, POLL_MIN);
     loop {
-        let st = state::of(job, &boot);
+        let st = if job.is_slurm() { polled_state(job, &boot, &mut asked) } else { state::of(job, &boot) };
+        let before = pos;
         while read_shown(job, &mut f, &mut pos, &mut buf, &mut shown, line_open)? {
             out.bytes(&shown)?;
             line_open = shown.last().map_or(line_open, |&b| b != b'\n');
@@ -179,6 +213,11 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
         out.flush()?;
         if !follow || st.ended() {
             return Ok(st);
+        }
+        if job.is_slurm() {
+            pause = if pos > before { POLL_MIN } else { (pause * 2).min(POLL_MAX) };
+            std::thread::sleep(pause);
+            continue;
         }
         // Made once there is something to follow, then the state and the
         // log are read again with it in place (as in `wait_all`).
@@ -251,7 +290,7 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
             // What came before `partial` ended with a whole line.
             while read_shown(job, f, pos, &mut buf, partial, false)? {}
             let complete = partial.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-            let done = !follow || st != State::Running;
+            let done = !follow || !st.is_active();
             let upto = if done { partial.len() } else { complete };
             for line in partial[..upto].split_inclusive(|&b| b == b'\n') {
                 out.bytes(prefixes[i].as_bytes())?;

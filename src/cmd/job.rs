@@ -48,6 +48,7 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
     if a.follow && !a.wait {
         return Err(usage("--follow needs --wait: job run \"CMD\" --wait --follow"));
     }
+    let slurm = super::slurm::spec(&a.slurm)?;
     launch::check_shell_command(&cmd, std::env::var_os("PATH").as_deref())?;
     if notify && topic.is_none() {
         let t = env("NTFY_TOPIC")
@@ -74,10 +75,15 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         log_max: super::log_max(a.log_max)?,
         queue: a.queue,
         after: super::resolve::after_ids(store, a.after)?,
+        slurm,
     };
     let cfg = super::ntfy_config("job", spec.topic.as_ref());
     let id = match launch::start(store, spec, cfg)? {
         Launched::Started { id, .. } | Launched::Queued { id, .. } => id,
+        Launched::Submitted { id, slurm_id, .. } => {
+            warn(&format!("job: {id}: submitted to Slurm as job {slurm_id}"));
+            id
+        }
         Launched::Existing(id) => {
             note_existing(store, &id, a.key.as_deref().unwrap_or_default(), &cmd);
             id
@@ -110,6 +116,10 @@ fn note_existing(store: &Store, id: &str, key: &str, cmd: &str) {
 fn started_id(l: Launched) -> String {
     match l {
         Launched::Started { id, .. } | Launched::Queued { id, .. } | Launched::Existing(id) => id,
+        Launched::Submitted { id, slurm_id, .. } => {
+            warn(&format!("job: {id}: submitted to Slurm as job {slurm_id}"));
+            id
+        }
     }
 }
 
@@ -175,7 +185,17 @@ fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     if let Some(d) = v.duration_s {
         rows.push(("duration", store::human_duration(d)));
     }
-    rows.push(("pid", v.pid.map_or("-".into(), |p| p.to_string())));
+    if v.backend == "slurm" {
+        rows.push(("slurm", v.slurm_job_id.map_or("- (being submitted)".into(), |i| format!("job {i}"))));
+        if let Some(n) = v.node {
+            rows.push(("node", clean(n)));
+        }
+        if let Some(r) = &v.reason {
+            rows.push(("reason", clean(r)));
+        }
+    } else {
+        rows.push(("pid", v.pid.map_or("-".into(), |p| p.to_string())));
+    }
     rows.push(("cwd", clean(v.cwd)));
     rows.push(("project", clean(v.project)));
     rows.push(("host", clean(v.host)));
@@ -231,7 +251,7 @@ fn system_status(store: &Store, json: bool) -> Res<Exit> {
     let topic = env("NTFY_TOPIC");
     let mut out = Out::new();
     if json {
-        let running: Vec<_> = jobs.iter().filter(|(_, s)| *s == State::Running).map(|(j, s)| view(j, *s)).collect();
+        let running: Vec<_> = jobs.iter().filter(|(_, s)| s.is_active()).map(|(j, s)| view(j, *s)).collect();
         let by_state: serde_json::Map<String, serde_json::Value> =
             counts.iter().map(|(k, n)| (k.to_string(), (*n).into())).collect();
         let v = serde_json::json!({
@@ -262,7 +282,7 @@ fn system_status(store: &Store, json: bool) -> Res<Exit> {
         ),
         None => "ntfy     NTFY_TOPIC is not set (run -n and job run --notify need a topic)".into(),
     })?;
-    let running: Vec<_> = jobs.iter().filter(|(_, s)| *s == State::Running).collect();
+    let running: Vec<_> = jobs.iter().filter(|(_, s)| s.is_active()).collect();
     if !running.is_empty() {
         out.line("running")?;
         for (j, s) in running {
@@ -304,7 +324,7 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     let mut code = Exit::Ok;
     for mut job in jobs {
         let mut st = state::of(&mut job, &boot);
-        if st == State::Queued {
+        if st == State::Queued && !job.is_slurm() {
             match queue::stop_queued(store, &mut job)? {
                 Some(end) => {
                     out.line(&format!("{}: {}", job.id, store::describe_end(&end)))?;
@@ -322,16 +342,26 @@ fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
         // With no end recorded and no watcher to ask, the stop would rest on
         // the entry: an altered one is refused, not guessed at (even when it
         // makes the job look lost).
-        if job.end.is_none() && state::watcher_gone(&job, &boot) {
+        if !job.is_slurm() && job.end.is_none() && state::watcher_gone(&job, &boot) {
             if let Err(e) = pid_file_agrees(&job) {
                 warn(&format!("job: {}: not stopping it: {e}", job.id));
                 code = Exit::Error;
                 continue;
             }
         }
-        if st != State::Running {
+        if st.ended() {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
             out.line(&format!("{}: already ended: {how}", job.id))?;
+            continue;
+        }
+        if job.is_slurm() {
+            match super::slurm::stop(&mut job, a.force, &boot) {
+                Ok(how) => out.line(&format!("{}: {how}", job.id))?,
+                Err(e) => {
+                    warn(&format!("job: {}: {e}", job.id));
+                    code = Exit::Error;
+                }
+            }
             continue;
         }
         let word = if a.force { "kill" } else { "term" };
@@ -463,6 +493,7 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         log_max: m.log_max,
         queue: m.queue.clone(),
         after: Vec::new(),
+        slurm: m.slurm.clone(),
     };
     let cfg = super::ntfy_config("job", spec.topic.as_ref());
     let id = started_id(launch::start(store, spec, cfg)?);

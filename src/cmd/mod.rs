@@ -2,7 +2,8 @@
 //! `queues` for `job queue`),
 //! and what every front shares: `out` (the only way to standard output),
 //! `resolve` (what the user typed → a job), `view` (the JSON view and the
-//! one-line summary), `follow` (waiting and following); and here, parsing
+//! one-line summary), `follow` (waiting and following), `slurm` (where a
+//! job goes, and stopping a Slurm job); and here, parsing
 //! arguments and reading the environment, which only fronts do.
 
 mod follow;
@@ -14,6 +15,7 @@ pub mod run;
 pub mod runlog;
 pub mod runrm;
 pub mod runs;
+mod slurm;
 mod view;
 
 use crate::ntfy;

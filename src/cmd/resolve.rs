@@ -11,13 +11,14 @@ use crate::{Fail, Res};
 pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
     let (jobs, damaged) = store.list()?;
     report_damaged(front, &damaged);
-    let boot = state::boot_id();
+    let mut jobs = jobs;
+    let (states, trouble) = state::of_all(&mut jobs, &state::boot_id());
+    if let Some(e) = trouble {
+        warn(&format!("{front}: {}; Slurm jobs show their last known state", clean(&e)));
+    }
     Ok(jobs
         .into_iter()
-        .map(|mut j| {
-            let s = state::of(&mut j, &boot);
-            (j, s)
-        })
+        .zip(states)
         // Removed (by another runrm) while we looked: gone, not lost.
         .filter(|(j, s)| *s != State::Lost || j.dir.exists())
         .collect())

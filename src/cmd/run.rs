@@ -33,7 +33,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     }
     let min = super::min_duration(a.min_duration)?;
     let log_max = super::log_max(a.log_max)?;
-    let mut spec = Spec { log_max, ..spec_for(cmd, a.name, topic, min, path.as_deref())? };
+    let slurm = super::slurm::spec(&a.slurm)?;
+    let mut spec = Spec { log_max, slurm, ..spec_for(cmd, a.name, topic, min, path.as_deref())? };
     let cfg = super::ntfy_config("run", spec.topic.as_ref());
     let store = super::store()?;
     spec.queue = a.queue;
@@ -47,6 +48,11 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         Launched::Queued { id, log } => {
             let mut out = Out::new();
             out.line(&format!("{id} queued {}", log.display()))?;
+            out.flush()?;
+        }
+        Launched::Submitted { id, slurm_id, log } => {
+            let mut out = Out::new();
+            out.line(&format!("{id} slurm:{slurm_id} {}", log.display()))?;
             out.flush()?;
         }
         Launched::Existing(id) => Out::new().line(&id)?,
@@ -92,6 +98,7 @@ fn spec_for(
         log_max: None,
         queue: None,
         after: Vec::new(),
+        slurm: None,
     })
 }
 

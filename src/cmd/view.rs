@@ -48,8 +48,15 @@ pub struct View<'a> {
     pub slot: Option<u32>,
     pub after: &'a [String],
     pub queued_at: Option<&'a str>,
-    /// Why a job that never ran ended as it did (`skipped`, `stopped`).
-    pub reason: Option<&'a str>,
+    /// Why a job that never ran ended as it did (`skipped`, `stopped`);
+    /// for a Slurm job, Slurm's words: why it waits (`Priority`,
+    /// `Resources`…), or how Slurm ended it when its step could not record.
+    pub reason: Option<String>,
+    /// "local" or "slurm".
+    pub backend: &'a str,
+    pub slurm_job_id: Option<u64>,
+    /// The node a Slurm job runs or ran on (also its `host`).
+    pub node: Option<&'a str>,
 }
 
 pub fn view(job: &Job, state: State) -> View<'_> {
@@ -57,8 +64,10 @@ pub fn view(job: &Job, state: State) -> View<'_> {
     let (exit_code, signal) = match job.end.as_ref().map(|e| e.outcome) {
         Some(store::Outcome::Exited(c)) => (Some(c), None),
         Some(store::Outcome::Signaled(s)) => (None, Some(store::signal_name(s))),
-        Some(store::Outcome::NotRun) | None => (None, None),
+        Some(store::Outcome::NotRun) | Some(store::Outcome::Unknown) | None => (None, None),
     };
+    let slurm = job.slurm.as_ref();
+    let node = slurm.and_then(|s| s.node.as_deref());
     View {
         id: &job.id,
         name: &m.name,
@@ -70,7 +79,7 @@ pub fn view(job: &Job, state: State) -> View<'_> {
         argv: &m.argv,
         cwd: &m.cwd,
         project: &m.project,
-        host: &m.host,
+        host: node.unwrap_or(&m.host),
         user: &m.user,
         started_at: &m.started_at,
         ended_at: job.end.as_ref().map(|e| e.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
@@ -89,7 +98,23 @@ pub fn view(job: &Job, state: State) -> View<'_> {
         slot: m.slot,
         after: &m.after,
         queued_at: m.queued_at.as_deref(),
-        reason: job.end.as_ref().and_then(|e| e.reason.as_deref()),
+        reason: reason(job, state),
+        backend: if job.is_slurm() { "slurm" } else { "local" },
+        slurm_job_id: slurm.and_then(|s| s.id),
+        node,
+    }
+}
+
+/// Slurm's words on a job: why it waits, or how Slurm ended it.
+fn reason(job: &Job, state: State) -> Option<String> {
+    if let Some(r) = job.end.as_ref().and_then(|e| e.reason.clone()) {
+        return Some(r);
+    }
+    let said = job.slurm.as_ref()?.said.as_ref();
+    match (state, said) {
+        (State::Queued, Some((_, reason))) => Some(reason.clone()),
+        (State::Queued, None) if job.slurm.as_ref().is_some_and(|s| s.id.is_none()) => Some("submitting".into()),
+        _ => None,
     }
 }
 
@@ -188,6 +213,10 @@ pub fn summary_noted(out: &Out, job: &Job, state: State, note: &str) -> String {
         }
         (Some(e), _) => store::describe_end(e),
         (None, State::Elsewhere) => format!("elsewhere on {}", clean(&job.meta.host)),
+        (None, State::Queued) if job.is_slurm() => match reason(job, state) {
+            Some(r) => format!("queued ({r})"),
+            None => "queued".into(),
+        },
         (None, State::Queued) if !note.is_empty() => format!("queued {}", clean(note)),
         (None, s) => s.as_str().to_string(),
     };
@@ -202,9 +231,18 @@ pub fn summary_noted(out: &Out, job: &Job, state: State, note: &str) -> String {
     };
     // A queued job, or one that ended without running, has no pid yet.
     let never = job.meta.queued_at.is_some();
-    let pid = job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| if never { "-" } else { "?" }.into());
+    let pid = match &job.slurm {
+        Some(s) => {
+            let on = s.node.as_deref().map(|n| format!(" on {}", clean(n))).unwrap_or_default();
+            format!("Slurm: {}{on}", s.id.map_or("-".into(), |i| i.to_string()))
+        }
+        None => format!(
+            "PID: {}",
+            job.meta.pid.map(|p| p.to_string()).unwrap_or_else(|| if never { "-" } else { "?" }.into())
+        ),
+    };
     format!(
-        "{} {} (PID: {pid}) - {}{took}{}{notified}  {}",
+        "{} {} ({pid}) - {}{took}{}{notified}  {}",
         out.paint(color, mark),
         clean(&job.id),
         out.paint(color, &what),

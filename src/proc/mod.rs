@@ -19,7 +19,8 @@ pub use signal::{
     descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
 };
 pub use spawn::{
-    become_watcher, close_fds_except, detach, fork_job, next_wake, settle_watcher, Ended, Handshake, Wake,
+    become_step, become_watcher, close_fds_except, detach, fork_job, next_wake, settle_watcher, term_pending, Ended,
+    Handshake, Wake,
 };
 
 use std::ffi::{CString, OsStr};
@@ -96,6 +97,12 @@ pub fn terminal_columns() -> Option<u16> {
     // SAFETY: TIOCGWINSZ writes a winsize into the one we pass.
     let r = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
     (r == 0 && ws.ws_col > 0).then_some(ws.ws_col)
+}
+
+/// Is the process that had `pid` and started at `start` still running,
+/// whatever its session (a launcher, which leads none)?
+pub fn running(pid: i32, start: u64) -> bool {
+    matches!(stat(pid), Some(s) if s.start == start && s.state != b'Z' && s.state != b'X')
 }
 
 /// Does any process have this pid (used only for key claims, which live

@@ -147,6 +147,29 @@ pub fn become_watcher() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
+/// Prepares a Slurm job's batch step as a watcher that also takes SIGTERM
+/// (Slurm ending the job) with sigtimedwait, to end the job's tree and
+/// record why.
+pub fn become_step() {
+    become_watcher();
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGTERM);
+    let _ = set.thread_block();
+}
+
+/// Takes a SIGTERM that is pending or arrives within `d` (the step only).
+pub fn term_pending(d: std::time::Duration) -> bool {
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: building a signal set on the stack.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+    }
+    let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    // SAFETY: valid set and timeout pointers.
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) == libc::SIGTERM }
+}
+
 /// After the job is started: the watcher ignores hangups and leaves the
 /// caller's directory (so it keeps no mount busy).
 pub fn settle_watcher() {
@@ -284,6 +307,9 @@ pub enum Wake {
     Reaped(i32, Ended),
     /// `job stop` asked (SIGUSR1).
     StopRequest,
+    /// SIGTERM, which only a Slurm step blocks and so takes here: Slurm
+    /// is ending the job (elsewhere SIGTERM ends the watcher as before).
+    Terminated,
     /// The deadline passed.
     Deadline,
     /// No child is left.
@@ -317,6 +343,7 @@ pub fn next_wake(until: Option<Instant>) -> Wake {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGCHLD);
             libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigaddset(&mut set, libc::SIGTERM);
         }
         let ts = until.map(|t| {
             let d = t.saturating_duration_since(Instant::now());
@@ -327,6 +354,9 @@ pub fn next_wake(until: Option<Instant>) -> Wake {
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), tsp) };
         if sig == libc::SIGUSR1 {
             return Wake::StopRequest;
+        }
+        if sig == libc::SIGTERM {
+            return Wake::Terminated;
         }
         if sig < 0 && nix::errno::Errno::last() == nix::errno::Errno::EAGAIN {
             return Wake::Deadline;

@@ -18,7 +18,8 @@ pub enum State {
     /// No end recorded, and it ran on another host or in another pid
     /// namespace, where its processes cannot be seen from here.
     Elsewhere,
-    /// Waiting in a queue, or for the jobs named by `--after`: no process.
+    /// Waiting in a queue, or for the jobs named by `--after`: no process;
+    /// or a Slurm job that Slurm has not started yet.
     Queued,
     /// Never run: a job it was to run `--after` did not end `done`.
     Skipped,
@@ -59,6 +60,11 @@ impl State {
             State::Skipped => "skipped",
         }
     }
+    /// Running, or waiting to start: never removed, and listed with the
+    /// running jobs.
+    pub fn is_active(self) -> bool {
+        matches!(self, State::Running | State::Queued)
+    }
     /// Has the job ended (as far as can be told from here)?
     pub fn ended(self) -> bool {
         !matches!(self, State::Running | State::Queued | State::Elsewhere)
@@ -71,6 +77,8 @@ impl State {
             "stopped" => State::Stopped,
             "timeout" => State::Timeout,
             "skipped" => State::Skipped,
+            // Recorded only from Slurm's words (see `state`).
+            "lost" => State::Lost,
             _ => return None,
         })
     }
@@ -83,6 +91,9 @@ pub enum Outcome {
     Signaled(i32),
     /// It never ran: stopped while queued, or skipped.
     NotRun,
+    /// Ended out of bgrun's sight (Slurm ended it before its step could
+    /// record how): the reason says what is known.
+    Unknown,
 }
 
 #[derive(Clone, Debug)]
@@ -91,7 +102,9 @@ pub struct End {
     pub outcome: Outcome,
     pub ended_at: DateTime<FixedOffset>,
     /// Why a job that never ran ended so (one line, after the time in
-    /// `status`): "after build_…: failed (exit 2)", "stopped while queued".
+    /// `status`): "after build_…: failed (exit 2)", "stopped while queued";
+    /// for an end recorded from Slurm's words, those words (`Slurm:
+    /// CANCELLED`).
     pub reason: Option<String>,
 }
 
@@ -101,6 +114,7 @@ impl End {
             Outcome::Exited(c) => ("exit", c),
             Outcome::Signaled(s) => ("signal", s),
             Outcome::NotRun => ("none", 0),
+            Outcome::Unknown => ("unknown", 0),
         };
         let reason = match &self.reason {
             Some(r) => format!(" {}", one_line(r)),
@@ -124,10 +138,11 @@ impl End {
             "exit" => Outcome::Exited(n),
             "signal" => Outcome::Signaled(n),
             "none" => Outcome::NotRun,
+            "unknown" => Outcome::Unknown,
             _ => return None,
         };
-        // Only a job that never ran says why.
-        if !rest.is_empty() && outcome != Outcome::NotRun {
+        // Only a job that never ran, or whose end Slurm told, says why.
+        if !rest.is_empty() && !matches!(outcome, Outcome::NotRun | Outcome::Unknown) {
             return None;
         }
         let reason = (!rest.is_empty()).then(|| rest.join(" "));
@@ -149,6 +164,7 @@ pub fn describe_outcome(o: Outcome) -> String {
         Outcome::Exited(c) => format!("exit {c}"),
         Outcome::Signaled(s) => signal_name(s),
         Outcome::NotRun => "never started".into(),
+        Outcome::Unknown => "exit status unknown".into(),
     }
 }
 
@@ -276,6 +292,22 @@ mod tests {
         assert_eq!(back.state, State::Killed);
         assert_eq!(back.outcome, Outcome::Signaled(9));
         assert_eq!(back.ended_at, end.ended_at);
+        assert_eq!(back.reason, None);
+    }
+
+    #[test]
+    fn an_end_recorded_from_slurms_words_keeps_them_on_one_line() {
+        let end = End {
+            state: State::Lost,
+            outcome: Outcome::Unknown,
+            ended_at: DateTime::parse_from_rfc3339("2026-11-23T18:39:33.123+01:00").unwrap(),
+            reason: Some("Slurm: NODE_FAIL\n(NodeDown)".into()),
+        };
+        assert_eq!(end.line().lines().count(), 1);
+        let back = End::parse(&end.line()).unwrap();
+        assert_eq!((back.state, back.outcome), (State::Lost, Outcome::Unknown));
+        assert_eq!(back.reason.as_deref(), Some("Slurm: NODE_FAIL (NodeDown)"));
+        assert_eq!(describe_end(&back), "lost (Slurm: NODE_FAIL (NodeDown))");
     }
 
     #[test]

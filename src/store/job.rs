@@ -98,6 +98,31 @@ pub struct Meta {
     /// UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd_hex: Option<String>,
+    /// Where it runs: "local" (also when absent) or "slurm".
+    #[serde(default)]
+    pub backend: String,
+    /// For a Slurm job: what it asked Slurm for, and the step's binary.
+    #[serde(default)]
+    pub slurm: Option<SlurmSpec>,
+}
+
+/// A Slurm job's request, kept so that `job retry` asks for the same.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlurmSpec {
+    #[serde(default)]
+    pub partition: Option<String>,
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    #[serde(default)]
+    pub mem: Option<String>,
+    #[serde(default)]
+    pub gpus: Option<u32>,
+    /// `--sbatch 'RAW ARGS'`, split into words.
+    #[serde(default)]
+    pub sbatch: Vec<String>,
+    /// The binary the batch step runs (`job __slurm-step`): this one.
+    #[serde(default)]
+    pub bin: String,
 }
 
 impl Meta {
@@ -150,6 +175,20 @@ pub struct Job {
     pub meta: Meta,
     pub started: DateTime<FixedOffset>,
     pub end: Option<End>,
+    /// For a Slurm job: what its files and Slurm say.
+    pub slurm: Option<SlurmRec>,
+}
+
+/// What is known of a Slurm job besides its meta.json: its Slurm id (file
+/// `slurm_id`, written by the launcher once sbatch accepted it), the node
+/// its step runs on (file `node`, written by the step), and, once asked,
+/// Slurm's own words on it.
+#[derive(Debug, Default, Clone)]
+pub struct SlurmRec {
+    pub id: Option<u64>,
+    pub node: Option<String>,
+    /// Slurm's JOB_STATE and reason, as squeue said them last.
+    pub said: Option<(String, String)>,
 }
 
 impl Job {
@@ -183,7 +222,18 @@ impl Job {
         self.meta = fresh.meta;
         self.started = fresh.started;
         self.end = fresh.end;
+        self.slurm = fresh.slurm;
         Ok(())
+    }
+    pub fn is_slurm(&self) -> bool {
+        self.meta.backend == "slurm"
+    }
+    /// Reads `slurm_id` and `node` again (they may have appeared since).
+    pub fn reread_slurm(&mut self) {
+        if let Ok(root) = File::open(self.dir.parent().unwrap_or(Path::new("/"))) {
+            let said = self.slurm.as_mut().and_then(|s| s.said.take());
+            self.slurm = Some(SlurmRec { said, ..read_slurm(&root, &self.id, &mut Vec::new()) });
+        }
     }
     /// The reserved status file of a job that has not ended, which its
     /// watcher holds locked until it records the end or dies; none once
@@ -242,7 +292,21 @@ pub(super) fn read_job_at(root: &File, root_path: &Path, id: &str, buf: &mut Vec
         .map_err(|e| format!("reading {}: started_at: {e}", meta_path().display()))?;
     let dir = root_path.join(id);
     let end = status_from(open_in(root, &Path::new(id).join("status")), &dir, buf)?;
-    Ok(Job { id: id.to_string(), dir, meta, started, end })
+    let slurm = (meta.backend == "slurm").then(|| read_slurm(root, id, buf));
+    Ok(Job { id: id.to_string(), dir, meta, started, end, slurm })
+}
+
+/// A Slurm job's `slurm_id` and `node` (small files; absent until written).
+fn read_slurm(root: &File, id: &str, buf: &mut Vec<u8>) -> SlurmRec {
+    let mut small = |name: &str| {
+        let f = open_in(root, &Path::new(id).join(name)).ok()?;
+        let bytes = read_small(f, 256, buf).ok()?;
+        let text = std::str::from_utf8(bytes).ok()?.trim();
+        (!text.is_empty() && text.len() <= 255).then(|| text.to_string())
+    };
+    let id = small("slurm_id").and_then(|s| s.parse().ok());
+    let node = small("node");
+    SlurmRec { id, node, said: None }
 }
 
 fn read_status(dir: &Path) -> Result<Option<End>, String> {

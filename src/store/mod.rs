@@ -7,11 +7,14 @@
 //! │   ├── meta.json    id, name, argv, cwd, host, user, times, pids, options
 //! │   ├── log          header, the job's stdout and stderr, footer
 //! │   ├── pid          the job's pid (appears with the job)
-//! │   ├── status       "STATE exit|signal N ENDED_AT" (appears when it ends)
+//! │   ├── status       "STATE exit|signal N ENDED_AT" (when it ends; an end
+//! │   │                learnt from Slurm: "STATE unknown 0 ENDED_AT REASON")
 //! │   ├── notified     ntfy outcome: "sent" or "failed: REASON"
 //! │   ├── dropped      "START END": the log's range dropped by --log-max
 //! │   ├── stop         a stop request: "term" or "kill"
-//! │   └── env          a queued job's environment (0600), until it starts
+//! │   ├── env          a queued job's environment (0600), until it starts
+//! │   ├── slurm_id     a Slurm job's id in Slurm (written by the launcher)
+//! │   └── node         where a Slurm job's step runs (written by the step)
 //! ├── NAME_TS.log/.pid a job of the old run scripts: listed, shown, removed
 //! ├── .new-*           a job being made: hidden, renamed into place whole
 //! ├── .rm-*            a job being removed: renamed out of sight first
@@ -56,14 +59,14 @@ pub use cap::{marker, read_dropped, Cap, TICK as CAP_TICK};
 pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
 };
-pub use job::{Damaged, Job, Meta};
+pub use job::{Damaged, Job, Meta, SlurmRec, SlurmSpec};
 pub use keys::Claim;
 pub use legacy::Legacy;
 pub use queue::{Conf, QueueDir};
 pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
 pub use write::{
-    append_note, read_env, record_end, remove_env, stop_request, write_atomic, write_env, write_footer, write_meta,
-    Staged,
+    append_footer, append_note, read_env, record_end, record_end_once, record_first_end, remove_env, stop_request,
+    write_atomic, write_env, write_footer, write_meta, Staged,
 };
 
 use crate::files;

@@ -1,0 +1,111 @@
+//! The batch step of a Slurm job: what Slurm runs on the node, as
+//! `BIN __slurm-step STORE ID` (any of the five binaries; the launcher
+//! passes its own path, so it must be reachable from the node). It is the
+//! watcher's half of a local job, on the node:
+//!
+//! 1. Slurm opened the job's `log` for appending as the step's stdout and
+//!    stderr (`--output`, `--open-mode=append`), so anything that goes
+//!    wrong before the job starts (this binary not found, the store not
+//!    reachable) is in the log, or, if even the log is not reachable, in
+//!    what Slurm says of the job (`FAILED`), which readers record as `lost`.
+//! 2. It takes the reserved status file's lock (what `job wait` blocks on),
+//!    writes `node` (this host), becomes a subreaper that also takes
+//!    SIGTERM, and forks the command with the log as stdout and stderr.
+//! 3. It supervises it as a local watcher does (`--timeout` to the second;
+//!    a stop request), and a SIGTERM from Slurm ends the job's tree: at the
+//!    time limit the job is `timeout`, else (`scancel`, `job stop`) `stopped`.
+//! 4. It records the end with link(2), never over an end a reader already
+//!    recorded from Slurm's words; then notifies, from the node.
+
+use crate::store::{self, State, Store};
+use crate::{ntfy, proc, slurm, watch};
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Runs the step; returns the exit status of the batch script. Its
+/// troubles go to stderr, which is the job's log.
+pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
+    let (Some(root), Some(id)) = (args.first(), args.get(1).and_then(|a| a.to_str())) else {
+        eprintln!("bgrun: __slurm-step needs STORE ID");
+        return 2;
+    };
+    let started = Instant::now();
+    let store = Store::at(root.into());
+    let job = match store.get(id) {
+        Ok(Some(j)) => j,
+        Ok(None) => {
+            eprintln!("bgrun: job {id} is not in {} (is the store reachable from this node?)", store.root().display());
+            return 1;
+        }
+        Err(d) => {
+            eprintln!("bgrun: job {id}: damaged: {}", d.reason);
+            return 1;
+        }
+    };
+    if let Some(end) = &job.end {
+        eprintln!("bgrun: job {id} has ended already ({}): not run again", store::describe_end(end));
+        return 0;
+    }
+    let dir = job.dir.clone();
+    let mut meta = job.meta;
+    let status_path = dir.join(".status");
+    let status = match OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&status_path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bgrun: {}", store::io_err("opening", &status_path, e));
+            return 1;
+        }
+    };
+    // The launcher holds the lock for a moment after sbatch returns.
+    let until = Instant::now() + Duration::from_secs(10);
+    while status.try_lock().is_err() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log_path = dir.join("log");
+    let log = match OpenOptions::new().append(true).read(true).custom_flags(libc::O_NOFOLLOW).open(&log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bgrun: {}", store::io_err("opening", &log_path, e));
+            return 1;
+        }
+    };
+    let node = proc::hostname();
+    if let Err(e) = store::write_atomic(&dir, "node", format!("{node}\n").as_bytes()) {
+        eprintln!("bgrun: {e}");
+    }
+    let slurm_id = std::env::var("SLURM_JOB_ID").ok().and_then(|s| s.parse::<u64>().ok());
+    let limit = slurm_id.and_then(slurm::time_left).map(|left| Instant::now() + left);
+
+    // Where the job's own output will start: after the header (and what
+    // Slurm may have written).
+    let output_from = log.metadata().map_or(0, |m| m.len());
+    proc::become_step();
+    let program = meta
+        .argv
+        .first()
+        .and_then(|a| proc::which(a.as_ref(), std::env::var_os("PATH").as_deref()))
+        .unwrap_or_else(|| meta.argv.first().map(Into::into).unwrap_or_default());
+    let argv: Vec<OsString> = meta.argv.iter().map(OsString::from).collect();
+    let mut job = match proc::fork_job(Path::new(&program), &argv, log.as_raw_fd(), None, None) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = store::append_note(&log, &log_path, &format!("could not start the job: {e}"));
+            let outcome = store::Outcome::Exited(126);
+            let ended =
+                watch::Ended { state: State::Failed, outcome, output_from, once: true, cap: None, on_end: None };
+            return watch::finish(&store, &dir, &log, &status, &mut meta, None, ended);
+        }
+    };
+    job.go();
+    let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
+    let mut cap = meta.log_max.map(|max| store::Cap::new(max, output_from));
+    let bounds = watch::Bounds { deadline, slurm: Some(limit) };
+    let (state, outcome) = watch::supervise(&dir, job.pid, bounds, cap.as_mut(), &log);
+    let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
+    let ended = watch::Ended { state, outcome, output_from, once: true, cap, on_end: None };
+    watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended)
+}
