@@ -26,8 +26,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Runs the step; returns the exit status of the batch script. Its
-/// troubles go to stderr, which is the job's log.
+/// Runs the step; returns the exit status of the batch script (the job's:
+/// see `exit_status`). Its troubles go to stderr, which is the job's log.
 pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     let (Some(root), Some(id)) = (args.first(), args.get(1).and_then(|a| a.to_str())) else {
         eprintln!("bgrun: __slurm-step needs STORE ID");
@@ -97,7 +97,8 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
             let outcome = store::Outcome::Exited(126);
             let ended =
                 watch::Ended { state: State::Failed, outcome, output_from, once: true, cap: None, on_end: None };
-            return watch::finish(&store, &dir, &log, &status, &mut meta, None, ended);
+            watch::finish(&store, &dir, &log, &status, &mut meta, None, ended);
+            return 126;
         }
     };
     job.go();
@@ -107,5 +108,24 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     let (state, outcome) = watch::supervise(&dir, job.pid, bounds, cap.as_mut(), &log);
     let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
     let ended = watch::Ended { state, outcome, output_from, once: true, cap, on_end: None };
-    watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended)
+    match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended) {
+        0 => exit_status(state, outcome),
+        trouble => trouble,
+    }
+}
+
+/// The batch script's exit status: the job's own, so that Slurm too knows
+/// whether it succeeded (`--dependency=afterok`, and sacct where there is
+/// accounting): 0 only for `done`, 128+N for a signal, as shells say it.
+fn exit_status(state: State, outcome: store::Outcome) -> i32 {
+    let code = match outcome {
+        store::Outcome::Exited(c) => c,
+        store::Outcome::Signaled(s) => 128 + s,
+        _ => 1,
+    };
+    match (state, code) {
+        (State::Done, _) => 0,
+        (_, 1..=255) => code,
+        _ => 1,
+    }
 }

@@ -493,3 +493,36 @@ fn a_slurm_job_whose_launcher_died_before_sbatch_answered_is_lost_not_queued_for
     launcher.wait().unwrap();
     assert_eq!(env.state(&id), "lost");
 }
+
+#[test]
+fn after_between_slurm_jobs_is_slurms_dependency_and_a_failed_one_skips_the_next() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let out = c.job(&["run", "--slurm", "--name", "first", "sleep 1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = stdout(&out).trim().to_string();
+    let (then, _) = c.submit(&["--after", &first, "true"]);
+    let j = c.wait_state(&then, "queued", SOON);
+    assert_eq!(j["after"], serde_json::json!([first]), "{j}");
+    let j = c.wait_state(&then, "done", SOON);
+    assert_eq!(c.job_json(&first)["state"], "done", "{j}");
+
+    let out = c.job(&["run", "--slurm", "--name", "bad", "exit 1"]);
+    let bad = stdout(&out).trim().to_string();
+    let (never, _) = c.submit(&["--after", &bad, "true"]);
+    let j = c.wait_state(&never, "skipped", SOON);
+    assert!(j["reason"].as_str().unwrap_or_default().contains("Dependency"), "{j}");
+    assert!(!c.log(&never).contains("=== done"), "it never ran: {}", c.log(&never));
+
+    // Slurm can wait only for its own jobs; and it queues jobs itself.
+    let local = c.start(&["true"]);
+    let before = std::fs::read_dir(&c.store).unwrap().count();
+    let out = c.run("run", &["--slurm", "--after", &local, "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a Slurm job"), "{}", stderr(&out));
+    let out = c.run("run", &["--slurm", "-q", "gpu", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&c.store).unwrap().count(), before, "nothing was left in the store");
+}
