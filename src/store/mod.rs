@@ -40,10 +40,12 @@
 //!
 //! Its parts: `job` (what a job directory holds and how it is read),
 //! `end` (the `status` line: states and outcomes), `write` (making,
-//! publishing, ending and removing jobs), `keys` (idempotency keys), `read`
-//! (bounded readers of a log's tail), `cap` (`--log-max`: dropping a log's
-//! oldest output, and the record readers skip it by). This file: the store's root, the
-//! listing, the lock and the sweep of leftovers.
+//! publishing and removing jobs), `record` (recording a job's end: status,
+//! footer, notes), `keys` (idempotency keys), `read` (bounded readers of a
+//! log's tail), `cap` (`--log-max`: dropping a log's oldest output, and the
+//! record readers skip it by), `queue` (the queues' files), `legacy` (the
+//! old run scripts' files). This file: the store's root, the listing, the
+//! lock and the sweep of leftovers.
 
 mod cap;
 mod end;
@@ -52,6 +54,7 @@ mod keys;
 mod legacy;
 mod queue;
 mod read;
+mod record;
 mod write;
 
 pub use crate::files::io_err;
@@ -64,10 +67,8 @@ pub use keys::Claim;
 pub use legacy::Legacy;
 pub use queue::{Conf, QueueDir};
 pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
-pub use write::{
-    append_footer, append_note, read_env, record_end, record_end_once, record_first_end, remove_env, stop_request,
-    write_atomic, write_env, write_footer, write_meta, Staged,
-};
+pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, write_footer};
+pub use write::{read_env, remove_env, stop_request, write_atomic, write_env, write_meta, Staged};
 
 use crate::files;
 use std::ffi::OsString;
@@ -105,7 +106,7 @@ impl Store {
     }
 
     /// Refuses a store that exists and is not private to this user (see
-    /// [`files::untrusted`]); a missing one is fine (it reads as empty).
+    /// `files::untrusted`); a missing one is fine (it reads as empty).
     pub fn check(&self) -> Result<(), String> {
         match fs::metadata(&self.root) {
             Ok(m) if m.is_dir() => files::untrusted(&self.root, &m).map_or(Ok(()), Err),

@@ -1,0 +1,237 @@
+//! `job`: the fuller manager over the same store: run, list, status, logs,
+//! stop, wait, retry, clean.
+
+mod remove;
+mod status;
+mod stop;
+
+pub use remove::{elsewhere, keep_note};
+
+use super::follow::{follow_many, show_log, tail_offset, wait_all};
+use super::out::{clean, warn, Out};
+use super::resolve::{load_all, resolve};
+use super::view::{queue_notes, summary_noted, view};
+use super::{env, exit_for, parse, usage};
+use crate::cli::{self, JobCmd};
+use crate::launch::{self, Launched, Spec};
+use crate::state;
+use crate::store::{self, Job, State, Store};
+use crate::{proc, Exit, Fail, Res};
+use std::ffi::OsString;
+use std::time::Duration;
+
+pub fn main(args: Vec<OsString>) -> Res<Exit> {
+    let a: cli::Job = parse(args)?;
+    let store = super::store()?;
+    match a.cmd {
+        JobCmd::Run(r) => run(&store, r),
+        JobCmd::List(l) => list(&store, l),
+        JobCmd::Status(s) => status::status(&store, s),
+        JobCmd::Logs(l) => logs(&store, l),
+        JobCmd::Stop(s) => stop::stop(&store, s),
+        JobCmd::Wait(w) => wait(&store, &w.ids, w.timeout),
+        JobCmd::Retry(r) => retry(&store, r),
+        JobCmd::Clean(c) => remove::clean_jobs(&store, c),
+        JobCmd::Queue(q) => super::queues::main(&store, q),
+    }
+}
+
+fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
+    let mut cmd = a.cmd.join(" ");
+    let mut topic = a.topic.clone();
+    let notify = a.notify.is_some() || a.topic.is_some();
+    if let Some(Some(t)) = &a.notify {
+        if cmd.is_empty() {
+            cmd = t.clone(); // `job run --notify "CMD"`: the value was the command
+        } else if topic.is_none() {
+            topic = Some(cli::parse_topic(t).map_err(|e| usage(format!("--notify: {e}")))?);
+        }
+    }
+    if cmd.trim().is_empty() {
+        return Err(usage("job run needs a command: job run \"CMD\""));
+    }
+    if a.follow && !a.wait {
+        return Err(usage("--follow needs --wait: job run \"CMD\" --wait --follow"));
+    }
+    let slurm = super::slurm::spec(&a.slurm)?;
+    launch::check_shell_command(&cmd, std::env::var_os("PATH").as_deref())?;
+    if notify && topic.is_none() {
+        let t = env("NTFY_TOPIC")
+            .ok_or_else(|| usage("--notify needs a topic: set NTFY_TOPIC or pass one (--notify TOPIC)"))?;
+        topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
+    }
+    let name = a.name.unwrap_or_else(|| launch::shell_name(&cmd));
+    if a.min_duration.is_some() && topic.is_none() {
+        return Err(usage("--min-duration needs --notify or --topic: job run --notify --min-duration 2m \"CMD\""));
+    }
+    let min_duration = super::min_duration(a.min_duration)?;
+    let spec = Spec {
+        program: launch::shell()?,
+        argv: vec!["sh".into(), "-c".into(), cmd.clone().into()],
+        command: cmd.clone(),
+        name,
+        cwd: super::current_dir()?,
+        // `--timeout 0` is no timeout, as with GNU timeout.
+        timeout: a.timeout.filter(|t| !t.is_zero()),
+        topic,
+        min_duration,
+        context: a.context,
+        key: a.key.clone(),
+        log_max: super::log_max(a.log_max)?,
+        queue: a.queue,
+        after: super::resolve::after_ids(store, a.after)?,
+        slurm,
+    };
+    let cfg = super::ntfy_config("job", spec.topic.as_ref());
+    let id = match launch::start(store, spec, cfg)? {
+        Launched::Started { id, .. } | Launched::Queued { id, .. } => id,
+        Launched::Submitted { id, slurm_id, .. } => {
+            warn(&format!("job: {id}: submitted to Slurm as job {slurm_id}"));
+            id
+        }
+        Launched::Existing(id) => {
+            note_existing(store, &id, a.key.as_deref().unwrap_or_default(), &cmd);
+            id
+        }
+    };
+    let mut out = Out::new();
+    out.line(&id)?;
+    out.flush()?;
+    if !a.wait {
+        return Ok(Exit::Ok);
+    }
+    if a.follow {
+        let mut job = resolve(store, &id)?;
+        let st = show_log(&mut job, 0, true, &mut out)?;
+        return Ok(exit_for(st));
+    }
+    wait(store, &[id], None)
+}
+
+/// `--key` found a job: say on stderr that nothing new started, and
+/// whether that job's command is another one.
+fn note_existing(store: &Store, id: &str, key: &str, cmd: &str) {
+    let differs = match store.get(id) {
+        Ok(Some(job)) if job.meta.command != cmd => format!("; its command differs: {}", clean(&job.meta.command)),
+        _ => String::new(),
+    };
+    warn(&format!("job: key '{}' is held by {}: no new job was started{differs}", clean(key), clean(id)));
+}
+
+fn started_id(l: Launched) -> String {
+    match l {
+        Launched::Started { id, .. } | Launched::Queued { id, .. } | Launched::Existing(id) => id,
+        Launched::Submitted { id, slurm_id, .. } => {
+            warn(&format!("job: {id}: submitted to Slurm as job {slurm_id}"));
+            id
+        }
+    }
+}
+
+fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
+    let project = launch::project_of(&super::current_dir()?).to_string_lossy().into_owned();
+    let all = load_all(store, "job")?;
+    let notes = queue_notes(&all);
+    let jobs: Vec<(Job, State)> = all
+        .into_iter()
+        .filter(|(j, _)| a.all || j.meta.project == project || j.meta.cwd == project)
+        .filter(|(_, s)| a.status.is_empty() || a.status.contains(s))
+        .collect();
+    let jobs = super::last(jobs, a.last);
+    let mut out = Out::new();
+    if a.json {
+        let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
+        out.json(&views)?;
+    } else if jobs.is_empty() {
+        let scope = if a.all { String::new() } else { format!(" for {project} (--all for every project)") };
+        warn(&format!("no jobs{scope}"));
+    } else {
+        for (j, s) in &jobs {
+            let line = summary_noted(&out, j, *s, notes.get(&j.id).map_or("", String::as_str));
+            out.painted(&line)?;
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn logs(store: &Store, a: cli::JobLogs) -> Res<Exit> {
+    if a.ids.len() > 1 {
+        let mut jobs = Vec::new();
+        for q in &a.ids {
+            jobs.push(resolve(store, q)?);
+        }
+        let states = follow_many(&mut jobs, a.tail, a.follow, &mut Out::new())?;
+        let worst = states.iter().copied().find(|s| *s != State::Done).unwrap_or(State::Done);
+        return Ok(if a.follow { exit_for(worst) } else { Exit::Ok });
+    }
+    let mut job = resolve(store, &a.ids[0])?;
+    let from = match a.tail {
+        Some(n) => tail_offset(&job.log(), n, job.dropped())?,
+        None => 0,
+    };
+    let mut out = Out::new();
+    let st = show_log(&mut job, from, a.follow, &mut out)?;
+    Ok(if a.follow { exit_for(st) } else { Exit::Ok })
+}
+
+fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
+    let mut jobs = Vec::new();
+    for q in ids {
+        jobs.push(resolve(store, q)?);
+    }
+    if !wait_all(&mut jobs, timeout) {
+        let boot = state::boot_id();
+        let running: Vec<String> =
+            jobs.iter_mut().filter_map(|j| (!state::of(j, &boot).ended()).then(|| j.id.clone())).collect();
+        warn(&format!("job: timed out waiting for {} (still running)", running.join(", ")));
+        return Ok(Exit::WaitTimeout);
+    }
+    let boot = state::boot_id();
+    let mut code = Exit::Ok;
+    for job in &mut jobs {
+        let st = state::of(job, &boot);
+        if st != State::Done {
+            let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
+            warn(&format!("job: {}: {how}", job.id));
+            code = Exit::Error;
+        }
+    }
+    Ok(code)
+}
+
+fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
+    let old = resolve(store, &a.id)?;
+    let m = &old.meta;
+    // Byte for byte what was executed, where it was.
+    let cwd = m.exec_cwd();
+    std::env::set_current_dir(&cwd).map_err(|e| Fail::from(store::io_err("entering", &cwd, e)))?;
+    let argv: Vec<OsString> = m.exec_argv();
+    let first = argv.first().ok_or_else(|| format!("job {}: no command recorded", old.id))?;
+    let program = proc::which(first, std::env::var_os("PATH").as_deref()).ok_or_else(|| launch::not_found(first))?;
+    let spec = Spec {
+        program,
+        argv,
+        command: m.command.clone(),
+        name: m.name.clone(),
+        cwd,
+        timeout: m.timeout_s.map(Duration::from_secs),
+        topic: m.notify_topic.clone(),
+        min_duration: m.notify_min_s.map(Duration::from_secs),
+        context: m.context.clone(),
+        key: None,
+        log_max: m.log_max,
+        queue: m.queue.clone(),
+        after: Vec::new(),
+        slurm: m.slurm.clone(),
+    };
+    let cfg = super::ntfy_config("job", spec.topic.as_ref());
+    let id = started_id(launch::start(store, spec, cfg)?);
+    let mut out = Out::new();
+    out.line(&id)?;
+    out.flush()?;
+    if a.wait {
+        return wait(store, &[id], None);
+    }
+    Ok(Exit::Ok)
+}
