@@ -22,6 +22,7 @@ Usage (from run.sh; the environment gives BIN, RES, TMP and the token):
   probe.py stop-bgrun STORE              kill the store's running jobs
   probe.py reap                          kill every process of this run
   probe.py save KEY UNIT VALUE...        record figures measured elsewhere
+  probe.py merge KEY PART...             KEY's samples: those of the PARTs
   probe.py table OUT.md                  print the table, write OUT.md
 """
 
@@ -44,6 +45,13 @@ RES = os.environ.get("RES", "")
 TMP = os.environ.get("TMP", "")
 TOKEN = os.environ.get("BGRUN_BENCH_TOKEN", "")
 DEADLINE = 30.0  # seconds any one job may take before a probe gives up
+CAP, CAP_BYTES = "10M", 10 << 20  # the output row's `--log-max`
+
+
+def abba(items, i):
+    """The order of sample i: as given for even i, reversed for odd i, so
+    that over each pair of samples every tool comes first once (ABBA)."""
+    return list(items) if i % 2 == 0 else list(reversed(items))
 
 
 def bgrun(name):
@@ -249,7 +257,9 @@ def visible(n):
     nqdir = os.path.join(TMP, "nq-visible")
     os.makedirs(nqdir, exist_ok=True)
     b, q, late = [], [], 0
-    for i in range(n):
+
+    def bgrun_sample():
+        nonlocal late
         argv, t = stamped_job("vb", 0.2)
         jid = launch_bgrun(argv, store)
         seen = wait_for_file(os.path.join(store, jid), "status")
@@ -264,10 +274,15 @@ def visible(n):
             seen = None
         b.append(((seen or start) - exit_stamp(t)) * 1000)
 
+    def nq_sample():
         argv, t = stamped_job("vq", 0.2)
         path = launch_nq(argv, nqdir)
         seen = wait_for_unlock(path)
         q.append((seen - exit_stamp(t)) * 1000)
+
+    for i in range(n):
+        for sample in abba([bgrun_sample, nq_sample], i):
+            sample()
     save("visible.bgrun", "ms", b, f"{late} of {n} not yet shown by runs --json at the status event")
     save("visible.nq", "ms", q)
 
@@ -281,7 +296,7 @@ def poll(n):
     res = {"bgrun": [], "tsp": []}
     calls = {"bgrun": [], "tsp": []}
     for i in range(n):
-        for tool in ("bgrun", "tsp"):
+        for tool in abba(["bgrun", "tsp"], i):
             argv, t = stamped_job("p" + tool, 0.2)
             if tool == "bgrun":
                 jid = launch_bgrun(argv, store)
@@ -318,7 +333,7 @@ def wake(n):
     os.makedirs(nqdir, exist_ok=True)
     res = {"bgrun": [], "tsp": [], "nq": []}
     for i in range(n):
-        for tool in res:
+        for tool in abba(list(res), i):
             argv, t = stamped_job("w" + tool, 0.3)
             if tool == "bgrun":
                 jid = launch_bgrun(argv, store)
@@ -337,15 +352,18 @@ def wake(n):
 
 def throughput(size, rounds):
     """A job writing `size` bytes to stdout, from launch to its recorded
-    end, vs the same command with stdout opened straight on a file."""
+    end, vs the same command with stdout opened straight on a file; bgrun
+    both uncapped and under `--log-max 10M` (issue 12)."""
     store = os.path.join(TMP, "store-out")
     nqdir = os.path.join(TMP, "nq-out")
     os.makedirs(nqdir, exist_ok=True)
     argv = ["head", "-c", str(size), "/dev/zero"]
-    res = {"plain": [], "bgrun": [], "nq": [], "tsp": []}
+    res = {"plain": [], "bgrun": [], "bgrun_cap": [], "nq": [], "tsp": []}
+    kept = []  # the capped log's disk use at its end, in MiB
     order = list(res)
     for r in range(rounds):
-        for tool in order[r % 4 :] + order[: r % 4]:
+        k = r % len(order)
+        for tool in order[k:] + order[:k]:
             t0 = time.time()
             if tool == "plain":
                 path = os.path.join(TMP, "plain.out")
@@ -359,6 +377,16 @@ def throughput(size, rounds):
                 d = os.path.join(store, jid)
                 t1 = wait_for_file(d, "status", DEADLINE * 4)
                 written = os.path.getsize(os.path.join(d, "log"))
+                remove_job(d)
+            elif tool == "bgrun_cap":
+                jid = launch_bgrun(["--log-max", CAP] + argv, store)
+                d = os.path.join(store, jid)
+                t1 = wait_for_file(d, "status", DEADLINE * 4)
+                st = os.stat(os.path.join(d, "log"))
+                written = st.st_size  # the apparent size counts the hole
+                kept.append(st.st_blocks * 512 / 2**20)
+                if size > 2 * CAP_BYTES and not os.path.exists(os.path.join(d, "dropped")):
+                    raise SystemExit(f"probe: --log-max {CAP} dropped nothing of {size} bytes")
                 remove_job(d)
             elif tool == "nq":
                 path = launch_nq(argv, nqdir)
@@ -380,7 +408,8 @@ def throughput(size, rounds):
             # round's cost.
             os.sync()
     for tool, samples in res.items():
-        save(f"out.{tool}", "ms", samples)
+        note = f"the log took {max(kept):.1f} MiB of disk at the end (at most)" if tool == "bgrun_cap" else ""
+        save(f"out.{tool}", "ms", samples, note)
 
 
 def remove_job(d):
@@ -547,7 +576,7 @@ def qdelay(n):
     if pue:
         run(["pueue", "-c", pue[1], "parallel", "1"], pue[0])
     for i in range(n):
-        for tool in tools:
+        for tool in abba(tools, i):
             first, t1 = stamped_job("q1" + tool, 0.2)
             t2 = os.path.join(TMP, f"start-{tool}-{time.monotonic_ns()}")
             second = ["bash", "-c", 'echo $EPOCHREALTIME > "$1"', "bench", t2]
@@ -659,6 +688,13 @@ def reap():
         time.sleep(0.1)
 
 
+def merge(key, parts):
+    """KEY's samples are those of the PARTs (the halves of an ABBA
+    measurement), in order; the note is the first part's."""
+    rs = [json.load(open(os.path.join(RES, p + ".json"))) for p in parts]
+    save(key, rs[0]["unit"], [s for r in rs for s in r["samples"]], rs[0]["note"])
+
+
 def stat_or_none(pid):
     try:
         return stat(pid)["state"]
@@ -690,6 +726,8 @@ def num(v, unit):
         return f"{v:.1f} MiB"
     if unit == "s":
         return f"{v:.0f} s"
+    if unit == "jobs/s":
+        return f"{v:.0f} jobs/s"
     return f"{v:g} {unit}"
 
 
@@ -781,6 +819,8 @@ def table(dest):
         f"{size['med'] / 2**20:g} MiB" if size else "")
     row("6 Output", f"{label} to stdout, launch → recorded end", "out.bgrun", "straight to a file", "out.plain",
         "≤ 1.05×", ratio_below(1.05 + 1e-9))
+    row("6 Output", f"{label} to stdout under `--log-max {CAP}`", "out.bgrun_cap", "straight to a file", "out.plain")
+    row("6 Output", f"{label} under `--log-max {CAP}` vs uncapped", "out.bgrun_cap", "uncapped", "out.bgrun")
     row("6 Output", f"{label} through nq", "out.nq", "straight to a file", "out.plain")
     row("6 Output", f"{label} through tsp", "out.tsp", "straight to a file", "out.plain")
     row("8 Queues", "`run -q Q true`, queue paused (queueing alone)", "queue.launch_paused", "`run true`",
@@ -811,7 +851,8 @@ def table(dest):
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
     notes = []
-    for key in ("visible.bgrun", "poll.bgrun", "poll.tsp", "mem.bgrun.pss", "mem.nq.pss", "mem.tsp.pss"):
+    for key in ("visible.bgrun", "poll.bgrun", "poll.tsp", "mem.bgrun.pss", "mem.nq.pss", "mem.tsp.pss",
+                "out.bgrun_cap"):
         r = load(key)
         if r and r["note"]:
             notes.append(f"- `{key}`: {r['note']}; {r['n']} samples.")
@@ -850,6 +891,8 @@ def main(argv):
         reap()
     elif cmd == "save":
         save(args[0], args[1], [float(v) for v in args[2:]])
+    elif cmd == "merge":
+        merge(args[0], args[1:])
     elif cmd == "table":
         table(args[0])
     else:

@@ -11,6 +11,9 @@
 # never touched), prints one Markdown table and writes it, with the date, the
 # machine and the versions, to bench/RESULTS.md. Every figure is a median
 # with its min–max. bench/probe.py makes the measurements hyperfine cannot.
+# Tools compared in a section take turns in ABBA order (the second half of
+# the runs in reverse order), and every section starts after a `sync` once
+# the kernel's dirty and writeback pages are under 1 MiB (30 s at most).
 #
 # --quick: fewer runs, no 10,000-job store, 64 MiB instead of 1 GiB of
 # output, no build time (for working on the benchmark itself).
@@ -32,7 +35,7 @@ for arg in "$@"; do
     --no-build-time) build_time=0 ;;
     --queue-only) queue_only=1 build_time=0 ;;
     -h | --help)
-        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -108,6 +111,33 @@ hf() {
     python3 "$PROBE" hf "$TMP/hf/$key.json" "$key"
 }
 probe() { timeout 900 python3 "$PROBE" "$@"; }
+# abba KEY FUNCTION...: each FUNCTION measures when called with the key to
+# save under; they run in the order given with KEY.1, then in reverse with
+# KEY.2, and KEY gets the samples of both halves.
+abba() {
+    local -a keys=() funcs=()
+    while (($#)); do
+        keys+=("$1") funcs+=("$2")
+        shift 2
+    done
+    local i key n=${#keys[@]}
+    for ((i = 0; i < n; i++)); do "${funcs[i]}" "${keys[i]}.1"; done
+    for ((i = n - 1; i >= 0; i--)); do "${funcs[i]}" "${keys[i]}.2"; done
+    for key in "${keys[@]}"; do python3 "$PROBE" merge "$key" "$key.1" "$key.2"; done
+}
+# Before each section: write everything out, and wait (30 s at most) until
+# the dirty and writeback pages are under 1 MiB, so that no section pays
+# for the previous one's writes.
+quiet() {
+    local i kib
+    for ((i = 0; i < 150; i++)); do
+        sync
+        kib=$(awk '/^(Dirty|Writeback):/ {s += $2} END {print s}' /proc/meminfo)
+        ((kib < 1024)) && return
+        sleep 0.2
+    done
+    step "  (still $kib KiB dirty or under writeback after 30 s; going on)"
+}
 # Waits until the queued nq and tsp jobs of the launch tests have finished.
 settle() {
     timeout 60 nq -w >/dev/null 2>&1 || true
@@ -133,13 +163,14 @@ template() {
 
 if ((!queue_only)); then
 # --- 1. launch ------------------------------------------------------------------
-step "1 launch: nohup, nq, tsp, run true, run sleep 60 ($RUNS runs each)"
-hf launch.floor "$RUNS" "$WARM" "sh -c 'nohup true >/dev/null 2>&1 &'"
-hf launch.nq "$RUNS" "$WARM" "nq true"
-settle
-hf launch.tsp "$RUNS" "$WARM" "tsp true"
-settle
-hf launch.run_true "$RUNS" "$WARM" "'$BIN/run' true"
+quiet
+step "1 launch: nohup, nq, tsp, run true (ABBA), run sleep 60 ($RUNS runs each)"
+half=$((RUNS / 2))
+l_floor() { hf "$1" "$half" "$WARM" "sh -c 'nohup true >/dev/null 2>&1 &'"; }
+l_nq() { hf "$1" "$half" "$WARM" "nq true" && settle; }
+l_tsp() { hf "$1" "$half" "$WARM" "tsp true" && settle; }
+l_run() { hf "$1" "$half" "$WARM" "'$BIN/run' true"; }
+abba launch.floor l_floor launch.nq l_nq launch.tsp l_tsp launch.run_true l_run
 hf launch.run_sleep $((RUNS / 3)) "$WARM" "'$BIN/run' sleep 60"
 # Jobs of one name launched within a second share a base id, and all but the
 # first retry under a suffixed one: the same launch, a new name each time.
@@ -156,55 +187,55 @@ probe stop-bgrun "$RUN_DIR"
 if shm=$(mktemp -d /dev/shm/bgrun-bench.XXXXXX 2>/dev/null); then
     SHM=$shm
     mkdir -p "$shm/nq"
-    NQDIR=$shm/nq hf launch.nq_tmpfs "$RUNS" "$WARM" "nq true"
-    NQDIR=$shm/nq timeout 60 nq -w >/dev/null 2>&1 || true
-    RUN_DIR=$shm/store hf launch.run_true_tmpfs "$RUNS" "$WARM" "'$BIN/run' true"
+    t_nq() {
+        NQDIR=$shm/nq hf "$1" "$half" "$WARM" "nq true"
+        NQDIR=$shm/nq timeout 60 nq -w >/dev/null 2>&1 || true
+    }
+    t_run() { RUN_DIR=$shm/store hf "$1" "$half" "$WARM" "'$BIN/run' true"; }
+    abba launch.nq_tmpfs t_nq launch.run_true_tmpfs t_run
     probe stop-bgrun "$shm/store"
     rm -rf "$shm"
 fi
 
 # --- 2, 3. exit to visible, wait wake-up ----------------------------------------------------------
+quiet
 step "2 exit to visible ($SAMPLES samples per tool, twice)"
 probe visible "$SAMPLES"
 probe poll "$SAMPLES"
+quiet
 step "3 wait wake-up ($SAMPLES samples per tool)"
 probe wake "$SAMPLES"
 # The cost of waiting itself: `job wait` on a job that has already ended.
 ended=$(RUN_DIR=$TMP/store-wake "$BIN/runs" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
-RUN_DIR=$TMP/store-wake hf wake.ended "$((RUNS / 3))" "$WARM" "'$BIN/job' wait $ended"
-RUN_DIR=$TMP/store-wake hf wake.status "$((RUNS / 3))" "$WARM" "'$BIN/job' status $ended"
+w_wait() { RUN_DIR=$TMP/store-wake hf "$1" "$((RUNS / 6))" "$WARM" "'$BIN/job' wait $ended"; }
+w_status() { RUN_DIR=$TMP/store-wake hf "$1" "$((RUNS / 6))" "$WARM" "'$BIN/job' status $ended"; }
+abba wake.ended w_wait wake.status w_status
 
 # --- 4. listing, and launching into a big store ---------------------------------------------------
 step "4 listing: stores of ${LIST_SIZES[*]} finished jobs"
 template
+for n in "${LIST_SIZES[@]}"; do probe mkstore "$tmpl" "$TMP/store-$n" "$n"; done
+quiet
 for n in "${LIST_SIZES[@]}"; do
-    probe mkstore "$tmpl" "$TMP/store-$n" "$n"
     runs=$((n >= 10000 ? RUNS / 10 : RUNS / 3))
     RUN_DIR=$TMP/store-$n hf "list.runs.$n" "$runs" 3 "'$BIN/runs'"
     RUN_DIR=$TMP/store-$n hf "list.json.$n" "$runs" 3 "'$BIN/runs' --json"
 done
-step "4 launching into a store of $BIG jobs vs an empty one (alternating, twice)"
+quiet
+step "4 launching into a store of $BIG jobs vs an empty one (ABBA)"
 mkdir -p "$TMP/store-0"
-half=$((RUNS / 2))
-for round in 1 2; do
-    RUN_DIR=$TMP/store-0 hf "launch.store0.$round" "$half" "$WARM" "'$BIN/run' true"
-    RUN_DIR=$TMP/store-$BIG hf "launch.store$BIG.$round" "$half" "$WARM" "'$BIN/run' true"
-done
-python3 - "$RES" "$BIG" <<'EOF'
-import json, sys
-res, big = sys.argv[1], sys.argv[2]
-for key in ("store0", "store" + big):
-    parts = [json.load(open(f"{res}/launch.{key}.{r}.json")) for r in (1, 2)]
-    json.dump({"unit": "ms", "samples": parts[0]["samples"] + parts[1]["samples"], "note": ""},
-              open(f"{res}/launch.{key}.json", "w"))
-EOF
+s_empty() { RUN_DIR=$TMP/store-0 hf "$1" "$half" "$WARM" "'$BIN/run' true"; }
+s_big() { RUN_DIR=$TMP/store-$BIG hf "$1" "$half" "$WARM" "'$BIN/run' true"; }
+abba launch.store0 s_empty "launch.store$BIG" s_big
 
 # --- 5. memory ------------------------------------------------------------------------
+quiet
 step "5 memory: 20 sleeping jobs per tool"
 probe memory 20
 
 # --- 6. output throughput -------------------------------------------------------------
-step "6 output: $((OUT_BYTES >> 20)) MiB to stdout, $OUT_ROUNDS rounds"
+quiet
+step "6 output: $((OUT_BYTES >> 20)) MiB to stdout (bgrun also under --log-max 10M), $OUT_ROUNDS rounds"
 probe throughput "$OUT_BYTES" "$OUT_ROUNDS"
 
 # --- 7. binary ---------------------------------------------------------------------------
@@ -212,6 +243,7 @@ mib() { python3 -c "import os, sys; print(os.path.getsize(sys.argv[1]) / 2**20)"
 python3 "$PROBE" save bin.run MiB "$(mib "$BIN/run")"
 python3 "$PROBE" save bin.runlog MiB "$(mib "$BIN/runlog")"
 if ((build_time)); then
+    quiet
     step "7 clean release build in a separate target dir"
     secs=$(cd "$ROOT" && CARGO_TARGET_DIR=$TMP/target /usr/bin/time -f %e \
         timeout 1800 cargo build --release --locked --quiet 2>&1 >/dev/null | tail -1)
@@ -222,27 +254,39 @@ fi
 fi
 
 # --- 8. queues (issue 14) ------------------------------------------------------------
-step "8 queues: launching into one, the next start, $FLOW jobs through 2 slots"
-qs=$TMP/store-queue
+quiet
+step "8 queues: launching into one (ABBA), the next start, $FLOW jobs through 2 slots"
+qs=$TMP/store-queue half=$((RUNS / 2))
 RUN_DIR=$qs "$BIN/job" queue paused --pause >/dev/null
 RUN_DIR=$qs "$BIN/job" queue wide --slots 1024 >/dev/null
-RUN_DIR=$TMP/store-queue-plain hf queue.run_true "$RUNS" "$WARM" "'$BIN/run' true"
-RUN_DIR=$qs hf queue.launch_paused "$RUNS" "$WARM" "'$BIN/run' -q paused true"
-RUN_DIR=$qs hf queue.launch_free "$RUNS" "$WARM" "'$BIN/run' -q wide true"
 mkdir -p "$TMP/nq-queue"
-NQDIR=$TMP/nq-queue hf queue.nq "$RUNS" "$WARM" "nq true"
-NQDIR=$TMP/nq-queue timeout 120 nq -w >/dev/null 2>&1 || true
 TS_SOCKET=$TMP/tsp-queue.sock tsp -S 2 >/dev/null
-TS_SOCKET=$TMP/tsp-queue.sock hf queue.tsp "$RUNS" "$WARM" "tsp true"
-TS_SOCKET=$TMP/tsp-queue.sock timeout 120 tsp -w >/dev/null 2>&1 || true
+q_run() { RUN_DIR=$TMP/store-queue-plain hf "$1" "$half" "$WARM" "'$BIN/run' true"; }
+q_paused() { RUN_DIR=$qs hf "$1" "$half" "$WARM" "'$BIN/run' -q paused true"; }
+q_free() { RUN_DIR=$qs hf "$1" "$half" "$WARM" "'$BIN/run' -q wide true"; }
+q_nq() {
+    NQDIR=$TMP/nq-queue hf "$1" "$half" "$WARM" "nq true"
+    NQDIR=$TMP/nq-queue timeout 120 nq -w >/dev/null 2>&1 || true
+}
+q_tsp() {
+    TS_SOCKET=$TMP/tsp-queue.sock hf "$1" "$half" "$WARM" "tsp true"
+    TS_SOCKET=$TMP/tsp-queue.sock timeout 120 tsp -w >/dev/null 2>&1 || true
+}
+q_pueue() {
+    PUEUE_CONFIG_PATH=$TMP/pueue-qdelay/pueue.yml hf "$1" "$half" "$WARM" \
+        "pueue -c $TMP/pueue-qdelay/pueue.yml add -- true"
+}
+queue_tools=(queue.run_true q_run queue.launch_paused q_paused queue.launch_free q_free
+    queue.nq q_nq queue.tsp q_tsp)
 if command -v pueue >/dev/null && command -v pueued >/dev/null; then
     probe qdelay 0 # starts the private pueue daemon
-    PUEUE_CONFIG_PATH=$TMP/pueue-qdelay/pueue.yml hf queue.pueue "$RUNS" "$WARM" \
-        "pueue -c $TMP/pueue-qdelay/pueue.yml add -- true"
+    queue_tools+=(queue.pueue q_pueue)
 fi
+abba "${queue_tools[@]}"
 probe qdelay "$SAMPLES"
 template
 probe mkstore "$tmpl" "$TMP/store-flow" "$BIG"
+quiet
 probe qflow "$FLOW" "$TMP/store-flow"
 for p in "$TMP"/pueue-*/pueue.yml; do
     [[ -f $p ]] && PUEUE_CONFIG_PATH=$p timeout 10 pueue -c "$p" shutdown >/dev/null 2>&1
@@ -273,6 +317,11 @@ version() { "$@" 2>&1 | head -1 || true; }
     echo
     cat <<'EOF'
 How each figure is made (bench/run.sh, bench/probe.py):
+0. Every section starts after a `sync`, once the dirty and writeback pages
+   are under 1 MiB (30 s at most). Tools compared in a section take turns
+   in ABBA order: hyperfine's runs in two halves, the second in reverse
+   order (each half with its warm-up); the probes' samples in pairs, the
+   second reversed; section 6's rounds in rotation.
 1. Launch: hyperfine -N (no shell, so no shell start-up is counted), with
    warm-up; the time until the command returns. The floor is
    `sh -c 'nohup true >/dev/null 2>&1 &'`.
@@ -292,14 +341,16 @@ How each figure is made (bench/run.sh, bench/probe.py):
    waiting costs beyond reading the job.
 4. Listing: stores made of copies of four real finished jobs (done and
    failed) under new ids; launching: `run true` into the big store and into
-   one that starts empty, alternating, twice.
+   one that starts empty (ABBA).
 5. Memory: /proc/PID/smaps_rollup of each tool's own per-job process while
    20 `sleep 300` jobs run (bgrun: the watcher; nq: its process above the
    job, one queue per job so that all run at once; tsp: each job's client
    plus a 20th of its server, with 20 slots).
 6. Output: `head -c SIZE /dev/zero` from launch to the recorded end (bgrun:
    `status` appears; nq: lock released; tsp: `tsp -w` returns) vs the same
-   command with stdout opened straight on a file; the order rotates per round.
+   command with stdout opened straight on a file; bgrun also under
+   `--log-max 10M` (its watcher punches the oldest output out every 50 ms);
+   the order rotates per round, and each round starts after a `sync`.
 7. Binary: stripped release sizes; a clean release build in an empty target
    directory (one sample, on a machine shared with other builds).
 8. Queues: hyperfine of `run -q Q true` into a paused queue (queueing
