@@ -408,7 +408,8 @@ def throughput(size, rounds):
             # round's cost.
             os.sync()
     for tool, samples in res.items():
-        note = f"the log took {max(kept):.1f} MiB of disk at the end (at most)" if tool == "bgrun_cap" else ""
+        note = (f"the log took up to {max(kept):.1f} MiB of disk when `status` appeared (the watcher drops"
+                " the last tick's output after)") if tool == "bgrun_cap" else ""
         save(f"out.{tool}", "ms", samples, note)
 
 
