@@ -89,9 +89,6 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         }
         match store.remove_job(job) {
             Ok(n) => {
-                if let Some(key) = &job.meta.key {
-                    store.release_key(key, &job.id);
-                }
                 out.line(&format!("removed {}", clean(&job.id)))?;
                 freed += n;
                 count += 1;

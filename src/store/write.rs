@@ -177,14 +177,20 @@ impl Store {
     }
 
     /// Removes the job `job` was read from, and only it (checked under the
-    /// store's lock); gone meanwhile, nothing is removed (Ok(0)).
+    /// store's lock); gone meanwhile, nothing is removed (Ok(0)). Its key,
+    /// if it still names the job, is free again.
     pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
         let m = &job.meta;
-        self.remove_if(&job.id, |dir| {
+        let freed = self.remove_if(&job.id, |dir| {
             read_job(dir, &job.id).is_ok_and(|now| {
                 (&now.meta.started_at, now.meta.pid, now.meta.pid_start) == (&m.started_at, m.pid, m.pid_start)
             })
-        })
+        })?;
+        // Its key is free again (only if the key still names this job).
+        if let Some(key) = &m.key {
+            self.release_key(key, &job.id);
+        }
+        Ok(freed)
     }
 
     fn remove_if(&self, id: &str, still: impl Fn(&Path) -> bool) -> Result<u64, String> {

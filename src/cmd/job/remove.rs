@@ -42,9 +42,6 @@ pub(super) fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {
         }
         match store.remove_job(&job) {
             Ok(n) => {
-                if let Some(key) = &job.meta.key {
-                    store.release_key(key, &job.id);
-                }
                 out.line(&format!("removed {}", clean(&job.id)))?;
                 freed += n;
                 count += 1;
