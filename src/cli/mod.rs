@@ -71,15 +71,8 @@ pub struct Run {
     /// With -n: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     pub min_duration: Option<Duration>,
-    /// Cap the log's disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub log_max: Option<u64>,
-    /// Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)
-    #[arg(short = 'q', long, value_name = "NAME", value_parser = parse_queue)]
-    pub queue: Option<String>,
-    /// Start only after these jobs have ended done (skipped if one does not)
-    #[arg(long, value_name = "ID[,ID…]", value_parser = parse_after, action = clap::ArgAction::Append)]
-    pub after: Vec<Vec<String>>,
+    #[command(flatten)]
+    pub start: StartArgs,
     #[command(flatten)]
     pub slurm: SlurmArgs,
     /// The command and its arguments, kept exactly as given
@@ -274,15 +267,8 @@ pub struct JobRun {
     /// Idempotency key: if a job with this key exists, print its id and start nothing
     #[arg(long, value_name = "KEY", value_parser = parse_key)]
     pub key: Option<String>,
-    /// Cap the log's disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub log_max: Option<u64>,
-    /// Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)
-    #[arg(short = 'q', long, value_name = "NAME", value_parser = parse_queue)]
-    pub queue: Option<String>,
-    /// Start only after these jobs have ended done (skipped if one does not)
-    #[arg(long, value_name = "ID[,ID…]", value_parser = parse_after, action = clap::ArgAction::Append)]
-    pub after: Vec<Vec<String>>,
+    #[command(flatten)]
+    pub start: StartArgs,
     /// Wait for the job to end; exit as `job wait` does
     #[arg(long)]
     pub wait: bool,
@@ -300,6 +286,20 @@ pub struct JobRun {
     pub min_duration: Option<Duration>,
     #[command(flatten)]
     pub slurm: SlurmArgs,
+}
+
+/// When and how a job starts and what its log may take (`run` and `job run`).
+#[derive(Args, Debug, Default, Clone)]
+pub struct StartArgs {
+    /// Cap the log's disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub log_max: Option<u64>,
+    /// Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)
+    #[arg(short = 'q', long, value_name = "NAME", value_parser = parse_queue)]
+    pub queue: Option<String>,
+    /// Start only after these jobs have ended done (skipped if one does not)
+    #[arg(long, value_name = "ID[,ID…]", value_parser = parse_after, action = clap::ArgAction::Append)]
+    pub after: Vec<Vec<String>>,
 }
 
 /// Submitting to Slurm instead of running here (`run` and `job run`).

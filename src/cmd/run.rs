@@ -32,13 +32,13 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         return Err(usage("--min-duration needs -n or --topic: run -n --min-duration 2m CMD…"));
     }
     let min = super::min_duration(a.min_duration)?;
-    let log_max = super::log_max(a.log_max)?;
+    let log_max = super::log_max(a.start.log_max)?;
     let slurm = super::slurm::spec(&a.slurm)?;
     let mut spec = Spec { log_max, slurm, ..spec_for(cmd, a.name, topic, min, path.as_deref())? };
     let cfg = super::ntfy_config("run", spec.topic.as_ref());
     let store = super::store()?;
-    spec.queue = a.queue;
-    spec.after = super::resolve::after_ids(&store, a.after)?;
+    spec.queue = a.start.queue;
+    spec.after = super::resolve::after_ids(&store, a.start.after)?;
     match launch::start(&store, spec, cfg)? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();

@@ -77,9 +77,9 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         min_duration,
         context: a.context,
         key: a.key.clone(),
-        log_max: super::log_max(a.log_max)?,
-        queue: a.queue,
-        after: super::resolve::after_ids(store, a.after)?,
+        log_max: super::log_max(a.start.log_max)?,
+        queue: a.start.queue,
+        after: super::resolve::after_ids(store, a.start.after)?,
         slurm,
     };
     let cfg = super::ntfy_config("job", spec.topic.as_ref());
