@@ -22,7 +22,6 @@ pub mod store;
 mod watch;
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 
 /// Every exit status the five commands use, and nowhere else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,8 +82,44 @@ pub struct PickRow {
 
 pub const NAMES: [&str; 5] = ["run", "runs", "runlog", "runrm", "job"];
 
-/// The entry point of every binary: route on `argv[0]`.
-pub fn main(picker: Option<Picker>) -> ExitCode {
+/// The entry point of every binary, called as C's `main`: std's runtime
+/// set-up is skipped (it costs a launch about a tenth of a millisecond:
+/// reading /proc/self/maps for the main thread's stack guard, and a
+/// signal stack that every watcher would keep). What of it matters is done
+/// here: descriptors 0 to 2 are open (on /dev/null if the caller closed
+/// them, so that no file of the store ever becomes our stdout), SIGPIPE is
+/// ignored (a closed pipe is an error to handle, not a death), and stdout
+/// is flushed before returning.
+pub fn start(picker: Option<Picker>) -> std::ffi::c_int {
+    open_std_fds();
+    // SAFETY: setting a signal's disposition to ignored.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let code = main(picker);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    code
+}
+
+/// Opens /dev/null on any of descriptors 0 to 2 that is closed (one poll,
+/// as std's runtime does).
+fn open_std_fds() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
+    // SAFETY: poll on a valid array, no timeout.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } <= 0 {
+        return;
+    }
+    for p in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+        // SAFETY: opening /dev/null; the lowest free descriptor is `p.fd`,
+        // since the ones below it are open by now.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if fd >= 0 && fd != p.fd {
+            // SAFETY: closing the descriptor just opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Routes on `argv[0]`.
+fn main(picker: Option<Picker>) -> i32 {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let mut name = args
         .first()
@@ -103,14 +138,14 @@ pub fn main(picker: Option<Picker>) -> ExitCode {
                     "bgrun: called as '{name}'; call it as one of {} (a link of that name works)",
                     NAMES.join(", ")
                 ));
-                return ExitCode::from(Exit::Usage as u8);
+                return Exit::Usage as i32;
             }
         }
     }
     // The batch step of a Slurm job, run by Slurm on the node through any
     // of the five names: hidden from every help.
     if args.get(1).is_some_and(|a| a == launch::STEP_WORD) {
-        return ExitCode::from(step::main(&args[2..], cmd::ntfy_config("job", None)) as u8);
+        return step::main(&args[2..], cmd::ntfy_config("job", None));
     }
     let result = match name.as_str() {
         "run" => cmd::run::main(args),
@@ -120,12 +155,12 @@ pub fn main(picker: Option<Picker>) -> ExitCode {
         _ => cmd::job::main(args),
     };
     match result {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(code) => code as i32,
         Err(fail) => {
             if !fail.msg.is_empty() {
                 cmd::out::warn(&format!("{name}: {}", fail.msg));
             }
-            ExitCode::from(fail.code as u8)
+            fail.code as i32
         }
     }
 }

@@ -284,12 +284,17 @@ fn the_id_run_prints_names_a_job_that_exists_when_run_returns() {
         let job = launch(&env, &["true"]);
         let dir = env.job_dir(&job.id);
         assert_eq!(job.log, dir.join("log"));
-        for f in ["cmd", "meta.json", "log", "pid"] {
+        // What a reader needs is there when `run` returns: meta.json (with
+        // the pid) and the log.
+        for f in ["meta.json", "log"] {
             assert!(dir.join(f).is_file(), "{} has no {f} when run returned", job.id);
         }
+        assert_eq!(meta(&env, &job.id)["id"], job.id.as_str());
+        assert_eq!(meta(&env, &job.id)["pid"], job.pid);
+        // `cmd` and `pid` repeat meta.json; the watcher writes them after.
+        wait_until(SOON, "cmd and pid", || dir.join("cmd").is_file() && dir.join("pid").is_file());
         let pid = std::fs::read_to_string(dir.join("pid")).expect("reading pid");
         assert_eq!(pid.trim(), job.pid.to_string());
-        assert_eq!(meta(&env, &job.id)["id"], job.id.as_str());
     }
 }
 

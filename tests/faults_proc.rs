@@ -201,6 +201,33 @@ fn under_a_file_size_limit_the_watcher_records_how_the_job_ended() {
     assert_eq!(fs::metadata(env.job_dir(&id).join("log")).map(|m| m.len()).ok(), Some(16384));
 }
 
+#[test]
+fn started_with_stdin_stdout_and_stderr_closed_run_writes_nothing_of_its_own_into_the_job() {
+    let env = Env::new();
+    // The store's files would take descriptors 0 to 2 if they stayed
+    // closed, and the id `run` prints would land in one of them.
+    let mut c = env.cmd("run");
+    c.args(["--name", "closed", "echo", "the job's line"]);
+    // SAFETY: close(2) between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            for fd in 0..3 {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let out = c.output().expect("run");
+    assert!(out.status.success(), "run with 0 to 2 closed: {:?}", out.status);
+    let id = env.jobs().iter().find_map(|j| j["id"].as_str().map(String::from)).expect("a job");
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "done", "{j}");
+    let log = env.log(&id);
+    assert!(log.contains("the job's line") && !log.contains(&id), "the log:\n{log}");
+    let m = meta(&env, &id);
+    assert_eq!(m["id"], id.as_str());
+}
+
 // --- 2. signal only what is the job's ----------------------------------------------
 
 /// Kills a job's watcher (the job lives on) and waits until it is gone.

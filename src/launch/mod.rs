@@ -130,7 +130,7 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
             store.release_key(key, &Store::pending_target());
         }
     };
-    let staged = match store.stage(&meta) {
+    let staged = match store.stage_lean(&meta) {
         Ok(s) => s,
         Err(e) => {
             release(store);

@@ -3,10 +3,10 @@
 //! ```text
 //! $RUN_DIR (or $XDG_DATA_HOME/run, or ~/.local/share/run)   0700
 //! ├── make_20251205_163539/        one directory per job: the name is the id
-//! │   ├── cmd          the command line, as typed (shell-quoted)
+//! │   ├── cmd          the command line, shell-quoted (may come just after)
 //! │   ├── meta.json    id, name, argv, cwd, host, user, times, pids, options
 //! │   ├── log          header, the job's stdout and stderr, footer
-//! │   ├── pid          the job's pid (appears with the job)
+//! │   ├── pid          the job's pid (may come just after meta.json)
 //! │   ├── status       "STATE exit|signal N ENDED_AT" (when it ends; an end
 //! │   │                learnt from Slurm: "STATE unknown 0 ENDED_AT REASON")
 //! │   ├── notified     ntfy outcome: "sent" or "failed: REASON"
@@ -29,8 +29,13 @@
 //!
 //! Rules: every file has one writer and is published by write-temp-then-
 //! rename (the job's `log` is the only file appended to). A job directory is
-//! built under a hidden name and renamed into place with its `pid` already
-//! in it, so a reader never sees a half-made job. `status` is reserved at
+//! built under a hidden name and renamed into place with `meta.json` (which
+//! holds the job's pid) and `log` in it, so a reader never sees a half-made
+//! job. `cmd` and `pid` repeat what meta.json says: for a job started
+//! at once, its watcher writes them (by rename) just after the launcher has
+//! returned, since every file made before the id is printed costs the
+//! launch time; readers take meta.json's word while they are missing. A
+//! queued or Slurm job has `cmd` from the start and `pid` once it starts. `status` is reserved at
 //! creation as a hidden 128-byte file, so the end of a job can be recorded
 //! even when the job has filled the disk. Readers skip dot-entries and
 //! foreign files, and report a damaged job without failing the listing.
@@ -68,7 +73,7 @@ pub use legacy::Legacy;
 pub use queue::{Conf, QueueDir};
 pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
 pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, write_footer};
-pub use write::{read_env, remove_env, stop_request, write_atomic, write_env, write_meta, Staged};
+pub use write::{complete, read_env, remove_env, stop_request, write_atomic, write_env, write_meta, Staged};
 
 use crate::files;
 use std::ffi::OsString;

@@ -26,9 +26,23 @@ pub struct Staged {
 
 impl Store {
     /// Builds a job directory under a hidden name: `cmd`, the log header and
-    /// the reserved status (`meta.json` and `pid` come with `publish`, once
-    /// the job's pid is known). Nothing is visible yet.
+    /// the reserved status (`meta.json` comes with `publish`, once the job's
+    /// pid is known). Nothing is visible yet.
     pub fn stage(&self, meta: &Meta) -> Result<Staged, String> {
+        self.stage_with(meta, true)
+    }
+
+    /// As `stage`, without `cmd`: for a job started at once, whose watcher
+    /// writes `cmd` and `pid` after the launcher has returned (`complete`).
+    /// Each file made before the launcher prints the id costs it time (on
+    /// ext4, making an inode is most of a launch's system time), so only
+    /// what a reader needs to see a whole job is made here: the log, the
+    /// reserved status, then `meta.json`.
+    pub fn stage_lean(&self, meta: &Meta) -> Result<Staged, String> {
+        self.stage_with(meta, false)
+    }
+
+    fn stage_with(&self, meta: &Meta, with_cmd: bool) -> Result<Staged, String> {
         // Room for what `publish` adds (pids, a suffix) and `ended_at`.
         let size = meta_bytes(meta).len() as u64 + 4096;
         if size > META_MAX {
@@ -41,7 +55,9 @@ impl Store {
         let dir = self.root.join(format!(".new-{}-{}", meta.id, std::process::id()));
         crate::files::make_private_dir(&dir).map_err(|e| io_err("creating", &dir, e))?;
         let made = (|| {
-            write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
+            if with_cmd {
+                write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
+            }
             let when = match (&meta.queued_at, &meta.queue) {
                 (Some(_), Some(q)) => format!("queued in {q}"),
                 (Some(_), None) => "queued".to_string(),
@@ -81,18 +97,15 @@ impl Store {
         made
     }
 
-    /// Writes `meta.json` and `pid` into the staged directory and renames it
-    /// into place. When the id is taken, a short suffix is added
-    /// (and `meta.id` updated). Returns the job's directory.
+    /// Writes `meta.json` (which holds the job's pid) into the staged
+    /// directory and renames it into place. When the id is taken, a short
+    /// suffix is added (and `meta.id` updated). Returns the job's directory.
     pub fn publish(&self, staged: &Staged, meta: &mut Meta) -> Result<PathBuf, String> {
         if staged.in_place {
             return start_in_place(staged, meta);
         }
         // The directory is still hidden: its files are written in place, and
         // the rename of the directory publishes them all at once.
-        if let Some(pid) = meta.pid {
-            write_new(&staged.dir.join("pid"), format!("{pid}\n").as_bytes())?;
-        }
         let meta_path = staged.dir.join("meta.json");
         let meta_file = open_new(&meta_path, false)?;
         let base = meta.id.clone();
@@ -227,6 +240,21 @@ impl Store {
         }
         res.map_err(|e| io_err("removing", &path, e))?;
         Ok(size)
+    }
+}
+
+/// Writes what a job started at once gets after its launcher returned
+/// (see `Store::stage_lean`): `cmd` and `pid`, each by
+/// rename. Both repeat what meta.json says, and readers fall back on it.
+/// Each is tried; the errors come back one per line.
+pub fn complete(dir: &Path, meta: &Meta) -> Result<(), String> {
+    let cmd = write_atomic(dir, "cmd", format!("{}\n", meta.command).as_bytes());
+    let pid = meta.pid.map_or(Ok(()), |pid| write_atomic(dir, "pid", format!("{pid}\n").as_bytes()));
+    let errors: Vec<String> = [cmd, pid].into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n=== bgrun: "))
     }
 }
 

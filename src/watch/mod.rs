@@ -88,6 +88,13 @@ pub fn run(store: &Store, mut plan: Plan, hs: Handshake) -> i32 {
     job.go();
     hs.send(&format!("ok {} {}", meta.id, job.pid));
     proc::settle_watcher();
+    // What a reader can do without, made once the launcher has returned
+    // (a queued job's were made when it was queued and started).
+    if !plan.staged.in_place {
+        if let Err(e) = store::complete(&dir, meta) {
+            note(&plan.staged, &dir, &e);
+        }
+    }
 
     let mut cap = meta.log_max.map(|max| Cap::new(max, output_from));
     let deadline = meta.timeout_s.map(|s| plan.started + Duration::from_secs(s));
