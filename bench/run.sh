@@ -332,7 +332,10 @@ How each figure is made (bench/run.sh, bench/probe.py):
    so it stamps its own exit. bgrun: until `status` is renamed into place
    (inotify), each time confirmed by a `runs --json` started at that moment
    (the only thing `runs` needs to show a job ended is `status`). nq: until
-   the job file's lock is released (a blocking flock). The polling row calls
+   the job file's lock is released (a blocking flock: the job's exit
+   itself, before nq knows how it ended), and until nq has written its
+   `[exited with status N.]` line (inotify): what `status` is to bgrun,
+   the row the target is judged on. The polling row calls
    the tool's own listing back to back until one returns showing the job
    ended: it includes that call and part of the one before.
 3. Wait wake-up: the same job (sleeping 0.3 s), and the tool's wait command
