@@ -102,6 +102,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         }
     };
     job.go();
+    drop((program, argv));
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let mut cap = meta.log_max.map(|max| store::Cap::new(max, output_from));
     let bounds = watch::Bounds { deadline, slurm: Some(limit) };

@@ -3,7 +3,8 @@
 //! `unsafe`, fork/setsid/exec, signals and liveness. This file: what /proc
 //! says of a process, liveness, names and finding executables; `signal`:
 //! signals only to processes proven to be the job's (pidfds); `spawn`:
-//! detaching the watcher and forking the job.
+//! detaching the watcher and forking the job; `shed`: giving back the
+//! launcher's memory that a waiting watcher does not use.
 //!
 //! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
 //! reused after a wrap-around or a reboot has another start time or another
@@ -12,9 +13,11 @@
 //! keep a finished job "running"; the start time names exactly one process.
 //! A zombie counts as ended.
 
+mod shed;
 mod signal;
 mod spawn;
 
+pub use shed::shed;
 pub use signal::{
     descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
 };
