@@ -732,6 +732,12 @@ def merge(key, parts):
     save(key, rs[0]["unit"], [s for r in rs for s in r["samples"]], rs[0]["note"])
 
 
+def scale(key, factor):
+    """KEY's samples times factor (a loop of N launches: per launch)."""
+    r = json.load(open(os.path.join(RES, key + ".json")))
+    save(key, r["unit"], [v * factor for v in r["samples"]], r["note"])
+
+
 def stat_or_none(pid):
     try:
         return stat(pid)["state"]
@@ -826,6 +832,12 @@ def table(dest):
     row("1 Launch", "`run true` vs nq, both on a tmpfs", "launch.run_true_tmpfs", "`nq true`", "launch.nq_tmpfs")
     row("1 Launch", "`run --name tN true`: a new id each time (no retry)", "launch.run_fresh", "`run true`",
         "launch.run_true")
+    row("1 Launch", "`run true`, isolated (50 ms apart) vs nq", "launch.run_isolated", "`nq true`",
+        "launch.nq_isolated", "faster than nq", ratio_below(1))
+    row("1 Launch", "`run true` in a script's loop (per launch) vs nq", "launch.run_loop", "`nq true`",
+        "launch.nq_loop", "faster than nq", ratio_below(1))
+    row("1 Launch", "`run true` in a script's loop (per launch) vs tsp", "launch.run_loop", "`tsp true`",
+        "launch.tsp_loop")
     row("1 Launch", "`run sleep 60`", "launch.run_sleep", floor, "launch.floor")
     row("1 Launch", "`nq true`", "launch.nq", floor, "launch.floor")
     row("1 Launch", "`tsp true`", "launch.tsp", floor, "launch.floor")
@@ -930,6 +942,8 @@ def main(argv):
         reap()
     elif cmd == "save":
         save(args[0], args[1], [float(v) for v in args[2:]])
+    elif cmd == "scale":
+        scale(args[0], float(args[1]))
     elif cmd == "merge":
         merge(args[0], args[1:])
     elif cmd == "table":

@@ -101,9 +101,12 @@ fi
 
 # hf KEY RUNS WARMUP COMMAND: one hyperfine measurement without a shell (-N),
 # its samples saved under KEY.
+# With PREPARE set, hyperfine runs it before each run (not timed).
 hf() {
     local key=$1 runs=$2 warm=$3 cmd=$4
-    timeout 900 hyperfine -N --style basic --warmup "$warm" --runs "$runs" \
+    local -a prep=()
+    [[ -n ${PREPARE:-} ]] && prep=(--prepare "$PREPARE")
+    timeout 900 hyperfine -N --style basic --warmup "$warm" --runs "$runs" "${prep[@]}" \
         --export-json "$TMP/hf/$key.json" "$cmd" >>"$TMP/hyperfine.log" 2>&1 || {
         tail -20 "$TMP/hyperfine.log" >&2
         return 1
@@ -172,6 +175,19 @@ l_tsp() { hf "$1" "$half" "$WARM" "tsp true" && settle; }
 l_run() { hf "$1" "$half" "$WARM" "'$BIN/run' true"; }
 abba launch.floor l_floor launch.nq l_nq launch.tsp l_tsp launch.run_true l_run
 hf launch.run_sleep $((RUNS / 3)) "$WARM" "'$BIN/run' sleep 60"
+# Isolated: each launch after a 50 ms pause, so that nothing of the last
+# one (its watcher recording the end, writeback) is still running.
+i_nq() { PREPARE='sleep 0.05' hf "$1" "$((RUNS / 6))" "$WARM" "nq true" && settle; }
+i_run() { PREPARE='sleep 0.05' hf "$1" "$((RUNS / 6))" "$WARM" "'$BIN/run' true"; }
+abba launch.nq_isolated i_nq launch.run_isolated i_run
+# A script's loop: 100 launches back to back from one shell, per launch
+# (the shell's fork and exec of each command are in both).
+loop() { echo "sh -c 'i=0; while [ \$i -lt 100 ]; do $1 >/dev/null; i=\$((i + 1)); done'"; }
+b_nq() { hf "$1" 3 1 "$(loop 'nq true')" && settle; }
+b_tsp() { hf "$1" 3 1 "$(loop 'tsp true')" && settle; }
+b_run() { hf "$1" 3 1 "$(loop "'$BIN/run' true")"; }
+abba launch.nq_loop b_nq launch.tsp_loop b_tsp launch.run_loop b_run
+for key in nq_loop tsp_loop run_loop; do python3 "$PROBE" scale "launch.$key" 0.01; done
 # Jobs of one name launched within a second share a base id, and all but the
 # first retry under a suffixed one: the same launch, a new name each time.
 timeout 900 hyperfine -N --style basic --runs 1 -P i 1 "$((RUNS / 3))" \
@@ -328,6 +344,11 @@ How each figure is made (bench/run.sh, bench/probe.py):
    `run --name tN true` gives every launch a new id (one hyperfine command
    per N, one run each, after the warm-up of the rows above). The tmpfs
    row runs `run true` and `nq true` with their stores in /dev/shm.
+   hyperfine's runs follow each other at once (back to back: the last
+   job's watcher may still be recording its end); the isolated rows wait
+   50 ms before each run (hyperfine --prepare, not timed); the loop rows
+   time one shell running 100 launches in a `while` loop, as scripts do,
+   divided by 100 (3 such loops per tool, ABBA).
 2. Exit to visible: the job is `bash -c 'sleep 0.2; echo $EPOCHREALTIME > T'`,
    so it stamps its own exit. bgrun: until `status` is renamed into place
    (inotify), each time confirmed by a `runs --json` started at that moment
