@@ -180,9 +180,10 @@ hf launch.run_sleep $((RUNS / 3)) "$WARM" "'$BIN/run' sleep 60"
 i_nq() { PREPARE='sleep 0.05' hf "$1" "$((RUNS / 6))" "$WARM" "nq true" && settle; }
 i_run() { PREPARE='sleep 0.05' hf "$1" "$((RUNS / 6))" "$WARM" "'$BIN/run' true"; }
 abba launch.nq_isolated i_nq launch.run_isolated i_run
-# A script's loop: 100 launches back to back from one shell, per launch
-# (the shell's fork and exec of each command are in both).
-loop() { echo "sh -c 'i=0; while [ \$i -lt 100 ]; do $1 >/dev/null; i=\$((i + 1)); done'"; }
+# A script's loop: 100 launches back to back from one shell, each taking
+# the id printed as scripts do (`id=$(run …)`: until the tool's stdout is
+# closed, not only until it exits), per launch; the shell's forks are in all.
+loop() { echo "sh -c 'i=0; while [ \$i -lt 100 ]; do id=\$($1); i=\$((i + 1)); done'"; }
 b_nq() { hf "$1" 3 1 "$(loop 'nq true')" && settle; }
 b_tsp() { hf "$1" 3 1 "$(loop 'tsp true')" && settle; }
 b_run() { hf "$1" 3 1 "$(loop "'$BIN/run' true")"; }
@@ -347,8 +348,12 @@ How each figure is made (bench/run.sh, bench/probe.py):
    hyperfine's runs follow each other at once (back to back: the last
    job's watcher may still be recording its end); the isolated rows wait
    50 ms before each run (hyperfine --prepare, not timed); the loop rows
-   time one shell running 100 launches in a `while` loop, as scripts do,
-   divided by 100 (3 such loops per tool, ABBA).
+   time one shell running 100 launches in a `while` loop, each `id=$(…)`
+   as scripts do, divided by 100 (3 such loops per tool, ABBA). hyperfine
+   waits only for the command's own exit: `nq` exits right after its
+   first fork, before its job file exists (its child writes the id, and
+   creates the file); a script reading the id waits until the tool's
+   stdout closes, which the loop rows include.
 2. Exit to visible: the job is `bash -c 'sleep 0.2; echo $EPOCHREALTIME > T'`,
    so it stamps its own exit. bgrun: until `status` is renamed into place
    (inotify), each time confirmed by a `runs --json` started at that moment
