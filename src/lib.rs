@@ -74,10 +74,13 @@ pub type Res<T> = Result<T, Fail>;
 /// error when it cannot run or Enter matched nothing.
 pub type Picker = fn(rows: Vec<PickRow>, preview_below: bool) -> Result<Option<usize>, String>;
 
-/// One row of the picker: what is shown and matched, and the preview text.
+/// One row of the picker: what is shown and matched, and the preview text:
+/// the log's tail, after the header lines where it reaches the log's start
+/// (none for a log that holds its own header).
 pub struct PickRow {
     pub line: String,
     pub preview: std::path::PathBuf,
+    pub header: Option<String>,
 }
 
 pub const NAMES: [&str; 5] = ["run", "runs", "runlog", "runrm", "job"];

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 struct Row {
     line: String,
     log: PathBuf,
+    header: Option<String>,
 }
 
 impl SkimItem for Row {
@@ -16,16 +17,16 @@ impl SkimItem for Row {
     }
     fn preview(&self, ctx: PreviewContext) -> ItemPreview {
         let n = ctx.height.max(10);
+        let hole = self.log.parent().and_then(bgrun::store::read_dropped);
         let tail =
-            bgrun::store::tail_lines(&self.log, n, 256 * 1024, self.log.parent().and_then(bgrun::store::read_dropped))
-                .unwrap_or_default();
+            bgrun::store::tail_lines_shown(&self.log, self.header.as_deref(), n, 256 * 1024, hole).unwrap_or_default();
         ItemPreview::Text(String::from_utf8_lossy(&tail).into_owned())
     }
 }
 
 pub fn pick(rows: Vec<PickRow>, preview_below: bool) -> Result<Option<usize>, String> {
     let lines: Vec<String> = rows.iter().map(|r| r.line.clone()).collect();
-    let items: Vec<Row> = rows.into_iter().map(|r| Row { line: r.line, log: r.preview }).collect();
+    let items: Vec<Row> = rows.into_iter().map(|r| Row { line: r.line, log: r.preview, header: r.header }).collect();
     let layout = if preview_below { "down:50%" } else { "right:50%" };
     let opts = SkimOptionsBuilder::default()
         .prompt("log> ".to_string())

@@ -253,14 +253,18 @@ fn start(store: &Store, job: &Job, staged: Staged, slot: Option<u32>) -> Result<
     meta.boot_id = proc::boot_id();
     meta.slot = slot;
     let cwd = PathBuf::from(&m.cwd);
-    // The log's header said when it was queued; now when it starts (before
-    // the watcher notes where the job's own output begins).
-    let slot_text = match (&meta.queue, slot) {
-        (Some(q), Some(k)) => format!(" in {q}, slot {k}"),
-        _ => String::new(),
-    };
-    let line = format!("=== started: {}{slot_text}\n", meta.started_at);
-    (&staged.log).write_all(line.as_bytes()).map_err(|e| store::io_err("writing", &job.dir.join("log"), e))?;
+    // A log that holds its own header (queued by an older version) says
+    // when it was queued; now when it starts (before the watcher notes
+    // where the job's own output begins). Otherwise readers render that
+    // line from meta.json (`Meta::header`).
+    if meta.header_in_log() {
+        let slot_text = match (&meta.queue, slot) {
+            (Some(q), Some(k)) => format!(" in {q}, slot {k}"),
+            _ => String::new(),
+        };
+        let line = format!("=== started: {}{slot_text}\n", meta.started_at);
+        (&staged.log).write_all(line.as_bytes()).map_err(|e| store::io_err("writing", &job.dir.join("log"), e))?;
+    }
     let plan = watch::Plan {
         staged,
         meta,

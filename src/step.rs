@@ -80,8 +80,8 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     let slurm_id = std::env::var("SLURM_JOB_ID").ok().and_then(|s| s.parse::<u64>().ok());
     let limit = slurm_id.and_then(slurm::time_left).map(|left| Instant::now() + left);
 
-    // Where the job's own output will start: after the header (and what
-    // Slurm may have written).
+    // Where the job's own output will start: after what Slurm may have
+    // written (and the header, in a log made by an older version).
     let output_from = log.metadata().map_or(0, |m| m.len());
     proc::become_step();
     let program = meta

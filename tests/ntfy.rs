@@ -669,7 +669,8 @@ fn a_failure_message_tail_holds_only_the_jobs_output_never_the_log_header() {
     let silent = started(&call(&env, &server.url, &vars, "job", &["run", "--notify", "exit 4"]));
     for id in [&short, &silent] {
         assert_eq!(wait_notified(&env, id)["state"], "sent");
-        assert!(env.log(id).starts_with("=== "), "the log has its header: {}", env.log(id));
+        let shown = stdout(&env.cmd("runlog").args([id.as_str(), "--no-follow"]).output().expect("runlog"));
+        assert!(shown.starts_with("=== ") && shown.contains("\n=== cwd: "), "the log has its header: {shown}");
         let message = server.request_for(id).message();
         assert!(!message.contains("==="), "bgrun's header lines in the message: {message}");
         assert!(!message.contains("cwd:") && !message.contains("started:"), "{message}");

@@ -116,11 +116,15 @@ fn the_picker_selects_the_job_matching_the_filter_and_prints_its_log() {
 
     tmux.keys(&["-l", "zebra"]);
     tmux.wait_screen("the filter to leave one job", |s| s.lines().any(|l| l.trim_start().starts_with("1/3")));
+    // The preview: the log's tail, with the header lines readers show first.
+    tmux.wait_screen("the preview with the log's header", |s| {
+        s.contains("=== echo zebra-kiwi") && s.contains("=== cwd: ") && s.contains("=== started: ")
+    });
     tmux.keys(&["Enter"]);
 
     let (code, sel) = tmux.result();
     assert_eq!(code, 0, "runlog exited with {code}; printed: {sel}");
-    assert_eq!(sel, env.log(&ids[1]), "runlog printed another log than the chosen job's");
+    assert_eq!(sel, env.shown_log(&ids[1]), "runlog printed another log than the chosen job's");
     assert!(sel.contains("\nzebra-kiwi\n") && sel.contains("=== done (exit 0) after "), "{sel}");
 }
 

@@ -130,8 +130,8 @@ fn json_depth(s: &str) -> usize {
     max
 }
 
-/// The smallest `--log-max` (64 KiB): below it the header and a few
-/// blocks would be most of the log.
+/// The smallest `--log-max` (64 KiB): below it the few blocks a punch
+/// leaves would be most of the log.
 pub const LOG_MAX_MIN: u64 = 64 << 10;
 
 /// `--log-max`: a whole number of bytes, or of KiB, MiB, GiB or TiB with

@@ -7,7 +7,7 @@
 //! 50 ms while output comes, backing off to once a second when none does;
 //! Slurm itself is asked (squeue) at most every 2 seconds.
 
-use super::out::{warn, Out};
+use super::out::{clean, warn, Out};
 use crate::state;
 use crate::store::{self, Job, State};
 use crate::{Fail, Res};
@@ -191,12 +191,46 @@ fn polled_state(job: &mut Job, boot: &str, asked: &mut Option<(Instant, State)>)
     }
 }
 
-/// Copies the job's log to `out` from byte `from`, following it while the
-/// job runs. Returns the job's final state (or `running` if not following).
-pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<State> {
+/// Where a reader of the job's log starts (all of it, or its last `tail`
+/// lines), and what it shows before the log's bytes: the header rendered
+/// from meta.json (`Meta::header`), whole or the lines of it the tail
+/// reaches; nothing for a log that holds its own header.
+fn log_start(job: &Job, tail: Option<usize>) -> Res<(u64, Vec<u8>)> {
     let path = job.log();
+    let (from, short) = match tail {
+        Some(n) => {
+            store::tail_reach(&path, n, job.dropped()).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?
+        }
+        None => (0, usize::MAX),
+    };
+    let header = job.meta.header(clean).map(|h| store::header_tail(&h, short).as_bytes().to_vec());
+    Ok((from, header.unwrap_or_default()))
+}
+
+/// A reader that began while the job was queued owes the header's line
+/// saying when it started (`Meta::started_line`), due before the job's
+/// first output: called once, when the log first has bytes to show, which
+/// the job writes only after its meta.json says it started (else they are
+/// the footer of a job that never ran). The line goes in at `at`.
+fn insert_started_line(job: &mut Job, shown: &mut Vec<u8>, at: usize) {
+    if job.meta.is_queued() {
+        let _ = job.reread();
+    }
+    if let Some(line) = job.meta.started_line(clean) {
+        shown.splice(at..at, line.into_bytes());
+    }
+}
+
+/// Copies the job's log to `out` (all of it, or its last `tail` lines),
+/// with the header first, following it while the job runs. Returns the
+/// job's final state (or `running` if not following).
+pub fn show_log(job: &mut Job, tail: Option<usize>, follow: bool, out: &mut Out) -> Res<State> {
+    let path = job.log();
+    let (from, header) = log_start(job, tail)?;
     let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
+    let mut start_due = !job.meta.header_in_log() && job.meta.is_queued();
+    out.bytes(&header)?;
     let boot = state::boot_id();
     let mut watch = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -206,6 +240,10 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
         let st = if job.is_slurm() { polled_state(job, &boot, &mut asked) } else { state::of(job, &boot) };
         let before = pos;
         while read_shown(job, &mut f, &mut pos, &mut buf, &mut shown, line_open)? {
+            if start_due {
+                insert_started_line(job, &mut shown, 0);
+                start_due = false;
+            }
             out.bytes(&shown)?;
             line_open = shown.last().map_or(line_open, |&b| b != b'\n');
             shown.clear();
@@ -237,7 +275,7 @@ pub fn show_log(job: &mut Job, from: u64, follow: bool, out: &mut Out) -> Res<St
 
 /// Where the log's last `n` lines start; `hole`, the range its cap
 /// dropped (`Job::dropped`).
-pub fn tail_offset(path: &Path, n: usize, hole: Option<(u64, u64)>) -> Res<u64> {
+fn tail_offset(path: &Path, n: usize, hole: Option<(u64, u64)>) -> Res<u64> {
     store::tail_start(path, n, hole).map_err(|e| Fail::from(store::io_err("reading", path, e)))
 }
 
@@ -266,13 +304,11 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
     let mut files = Vec::new();
     for job in jobs.iter() {
         let path = job.log();
-        let from = match tail {
-            Some(n) => tail_offset(&path, n, job.dropped())?,
-            None => 0,
-        };
+        let (from, header) = log_start(job, tail)?;
         let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
         let pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
-        files.push((f, pos, Vec::<u8>::new()));
+        let start_due = !job.meta.header_in_log() && job.meta.is_queued();
+        files.push((f, pos, header, start_due));
     }
     let boot = state::boot_id();
     let mut ended: Vec<Option<State>> = vec![None; jobs.len()];
@@ -286,9 +322,14 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
             // The state first, then the log: a job seen ended has all its
             // output in the log by then.
             let st = state::of(job, &boot);
-            let (f, pos, partial) = &mut files[i];
+            let (f, pos, partial, start_due) = &mut files[i];
             // What came before `partial` ended with a whole line.
+            let held = partial.len();
             while read_shown(job, f, pos, &mut buf, partial, false)? {}
+            if *start_due && partial.len() > held {
+                insert_started_line(job, partial, held);
+                *start_due = false;
+            }
             let complete = partial.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
             let done = !follow || !st.is_active();
             let upto = if done { partial.len() } else { complete };

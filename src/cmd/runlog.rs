@@ -1,7 +1,7 @@
 //! `runlog [JOB]`: show a job's log, and follow it while the job runs.
 //! With no JOB and several jobs, a picker (on a terminal) chooses.
 
-use super::follow::{follow_many, show_legacy_log, show_log, tail_offset};
+use super::follow::{follow_many, show_legacy_log, show_log};
 use super::out::{clean, warn, Out};
 use super::parse;
 use super::resolve::{load_all, resolve, resolve_legacy};
@@ -43,12 +43,8 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
             }
         }
     };
-    let from = match a.tail {
-        Some(n) => tail_offset(&job.log(), n, job.dropped())?,
-        None => 0,
-    };
     let mut out = Out::new();
-    let state = show_log(&mut job, from, !a.no_follow, &mut out)?;
+    let state = show_log(&mut job, a.tail, !a.no_follow, &mut out)?;
     if !a.no_follow && state == State::Lost {
         warn(&format!("runlog: {} is lost: its process and watcher are gone with no end recorded", job.id));
     }
@@ -101,6 +97,7 @@ fn choose(pick: Picker, jobs: Vec<(Job, State)>) -> Res<Job> {
         .map(|((j, s), (id, age))| PickRow {
             line: format!("{:<sw$}  {id:<iw$}  {age:>aw$}  {}", s.as_str(), clean(&j.meta.command)),
             preview: j.log(),
+            header: j.meta.header(clean),
         })
         .collect();
     let below = crate::proc::terminal_columns().is_none_or(|c| c < SIDE_BY_SIDE);

@@ -6,7 +6,7 @@
 //! turn comes.
 //!
 //! A Slurm job (`--slurm`) has no watcher here: its directory is published
-//! whole (meta.json with `backend: "slurm"`, the log's header, the reserved
+//! whole (meta.json with `backend: "slurm"`, the empty log, the reserved
 //! `status`) before `sbatch` is called, then `slurm_id` is written once
 //! sbatch has accepted it; until then the job shows `queued` while this
 //! launcher lives (it stands in `watcher_pid`), `lost` if it died. If sbatch
@@ -98,6 +98,7 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
         pid_ns: proc::pid_ns(),
         log_max: spec.log_max,
         backend: if slurm_spec.is_some() { "slurm" } else { "local" }.into(),
+        log_header: Some(store::HEADER_IN_META.into()),
         ..Meta::default()
     };
     meta.set_argv(&spec.argv);

@@ -1,5 +1,5 @@
 //! Processes: the only home of nix (but for one `openat` in `files` and
-//! one `fallocate` in `store::cap`),
+//! the `fallocate`s in `store::cap`),
 //! `unsafe`, fork/setsid/exec, signals and liveness. This file: what /proc
 //! says of a process, liveness, names and finding executables; `signal`:
 //! signals only to processes proven to be the job's (pidfds); `spawn`:

@@ -1,7 +1,7 @@
 //! The cap on a job's log (`--log-max`). The job writes straight into its
 //! log; its watcher looks at the space the log takes every `TICK` and, past
-//! the cap, frees the oldest output after the header by punching a hole in
-//! the file (`fallocate(PUNCH_HOLE | KEEP_SIZE)`).
+//! the cap, frees the oldest output by punching a hole in the file
+//! (`fallocate(PUNCH_HOLE | KEEP_SIZE)`).
 //!
 //! Why a hole and not `COLLAPSE_RANGE`: a hole keeps every offset where it
 //! was, so the job's appends, a follower's position and `tail -f` are never
@@ -11,7 +11,8 @@
 //! reader that does not know the hole reads zeros there.
 //!
 //! The hole is one range that only grows at its end: `[start, end)`, start
-//! where the header ends. The watcher records it in `dropped` ("START END",
+//! where the job's output starts (0, or after the header of a log that
+//! holds one). The watcher records it in `dropped` ("START END",
 //! write-temp-then-rename) *before* punching, so a reader that reads the
 //! record after reading the bytes knows whether what it read is gone. A
 //! filesystem that cannot punch holes (ramfs, vfat) is refused at launch.
@@ -52,6 +53,15 @@ pub fn probe(log: &File) -> io::Result<()> {
     punch(log, 0, 4096)
 }
 
+/// Reserves the log's first `bytes` (its size unchanged), made at launch:
+/// room for the watcher's notes and the footer of a job that wrote little,
+/// even once the disk is full, as the header at the top of the file gave
+/// when it was there. The job's own output goes into it, from byte 0.
+pub(super) fn reserve(log: &File, bytes: u64) -> io::Result<()> {
+    use nix::fcntl::{fallocate, FallocateFlags};
+    fallocate(log, FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, bytes as i64).map_err(io::Error::from)
+}
+
 fn punch(log: &File, from: u64, to: u64) -> io::Result<()> {
     use nix::fcntl::{fallocate, FallocateFlags};
     let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
@@ -66,9 +76,9 @@ pub struct Cap {
 }
 
 impl Cap {
-    /// A cap of `max` bytes on a log whose header ends at `header_len`.
-    pub fn new(max: u64, header_len: u64) -> Cap {
-        Cap { max, start: header_len, end: header_len }
+    /// A cap of `max` bytes on a log whose output starts at `output_from`.
+    pub fn new(max: u64, output_from: u64) -> Cap {
+        Cap { max, start: output_from, end: output_from }
     }
 
     /// Bytes dropped so far.
@@ -81,11 +91,11 @@ impl Cap {
         (self.end > self.start).then_some((self.start, self.end))
     }
 
-    /// If the log takes more than the cap, drops its oldest output (after
-    /// the header) so that the newest 7/8 of the cap remain: the record
-    /// first, then the hole. Nothing is punched that is not recorded (a
-    /// record that cannot be written, on a full disk, means no punch: a
-    /// reader would show zeros); a failed punch is tried again next time.
+    /// If the log takes more than the cap, drops its oldest output so that
+    /// the newest 7/8 of the cap remain: the record first, then the hole.
+    /// Nothing is punched that is not recorded (a record that cannot be
+    /// written, on a full disk, means no punch: a reader would show zeros);
+    /// a failed punch is tried again next time.
     pub fn check(&mut self, log: &File, dir: &Path) -> Result<(), String> {
         let m = log.metadata().map_err(|e| format!("the log cap: {e}"))?;
         if m.blocks() * 512 <= self.max {

@@ -104,7 +104,16 @@ pub struct Meta {
     /// For a Slurm job: what it asked Slurm for, and the step's binary.
     #[serde(default)]
     pub slurm: Option<SlurmSpec>,
+    /// Where the log's header lives: "meta" (`HEADER_IN_META`) for a job
+    /// whose log holds only its output and footer, the header being
+    /// rendered from this record by the readers (see `Meta::header`);
+    /// absent for a job made by an older version, whose log starts with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_header: Option<String>,
 }
+
+/// The value of `log_header` of a job whose header is not in its log.
+pub const HEADER_IN_META: &str = "meta";
 
 /// A Slurm job's request, kept so that `job retry` asks for the same.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -164,6 +173,43 @@ impl Meta {
     /// Queued and not started: no process was ever made for it.
     pub fn is_queued(&self) -> bool {
         self.queued_at.is_some() && self.pid.is_none()
+    }
+    /// The log starts with its own header: a job made by an older version.
+    pub fn header_in_log(&self) -> bool {
+        self.log_header.as_deref() != Some(HEADER_IN_META)
+    }
+    /// The header lines a reader shows before the log's first byte, as
+    /// older versions wrote them at the top of the file: the command, the
+    /// directory, when it started (or was queued) on which host as whom,
+    /// and for a queued job that has started, when it did; each field as
+    /// `text` shows it (the caller escapes what a terminal must not get).
+    /// None for a log that holds its own header (`log_header` absent).
+    pub fn header(&self, text: fn(&str) -> String) -> Option<String> {
+        if self.header_in_log() {
+            return None;
+        }
+        let (when, at) = match (&self.queued_at, &self.queue) {
+            (Some(at), Some(q)) => (format!("queued in {}", text(q)), at),
+            (Some(at), None) => ("queued".to_string(), at),
+            _ => ("started".to_string(), &self.started_at),
+        };
+        let (command, cwd, at, host, user) =
+            (text(&self.command), text(&self.cwd), text(at), text(&self.host), text(&self.user));
+        let mut lines = format!("=== {command}\n=== cwd: {cwd}\n=== {when}: {at} on {host} as {user}\n");
+        lines.push_str(&self.started_line(text).unwrap_or_default());
+        Some(lines)
+    }
+    /// The header's line that says when a queued job started (none before
+    /// it has, and for a job that was never queued).
+    pub fn started_line(&self, text: fn(&str) -> String) -> Option<String> {
+        if self.queued_at.is_none() || self.pid.is_none() {
+            return None;
+        }
+        let slot = match (&self.queue, self.slot) {
+            (Some(q), Some(k)) => format!(" in {}, slot {k}", text(q)),
+            _ => String::new(),
+        };
+        Some(format!("=== started: {}{slot}\n", text(&self.started_at)))
     }
 }
 

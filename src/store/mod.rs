@@ -5,7 +5,10 @@
 //! ├── make_20251205_163539/        one directory per job: the name is the id
 //! │   ├── cmd          the command line, shell-quoted (may come just after)
 //! │   ├── meta.json    id, name, argv, cwd, host, user, times, pids, options
-//! │   ├── log          header, the job's stdout and stderr, footer
+//! │   ├── log          the job's stdout and stderr from its first byte,
+//! │   │                then the footer; readers show a header before it,
+//! │   │                rendered from meta.json ("log_header": "meta";
+//! │   │                without it, an older job's log starts with one)
 //! │   ├── pid          the job's pid (may come just after meta.json)
 //! │   ├── status       "STATE exit|signal N ENDED_AT" (when it ends; an end
 //! │   │                learnt from Slurm: "STATE unknown 0 ENDED_AT REASON")
@@ -37,8 +40,13 @@
 //! launch time; readers take meta.json's word while they are missing. A
 //! queued or Slurm job has `cmd` from the start and `pid` once it starts. `status` is reserved at
 //! creation as a hidden 128-byte file, so the end of a job can be recorded
-//! even when the job has filled the disk. Readers skip dot-entries and
-//! foreign files, and report a damaged job without failing the listing.
+//! even when the job has filled the disk. The log starts with the job's
+//! first byte, so its writes are page-aligned as a plain redirect's are (a
+//! header of a few dozen bytes before them made ext4 zero-fill a partial
+//! page at every write); its first page is reserved at creation
+//! (fallocate, size unchanged), room for the watcher's notes and footer on
+//! a full disk. Readers skip dot-entries and foreign files, and report a
+//! damaged job without failing the listing.
 //!
 //! This module knows nothing of processes: whether a job without `status`
 //! is still running is for the caller to decide (see `state`).
@@ -67,11 +75,11 @@ pub use cap::{marker, read_dropped, Cap, TICK as CAP_TICK};
 pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
 };
-pub use job::{Damaged, Job, Meta, SlurmRec, SlurmSpec};
+pub use job::{Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
 pub use keys::Claim;
 pub use legacy::Legacy;
 pub use queue::{Conf, QueueDir};
-pub use read::{disk_usage, tail_lines, tail_lines_after, tail_start};
+pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};
 pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, write_footer};
 pub use write::{complete, read_env, remove_env, stop_request, write_atomic, write_env, write_meta, Staged};
 

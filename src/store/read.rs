@@ -13,35 +13,61 @@ use std::path::Path;
 /// the range dropped by the log's cap: never read, it counts as one line
 /// (the marker a reader shows there, which starts at the hole's start).
 pub fn tail_start(path: &Path, n: usize, hole: Option<(u64, u64)>) -> io::Result<u64> {
+    tail_reach(path, n, hole).map(|(at, _)| at)
+}
+
+/// As `tail_start`, and how many of the `n` lines the file lacks (none
+/// unless they start at 0): those are the last lines of the header a
+/// reader shows before the file (`Meta::header`), as if it were in it.
+pub fn tail_reach(path: &Path, n: usize, hole: Option<(u64, u64)>) -> io::Result<(u64, usize)> {
     let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len();
-    start_above(&mut f, len, n, hole, 0)
+    let (at, found) = start_above(&mut f, len, n, hole, 0)?;
+    Ok((at, n.saturating_sub(found)))
+}
+
+/// The last `lines` lines of `header` (whole lines, each with its newline).
+pub fn header_tail(header: &str, lines: usize) -> &str {
+    if lines == 0 {
+        return "";
+    }
+    let body = header.strip_suffix('\n').unwrap_or(header);
+    match body.rmatch_indices('\n').nth(lines - 1) {
+        Some((i, _)) => &header[i + 1..],
+        None => header,
+    }
 }
 
 /// As `tail_start`, but never scanning below byte `floor` (returned when
-/// the lines reach below it).
-fn start_above(f: &mut File, len: u64, n: usize, hole: Option<(u64, u64)>, floor: u64) -> io::Result<u64> {
+/// the lines reach below it); with the number of lines found: `n` when
+/// they start above `floor`, else those from `floor` on.
+fn start_above(f: &mut File, len: u64, n: usize, hole: Option<(u64, u64)>, floor: u64) -> io::Result<(u64, usize)> {
     if n == 0 {
-        return Ok(len);
+        return Ok((len, 0));
     }
     let mut seen = 0;
+    // From `floor`: the lines that start after it (`seen`), and its own.
+    let reached = |seen: usize| (floor, seen + usize::from(floor < len));
     let (after, before) = match hole {
         Some((s, e)) if e <= len && s < e => (e, Some(s)),
         _ => (0, None),
     };
     if let Some(at) = scan_back(f, after.max(floor), len, len, n, &mut seen)? {
-        return Ok(at);
+        return Ok((at, n));
     }
-    let Some(s) = before.filter(|_| floor < after) else { return Ok(floor) };
-    // The line the hole cut; then the header's last newline starts the
-    // marker's line.
+    let Some(s) = before.filter(|_| floor < after) else { return Ok(reached(seen)) };
+    // The line the hole cut; then the newline before the hole (a header's
+    // last, in a log that holds one) starts the marker's line.
     if after < len {
         seen += 1;
         if seen >= n {
-            return Ok(after);
+            return Ok((after, n));
         }
     }
-    Ok(scan_back(f, floor, s, len, n, &mut seen)?.unwrap_or(floor))
+    Ok(match scan_back(f, floor, s, len, n, &mut seen)? {
+        Some(at) => (at, n),
+        None => reached(seen),
+    })
 }
 
 /// Scans `[from, to)` back for the newline that ends the `n`th line from
@@ -73,9 +99,25 @@ pub fn tail_lines(path: &Path, n: usize, max_bytes: u64, hole: Option<(u64, u64)
     tail_lines_after(path, n, max_bytes, (0, u64::MAX), hole)
 }
 
+/// As `tail_lines`, with the header a reader shows before the file
+/// (`Meta::header`; none for a log that holds its own): its last lines
+/// where the tail reaches the file's start.
+pub fn tail_lines_shown(
+    path: &Path,
+    header: Option<&str>,
+    n: usize,
+    max_bytes: u64,
+    hole: Option<(u64, u64)>,
+) -> io::Result<Vec<u8>> {
+    let (tail, short) = tail_read(path, n, max_bytes, (0, u64::MAX), hole)?;
+    let mut shown = header_tail(header.unwrap_or_default(), short).as_bytes().to_vec();
+    shown.extend_from_slice(&tail);
+    Ok(shown)
+}
+
 /// As `tail_lines`, but only of the bytes `within` (say, a log's output:
-/// after its header, before its footer). Reads at most the last
-/// `max_bytes`, whatever the file's size.
+/// after its header, if it holds one, and before its footer). Reads at
+/// most the last `max_bytes`, whatever the file's size.
 pub fn tail_lines_after(
     path: &Path,
     n: usize,
@@ -83,11 +125,25 @@ pub fn tail_lines_after(
     within: (u64, u64),
     hole: Option<(u64, u64)>,
 ) -> io::Result<Vec<u8>> {
+    tail_read(path, n, max_bytes, within, hole).map(|(tail, _)| tail)
+}
+
+/// The tail of `tail_lines_after`, and how many of the `n` lines it
+/// lacks when it is the whole file (see `tail_reach`).
+fn tail_read(
+    path: &Path,
+    n: usize,
+    max_bytes: u64,
+    within: (u64, u64),
+    hole: Option<(u64, u64)>,
+) -> io::Result<(Vec<u8>, usize)> {
     let (first, upto) = within;
     let mut f = open_nofollow(path)?;
     let len = f.metadata()?.len().min(upto);
     let floor = len.saturating_sub(max_bytes).max(first.min(len));
-    let start = start_above(&mut f, len, n, hole, floor)?.max(floor);
+    let (start, found) = start_above(&mut f, len, n, hole, floor)?;
+    let start = start.max(floor);
+    let short = if floor == 0 { n.saturating_sub(found) } else { 0 };
     let mut ranges = vec![(start, len)];
     if let Some((s, e)) = hole.filter(|&(s, e)| start < e && s < e && e <= len) {
         ranges = vec![(start, start.max(s)), (start.max(e), len)];
@@ -97,7 +153,7 @@ pub fn tail_lines_after(
         f.seek(SeekFrom::Start(from))?;
         (&mut f).take(to - from).read_to_end(&mut buf)?;
     }
-    Ok(buf)
+    Ok((buf, short))
 }
 
 pub fn disk_usage(path: &Path) -> u64 {
@@ -144,6 +200,43 @@ mod tests {
         assert_eq!(tail_start(&p, 5, hole).unwrap(), 0, "into the header");
         assert_eq!(tail_lines(&p, 9, u64::MAX, hole).unwrap(), b"=== h\ncut\nx\ny\n", "no zeros");
         assert_eq!(tail_lines(&p, 4, u64::MAX, hole).unwrap(), b"cut\nx\ny\n");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tail_that_reaches_the_start_takes_the_header_lines_the_file_lacks() {
+        let dir = std::env::temp_dir().join(format!("bgrun-reach-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let p = dir.join("log");
+        let header = "=== cmd\n=== cwd: /\n=== started: t\n";
+        assert_eq!(header_tail(header, 0), "");
+        assert_eq!(header_tail(header, 1), "=== started: t\n");
+        assert_eq!(header_tail(header, 2), "=== cwd: /\n=== started: t\n");
+        assert_eq!(header_tail(header, 3), header);
+        assert_eq!(header_tail(header, 9), header);
+
+        fs::write(&p, "one\ntwo\n=== done\n").unwrap();
+        assert_eq!(tail_reach(&p, 2, None).unwrap(), (4, 0));
+        assert_eq!(tail_reach(&p, 3, None).unwrap(), (0, 0), "the file's lines exactly");
+        assert_eq!(tail_reach(&p, 4, None).unwrap(), (0, 1));
+        assert_eq!(tail_reach(&p, 9, None).unwrap(), (0, 6));
+        assert_eq!(tail_reach(&p, 0, None).unwrap(), (17, 0));
+        let shown = |n, max| String::from_utf8(tail_lines_shown(&p, Some(header), n, max, None).unwrap()).unwrap();
+        assert_eq!(shown(3, u64::MAX), "one\ntwo\n=== done\n");
+        assert_eq!(shown(4, u64::MAX), "=== started: t\none\ntwo\n=== done\n");
+        assert_eq!(shown(9, u64::MAX), format!("{header}one\ntwo\n=== done\n"));
+        assert_eq!(shown(9, 4), "one\n", "cut by bytes: not the whole file, so no header");
+        assert_eq!(tail_lines_shown(&p, None, 9, u64::MAX, None).unwrap(), b"one\ntwo\n=== done\n");
+
+        fs::write(&p, "").unwrap();
+        assert_eq!(tail_reach(&p, 2, None).unwrap(), (0, 2), "an empty log: the header's lines");
+        fs::write(&p, "no newline").unwrap();
+        assert_eq!(tail_reach(&p, 2, None).unwrap(), (0, 1));
+        // Output dropped from byte 0 (the cap): the marker is one line.
+        fs::write(&p, b"\0\0\0\0cut\nx\n").unwrap();
+        assert_eq!(tail_reach(&p, 3, Some((0, 4))).unwrap(), (0, 0));
+        assert_eq!(tail_reach(&p, 4, Some((0, 4))).unwrap(), (0, 1));
+        assert_eq!(tail_reach(&p, 2, Some((0, 4))).unwrap(), (4, 0));
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -25,9 +25,11 @@ pub struct Staged {
 }
 
 impl Store {
-    /// Builds a job directory under a hidden name: `cmd`, the log header and
-    /// the reserved status (`meta.json` comes with `publish`, once the job's
-    /// pid is known). Nothing is visible yet.
+    /// Builds a job directory under a hidden name: `cmd`, the empty log
+    /// (its header is not written: readers render it from meta.json, so
+    /// the job's output starts at offset 0, page-aligned) and the reserved
+    /// status (`meta.json` comes with `publish`, once the job's pid is
+    /// known). Nothing is visible yet.
     pub fn stage(&self, meta: &Meta) -> Result<Staged, String> {
         self.stage_with(meta, true)
     }
@@ -58,17 +60,8 @@ impl Store {
             if with_cmd {
                 write_new(&dir.join("cmd"), format!("{}\n", meta.command).as_bytes())?;
             }
-            let when = match (&meta.queued_at, &meta.queue) {
-                (Some(_), Some(q)) => format!("queued in {q}"),
-                (Some(_), None) => "queued".to_string(),
-                _ => "started".to_string(),
-            };
-            let header = format!(
-                "=== {}\n=== cwd: {}\n=== {when}: {} on {} as {}\n",
-                meta.command, meta.cwd, meta.started_at, meta.host, meta.user
-            );
             let log_path = dir.join("log");
-            let mut log = open_new(&log_path, true)?;
+            let log = open_new(&log_path, true)?;
             if let Some(max) = meta.log_max {
                 super::cap::probe(&log).map_err(|e| {
                     let why = io_err("", &self.root, e);
@@ -80,7 +73,12 @@ impl Store {
                     )
                 })?;
             }
-            log.write_all(header.as_bytes()).map_err(|e| io_err("writing", &log_path, e))?;
+            // A filesystem without fallocate (some NFS) goes without; a
+            // full one refuses the job, as it refuses its other files.
+            match super::cap::reserve(&log, LOG_RESERVE) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Err(io_err("reserving", &log_path, e)),
+                _ => {}
+            }
             let status_path = dir.join(".status");
             let mut status = open_new(&status_path, false)?;
             // Writing the bytes reserves the space (also under delayed
@@ -306,6 +304,9 @@ pub fn read_env(dir: &Path) -> Result<Option<Vec<std::ffi::OsString>>, String> {
 pub fn remove_env(dir: &Path) {
     let _ = fs::remove_file(dir.join(ENV_FILE));
 }
+
+/// What the log has reserved at launch (`cap::reserve`): one page.
+const LOG_RESERVE: u64 = 4096;
 
 /// Where removed jobs' ids are kept: one empty file per id.
 const IDS: &str = ".ids";

@@ -62,7 +62,8 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end } = plan;
     proc::become_watcher();
     proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd()]);
-    // Where the job's own output will start: after the header.
+    // Where the job's own output will start: at 0, or after the header of
+    // a log that holds one (queued by an older version).
     let output_from = staged.log.metadata().map_or(0, |m| m.len());
     let log = staged.log.as_raw_fd();
     let mut job = match proc::fork_job(&program, &argv, log, env.as_deref(), cwd.as_deref()) {
@@ -118,7 +119,8 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
 pub struct Ended {
     pub state: State,
     pub outcome: Outcome,
-    /// Where the job's own output starts in the log (after the header).
+    /// Where the job's own output starts in the log: 0, unless the log
+    /// holds its own header (made by an older version).
     pub output_from: u64,
     /// Publish `status` only if none is there yet (a Slurm job's end may
     /// have been recorded from Slurm's words).

@@ -111,8 +111,35 @@ impl Env {
         self.store.join(id)
     }
 
+    /// The log file as it is: the job's output from its first byte, then
+    /// the footer.
     pub fn log(&self, id: &str) -> String {
         String::from_utf8_lossy(&std::fs::read(self.job_dir(id).join("log")).unwrap_or_default()).into_owned()
+    }
+
+    /// The header readers show before the log of a job that was not
+    /// queued, rendered here from its meta.json as older versions wrote it
+    /// into the log: command, directory, start.
+    pub fn header(&self, id: &str) -> String {
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(self.job_dir(id).join("meta.json")).expect("meta.json"))
+                .expect("meta.json is JSON");
+        assert_eq!(meta["log_header"], "meta", "a job whose log holds its own header: {meta}");
+        let field = |k: &str| meta[k].as_str().unwrap_or_else(|| panic!("no {k} in {meta}")).to_string();
+        format!(
+            "=== {}\n=== cwd: {}\n=== started: {} on {} as {}\n",
+            field("command"),
+            field("cwd"),
+            field("started_at"),
+            field("host"),
+            field("user")
+        )
+    }
+
+    /// What `runlog ID` shows of a job that was not queued: the header,
+    /// then the log file.
+    pub fn shown_log(&self, id: &str) -> String {
+        self.header(id) + &self.log(id)
     }
 
     /// Any other program (`script`, `tmux`, `sh`) with the environment the

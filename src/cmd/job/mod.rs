@@ -7,7 +7,7 @@ mod stop;
 
 pub use remove::{elsewhere, keep_note};
 
-use super::follow::{follow_many, show_log, tail_offset, wait_all};
+use super::follow::{follow_many, show_log, wait_all};
 use super::out::{clean, warn, Out};
 use super::resolve::{load_all, resolve};
 use super::view::{queue_notes, summary_noted, view};
@@ -102,7 +102,7 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
     }
     if a.follow {
         let mut job = resolve(store, &id)?;
-        let st = show_log(&mut job, 0, true, &mut out)?;
+        let st = show_log(&mut job, None, true, &mut out)?;
         return Ok(exit_for(st));
     }
     wait(store, &[id], None)
@@ -166,12 +166,8 @@ fn logs(store: &Store, a: cli::JobLogs) -> Res<Exit> {
         return Ok(if a.follow { exit_for(worst) } else { Exit::Ok });
     }
     let mut job = resolve(store, &a.ids[0])?;
-    let from = match a.tail {
-        Some(n) => tail_offset(&job.log(), n, job.dropped())?,
-        None => 0,
-    };
     let mut out = Out::new();
-    let st = show_log(&mut job, from, a.follow, &mut out)?;
+    let st = show_log(&mut job, a.tail, a.follow, &mut out)?;
     Ok(if a.follow { exit_for(st) } else { Exit::Ok })
 }
 
