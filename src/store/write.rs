@@ -242,18 +242,18 @@ impl Store {
 }
 
 /// Writes what a job started at once gets after its launcher returned
-/// (see `Store::stage_lean`): `cmd` and `pid`, each by
-/// rename. Both repeat what meta.json says, and readers fall back on it.
-/// Each is tried; the errors come back one per line.
-pub fn complete(dir: &Path, meta: &Meta) -> Result<(), String> {
+/// (see `Store::stage_lean`): `cmd` and `pid`, each by rename. Both repeat
+/// what meta.json says, and readers fall back on it. Each is tried; returns
+/// the errors, if any.
+pub fn complete(dir: &Path, meta: &Meta) -> Vec<String> {
     let cmd = write_atomic(dir, "cmd", format!("{}\n", meta.command).as_bytes());
-    let pid = meta.pid.map_or(Ok(()), |pid| write_atomic(dir, "pid", format!("{pid}\n").as_bytes()));
-    let errors: Vec<String> = [cmd, pid].into_iter().filter_map(Result::err).collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n=== bgrun: "))
-    }
+    let pid = meta.pid.map_or(Ok(()), |pid| write_pid(dir, pid));
+    [cmd, pid].into_iter().filter_map(Result::err).collect()
+}
+
+/// The `pid` file, by rename.
+fn write_pid(dir: &Path, pid: i32) -> Result<(), String> {
+    write_atomic(dir, "pid", format!("{pid}\n").as_bytes())
 }
 
 /// Starts a queued job's record in place: `pid`, then `meta.json` by
@@ -262,7 +262,7 @@ pub fn complete(dir: &Path, meta: &Meta) -> Result<(), String> {
 fn start_in_place(staged: &Staged, meta: &Meta) -> Result<PathBuf, String> {
     let dir = staged.dir.clone();
     if let Some(pid) = meta.pid {
-        write_atomic(&dir, "pid", format!("{pid}\n").as_bytes())?;
+        write_pid(&dir, pid)?;
     }
     write_meta(&dir, meta)?;
     let _ = fs::remove_file(dir.join(ENV_FILE));

@@ -101,7 +101,7 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     // What a reader can do without, made once the launcher has returned
     // (a queued job's were made when it was queued and started).
     if !staged.in_place {
-        if let Err(e) = store::complete(&dir, &meta) {
+        for e in store::complete(&dir, &meta) {
             note(&staged, &dir, &e);
         }
     }
