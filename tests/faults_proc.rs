@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SOON: Duration = Duration::from_secs(20);
 
@@ -412,9 +412,23 @@ fn launch_in(env: &Env, tz: &str) -> String {
 
 #[test]
 fn a_removed_jobs_id_is_never_given_again_within_its_second() {
+    // Launch, wait, remove and launch again must fit in one second; on a
+    // loaded machine they may not, so each try starts as a second begins
+    // and the tries go on for a minute. (Local time cannot be set back
+    // by less than a minute: an RFC 3339 offset has no seconds.)
     let env = Env::new();
-    for _ in 0..10 {
-        let first = launch_in(&env, "UTC");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tries = Vec::new();
+    while Instant::now() < deadline {
+        let sub = chrono::Utc::now().timestamp_subsec_millis();
+        if sub > 50 {
+            std::thread::sleep(Duration::from_millis(u64::from(1000 - sub)));
+        }
+        let began = Instant::now();
+        let (first, _) =
+            started(env.cmd("run").env("TZ", "UTC").args(["--name", "same", "true"]).output().expect("run"));
+        let out = env.run("job", &["wait", &first]);
+        assert_eq!(out.status.code(), Some(0), "job wait {first}: {}", stderr(&out));
         let out = env.run("runrm", &[&first]);
         assert!(out.status.success(), "runrm: {}", stderr(&out));
         let again = launch_in(&env, "UTC");
@@ -422,9 +436,10 @@ fn a_removed_jobs_id_is_never_given_again_within_its_second() {
             assert_ne!(again, first, "a removed job's id was given again");
             return;
         }
+        tries.push(format!("{first} then {again} ({:?})", began.elapsed()));
         let _ = env.run("runrm", &[&again]); // a second boundary got in the way: again
     }
-    panic!("never launched twice within one second");
+    panic!("never launched twice within one second: {tries:?}");
 }
 
 #[test]
