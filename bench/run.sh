@@ -91,6 +91,11 @@ trap 'exit 130' INT TERM HUP
 mkdir -p "$RES" "$TMP/hf" "$TMP/tmp"
 export TMPDIR=$TMP/tmp TS_SOCKET=$TMP/tsp.sock NQDIR=$TMP/nq RUN_DIR=$TMP/store LC_ALL=C
 mkdir -p "$NQDIR"
+# As in a login shell: without USER or LOGNAME, `run` asks the password
+# database (NSS) for the name it records: a login shell sets USER, cron
+# LOGNAME.
+[[ -n ${USER:-} ]] || USER=$(id -un)
+export USER
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if ((quick)); then

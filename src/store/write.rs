@@ -113,20 +113,28 @@ impl Store {
         // `.ids` (under the lock held here), so no id is ever given twice,
         // whatever the clock does (local time repeats an hour at the end of
         // summer time; a clock is set back).
+        // An id seen taken (or given before) is passed over before
+        // meta.json is written for it: launches back to back within one
+        // second write it once, not once per id tried.
         let late = chrono::Local::now().timestamp() > meta.started().timestamp();
+        let mut written_len = None;
         for attempt in u32::from(late)..1000 {
             if attempt > 0 {
                 meta.id = format!("{base}_{}", suffix(attempt));
             }
+            let seen = |p: PathBuf| fs::symlink_metadata(p).is_ok();
+            if seen(self.root.join(IDS).join(&meta.id)) || seen(self.root.join(&meta.id)) {
+                continue;
+            }
             let bytes = meta_bytes(meta);
             let written = (|| {
-                meta_file.set_len(0)?;
+                if written_len.is_some_and(|n| n > bytes.len()) {
+                    meta_file.set_len(bytes.len() as u64)?;
+                }
                 meta_file.write_all_at(&bytes, 0)
             })();
             written.map_err(|e| io_err("writing", &meta_path, e))?;
-            if fs::symlink_metadata(self.root.join(IDS).join(&meta.id)).is_ok() {
-                continue;
-            }
+            written_len = Some(bytes.len());
             let dest = self.root.join(&meta.id);
             // rename(2) onto an existing non-empty directory, a file or a
             // link fails, so a taken id is never overwritten. (An empty
