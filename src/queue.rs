@@ -322,6 +322,7 @@ fn end_unrun(store: &Store, job: &mut Job, st: State, reason: &str) -> Result<En
     };
     let _ = store::write_footer(&staged.log, &job.dir.join("log"), &end, 0.0, None);
     store::record_end(&job.dir, &staged.status, &end)?;
+    store::sync_end(&job.dir, &staged.status);
     let env = store::read_env(&job.dir).ok().flatten().unwrap_or_default();
     store::remove_env(&job.dir);
     job.end = Some(end.clone());

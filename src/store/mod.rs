@@ -80,7 +80,7 @@ pub use keys::Claim;
 pub use legacy::Legacy;
 pub use queue::{Conf, QueueDir};
 pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};
-pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, write_footer};
+pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, sync_end, write_footer};
 pub use write::{complete, read_env, remove_env, stop_request, write_atomic, write_env, write_meta, Staged};
 
 use crate::files;

@@ -12,8 +12,9 @@ use std::path::Path;
 
 /// Records the end of a job: the reserved status file is filled in place
 /// (no new space needed) and renamed to `status`, the one moment the job's
-/// end becomes visible; then its lock is released, which wakes `job wait`,
-/// and both are synced.
+/// end becomes visible; then its lock is released, which wakes `job wait`.
+/// The caller then syncs both (`sync_end`): a watcher first starts what
+/// the end lets start (its queue's next job).
 pub fn record_end(dir: &Path, status: &File, end: &End) -> Result<(), String> {
     let line = end.line();
     let tmp = dir.join(".status");
@@ -24,11 +25,15 @@ pub fn record_end(dir: &Path, status: &File, end: &End) -> Result<(), String> {
     let dest = dir.join("status");
     fs::rename(&tmp, &dest).map_err(|e| io_err("writing", &dest, e))?;
     let _ = status.unlock();
+    Ok(())
+}
+
+/// Makes a recorded end durable: `status` and the directory that names it.
+pub fn sync_end(dir: &Path, status: &File) {
     let _ = status.sync_all();
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 /// Records the end of a job unless one is recorded already (a Slurm job's

@@ -175,15 +175,20 @@ pub fn finish(
             return 1;
         }
     }
+    // What the end lets start (the queue's next job) before the syncs and
+    // meta.json, which a start does not need.
+    if let Some(on_end) = on_end {
+        on_end(store);
+    }
+    if !once {
+        store::sync_end(dir, status);
+    }
     meta.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
     meta.max_rss_kib = usage.map(|u| u.max_rss_kib);
     meta.cpu_user_s = usage.map(|u| u.cpu_user_s);
     meta.cpu_sys_s = usage.map(|u| u.cpu_sys_s);
     meta.log_bytes = log_bytes;
     let _ = store::write_meta(dir, meta);
-    if let Some(on_end) = on_end {
-        on_end(store);
-    }
     // What the job wrote in its last tick.
     if let Some(c) = cap.as_mut() {
         let _ = c.check(log, dir);
