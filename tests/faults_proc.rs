@@ -129,8 +129,13 @@ fn a_job_launched_by_a_parent_that_ignores_and_blocks_signals_starts_clean_and_d
     owned.add(pid);
     let watcher = int(&meta(&env, &id)["watcher_pid"]);
     owned.add(watcher);
-    wait_until(SOON, "the job to exec sleep", || {
-        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    // Asleep in `sleep` itself: past the exec and the dynamic loader,
+    // which holds the libraries it opens on descriptor 3 for a moment.
+    wait_until(SOON, "the job to exec sleep and sleep", || {
+        let state = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()));
+        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n") && state == Some('S')
     });
 
     assert_eq!(status_mask(pid, "SigIgn"), 0, "the job inherited ignored signals");
