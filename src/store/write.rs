@@ -137,8 +137,9 @@ impl Store {
             written_len = Some(bytes.len());
             let dest = self.root.join(&meta.id);
             // rename(2) onto an existing non-empty directory, a file or a
-            // link fails, so a taken id is never overwritten. (An empty
-            // directory of that name is replaced: it held nothing.)
+            // link fails, so an id taken since the check above is never
+            // overwritten. (An empty directory made since would be
+            // replaced: it held nothing.)
             match fs::rename(&staged.dir, &dest) {
                 Ok(()) => return Ok(dest),
                 Err(e) if is_taken(&e) => continue,
