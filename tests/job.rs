@@ -129,16 +129,11 @@ impl Jobs {
     }
 
     /// The job's pid, from its `pid` file.
+    /// The job's pid, as meta.json has it from the launch on (the `pid`
+    /// file is written by the watcher just after, and never if the test
+    /// kills the watcher first).
     fn pid(&self, id: &str) -> i64 {
-        let mut pid = 0;
-        wait_until(SOON, &format!("the pid file of {id}"), || {
-            pid = std::fs::read_to_string(self.job_dir(id).join("pid"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
-            pid > 0
-        });
-        pid
+        self.meta(id)["pid"].as_i64().unwrap_or_else(|| panic!("no pid in the meta.json of {id}"))
     }
 }
 
