@@ -194,8 +194,10 @@ fn polled_state(job: &mut Job, boot: &str, asked: &mut Option<(Instant, State)>)
 /// Where a reader of the job's log starts (all of it, or its last `tail`
 /// lines), and what it shows before the log's bytes: the header rendered
 /// from meta.json (`Meta::header`), whole or the lines of it the tail
-/// reaches; nothing for a log that holds its own header.
-fn log_start(job: &Job, tail: Option<usize>) -> Res<(u64, Vec<u8>)> {
+/// reaches; nothing for a log that holds its own header. And whether it
+/// owes the header's started line (`insert_started_line`): the job is
+/// still queued.
+fn log_start(job: &Job, tail: Option<usize>) -> Res<(u64, Vec<u8>, bool)> {
     let path = job.log();
     let (from, short) = match tail {
         Some(n) => {
@@ -204,7 +206,8 @@ fn log_start(job: &Job, tail: Option<usize>) -> Res<(u64, Vec<u8>)> {
         None => (0, usize::MAX),
     };
     let header = job.meta.header(clean).map(|h| store::header_tail(&h, short).as_bytes().to_vec());
-    Ok((from, header.unwrap_or_default()))
+    let start_due = !job.meta.header_in_log() && job.meta.is_queued();
+    Ok((from, header.unwrap_or_default(), start_due))
 }
 
 /// A reader that began while the job was queued owes the header's line
@@ -226,10 +229,9 @@ fn insert_started_line(job: &mut Job, shown: &mut Vec<u8>, at: usize) {
 /// job's final state (or `running` if not following).
 pub fn show_log(job: &mut Job, tail: Option<usize>, follow: bool, out: &mut Out) -> Res<State> {
     let path = job.log();
-    let (from, header) = log_start(job, tail)?;
+    let (from, header, mut start_due) = log_start(job, tail)?;
     let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
-    let mut start_due = !job.meta.header_in_log() && job.meta.is_queued();
     out.bytes(&header)?;
     let boot = state::boot_id();
     let mut watch = None;
@@ -304,10 +306,9 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
     let mut files = Vec::new();
     for job in jobs.iter() {
         let path = job.log();
-        let (from, header) = log_start(job, tail)?;
+        let (from, header, start_due) = log_start(job, tail)?;
         let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
         let pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
-        let start_due = !job.meta.header_in_log() && job.meta.is_queued();
         files.push((f, pos, header, start_due));
     }
     let boot = state::boot_id();
