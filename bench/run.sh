@@ -343,7 +343,12 @@ How each figure is made (bench/run.sh, bench/probe.py):
    are under 1 MiB (30 s at most). Tools compared in a section take turns
    in ABBA order: hyperfine's runs in two halves, the second in reverse
    order (each half with its warm-up); the probes' samples in pairs, the
-   second reversed; section 6's rounds in rotation.
+   second reversed; section 6's rounds in rotation. The Ratio column is
+   the ratio of the medians; where the two were measured in step (exit to
+   visible: the samples of a pair; output: the tools of a round), it also
+   gives the ratios taken pair by pair (their median and middle half) or
+   round by round (their median and min–max). The output's target holds
+   only if every round is within it.
 1. Launch: hyperfine -N (no shell, so no shell start-up is counted), with
    warm-up; the time until the command returns. The floor is
    `sh -c 'nohup true >/dev/null 2>&1 &'`.
