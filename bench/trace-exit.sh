@@ -14,9 +14,8 @@
 #                   first write of its `[exited with status N.]` line, with
 #                   the page faults taken on the way
 # Needs perf and the right to trace the whole system (root, or
-# kernel.perf_event_paranoid at -1), nq, and python3. Uses the release
-# binaries in target/ (built if missing), a temporary store and NQDIR, and
-# touches nothing else.
+# kernel.perf_event_paranoid at -1), nq, and python3. Builds and uses the
+# release binaries, a temporary store and NQDIR, and touches nothing else.
 set -euo pipefail
 
 n=${1:-15}
@@ -31,8 +30,9 @@ for tool in perf nq python3; do
     }
 done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
-[[ -x $BIN/run ]] || (cd "$ROOT" && cargo build --release --locked --quiet)
+(cd "$ROOT" && cargo build --release --locked --quiet)
+BIN=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bgrun-trace.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 export RUN_DIR=$TMP/store NQDIR=$TMP/nq USER=${USER:-$(id -un)}
@@ -41,7 +41,7 @@ mkdir -p "$NQDIR"
 events=raw_syscalls:sys_enter,raw_syscalls:sys_exit,sched:sched_process_exit,page-faults
 record() { # record OUT COMMAND: N jobs of COMMAND, 0.4 s apart
     perf record -q -o "$1" -c 1 -e "$events" -a -- bash -c \
-        "for i in \$(seq $n); do $2 bash -c 'sleep 0.25' >/dev/null; sleep 0.4; done" 2>/dev/null
+        "for i in \$(seq $n); do $(printf %q "$2") bash -c 'sleep 0.25' >/dev/null; sleep 0.4; done"
 }
 record "$TMP/bgrun.data" "$BIN/run"
 (cd "$NQDIR" && record "$TMP/nq.data" nq)
