@@ -8,9 +8,12 @@
 //!    wrong before the job starts (this binary not found, the store not
 //!    reachable) is in the log, or, if even the log is not reachable, in
 //!    what Slurm says of the job (`FAILED`), which readers record as `lost`.
-//! 2. It takes the reserved status file's lock (what `job wait` blocks on),
-//!    writes `node` (this host), becomes a subreaper that also takes
-//!    SIGTERM, and forks the command with the log as stdout and stderr.
+//! 2. It blocks SIGTERM first of all, takes the reserved status file's
+//!    lock (what `job wait` blocks on), writes `node` (this host), becomes
+//!    a subreaper, and forks the command with the log as stdout and
+//!    stderr; unless Slurm has already sent SIGTERM: then the job is
+//!    recorded `stopped` (never started, "ended by Slurm before it
+//!    started") and not run.
 //! 3. It supervises it as a local watcher does (`--timeout` to the second;
 //!    a stop request), and a SIGTERM from Slurm ends the job's tree: at the
 //!    time limit the job is `timeout`, else (`scancel`, `job stop`) `stopped`.
@@ -34,6 +37,9 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         return 2;
     };
     let started = Instant::now();
+    // Before anything else: a SIGTERM (scancel, `job stop`) that comes
+    // while the step starts is taken at the fork below, never its death.
+    proc::hold_term();
     let store = Store::at(root.into());
     let job = match store.get(id) {
         Ok(Some(j)) => j,
@@ -62,7 +68,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     };
     // The launcher holds the lock for a moment after sbatch returns.
     let until = Instant::now() + Duration::from_secs(10);
-    while status.try_lock().is_err() && Instant::now() < until {
+    while status.try_lock().is_err() && Instant::now() < until && !proc::term_waiting() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let log_path = dir.join("log");
@@ -77,8 +83,8 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     if let Err(e) = store::write_atomic(&dir, "node", format!("{node}\n").as_bytes()) {
         eprintln!("bgrun: {e}");
     }
-    let slurm_id = std::env::var("SLURM_JOB_ID").ok().and_then(|s| s.parse::<u64>().ok());
-    let limit = slurm_id.and_then(slurm::time_left).map(|left| Instant::now() + left);
+    let slurm_id = std::env::var("SLURM_JOB_ID").ok().filter(|_| !proc::term_waiting());
+    let limit = slurm_id.and_then(|s| s.parse().ok()).and_then(slurm::time_left).map(|left| Instant::now() + left);
 
     // Where the job's own output will start: after what Slurm may have
     // written (and the header, in a log made by an older version).
@@ -90,13 +96,33 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         .and_then(|a| proc::which(a.as_ref(), std::env::var_os("PATH").as_deref()))
         .unwrap_or_else(|| meta.argv.first().map(Into::into).unwrap_or_default());
     let argv: Vec<OsString> = meta.argv.iter().map(OsString::from).collect();
+    // Slurm ended the job (scancel, `job stop`, its time limit) before it
+    // could start: recorded so, and not started.
+    if proc::term_waiting() {
+        let state = watch::slurm_ending(meta.timeout_s.map(|s| started + Duration::from_secs(s)), limit);
+        let outcome = store::Outcome::NotRun;
+        let reason = Some("ended by Slurm before it started");
+        let ended = watch::Ended { state, outcome, output_from, once: true, cap: None, on_end: None, reason };
+        let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
+        return match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended) {
+            0 => exit_status(state, outcome),
+            trouble => trouble,
+        };
+    }
     let mut job = match proc::fork_job(Path::new(&program), &argv, log.as_raw_fd(), None, None) {
         Ok(j) => j,
         Err(e) => {
             let _ = store::append_note(&log, &log_path, &format!("could not start the job: {e}"));
             let outcome = store::Outcome::Exited(126);
-            let ended =
-                watch::Ended { state: State::Failed, outcome, output_from, once: true, cap: None, on_end: None };
+            let ended = watch::Ended {
+                state: State::Failed,
+                outcome,
+                output_from,
+                once: true,
+                cap: None,
+                on_end: None,
+                reason: None,
+            };
             watch::finish(&store, &dir, &log, &status, &mut meta, None, ended);
             return 126;
         }
@@ -108,7 +134,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     let bounds = watch::Bounds { deadline, slurm: Some(limit) };
     let (state, outcome) = watch::supervise(&dir, job.pid, bounds, cap.as_mut(), &log);
     let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
-    let ended = watch::Ended { state, outcome, output_from, once: true, cap, on_end: None };
+    let ended = watch::Ended { state, outcome, output_from, once: true, cap, on_end: None, reason: None };
     match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended) {
         0 => exit_status(state, outcome),
         trouble => trouble,

@@ -118,6 +118,11 @@ impl Cluster {
         last
     }
 
+    /// Waits until the job's log holds `text`: the job itself runs.
+    fn wait_output(&self, id: &str, text: &str) {
+        wait_until(SOON, &format!("job {id} to write {text:?}"), || self.log(id).contains(text));
+    }
+
     fn job_json(&self, id: &str) -> Value {
         let out = self.job(&["status", id, "--json"]);
         assert!(out.status.success(), "job status {id}: {}", stderr(&out));
@@ -215,9 +220,9 @@ fn job_stop_cancels_a_pending_and_a_running_slurm_job_and_records_them_stopped()
     }
     let c = cluster();
     let (pending, pending_sid) = c.submit(&["--sbatch", "--hold", "--name", "pending", "sleep", "300"]);
-    let (running, running_sid) = c.submit(&["--name", "running", "sleep", "300"]);
+    let (running, running_sid) = c.submit(&["--name", "running", "sh", "-c", "echo up; exec sleep 300"]);
     c.wait_state(&pending, "queued", SOON);
-    c.wait_state(&running, "running", SOON);
+    c.wait_output(&running, "up\n");
 
     // A queued job is never removed, as a running one is not.
     let out = c.run("runrm", &[&pending]);
@@ -249,9 +254,10 @@ fn scancel_from_outside_is_recorded_stopped_by_the_step_or_from_slurms_words() {
         return;
     }
     let c = cluster();
-    let (running, running_sid) = c.submit(&["sleep", "300"]);
+    let (running, running_sid) = c.submit(&["sh", "-c", "echo up; exec sleep 300"]);
     let (held, held_sid) = c.submit(&["--sbatch", "--hold", "sleep", "300"]);
-    c.wait_state(&running, "running", SOON);
+    // Its step has started it (a SIGTERM before that is the next test's).
+    c.wait_output(&running, "up\n");
     c.wait_state(&held, "queued", SOON);
     for sid in [running_sid, held_sid] {
         let out = Command::new("scancel").arg(sid.to_string()).output().unwrap();
@@ -265,6 +271,60 @@ fn scancel_from_outside_is_recorded_stopped_by_the_step_or_from_slurms_words() {
     let status = std::fs::read_to_string(c.job_dir(&held).join("status")).unwrap();
     assert!(status.starts_with("stopped unknown 0 "), "{status}");
     assert!(c.log(&held).contains("=== stopped (Slurm: CANCELLED (JobHeldUser))"), "{}", c.log(&held));
+}
+
+#[test]
+fn a_slurm_job_cancelled_while_its_step_starts_is_recorded_stopped_by_the_step_and_never_run() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let marker = c.root.join("ran");
+    let script = format!("touch {}; sleep 300", marker.display());
+    let (id, sid) = c.submit(&["--sbatch", "--hold", "sh", "-c", &script]);
+    c.wait_state(&id, "queued", SOON);
+    // Holding the reserved status file's lock keeps the step in its start
+    // (it waits for the launcher's lock to go) until its SIGTERM comes.
+    let status = std::fs::File::open(c.job_dir(&id).join(".status")).unwrap();
+    status.lock().unwrap();
+    release(sid);
+    let step = wait_for_step(&id);
+    wait_until(SOON, "the step to block SIGTERM", || signal_mask(step, "SigBlk").is_some_and(|m| m & TERM != 0));
+    let out = Command::new("scancel").arg(sid.to_string()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = c.wait_state(&id, "stopped", SOON);
+    drop(status);
+    assert_eq!(j["reason"], "ended by Slurm before it started", "{j}");
+    assert_eq!(j["signal"], Value::Null, "{j}");
+    let line = std::fs::read_to_string(c.job_dir(&id).join("status")).unwrap();
+    assert!(line.starts_with("stopped none 0 "), "the step recorded it, not a reader: {line}");
+    assert!(c.log(&id).contains("=== stopped (ended by Slurm before it started)"), "{}", c.log(&id));
+    assert!(!marker.exists(), "the job was started");
+}
+
+/// SIGTERM's bit in /proc/PID/status's signal masks.
+const TERM: u64 = 1 << (15 - 1);
+
+/// The pid of the job's batch step, once it runs.
+fn wait_for_step(id: &str) -> i32 {
+    let mut pid = None;
+    wait_until(SOON, &format!("the step of {id} to start"), || {
+        pid = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let n: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let words: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            (words.contains(&b"__slurm-step".as_slice()) && words.contains(&id.as_bytes())).then_some(n)
+        });
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+/// A signal mask ("SigBlk", "SigPnd"…) of the process `pid`.
+fn signal_mask(pid: i32, which: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix(which)?.strip_prefix(':'))?;
+    u64::from_str_radix(line.trim(), 16).ok()
 }
 
 #[test]

@@ -152,9 +152,23 @@ pub fn become_watcher() {
 /// record why.
 pub fn become_step() {
     become_watcher();
+    hold_term();
+}
+
+/// Blocks SIGTERM, so that one Slurm sends while the step is starting
+/// waits (pending) instead of killing the step before it can record why
+/// the job did not run.
+pub fn hold_term() {
     let mut set = nix::sys::signal::SigSet::empty();
     set.add(nix::sys::signal::Signal::SIGTERM);
     let _ = set.thread_block();
+}
+
+/// Is a (blocked) SIGTERM pending? It stays pending.
+pub fn term_waiting() -> bool {
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigpending fills the set on the stack; sigismember reads it.
+    unsafe { libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGTERM) == 1 }
 }
 
 /// Takes a SIGTERM that is pending or arrives within `d` (the step only).

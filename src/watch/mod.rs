@@ -110,7 +110,7 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let bounds = Bounds { deadline, slurm: None };
     let (state, outcome) = supervise(&dir, job.pid, bounds, cap.as_mut(), &staged.log);
-    let ended = Ended { state, outcome, output_from, once: false, cap, on_end };
+    let ended = Ended { state, outcome, output_from, once: false, cap, on_end, reason: None };
     finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ended)
 }
 
@@ -127,6 +127,8 @@ pub struct Ended {
     pub once: bool,
     pub cap: Option<Cap>,
     pub on_end: Option<fn(&Store)>,
+    /// Why a job that never ran ended so.
+    pub reason: Option<&'static str>,
 }
 
 /// Records how the job ended and what it used, then notifies: the local
@@ -141,8 +143,8 @@ pub fn finish(
     ntfy: Option<&ntfy::Config>,
     ended: Ended,
 ) -> i32 {
-    let Ended { state, outcome, output_from, once, mut cap, on_end } = ended;
-    let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset(), reason: None };
+    let Ended { state, outcome, output_from, once, mut cap, on_end, reason } = ended;
+    let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset(), reason: reason.map(Into::into) };
     let secs = (end.ended_at - meta.started()).num_milliseconds() as f64 / 1000.0;
     // Every process of the job that has ended is reaped by now: getrusage
     // costs microseconds, so the footer can carry what they used.
@@ -360,7 +362,7 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
 
 /// Why Slurm sent SIGTERM: its time limit (or our `--timeout`) ran out, or
 /// it was cancelled.
-fn slurm_ending(deadline: Option<Instant>, limit: Option<Instant>) -> State {
+pub fn slurm_ending(deadline: Option<Instant>, limit: Option<Instant>) -> State {
     let soon = Instant::now() + Duration::from_secs(2);
     if deadline.is_some_and(|d| d <= soon) || limit.is_some_and(|l| l <= soon) {
         State::Timeout
