@@ -389,7 +389,10 @@ How each figure is made (bench/run.sh, bench/probe.py):
    `status` appears; nq: lock released; tsp: `tsp -w` returns) vs the same
    command with stdout opened straight on a file; bgrun also under
    `--log-max 10M` (its watcher punches the oldest output out every 50 ms);
-   the order rotates per round, and each round starts after a `sync`.
+   the order rotates per round, and each round starts after a `sync`. The
+   plain redirect runs twice in each round, at two places in its order:
+   the second against the first ("again") is what the disk alone does to a
+   same-round ratio, judged by the same target.
 7. Binary: stripped release sizes; a clean release build in an empty target
    directory (one sample, on a machine shared with other builds).
 8. Queues: hyperfine of `run -q Q true` into a paused queue (queueing
