@@ -9,9 +9,10 @@
 //!    reachable) is in the log, or, if even the log is not reachable, in
 //!    what Slurm says of the job (`FAILED`), which readers record as `lost`.
 //! 2. It blocks SIGTERM first of all, takes the reserved status file's
-//!    lock (what `job wait` blocks on), writes `node` (this host), becomes
-//!    a subreaper, and forks the command with the log as stdout and
-//!    stderr; unless Slurm has already sent SIGTERM: then the job is
+//!    lock (what `job wait` blocks on), writes `node` (this host), asks
+//!    squeue for the time left (from a grandchild, so that squeue is not
+//!    counted in what the job used), becomes a subreaper, and forks the
+//!    command with the log as stdout and stderr; unless Slurm has already sent SIGTERM: then the job is
 //!    recorded `stopped` (never started, "ended by Slurm before it
 //!    started") and not run.
 //! 3. It supervises it as a local watcher does (`--timeout` to the second;
@@ -83,8 +84,18 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     if let Err(e) = store::write_atomic(&dir, "node", format!("{node}\n").as_bytes()) {
         eprintln!("bgrun: {e}");
     }
+    // Asked from a grandchild: squeue's own memory and CPU time must not be
+    // counted as the job's (the step's children are the job's processes).
     let slurm_id = std::env::var("SLURM_JOB_ID").ok().filter(|_| !proc::term_waiting());
-    let limit = slurm_id.and_then(|s| s.parse().ok()).and_then(slurm::time_left).map(|left| Instant::now() + left);
+    let limit = slurm_id
+        .and_then(|s| s.parse::<u64>().ok())
+        .and_then(|id| {
+            proc::apart(Duration::from_secs(6), move || {
+                slurm::time_left(id).map_or(String::new(), |d| d.as_millis().to_string())
+            })
+        })
+        .and_then(|ms| ms.parse().ok())
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
 
     // Where the job's own output will start: after what Slurm may have
     // written (and the header, in a log made by an older version).

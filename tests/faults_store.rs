@@ -352,6 +352,10 @@ fn no_command_prints_a_raw_control_byte_from_a_planted_entry_a_key_or_the_stores
     let mut c = cmd("job");
     c.args(["wait", &base]);
     within(c, SOON, "job wait");
+    // The watcher rewrites meta.json after `status` (a temporary file, then
+    // a rename): copy the directory once it is gone.
+    let pid = meta(&store.join(&base))["watcher_pid"].as_i64().expect("a watcher pid");
+    wait_until(SOON, "the watcher to exit", || !pid_alive(pid));
     let evil = "evil\x1b]0;pwn\x07\u{9b}2J\x7f_20250101_000000";
     let dir = plant(&store.join(&base), &store, OsStr::new(evil), |m| {
         m["name"] = "n\x1b[2Jame\u{9b}1m".into();

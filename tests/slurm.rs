@@ -274,6 +274,22 @@ fn scancel_from_outside_is_recorded_stopped_by_the_step_or_from_slurms_words() {
 }
 
 #[test]
+fn a_slurm_jobs_recorded_usage_is_its_own_not_the_steps_squeue_call() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    // The step asks squeue for the time left before it starts the job;
+    // squeue's peak (4 MiB and more) was recorded as the job's.
+    let (remote, _) = c.submit(&["true"]);
+    let local = c.start(&["true"]);
+    let r = c.wait_state(&remote, "done", SOON);
+    let l = c.wait_state(&local, "done", SOON);
+    let (rk, lk) = (r["max_rss_kib"].as_u64().unwrap(), l["max_rss_kib"].as_u64().unwrap());
+    assert!(rk <= lk + 1024, "`true` on Slurm peaked at {rk} KiB, locally at {lk} KiB: {r}");
+}
+
+#[test]
 fn a_slurm_job_cancelled_while_its_step_starts_is_recorded_stopped_by_the_step_and_never_run() {
     if !slurm_here() {
         return;
@@ -298,7 +314,8 @@ fn a_slurm_job_cancelled_while_its_step_starts_is_recorded_stopped_by_the_step_a
     assert_eq!(j["signal"], Value::Null, "{j}");
     let line = std::fs::read_to_string(c.job_dir(&id).join("status")).unwrap();
     assert!(line.starts_with("stopped none 0 "), "the step recorded it, not a reader: {line}");
-    assert!(c.log(&id).contains("=== stopped (ended by Slurm before it started)"), "{}", c.log(&id));
+    // No usage in the footer: a job that never ran used nothing.
+    assert!(c.log(&id).contains("=== stopped (ended by Slurm before it started), at "), "{}", c.log(&id));
     assert!(!marker.exists(), "the job was started");
 }
 

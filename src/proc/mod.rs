@@ -22,7 +22,7 @@ pub use signal::{
     descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
 };
 pub use spawn::{
-    become_step, become_watcher, close_fds_except, detach, fork_job, hold_term, next_wake, settle_watcher,
+    apart, become_step, become_watcher, close_fds_except, detach, fork_job, hold_term, next_wake, settle_watcher,
     term_pending, term_waiting, Ended, Handshake, Wake,
 };
 

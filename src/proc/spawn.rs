@@ -67,6 +67,64 @@ pub fn detach(in_watcher: impl FnOnce(Handshake) -> i32) -> Result<String, Strin
     }
 }
 
+/// Runs `f` in a grandchild that is not this process's child (the child
+/// between exits at once), and returns what it wrote, if it did within
+/// `within`. What `f` uses, and what the processes it runs use (a squeue
+/// call), are never counted in this process's usage of its children
+/// (getrusage RUSAGE_CHILDREN: a job's peak memory and CPU time), and its
+/// threads never live here. Call only while single-threaded, and before
+/// becoming a subreaper (or the grandchild would come back to this one).
+pub fn apart(within: std::time::Duration, f: impl FnOnce() -> String) -> Option<String> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    // SAFETY: single-threaded (see above), so both children may run
+    // ordinary code.
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            // SAFETY: as above.
+            if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
+                // Nothing of the parent's (its log, its lock) is held here.
+                close_fds_except(&[w.as_raw_fd()]);
+                let _ = File::from(w).write_all(f().as_bytes());
+            }
+            // SAFETY: ends either child without the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let _ = nix::sys::wait::waitpid(child, None);
+            read_within(File::from(r), Instant::now() + within)
+        }
+    }
+}
+
+/// What the pipe `r` gives until its writer closes it, at most 4 KiB, if
+/// that happens before `until`.
+fn read_within(mut r: File, until: Instant) -> Option<String> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd { fd: r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            n if n > 0 => {}
+            0 => return None,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
+            _ => return None,
+        }
+        match r.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) if got.len() + n <= 4096 => got.extend_from_slice(&buf[..n]),
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
 fn redirect_stdio_to_null() -> Result<(), nix::Error> {
     let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty())?;
     for fd in 0..3 {

@@ -148,8 +148,13 @@ pub fn finish(
     let secs = (end.ended_at - meta.started()).num_milliseconds() as f64 / 1000.0;
     // Every process of the job that has ended is reaped by now: getrusage
     // costs microseconds, so the footer can carry what they used.
-    let usage =
-        proc::children_usage().map(|u| Usage { max_rss_kib: u.max_rss_kib, cpu_user_s: u.user_s, cpu_sys_s: u.sys_s });
+    // A job that never ran used nothing (a Slurm step's own helpers are
+    // not the job).
+    let usage = (outcome != Outcome::NotRun).then(proc::children_usage).flatten().map(|u| Usage {
+        max_rss_kib: u.max_rss_kib,
+        cpu_user_s: u.user_s,
+        cpu_sys_s: u.sys_s,
+    });
     let log_bytes = log.metadata().ok().map(|m| m.len().saturating_sub(output_from));
     let note = |msg: &str| {
         let _ = store::append_note(log, &dir.join("log"), msg);
