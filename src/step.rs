@@ -12,9 +12,9 @@
 //!    lock (what `job wait` blocks on), writes `node` (this host), asks
 //!    squeue for the time left (from a grandchild, so that squeue is not
 //!    counted in what the job used), becomes a subreaper, and forks the
-//!    command with the log as stdout and stderr; unless Slurm has already sent SIGTERM: then the job is
-//!    recorded `stopped` (never started, "ended by Slurm before it
-//!    started") and not run.
+//!    command with the log as stdout and stderr; unless Slurm has already
+//!    sent SIGTERM: then the job is recorded `stopped` (never started,
+//!    "ended by Slurm before it started") and not run.
 //! 3. It supervises it as a local watcher does (`--timeout` to the second;
 //!    a stop request), and a SIGTERM from Slurm ends the job's tree: at the
 //!    time limit the job is `timeout`, else (`scancel`, `job stop`) `stopped`.
@@ -107,45 +107,40 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         .and_then(|a| proc::which(a.as_ref(), std::env::var_os("PATH").as_deref()))
         .unwrap_or_else(|| meta.argv.first().map(Into::into).unwrap_or_default());
     let argv: Vec<OsString> = meta.argv.iter().map(OsString::from).collect();
+    let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     // Slurm ended the job (scancel, `job stop`, its time limit) before it
     // could start: recorded so, and not started.
-    if proc::term_waiting() {
-        let state = watch::slurm_ending(meta.timeout_s.map(|s| started + Duration::from_secs(s)), limit);
-        let outcome = store::Outcome::NotRun;
-        let reason = Some("ended by Slurm before it started");
-        let ended = watch::Ended { state, outcome, output_from, once: true, cap: None, on_end: None, reason };
-        let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
-        return match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended) {
-            0 => exit_status(state, outcome),
-            trouble => trouble,
+    let (state, outcome, cap, reason) = if proc::term_waiting() {
+        let state = watch::slurm_ending(deadline, limit);
+        (state, store::Outcome::NotRun, None, Some("ended by Slurm before it started"))
+    } else {
+        let mut job = match proc::fork_job(Path::new(&program), &argv, log.as_raw_fd(), None, None) {
+            Ok(j) => j,
+            Err(e) => {
+                let _ = store::append_note(&log, &log_path, &format!("could not start the job: {e}"));
+                let outcome = store::Outcome::Exited(126);
+                let ended = watch::Ended {
+                    state: State::Failed,
+                    outcome,
+                    output_from,
+                    once: true,
+                    cap: None,
+                    on_end: None,
+                    reason: None,
+                };
+                watch::finish(&store, &dir, &log, &status, &mut meta, None, ended);
+                return 126;
+            }
         };
-    }
-    let mut job = match proc::fork_job(Path::new(&program), &argv, log.as_raw_fd(), None, None) {
-        Ok(j) => j,
-        Err(e) => {
-            let _ = store::append_note(&log, &log_path, &format!("could not start the job: {e}"));
-            let outcome = store::Outcome::Exited(126);
-            let ended = watch::Ended {
-                state: State::Failed,
-                outcome,
-                output_from,
-                once: true,
-                cap: None,
-                on_end: None,
-                reason: None,
-            };
-            watch::finish(&store, &dir, &log, &status, &mut meta, None, ended);
-            return 126;
-        }
+        job.go();
+        drop((program, argv));
+        let mut cap = meta.log_max.map(|max| store::Cap::new(max, output_from));
+        let bounds = watch::Bounds { deadline, slurm: Some(limit) };
+        let (state, outcome) = watch::supervise(&dir, job.pid, bounds, cap.as_mut(), &log);
+        (state, outcome, cap, None)
     };
-    job.go();
-    drop((program, argv));
-    let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
-    let mut cap = meta.log_max.map(|max| store::Cap::new(max, output_from));
-    let bounds = watch::Bounds { deadline, slurm: Some(limit) };
-    let (state, outcome) = watch::supervise(&dir, job.pid, bounds, cap.as_mut(), &log);
     let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
-    let ended = watch::Ended { state, outcome, output_from, once: true, cap, on_end: None, reason: None };
+    let ended = watch::Ended { state, outcome, output_from, once: true, cap, on_end: None, reason };
     match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended) {
         0 => exit_status(state, outcome),
         trouble => trouble,
