@@ -1,7 +1,8 @@
 //! Small helpers on files that both `store` and `proc` need, so that
 //! neither imports the other: opening relative to a directory without
-//! following a link, reading a small file in one call with a bound, and
-//! the text of an I/O error with its action and path. (`openat` comes
+//! following a link, reading a small file in one call with a bound,
+//! publishing one by write-temp-then-rename (`write_atomic`: `store` is its
+//! only caller), and the text of an I/O error with its action and path. (`openat` comes
 //! from nix, the one use of it outside `proc`.)
 //!
 //! Every read of the store goes through `open_nofollow` or `open_in`: never
@@ -10,8 +11,8 @@
 //! (checked with fstat on the open file), so nothing planted in the store
 //! hangs a reader or feeds it without end (`/dev/zero`).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, ErrorKind, Read};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -107,4 +108,22 @@ pub fn open_in(dir: &File, rel: &Path) -> io::Result<File> {
     use nix::fcntl::{openat, OFlag};
     let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
     regular(openat(dir, rel, flags, nix::sys::stat::Mode::empty()).map(File::from).map_err(io::Error::from)?)
+}
+
+/// Publishes `bytes` as `dir/name` by write-temp-then-rename (mode 0600,
+/// set explicitly whatever the umask); the temp file is removed on failure.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let dest = dir.join(name);
+    let res = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        fs::rename(&tmp, &dest)
+    })();
+    res.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("writing", &dest, e)
+    })
 }

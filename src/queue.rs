@@ -263,7 +263,9 @@ fn start(store: &Store, job: &Job, staged: Staged, slot: Option<u32>) -> Result<
             _ => String::new(),
         };
         let line = format!("=== started: {}{slot_text}\n", meta.started_at);
-        (&staged.log).write_all(line.as_bytes()).map_err(|e| store::io_err("writing", &job.dir.join("log"), e))?;
+        (&staged.log)
+            .write_all(line.as_bytes())
+            .map_err(|e| store::io_err("writing", &store::log_path(&job.dir), e))?;
     }
     let plan = watch::Plan {
         staged,
@@ -320,7 +322,7 @@ fn end_unrun(store: &Store, job: &mut Job, st: State, reason: &str) -> Result<En
         ended_at: chrono::Local::now().fixed_offset(),
         reason: Some(reason.into()),
     };
-    let _ = store::write_footer(&staged.log, &job.dir.join("log"), &end, 0.0, None);
+    let _ = store::write_footer(&staged.log, &store::log_path(&job.dir), &end, 0.0, None);
     store::record_end(&job.dir, &staged.status, &end)?;
     store::sync_end(&job.dir, &staged.status);
     let env = store::read_env(&job.dir).ok().flatten().unwrap_or_default();
@@ -338,7 +340,7 @@ fn end_unrun(store: &Store, job: &mut Job, st: State, reason: &str) -> Result<En
                 Ok(()) => "sent\n".to_string(),
                 Err(e) => format!("failed: {e}\n"),
             };
-            let _ = store::write_atomic(&dir, "notified", outcome.as_bytes());
+            let _ = store::record_notified(&dir, &outcome);
             0
         });
     }

@@ -24,9 +24,7 @@
 use crate::store::{self, State, Store};
 use crate::{ntfy, proc, slurm, watch};
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -59,11 +57,10 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     }
     let dir = job.dir.clone();
     let mut meta = job.meta;
-    let status_path = dir.join(".status");
-    let status = match OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&status_path) {
+    let status = match store::open_reserved_status(&dir) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("bgrun: {}", store::io_err("opening", &status_path, e));
+            eprintln!("bgrun: {e}");
             return 1;
         }
     };
@@ -72,16 +69,15 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     while status.try_lock().is_err() && Instant::now() < until && !proc::term_waiting() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let log_path = dir.join("log");
-    let log = match OpenOptions::new().append(true).read(true).custom_flags(libc::O_NOFOLLOW).open(&log_path) {
+    let log = match store::open_log(&dir) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("bgrun: {}", store::io_err("opening", &log_path, e));
+            eprintln!("bgrun: {e}");
             return 1;
         }
     };
     let node = proc::hostname();
-    if let Err(e) = store::write_atomic(&dir, "node", format!("{node}\n").as_bytes()) {
+    if let Err(e) = store::record_node(&dir, &node) {
         eprintln!("bgrun: {e}");
     }
     // Asked from a grandchild: squeue's own memory and CPU time must not be
@@ -117,7 +113,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         let mut job = match proc::fork_job(Path::new(&program), &argv, log.as_raw_fd(), None, None) {
             Ok(j) => j,
             Err(e) => {
-                let _ = store::append_note(&log, &log_path, &format!("could not start the job: {e}"));
+                let _ = store::append_note(&log, &store::log_path(&dir), &format!("could not start the job: {e}"));
                 let outcome = store::Outcome::Exited(126);
                 let ended = watch::Ended {
                     state: State::Failed,

@@ -148,10 +148,8 @@ fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
     let path = store.root().join(id);
     let meta = std::fs::symlink_metadata(&path).map_err(|e| crate::store::io_err("reading", &path, e))?;
     if meta.is_dir() {
-        let pid = crate::files::read_bounded(&path.join("pid"), 64).ok();
-        let pid: Option<i32> = pid.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.trim().parse().ok());
-        let has_status = path.join("status").exists();
-        if !has_status && pid.is_some_and(crate::proc::pid_exists) {
+        let pid = crate::store::unended_pid(&path);
+        if pid.is_some_and(crate::proc::pid_exists) {
             return Err(Fail::from(format!(
                 "{}: damaged, and its pid {} is alive; not removing it",
                 clean(id),

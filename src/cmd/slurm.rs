@@ -50,8 +50,7 @@ pub fn spec(a: &cli::SlurmArgs) -> Res<Option<SlurmSpec>> {
 /// `scancel`; returns once the end is recorded, by the step or from
 /// Slurm's words (a job still pending is simply cancelled).
 pub fn stop(job: &mut Job, force: bool, boot: &str) -> Result<String, String> {
-    let word = if force { "kill" } else { "term" };
-    store::write_atomic(&job.dir, "stop", format!("{word}\n").as_bytes())?;
+    store::request_stop(&job.dir, force)?;
     let until = Instant::now() + Duration::from_secs(5);
     let id = loop {
         job.reread_slurm();

@@ -169,7 +169,7 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
         (Some("ok"), Some(id), Some(pid)) => Ok(Launched::Started {
             id: id.to_string(),
             pid: pid.parse().unwrap_or(0),
-            log: store.root().join(id).join("log"),
+            log: store::log_path(&store.root().join(id)),
         }),
         (Some("err"), _, _) => fail(line.strip_prefix("err ").unwrap_or(&line).to_string()),
         _ => fail("the watcher ended before the job started".into()),
@@ -215,7 +215,7 @@ fn start_queued(store: &Store, mut meta: Meta) -> Res<Launched> {
     if let Some(key) = &key {
         let _ = store.set_key(key, &meta.id);
     }
-    let log = dir.join("log");
+    let log = store::log_path(&dir);
     match store.get(&meta.id) {
         Ok(Some(job)) if job.meta.pid.is_some() => {
             Ok(Launched::Started { id: meta.id, pid: job.meta.pid.unwrap_or(0), log })

@@ -69,7 +69,7 @@ pub(super) fn submit(
         release(store);
         Err(Fail::from(msg))
     };
-    let log = dir.join("log");
+    let log = store::log_path(&dir);
     let mut args: Vec<OsString> = vec![
         format!("--job-name={}", meta.id).into(),
         join_flag("--output=", &log),
@@ -112,7 +112,7 @@ pub(super) fn submit(
         Ok(n) => n,
         Err(e) => return undo(store, e),
     };
-    if let Err(e) = store::write_atomic(&dir, "slurm_id", format!("{slurm_id}\n").as_bytes()) {
+    if let Err(e) = store::record_slurm_id(&dir, slurm_id) {
         let _ = slurm::cancel(slurm_id);
         return undo(store, e);
     }

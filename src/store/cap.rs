@@ -17,8 +17,7 @@
 //! record after reading the bytes knows whether what it read is gone. A
 //! filesystem that cannot punch holes (ramfs, vfat) is refused at launch.
 
-use super::write::write_atomic;
-use crate::files::{open_nofollow, read_small};
+use crate::files::{open_nofollow, read_small, write_atomic};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -54,8 +54,10 @@
 //! Its parts: `job` (what a job directory holds and how it is read),
 //! `end` (the `status` line: states and outcomes), `write` (making,
 //! publishing and removing jobs), `record` (recording a job's end: status,
-//! footer, notes), `keys` (idempotency keys), `read` (bounded readers of a
-//! log's tail), `cap` (`--log-max`: dropping a log's oldest output, and the
+//! footer, notes), `keys` (idempotency keys), `marks` (the small files others record
+//! in a job directory: a stop request, the notification's outcome, a
+//! Slurm job's node and id; the paths a watcher or step opens), `read`
+//! (bounded readers of a log's tail), `cap` (`--log-max`: dropping a log's oldest output, and the
 //! record readers skip it by), `queue` (the queues' files), `legacy` (the
 //! old run scripts' files). This file: the store's root, the listing, the
 //! lock and the sweep of leftovers.
@@ -65,6 +67,7 @@ mod end;
 mod job;
 mod keys;
 mod legacy;
+mod marks;
 mod queue;
 mod read;
 mod record;
@@ -78,10 +81,14 @@ pub use end::{
 pub use job::{Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
 pub use keys::Claim;
 pub use legacy::Legacy;
+pub use marks::{
+    log_path, open_log, open_reserved_status, record_node, record_notified, record_slurm_id, request_stop,
+    stop_request, unended_pid,
+};
 pub use queue::{Conf, QueueDir};
 pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};
 pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, sync_end, write_footer};
-pub use write::{complete, read_env, remove_env, stop_request, write_atomic, write_env, write_meta, Staged};
+pub use write::{complete, read_env, remove_env, write_env, write_meta, Staged};
 
 use crate::files;
 use std::ffi::OsString;

@@ -128,7 +128,7 @@ impl QueueDir {
     pub fn set_conf(&self, c: Conf) -> Result<(), String> {
         self.create()?;
         let text = format!("slots {}\n{}", c.slots, if c.paused { "paused\n" } else { "" });
-        super::write_atomic(&self.path, "conf", text.as_bytes())
+        crate::files::write_atomic(&self.path, "conf", text.as_bytes())
     }
 
     /// Is any job waiting? One open and a few entries read.

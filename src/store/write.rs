@@ -6,7 +6,7 @@
 use super::job::{meta_bytes, read_job, Job, Meta, META_MAX};
 use super::read::disk_usage;
 use super::Store;
-use crate::files::io_err;
+use crate::files::{io_err, write_atomic};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -341,12 +341,6 @@ impl Store {
     }
 }
 
-/// The stop request in a job directory, if any: "term" or "kill".
-pub fn stop_request(dir: &Path) -> Option<String> {
-    let bytes = crate::files::read_bounded(&dir.join("stop"), 64).ok()?;
-    Some(String::from_utf8_lossy(&bytes).trim().to_string())
-}
-
 /// Rewrites `meta.json` whole (write-temp-then-rename).
 pub fn write_meta(dir: &Path, meta: &Meta) -> Result<(), String> {
     write_atomic(dir, "meta.json", &meta_bytes(meta))
@@ -374,22 +368,6 @@ fn private(f: &File) -> io::Result<()> {
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut f = open_new(path, false)?;
     f.write_all(bytes).map_err(|e| io_err("writing", path, e))
-}
-
-/// Write-temp-then-rename within `dir`; the temp file is removed on failure.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let dest = dir.join(name);
-    let res = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        private(&f)?;
-        f.write_all(bytes)?;
-        fs::rename(&tmp, &dest)
-    })();
-    res.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err("writing", &dest, e)
-    })
 }
 
 fn is_taken(e: &io::Error) -> bool {

@@ -157,7 +157,7 @@ pub fn finish(
     });
     let log_bytes = log.metadata().ok().map(|m| m.len().saturating_sub(output_from));
     let note = |msg: &str| {
-        let _ = store::append_note(log, &dir.join("log"), msg);
+        let _ = store::append_note(log, &store::log_path(dir), msg);
     };
     // The footer first, then `status`: its rename is the moment the end is
     // visible, and all a reader needs. Then `ended_at` in meta.json (a copy
@@ -165,7 +165,7 @@ pub fn finish(
     // visibility nothing) and the notification outcome: a job seen ended
     // may be removed meanwhile, and removal copes with files that appear
     // in a directory it is removing.
-    let _ = store::write_footer(log, &dir.join("log"), &end, secs, usage.as_ref());
+    let _ = store::write_footer(log, &store::log_path(dir), &end, secs, usage.as_ref());
     let recorded = if once {
         store::record_end_once(dir, status, &end)
     } else {
@@ -207,7 +207,7 @@ pub fn finish(
         let tail = if state != State::Done {
             let hole = cap.as_ref().and_then(Cap::range);
             let output = (output_from, output_from + log_bytes.unwrap_or(u64::MAX - output_from));
-            store::tail_lines_after(&dir.join("log"), 10, 64 * 1024, output, hole).unwrap_or_default()
+            store::tail_lines_after(&store::log_path(dir), 10, 64 * 1024, output, hole).unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -221,7 +221,7 @@ pub fn finish(
                 Err(e) => format!("failed: {e}\n"),
             },
         };
-        if let Err(e) = store::write_atomic(dir, "notified", outcome.as_bytes()) {
+        if let Err(e) = store::record_notified(dir, &outcome) {
             note(&format!("could not record the notification: {e}"));
         }
     }
@@ -260,7 +260,7 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
             // Tried again every tick (a full disk may clear); said once.
             if let Err(e) = c.check(log, dir) {
                 if !cap_failed {
-                    let _ = store::append_note(log, &dir.join("log"), &format!("{e}; trying again"));
+                    let _ = store::append_note(log, &store::log_path(dir), &format!("{e}; trying again"));
                 }
                 cap_failed = true;
             }
@@ -394,5 +394,5 @@ fn natural(o: Outcome) -> State {
 
 /// The watcher's own troubles go into the job's log.
 fn note(staged: &Staged, dir: &Path, msg: &str) {
-    let _ = store::append_note(&staged.log, &dir.join("log"), msg);
+    let _ = store::append_note(&staged.log, &store::log_path(dir), msg);
 }

@@ -61,8 +61,7 @@ pub(super) fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
             }
             continue;
         }
-        let word = if a.force { "kill" } else { "term" };
-        store::write_atomic(&job.dir, "stop", format!("{word}\n").as_bytes())?;
+        store::request_stop(&job.dir, a.force)?;
         let m = &job.meta;
         let asked = matches!((m.watcher_pid, m.watcher_start),
             (Some(pid), Some(start)) if proc::signal_leader(proc::Proc { pid, start }, proc::SIGUSR1));
