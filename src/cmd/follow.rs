@@ -8,9 +8,9 @@
 //! Slurm itself is asked (squeue) at most every 2 seconds.
 
 use super::out::{clean, warn, Out};
+use crate::exit::{Fail, Res};
 use crate::state;
 use crate::store::{self, Job, State};
-use crate::{Fail, Res};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -18,9 +18,9 @@ pub mod runs;
 mod slurm;
 mod view;
 
+use crate::exit::{Exit, Fail, Res};
 use crate::ntfy;
 use crate::store::{State, Store};
-use crate::{Exit, Fail, Res};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! entry); only a job's log is copied as it is. A closed pipe
 //! (`runs | head`) ends the command quietly.
 
-use crate::{Exit, Fail, Res};
+use crate::exit::{Exit, Fail, Res};
 use std::io::{self, IsTerminal, Write};
 
 /// Standard output; a closed pipe (`runs | head`) ends the command quietly.

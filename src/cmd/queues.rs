@@ -3,9 +3,10 @@
 //! change starts at once what it lets start.
 
 use super::out::{clean, Out};
+use crate::cli;
+use crate::exit::{Exit, Res};
 use crate::queue;
 use crate::store::Store;
-use crate::{cli, Exit, Res};
 
 pub fn main(store: &Store, a: cli::JobQueue) -> Res<Exit> {
     let mut out = Out::new();

@@ -2,9 +2,9 @@
 //! name, else a unique id prefix), and every job with its state.
 
 use super::out::{clean, warn};
+use crate::exit::{Fail, Res};
 use crate::state;
 use crate::store::{self, Job, State, Store};
-use crate::{Fail, Res};
 
 /// Every job with its state, oldest first; damaged entries are named on
 /// stderr and left out.
@@ -80,7 +80,7 @@ pub fn resolve_legacy(store: &Store, query: &str) -> Option<store::Legacy> {
 pub fn after_ids(store: &Store, words: Vec<Vec<String>>) -> Res<Vec<String>> {
     let mut ids: Vec<String> = Vec::new();
     for w in words.into_iter().flatten() {
-        let job = resolve(store, &w).map_err(|e| Fail::new(crate::Exit::Usage, format!("--after: {}", e.msg)))?;
+        let job = resolve(store, &w).map_err(|e| Fail::new(crate::exit::Exit::Usage, format!("--after: {}", e.msg)))?;
         if !ids.contains(&job.id) {
             ids.push(job.id);
         }

@@ -2,8 +2,9 @@
 
 use super::out::Out;
 use super::{parse, usage};
+use crate::exit::{Exit, Res};
 use crate::launch::{self, Launched, Spec};
-use crate::{cli, proc, Exit, Res};
+use crate::{cli, proc};
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 

@@ -5,8 +5,10 @@ use super::follow::{follow_many, show_legacy_log, show_log};
 use super::out::{clean, warn, Out};
 use super::parse;
 use super::resolve::{load_all, resolve, resolve_legacy};
+use crate::cli;
+use crate::exit::{Exit, Fail, Res};
+use crate::picker::{PickRow, Picker};
 use crate::store::{self, Job, State};
-use crate::{cli, Exit, Fail, PickRow, Picker, Res};
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {

@@ -6,9 +6,10 @@
 use super::out::{clean, human_bytes, warn, Out};
 use super::parse;
 use super::resolve::{load_all, resolve, resolve_legacy};
+use crate::cli;
+use crate::exit::{Exit, Fail, Res};
 use crate::state;
 use crate::store::{Job, Legacy, State, Store};
-use crate::{cli, Exit, Fail, Res};
 use std::ffi::OsString;
 use std::time::Duration;
 

@@ -4,9 +4,10 @@ use super::out::{warn, Out};
 use super::parse;
 use super::resolve::load_all;
 use super::view::{legacy_summary, queue_notes, summary_noted, view};
+use crate::cli;
+use crate::exit::{Exit, Res};
 use crate::state;
 use crate::store::{Legacy, State};
-use crate::{cli, Exit, Res};
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {

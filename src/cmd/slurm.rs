@@ -3,8 +3,9 @@
 
 use super::out::clean;
 use super::{env, usage};
+use crate::exit::Res;
 use crate::store::{self, Job, SlurmSpec};
-use crate::{cli, slurm, state, watch, Res};
+use crate::{cli, slurm, state, watch};
 use std::time::{Duration, Instant};
 
 /// Where a job goes: to Slurm with these resources (`--slurm`, or

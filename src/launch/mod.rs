@@ -21,9 +21,9 @@ mod submit;
 pub use name::{check_shell_command, default_name, not_found, project_of, shell, shell_join, shell_name};
 pub use submit::STEP_WORD;
 
+use crate::exit::{Exit, Fail, Res};
 use crate::store::{self, Meta, SlurmSpec, Store};
 use crate::{ntfy, proc, queue, slurm, watch};
-use crate::{Exit, Fail, Res};
 use serde_json::value::RawValue;
 use std::ffi::OsString;
 use std::path::PathBuf;

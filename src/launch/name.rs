@@ -3,7 +3,8 @@
 //! display form of an argv, and the refusal of a shell string whose first
 //! word is no command.
 
-use crate::{proc, Exit, Fail, Res};
+use crate::exit::{Exit, Fail, Res};
+use crate::proc;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 

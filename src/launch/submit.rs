@@ -2,8 +2,9 @@
 //! Slurm's id recorded once sbatch accepted it; all undone if it refused.
 
 use super::Launched;
+use crate::exit::{Fail, Res};
 use crate::store::{self, Meta, SlurmSpec, Store};
-use crate::{proc, slurm, Fail, Res};
+use crate::{proc, slurm};
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Processes: the only home of nix (but for one `openat` in `files` and
 //! the `fallocate`s in `store::cap`),
-//! `unsafe`, fork/setsid/exec, signals and liveness. This file: what /proc
-//! says of a process, liveness, names and finding executables; `signal`:
+//! `unsafe`, fork/setsid/exec, signals and liveness. This file: the
+//! process's set-up before `main` (`set_up_std`), what /proc says of a process, liveness, names and finding executables; `signal`:
 //! signals only to processes proven to be the job's (pidfds); `spawn`:
 //! detaching the watcher and forking the job; `shed`: giving back the
 //! launcher's memory that a waiting watcher does not use.
@@ -32,6 +32,36 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 #[cfg(test)]
 use std::time::{Duration, Instant};
+
+/// What std's runtime would have done before `main` and matters here
+/// (see `bgrun::start`): descriptors 0 to 2 open (on /dev/null if the
+/// caller closed them, so that no file of the store ever becomes our
+/// stdout), and SIGPIPE ignored (a closed pipe is an error to handle, not
+/// a death).
+pub fn set_up_std() {
+    open_std_fds();
+    // SAFETY: setting a signal's disposition to ignored.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Opens /dev/null on any of descriptors 0 to 2 that is closed (one poll,
+/// as std's runtime does).
+fn open_std_fds() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
+    // SAFETY: poll on a valid array, no timeout.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } <= 0 {
+        return;
+    }
+    for p in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+        // SAFETY: opening /dev/null; the lowest free descriptor is `p.fd`,
+        // since the ones below it are open by now.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if fd >= 0 && fd != p.fd {
+            // SAFETY: closing the descriptor just opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
 
 /// What /proc says of a process.
 pub struct Stat {

@@ -13,10 +13,11 @@ use super::resolve::{load_all, resolve};
 use super::view::{queue_notes, summary_noted, view};
 use super::{env, exit_for, parse, usage};
 use crate::cli::{self, JobCmd};
+use crate::exit::{Exit, Fail, Res};
 use crate::launch::{self, Launched, Spec};
+use crate::proc;
 use crate::state;
 use crate::store::{self, Job, State, Store};
-use crate::{proc, Exit, Fail, Res};
 use std::ffi::OsString;
 use std::time::Duration;
 

@@ -5,8 +5,8 @@ use crate::cli;
 use crate::cmd::out::{clean, human_bytes, warn, Out};
 use crate::cmd::resolve::load_all;
 use crate::cmd::runrm::{awaited, sweep_leftovers};
+use crate::exit::{Exit, Res};
 use crate::store::{self, Job, State, Store};
-use crate::{Exit, Res};
 use std::time::Duration;
 
 pub(super) fn clean_jobs(store: &Store, a: cli::JobClean) -> Res<Exit> {

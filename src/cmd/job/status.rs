@@ -5,9 +5,9 @@ use crate::cmd::env;
 use crate::cmd::out::{clean, human_bytes, Out};
 use crate::cmd::resolve::{load_all, resolve};
 use crate::cmd::view::{summary, view};
+use crate::exit::{Exit, Res};
 use crate::state;
 use crate::store::{self, State, Store};
-use crate::{Exit, Res};
 
 pub(super) fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let Some(q) = a.id else { return system_status(store, a.json) };

@@ -6,9 +6,10 @@ use crate::cli;
 use crate::cmd::follow::wait_all;
 use crate::cmd::out::{warn, Out};
 use crate::cmd::resolve::resolve;
+use crate::exit::{Exit, Res};
 use crate::state;
 use crate::store::{self, Job, State, Store};
-use crate::{proc, queue, watch, Exit, Res};
+use crate::{proc, queue, watch};
 use std::time::Duration;
 
 pub(super) fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
