@@ -1,15 +1,16 @@
-//! The fronts, one file each (`run`, `runs`, `runlog`, `runrm`, `job`, and
-//! `queues` for `job queue`),
-//! and what every front shares: `out` (the only way to standard output),
-//! `resolve` (what the user typed → a job), `view` (the JSON view and the
-//! one-line summary), `follow` (waiting and following), `slurm` (where a
-//! job goes, and stopping a Slurm job); and here, parsing
+//! The fronts, one file each (`run`, `runs`, `runlog`, `runrm`, `job` and
+//! its subcommands under `job/`), and what the fronts share: `out` (the
+//! only way to standard output), `resolve` (what the user typed → a job),
+//! `view` (the JSON view and the one-line summary), `follow` (waiting and
+//! following), `removal` (what `runrm` and `job clean` share: which jobs a
+//! removal keeps, the remove-print-count loop, the sweep of leftovers),
+//! `slurm` (where a job goes, and stopping a Slurm job); and here, parsing
 //! arguments and reading the environment, which only fronts do.
 
 mod follow;
 pub mod job;
 pub(crate) mod out;
-mod queues;
+mod removal;
 mod resolve;
 pub mod run;
 pub mod runlog;

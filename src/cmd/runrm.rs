@@ -3,15 +3,16 @@
 //! lost, and neither can turn back into running. A job `elsewhere` (another
 //! host or pid namespace: not known to have ended) only with `--force`.
 
-use super::out::{clean, human_bytes, warn, Out};
+use super::out::{clean, warn, Out};
 use super::parse;
+use super::removal::{awaited, keep_note, remove_each, report, sweep_leftovers};
 use super::resolve::{load_all, resolve, resolve_legacy};
+use super::view::elsewhere;
 use crate::cli;
 use crate::exit::{Exit, Fail, Res};
 use crate::state;
 use crate::store::{Job, Legacy, State, Store};
 use std::ffi::OsString;
-use std::time::Duration;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Runrm = parse(args)?;
@@ -45,7 +46,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                         warn(&format!("runrm: {} is {what}; stop it first (job stop {})", job.id, job.id));
                         failed = true;
                     } else if st == State::Elsewhere && !a.force {
-                        warn(&format!("runrm: {}: {}; --force removes it", job.id, super::job::elsewhere(&job)));
+                        warn(&format!("runrm: {}: {}; --force removes it", job.id, elsewhere(&job)));
                         failed = true;
                     } else if !doomed.iter().any(|d| d.id == job.id) {
                         doomed.push(job);
@@ -80,67 +81,19 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
             }
         }
     }
-    let (mut count, mut freed) = (0usize, 0u64);
-    for job in &doomed {
-        if a.dry_run {
-            out.line(&format!("would remove {}", clean(&job.id)))?;
-            freed += crate::store::disk_usage(&job.dir);
-            count += 1;
-            continue;
-        }
-        match store.remove_job(job) {
-            Ok(n) => {
-                out.line(&format!("removed {}", clean(&job.id)))?;
-                freed += n;
-                count += 1;
-            }
-            Err(e) => {
-                warn(&format!("runrm: {e}"));
-                failed = true;
-            }
-        }
-    }
-    for l in &old {
-        if a.dry_run {
-            out.line(&format!("would remove {} (old run script)", clean(&l.id)))?;
-            freed += l.files().map(|f| crate::store::disk_usage(f)).sum::<u64>();
-            count += 1;
-            continue;
-        }
-        match store.remove_legacy(l) {
-            Ok(n) => {
-                out.line(&format!("removed {} (old run script)", clean(&l.id)))?;
-                freed += n;
-                count += 1;
-            }
-            Err(e) => {
-                warn(&format!("runrm: {e}"));
-                failed = true;
-            }
-        }
-    }
-    super::job::keep_note("runrm", kept);
-    let verb = if a.dry_run { "would remove" } else { "removed" };
+    let mut tally = remove_each(&store, &doomed, &old, a.dry_run, "runrm", &mut out)?;
+    keep_note("runrm", kept);
     if a.jobs.is_empty() {
-        freed += sweep_leftovers(&store, a.dry_run, &mut out)?;
+        tally.freed += sweep_leftovers(&store, a.dry_run, &mut out)?;
     }
-    let s = if count == 1 { "" } else { "s" };
-    // After a refusal, "removed 0 jobs" would only blur it.
-    if count > 0 || !failed {
-        out.line(&format!("{verb} {count} job{s}, {} freed", human_bytes(freed)))?;
-    }
+    tally.failed |= failed;
+    report(&tally, a.dry_run, &mut out)?;
     out.flush()?;
-    if failed {
+    if tally.failed {
         Err(Fail::quiet(Exit::Error))
     } else {
         Ok(Exit::Ok)
     }
-}
-
-/// The ids that a queued job waits for (`--after`): a removal of every
-/// finished job keeps them, or the waiting job would be skipped.
-pub fn awaited(jobs: &[(Job, State)]) -> Vec<String> {
-    jobs.iter().filter(|(_, s)| *s == State::Queued).flat_map(|(j, _)| j.meta.after.iter().cloned()).collect()
 }
 
 /// A damaged entry named by the user: a link is removed (never followed);
@@ -163,19 +116,4 @@ fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
     }
     store.remove(id)?;
     Ok(format!("removed damaged entry {}", clean(id)))
-}
-
-/// How long a hidden leftover (`.new-*`, `.rm-*`) is left alone: a launch
-/// or a removal in progress takes milliseconds.
-pub const LEFTOVER_AGE: Duration = Duration::from_secs(600);
-
-/// Removes (or, with `dry_run`, names) the abandoned leftovers of
-/// interrupted launches and removals; returns the bytes they held.
-pub fn sweep_leftovers(store: &Store, dry_run: bool, out: &mut Out) -> Res<u64> {
-    let (names, bytes) = store.sweep_leftovers(LEFTOVER_AGE, dry_run);
-    for name in names {
-        let verb = if dry_run { "would remove" } else { "removed" };
-        out.line(&format!("{verb} {}: left by an interrupted launch or removal", clean(&name)))?;
-    }
-    Ok(bytes)
 }

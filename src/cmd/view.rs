@@ -280,3 +280,8 @@ fn short_bytes(n: u64) -> String {
         format!("{v:.0}{}", units[i])
     }
 }
+
+/// Why a job in state `elsewhere` cannot be judged from here.
+pub fn elsewhere(job: &Job) -> String {
+    format!("no end recorded, and it ran on {} (another host or pid namespace), where it may still run", job.meta.host)
+}

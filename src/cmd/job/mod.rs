@@ -1,11 +1,10 @@
 //! `job`: the fuller manager over the same store: run, list, status, logs,
-//! stop, wait, retry, clean.
+//! stop, wait, retry (here), status, stop, clean and queue (a file each).
 
-mod remove;
+mod clean;
+mod queue;
 mod status;
 mod stop;
-
-pub use remove::{elsewhere, keep_note};
 
 use super::follow::{follow_many, show_log, wait_all};
 use super::out::{clean, warn, Out};
@@ -32,8 +31,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         JobCmd::Stop(s) => stop::stop(&store, s),
         JobCmd::Wait(w) => wait(&store, &w.ids, w.timeout),
         JobCmd::Retry(r) => retry(&store, r),
-        JobCmd::Clean(c) => remove::clean_jobs(&store, c),
-        JobCmd::Queue(q) => super::queues::main(&store, q),
+        JobCmd::Clean(c) => clean::clean(&store, c),
+        JobCmd::Queue(q) => queue::queue(&store, q),
     }
 }
 

@@ -33,7 +33,7 @@ pub(super) fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
         }
         let st = state::of(&mut job, &boot);
         if st == State::Elsewhere {
-            warn(&format!("job: {}: {}; stop it there", job.id, super::elsewhere(&job)));
+            warn(&format!("job: {}: {}; stop it there", job.id, crate::cmd::view::elsewhere(&job)));
             code = Exit::Error;
             continue;
         }

@@ -2,13 +2,13 @@
 //! queues (width, running, queued, paused), show one, or change one; a
 //! change starts at once what it lets start.
 
-use super::out::{clean, Out};
 use crate::cli;
+use crate::cmd::out::{clean, Out};
 use crate::exit::{Exit, Res};
 use crate::queue;
 use crate::store::Store;
 
-pub fn main(store: &Store, a: cli::JobQueue) -> Res<Exit> {
+pub(super) fn queue(store: &Store, a: cli::JobQueue) -> Res<Exit> {
     let mut out = Out::new();
     if let Some(name) = &a.name {
         let paused = match (a.pause, a.resume) {

@@ -1,0 +1,111 @@
+//! What `runrm` and `job clean` share: which jobs a removal of every
+//! finished job keeps (those a queued job awaits, and those that ran
+//! elsewhere), the one loop that removes, prints and counts, the sweep of
+//! interrupted launches' and removals' leftovers, and the closing count.
+
+use super::out::{clean, human_bytes, warn, Out};
+use crate::exit::Res;
+use crate::store::{self, Job, Legacy, State, Store};
+use std::time::Duration;
+
+/// The ids that a queued job waits for (`--after`): a removal of every
+/// finished job keeps them, or the waiting job would be skipped.
+pub fn awaited(jobs: &[(Job, State)]) -> Vec<String> {
+    jobs.iter().filter(|(_, s)| *s == State::Queued).flat_map(|(j, _)| j.meta.after.iter().cloned()).collect()
+}
+
+/// The note for jobs left alone because they ran elsewhere.
+pub fn keep_note(front: &str, kept: usize) {
+    if kept > 0 {
+        let s = if kept == 1 { "" } else { "s" };
+        warn(&format!("{front}: kept {kept} job{s} that ran on another host or pid namespace (--force removes them)"));
+    }
+}
+
+/// What a removal did: jobs removed (or, in a dry run, that would be), the
+/// bytes freed, and whether any could not be.
+#[derive(Default)]
+pub struct Tally {
+    pub count: usize,
+    pub freed: u64,
+    pub failed: bool,
+}
+
+/// Removes each job, then each of the old run scripts' jobs (or with
+/// `dry_run` only names them), one line each; a failure is warned about,
+/// naming the front, and the others go on.
+pub fn remove_each(
+    store: &Store,
+    jobs: &[Job],
+    old: &[Legacy],
+    dry_run: bool,
+    front: &str,
+    out: &mut Out,
+) -> Res<Tally> {
+    let mut t = Tally::default();
+    for job in jobs {
+        if dry_run {
+            out.line(&format!("would remove {}", clean(&job.id)))?;
+            t.freed += store::disk_usage(&job.dir);
+            t.count += 1;
+            continue;
+        }
+        match store.remove_job(job) {
+            Ok(n) => {
+                out.line(&format!("removed {}", clean(&job.id)))?;
+                t.freed += n;
+                t.count += 1;
+            }
+            Err(e) => {
+                warn(&format!("{front}: {e}"));
+                t.failed = true;
+            }
+        }
+    }
+    for l in old {
+        if dry_run {
+            out.line(&format!("would remove {} (old run script)", clean(&l.id)))?;
+            t.freed += l.files().map(|f| store::disk_usage(f)).sum::<u64>();
+            t.count += 1;
+            continue;
+        }
+        match store.remove_legacy(l) {
+            Ok(n) => {
+                out.line(&format!("removed {} (old run script)", clean(&l.id)))?;
+                t.freed += n;
+                t.count += 1;
+            }
+            Err(e) => {
+                warn(&format!("{front}: {e}"));
+                t.failed = true;
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// The closing line: how many jobs went and what they freed (none after
+/// a refusal with nothing removed: "removed 0 jobs" would only blur it).
+pub fn report(t: &Tally, dry_run: bool, out: &mut Out) -> Res<()> {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let s = if t.count == 1 { "" } else { "s" };
+    if t.count > 0 || !t.failed {
+        out.line(&format!("{verb} {} job{s}, {} freed", t.count, human_bytes(t.freed)))?;
+    }
+    Ok(())
+}
+
+/// How long a hidden leftover (`.new-*`, `.rm-*`) is left alone: a launch
+/// or a removal in progress takes milliseconds.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(600);
+
+/// Removes (or, with `dry_run`, names) the abandoned leftovers of
+/// interrupted launches and removals; returns the bytes they held.
+pub fn sweep_leftovers(store: &Store, dry_run: bool, out: &mut Out) -> Res<u64> {
+    let (names, bytes) = store.sweep_leftovers(LEFTOVER_AGE, dry_run);
+    for name in names {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        out.line(&format!("{verb} {}: left by an interrupted launch or removal", clean(&name)))?;
+    }
+    Ok(bytes)
+}
