@@ -51,6 +51,13 @@ impl Config {
         (!loopback).then_some(what)
     }
 
+    /// From NTFY_SERVER, NTFY_TOKEN, NTFY_USER, NTFY_PASSWORD and
+    /// NTFY_TIMEOUT as `var` gives them: the launcher's environment, or
+    /// the one a queued job saved.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Config {
+        Config::new(var("NTFY_SERVER"), var("NTFY_TOKEN"), var("NTFY_USER"), var("NTFY_PASSWORD"), var("NTFY_TIMEOUT"))
+    }
+
     /// From the values of NTFY_SERVER, NTFY_TOKEN, NTFY_USER,
     /// NTFY_PASSWORD and NTFY_TIMEOUT (seconds), read by the caller.
     pub fn new(

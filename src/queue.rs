@@ -6,7 +6,7 @@
 //!    `queued_at` and no `pid` in `meta.json`: that is what `queued` means.
 //!    Then, under the queue's lock, it adds `wait/NS.ID` to the queue's
 //!    index (NS: the nanosecond it was queued, so the index sorts in order).
-//! 2. Deciding what starts (`kick`) happens under the queue's lock (flock
+//! 2. Deciding what starts (`decide`, for one queue) happens under the queue's lock (flock
 //!    on `.queues/Q@PLACE/lock`), so at most one process decides for a
 //!    queue at a time. It frees each slot (`run/K`) whose job is no longer
 //!    running, then walks the index in order: a job whose `--after` jobs
@@ -25,9 +25,10 @@
 //!    after it has recorded the end (through `watch::Plan::on_end`, a
 //!    function passed in: this module starts watchers, so it sits above
 //!    `watch`, which cannot import it); `job stop` of a queued job; `job
-//!    queue --slots/--resume`; and every command that reads the store
-//!    (`store_kicked`), which costs one failed open when no queue exists,
-//!    and one directory read per queue when nothing waits. So a killed
+//!    queue --slots/--resume`; and every front, which says so in one line
+//!    after opening the store (`catch_up`, for all of this place's
+//!    queues), which costs one failed open when no queue exists, and one
+//!    directory read per queue when nothing waits. So a killed
 //!    watcher or a reboot delays the next start until the next command.
 //! 5. Places: a queue is `NAME@HOST~PIDNS`; a process decides only for its
 //!    own place, so a job starts only on the host and in the pid namespace
@@ -89,13 +90,15 @@ pub fn enqueue(store: &Store, staged: Staged, meta: &mut Meta) -> Result<PathBuf
     };
     // Its status lock goes with the staged files: a starter takes it.
     drop(staged);
-    kick_all(store);
+    catch_up(store);
     Ok(dir)
 }
 
-/// Starts whatever should be running in this place's queues and is not.
-/// Cheap when nothing waits: for `runs` and every other reader.
-pub fn kick_all(store: &Store) {
+/// Starts whatever should be running in this place's queues and is not:
+/// there is no daemon, so every front catches the queues up after opening
+/// the store (a killed watcher or a reboot leaves that to the next
+/// command). Cheap when nothing waits.
+pub fn catch_up(store: &Store) {
     let queues = store.queues();
     if queues.is_empty() {
         return;
@@ -107,7 +110,7 @@ pub fn kick_all(store: &Store) {
     for _ in 0..8 {
         let mut ended = false;
         for q in &mine {
-            ended |= kick(store, q);
+            ended |= decide(store, q);
         }
         if !ended {
             break;
@@ -117,12 +120,12 @@ pub fn kick_all(store: &Store) {
 
 /// The hook every watcher calls once it has recorded its job's end.
 pub fn after_end(store: &Store) {
-    kick_all(store);
+    catch_up(store);
 }
 
 /// One decision for one queue (see the module's header). Returns whether a
 /// job ended without running (so that others may now be decided).
-fn kick(store: &Store, q: &QueueDir) -> bool {
+fn decide(store: &Store, q: &QueueDir) -> bool {
     if !q.has_waiting() {
         return false;
     }
@@ -233,7 +236,7 @@ fn deps(store: &Store, after: &[String], boot: &str) -> Deps {
 /// `slot`): the launch hand-off, with the saved environment.
 fn start(store: &Store, job: &Job, staged: Staged, slot: Option<u32>) -> Result<(), String> {
     let m = &job.meta;
-    let mut env = store::read_env(&job.dir)?.unwrap_or_else(|| std::env::vars_os().map(join_var).collect());
+    let mut env = store::read_env(&job.dir)?.unwrap_or_else(proc::environ);
     env.retain(|e| !e.as_encoded_bytes().starts_with(b"RUN_SLOT=") && !e.as_encoded_bytes().starts_with(b"RUN_QUEUE="));
     if let (Some(q), Some(k)) = (&m.queue, slot) {
         env.push(format!("RUN_QUEUE={q}").into());
@@ -247,7 +250,7 @@ fn start(store: &Store, job: &Job, staged: Staged, slot: Option<u32>) -> Result<
             .and_then(|a| proc::which(a, var(&env, "PATH").as_deref().map(std::ffi::OsStr::new)))
             .ok_or_else(|| format!("{}: command not found", m.argv.first().map(String::as_str).unwrap_or("")))?,
     };
-    let ntfy = m.notify_topic.as_ref().map(|_| ntfy_config(&env));
+    let ntfy = m.notify_topic.as_ref().map(|_| ntfy::Config::from_vars(|name| var(&env, name)));
     let mut meta = m.clone();
     meta.started_at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
     meta.boot_id = proc::boot_id();
@@ -286,64 +289,35 @@ fn start(store: &Store, job: &Job, staged: Staged, slot: Option<u32>) -> Result<
     }
 }
 
-fn join_var((k, v): (OsString, OsString)) -> OsString {
-    let mut e = k;
-    e.push("=");
-    e.push(v);
-    e
-}
-
 /// The value of `name` in a saved environment.
 fn var(env: &[OsString], name: &str) -> Option<String> {
     let prefix = format!("{name}=");
     env.iter().find_map(|e| e.to_str()?.strip_prefix(&prefix).map(str::to_string)).filter(|v| !v.is_empty())
 }
 
-/// The ntfy settings from a saved environment, as `run` reads them from its own.
-fn ntfy_config(env: &[OsString]) -> ntfy::Config {
-    ntfy::Config::new(
-        var(env, "NTFY_SERVER"),
-        var(env, "NTFY_TOKEN"),
-        var(env, "NTFY_USER"),
-        var(env, "NTFY_PASSWORD"),
-        var(env, "NTFY_TIMEOUT"),
-    )
-}
-
 /// Ends a queued job that never ran (skipped, stopped, or it could not
-/// start): footer, `status` with the reason, its environment removed, and
-/// the notification, sent by a detached process of its own. The caller
-/// holds the queue's lock.
+/// start) as every end is recorded (`watch::record`: footer, `status`
+/// with the reason, the notification from a detached process of its own),
+/// then removes its saved environment. The caller holds the queue's lock.
 fn end_unrun(store: &Store, job: &mut Job, st: State, reason: &str) -> Result<End, String> {
     let staged = store.open_queued(&job.dir)?.ok_or_else(|| format!("{}: being started", job.id))?;
-    let end = End {
+    let ntfy = job.meta.notify_topic.as_ref().map(|_| {
+        let env = store::read_env(&job.dir).ok().flatten().unwrap_or_default();
+        ntfy::Config::from_vars(|name| var(&env, name))
+    });
+    let ending = watch::Ending {
         state: st,
         outcome: Outcome::NotRun,
-        ended_at: chrono::Local::now().fixed_offset(),
+        output_from: 0,
+        once: false,
+        cap: None,
+        on_end: None,
         reason: Some(reason.into()),
     };
-    let _ = store::write_footer(&staged.log, &store::log_path(&job.dir), &end, 0.0, None);
-    store::record_end(&job.dir, &staged.status, &end)?;
-    store::sync_end(&job.dir, &staged.status);
-    let env = store::read_env(&job.dir).ok().flatten().unwrap_or_default();
+    let recorded = watch::record(store, &job.dir, &staged.log, &staged.status, &mut job.meta, ntfy.as_ref(), ending)?;
+    let end = recorded.ok_or_else(|| format!("{}: ended already", job.id))?;
     store::remove_env(&job.dir);
     job.end = Some(end.clone());
-    if let Some(topic) = job.meta.notify_topic.clone() {
-        let cfg = ntfy_config(&env);
-        let (meta, dir, end) = (job.meta.clone(), job.dir.clone(), end.clone());
-        let _ = proc::detach(move |hs| {
-            proc::close_fds_except(&[hs.fd()]);
-            hs.send("ok");
-            let mut msg = watch::message(&meta, &topic, &end, 0.0, &[]);
-            msg.title = format!("❌ {} {}", watch::cut(&meta.command, 80), store::describe_end(&end));
-            let outcome = match ntfy::publish(&cfg, &msg) {
-                Ok(()) => "sent\n".to_string(),
-                Err(e) => format!("failed: {e}\n"),
-            };
-            let _ = store::record_notified(&dir, &outcome);
-            0
-        });
-    }
     Ok(end)
 }
 
@@ -360,7 +334,7 @@ pub fn stop_queued(store: &Store, job: &mut Job) -> Result<Option<End>, String> 
         }
         end_unrun(store, job, State::Stopped, "stopped while queued")?
     };
-    kick_all(store);
+    catch_up(store);
     Ok(Some(end))
 }
 
@@ -381,7 +355,7 @@ pub fn configure(store: &Store, name: &str, slots: Option<u32>, paused: Option<b
         q.set_conf(c)?;
         c
     };
-    kick(store, &q);
+    decide(store, &q);
     Ok(conf)
 }
 

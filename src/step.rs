@@ -108,14 +108,14 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     // could start: recorded so, and not started.
     let (state, outcome, cap, reason) = if proc::term_waiting() {
         let state = watch::slurm_ending(deadline, limit);
-        (state, store::Outcome::NotRun, None, Some("ended by Slurm before it started"))
+        (state, store::Outcome::NotRun, None, Some("ended by Slurm before it started".to_string()))
     } else {
         let mut job = match proc::fork_job(Path::new(&program), &argv, log.as_raw_fd(), None, None) {
             Ok(j) => j,
             Err(e) => {
                 let _ = store::append_note(&log, &store::log_path(&dir), &format!("could not start the job: {e}"));
                 let outcome = store::Outcome::Exited(126);
-                let ended = watch::Ended {
+                let ending = watch::Ending {
                     state: State::Failed,
                     outcome,
                     output_from,
@@ -124,7 +124,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
                     on_end: None,
                     reason: None,
                 };
-                watch::finish(&store, &dir, &log, &status, &mut meta, None, ended);
+                watch::finish(&store, &dir, &log, &status, &mut meta, None, ending);
                 return 126;
             }
         };
@@ -136,8 +136,8 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         (state, outcome, cap, None)
     };
     let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
-    let ended = watch::Ended { state, outcome, output_from, once: true, cap, on_end: None, reason };
-    match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ended) {
+    let ending = watch::Ending { state, outcome, output_from, once: true, cap, on_end: None, reason };
+    match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ending) {
         0 => exit_status(state, outcome),
         trouble => trouble,
     }

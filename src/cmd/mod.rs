@@ -113,19 +113,12 @@ pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The store, from RUN_DIR / XDG_DATA_HOME / HOME, after starting
-/// whatever its queues should be running and are not (a killed watcher or
-/// a reboot leaves that to the next command; cheap when nothing waits).
-pub fn store() -> Res<Store> {
-    let store = store_unkicked()?;
-    crate::queue::kick_all(&store);
-    Ok(store)
-}
-
-/// The store's path alone.
-/// A relative RUN_DIR is taken from the working directory (the watcher
-/// leaves it, so the store's path must not depend on it).
-pub fn store_unkicked() -> Res<Store> {
+/// The store, from RUN_DIR / XDG_DATA_HOME / HOME, its owner and modes
+/// checked; nothing else (a front that should start what the queues owe
+/// says so: `queue::catch_up`). A relative RUN_DIR is taken from the
+/// working directory (the watcher leaves it, so the store's path must not
+/// depend on it).
+pub fn open_store() -> Res<Store> {
     let store =
         Store::from_env(std::env::var_os("RUN_DIR"), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))?;
     let store = if store.root().is_absolute() { store } else { Store::at(current_dir()?.join(store.root())) };
@@ -176,13 +169,7 @@ pub fn interactive() -> bool {
 /// a credential that would go over plain http to another host is warned
 /// about on stderr, naming the front.
 pub fn ntfy_config(front: &str, topic: Option<&String>) -> ntfy::Config {
-    let cfg = ntfy::Config::new(
-        env("NTFY_SERVER"),
-        env("NTFY_TOKEN"),
-        env("NTFY_USER"),
-        std::env::var("NTFY_PASSWORD").ok(),
-        env("NTFY_TIMEOUT"),
-    );
+    let cfg = ntfy::Config::from_vars(|name| std::env::var(name).ok());
     if let (Some(_), Some(what)) = (topic, cfg.secret_in_clear()) {
         out::warn(&format!(
             "{front}: warning: {what} will be sent in clear text to {} (http, not https); anyone on the way can read it",

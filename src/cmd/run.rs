@@ -37,7 +37,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let slurm = super::slurm::spec(&a.slurm)?;
     let mut spec = Spec { log_max, slurm, ..spec_for(cmd, a.name, topic, min, path.as_deref())? };
     let cfg = super::ntfy_config("run", spec.topic.as_ref());
-    let store = super::store()?;
+    let store = super::open_store()?;
+    crate::queue::catch_up(&store);
     spec.queue = a.start.queue;
     spec.after = super::resolve::after_ids(&store, a.start.after)?;
     match launch::start(&store, spec, cfg)? {

@@ -13,7 +13,8 @@ use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
     let a: cli::Runlog = parse(args.clone())?;
-    let store = super::store()?;
+    let store = super::open_store()?;
+    crate::queue::catch_up(&store);
     if a.jobs.len() > 1 || a.running {
         return several(&store, &a);
     }

@@ -16,7 +16,8 @@ use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Runrm = parse(args)?;
-    let store = super::store()?;
+    let store = super::open_store()?;
+    crate::queue::catch_up(&store);
     let mut out = Out::new();
     let boot = state::boot_id();
     let mut doomed: Vec<Job> = Vec::new();

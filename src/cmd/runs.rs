@@ -15,7 +15,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     if a.complete_ids {
         return complete_ids();
     }
-    let store = super::store()?;
+    let store = super::open_store()?;
+    crate::queue::catch_up(&store);
     let project = match a.project {
         true => Some(crate::launch::project_of(&super::current_dir()?).to_string_lossy().into_owned()),
         false => None,
@@ -69,7 +70,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
 /// shells would split it). Quiet on any trouble (it runs under a
 /// prompt) and fast: no liveness checks.
 fn complete_ids() -> Res<Exit> {
-    let Ok(store) = super::store_unkicked() else { return Ok(Exit::Ok) };
+    let Ok(store) = super::open_store() else { return Ok(Exit::Ok) };
     let Ok((jobs, _damaged)) = store.list() else { return Ok(Exit::Ok) };
     let mut out = Out::new();
     let mut names: Vec<&str> = jobs.iter().map(|j| j.meta.name.as_str()).collect();

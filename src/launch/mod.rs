@@ -189,14 +189,7 @@ fn start_queued(store: &Store, mut meta: Meta) -> Res<Launched> {
     let queued = (|| {
         let staged = store.stage(&meta)?;
         // The environment is read here, at queueing, as at(1) keeps it.
-        let env: Vec<OsString> = std::env::vars_os()
-            .map(|(k, v)| {
-                let mut e = k;
-                e.push("=");
-                e.push(v);
-                e
-            })
-            .collect();
+        let env = proc::environ();
         if let Err(e) = store::write_env(&staged, &env) {
             store.discard(&staged);
             return Err(e);

@@ -63,6 +63,17 @@ fn open_std_fds() {
     }
 }
 
+/// This process's environment as `NAME=VALUE` entries, as a queued job
+/// keeps it and a job is given it.
+pub fn environ() -> Vec<std::ffi::OsString> {
+    let entry = |(mut e, v): (std::ffi::OsString, std::ffi::OsString)| {
+        e.push("=");
+        e.push(v);
+        e
+    };
+    std::env::vars_os().map(entry).collect()
+}
+
 /// What /proc says of a process.
 pub struct Stat {
     pub ppid: i32,

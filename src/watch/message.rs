@@ -13,6 +13,8 @@ pub fn message(meta: &Meta, topic: &str, end: &End, secs: f64, tail: &[u8]) -> n
     let short = cut(&meta.command, 80);
     let ok = end.state == State::Done;
     let title = match end.state {
+        // A job that never left its queue says why (`after …: failed`).
+        _ if meta.is_queued() => format!("❌ {short} {}", store::describe_end(end)),
         State::Done => format!("✅ {short} finished"),
         State::Timeout => format!("❌ {short} timed out ({})", store::describe_outcome(end.outcome)),
         State::Stopped => format!("❌ {short} stopped ({})", store::describe_outcome(end.outcome)),
@@ -74,7 +76,7 @@ fn tail_text(tail: &[u8], budget: usize) -> String {
 }
 
 /// `s` cut to `max` characters, with `…` where it was cut.
-pub fn cut(s: &str, max: usize) -> String {
+fn cut(s: &str, max: usize) -> String {
     let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if one_line.chars().count() <= max {
         return one_line;

@@ -1,8 +1,9 @@
 //! The watcher: one small detached process per running job. It forks the
 //! job, publishes the job directory, lets the launcher return, then waits.
-//! When the job ends it records the end (log footer, then `status`, then
-//! `ended_at` and what the job used in meta.json) and only then, if asked,
-//! publishes to ntfy: the record of a job's end never waits on the network.
+//! When the job ends it records the end (`finish`, the one path of every
+//! end: log footer, then `status`, then `ended_at` and what the job used
+//! in meta.json) and only then, if asked, publishes to ntfy (`message`):
+//! the record of a job's end never waits on the network.
 //! With `--log-max` it also looks at the log's size every `store::CAP_TICK`
 //! and drops its oldest output past the cap (see `store::cap`). Once the
 //! job has run for `SHED_AFTER`, it gives back the memory of its launcher
@@ -18,13 +19,14 @@
 //! After detaching there is no stderr: the watcher never panics and writes
 //! its own troubles into the job's log.
 
+mod finish;
 mod message;
 
-pub use message::{cut, message};
+pub use finish::{finish, record, Ending};
 
 use crate::ntfy;
 use crate::proc::{self, Handshake, Wake};
-use crate::store::{self, Cap, End, Meta, Outcome, Staged, State, Store, Usage};
+use crate::store::{self, Cap, Meta, Outcome, Staged, State, Store};
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -110,122 +112,8 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let bounds = Bounds { deadline, slurm: None };
     let (state, outcome) = supervise(&dir, job.pid, bounds, cap.as_mut(), &staged.log);
-    let ended = Ended { state, outcome, output_from, once: false, cap, on_end, reason: None };
-    finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ended)
-}
-
-/// How a job ended, as its watcher (or Slurm step) saw it, and what is
-/// left to do once the end is recorded.
-pub struct Ended {
-    pub state: State,
-    pub outcome: Outcome,
-    /// Where the job's own output starts in the log: 0, unless the log
-    /// holds its own header (made by an older version).
-    pub output_from: u64,
-    /// Publish `status` only if none is there yet (a Slurm job's end may
-    /// have been recorded from Slurm's words).
-    pub once: bool,
-    pub cap: Option<Cap>,
-    pub on_end: Option<fn(&Store)>,
-    /// Why a job that never ran ended so.
-    pub reason: Option<&'static str>,
-}
-
-/// Records how the job ended and what it used, then notifies: the local
-/// watcher's and the Slurm step's last act. Returns the process's exit
-/// status.
-pub fn finish(
-    store: &Store,
-    dir: &Path,
-    log: &File,
-    status: &File,
-    meta: &mut Meta,
-    ntfy: Option<&ntfy::Config>,
-    ended: Ended,
-) -> i32 {
-    let Ended { state, outcome, output_from, once, mut cap, on_end, reason } = ended;
-    let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset(), reason: reason.map(Into::into) };
-    let secs = (end.ended_at - meta.started()).num_milliseconds() as f64 / 1000.0;
-    // Every process of the job that has ended is reaped by now: getrusage
-    // costs microseconds, so the footer can carry what they used.
-    // A job that never ran used nothing (a Slurm step's own helpers are
-    // not the job).
-    let usage = (outcome != Outcome::NotRun).then(proc::children_usage).flatten().map(|u| Usage {
-        max_rss_kib: u.max_rss_kib,
-        cpu_user_s: u.user_s,
-        cpu_sys_s: u.sys_s,
-    });
-    let log_bytes = log.metadata().ok().map(|m| m.len().saturating_sub(output_from));
-    let note = |msg: &str| {
-        let _ = store::append_note(log, &store::log_path(dir), msg);
-    };
-    // The footer first, then `status`: its rename is the moment the end is
-    // visible, and all a reader needs. Then `ended_at` in meta.json (a copy
-    // of what `status` says, written after it so that it costs the end's
-    // visibility nothing) and the notification outcome: a job seen ended
-    // may be removed meanwhile, and removal copes with files that appear
-    // in a directory it is removing.
-    let _ = store::write_footer(log, &store::log_path(dir), &end, secs, usage.as_ref());
-    let recorded = if once {
-        store::record_end_once(dir, status, &end)
-    } else {
-        store::record_end(dir, status, &end).map(|()| true)
-    };
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => {
-            note("an end was recorded already (from Slurm's words): kept");
-            return 0;
-        }
-        Err(e) => {
-            note(&format!("could not record the end: {e}"));
-            return 1;
-        }
-    }
-    // What the end lets start (the queue's next job) before the syncs and
-    // meta.json, which a start does not need.
-    if let Some(on_end) = on_end {
-        on_end(store);
-    }
-    if !once {
-        store::sync_end(dir, status);
-    }
-    meta.ended_at = Some(end.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
-    meta.max_rss_kib = usage.map(|u| u.max_rss_kib);
-    meta.cpu_user_s = usage.map(|u| u.cpu_user_s);
-    meta.cpu_sys_s = usage.map(|u| u.cpu_sys_s);
-    meta.log_bytes = log_bytes;
-    let _ = store::write_meta(dir, meta);
-    // What the job wrote in its last tick.
-    if let Some(c) = cap.as_mut() {
-        let _ = c.check(log, dir);
-    }
-
-    if let (Some(topic), Some(cfg)) = (&meta.notify_topic, ntfy) {
-        // Only now, with the end recorded: whatever the log is, reading
-        // its tail (bounded, from the end) delays nothing that matters.
-        let tail = if state != State::Done {
-            let hole = cap.as_ref().and_then(Cap::range);
-            let output = (output_from, output_from + log_bytes.unwrap_or(u64::MAX - output_from));
-            store::tail_lines_after(&store::log_path(dir), 10, 64 * 1024, output, hole).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let short = meta.notify_min_s.filter(|&min| secs < min as f64);
-        let outcome = match short {
-            Some(min) => {
-                format!("skipped: ran {}, under {}\n", store::human_duration(secs), store::human_duration(min as f64))
-            }
-            None => match ntfy::publish(cfg, &message(meta, topic, &end, secs, &tail)) {
-                Ok(()) => "sent\n".to_string(),
-                Err(e) => format!("failed: {e}\n"),
-            },
-        };
-        if let Err(e) = store::record_notified(dir, &outcome) {
-            note(&format!("could not record the notification: {e}"));
-        }
-    }
-    0
+    let ending = Ending { state, outcome, output_from, once: false, cap, on_end, reason: None };
+    finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending)
 }
 
 /// What ends a job besides itself.

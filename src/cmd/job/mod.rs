@@ -22,7 +22,8 @@ use std::time::Duration;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Job = parse(args)?;
-    let store = super::store()?;
+    let store = super::open_store()?;
+    crate::queue::catch_up(&store);
     match a.cmd {
         JobCmd::Run(r) => run(&store, r),
         JobCmd::List(l) => list(&store, l),
