@@ -131,7 +131,7 @@ fn decide(store: &Store, q: &QueueDir) -> bool {
     }
     let Ok(_lock) = q.lock() else { return false };
     let conf = if q.name.is_empty() { Conf { slots: u32::MAX, paused: false } } else { q.conf() };
-    let boot = state::boot_id();
+    let boot = proc::boot_id();
     let mut taken: Vec<u32> = Vec::new();
     for (k, id) in q.slots() {
         let running = state_of(store, &id, &boot) == Some(State::Running);
@@ -372,7 +372,7 @@ pub struct Summary {
 /// This place's named queues, or the one named.
 pub fn summaries(store: &Store, only: Option<&str>) -> Vec<Summary> {
     let place = proc::place();
-    let boot = state::boot_id();
+    let boot = proc::boot_id();
     let mut qs: Vec<QueueDir> = store.queues().into_iter().filter(|q| q.place == place && !q.name.is_empty()).collect();
     if let Some(name) = only {
         qs.retain(|q| q.name == name);

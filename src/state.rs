@@ -89,7 +89,7 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
             < slurm::CALL_TIMEOUT.as_secs() as i64 + 10;
         let launcher = (job.meta.watcher_pid, job.meta.watcher_start);
         let submitting = match here(job, boot) {
-            Some(true) => matches!(launcher, (Some(p), Some(s)) if proc::running(p, s)),
+            Some(true) => matches!(launcher, (Some(p), Some(s)) if proc::lives(p, s)),
             Some(false) => false,
             None => young,
         };
@@ -213,9 +213,9 @@ fn is_live(job: &Job) -> bool {
     // The pid meta.json recorded, and the `pid` file's if it differs: an
     // edited `pid` file can neither hide the job nor pass for it (the start
     // time must match too).
-    let alive = |pid: Option<i32>| matches!((pid, m.pid_start), (Some(p), Some(s)) if proc::alive(p, s));
+    let alive = |pid: Option<i32>| matches!((pid, m.pid_start), (Some(p), Some(s)) if proc::leader_lives(p, s));
     let job_alive = alive(m.pid) || (job.pid_file() != m.pid && alive(job.pid_file()));
-    job_alive || matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::alive(p, s))
+    job_alive || matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::leader_lives(p, s))
 }
 
 /// This host's name and pid namespace, read once.
@@ -230,15 +230,10 @@ fn this_machine() -> &'static (String, Option<u64>) {
 pub fn watcher_gone(job: &Job, boot: &str) -> bool {
     let m = &job.meta;
     match here(job, boot) {
-        Some(true) => !matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::alive(p, s)),
+        Some(true) => !matches!((m.watcher_pid, m.watcher_start), (Some(p), Some(s)) if proc::leader_lives(p, s)),
         Some(false) => true,
         None => false,
     }
-}
-
-/// This boot's id, which `of` compares with the one a job recorded.
-pub fn boot_id() -> String {
-    proc::boot_id()
 }
 
 /// Does a job of the old scripts still run? Its pid must be alive and have

@@ -86,7 +86,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     let limit = slurm_id
         .and_then(|s| s.parse::<u64>().ok())
         .and_then(|id| {
-            proc::apart(Duration::from_secs(6), move || {
+            proc::in_grandchild(Duration::from_secs(6), move || {
                 slurm::time_left(id).map_or(String::new(), |d| d.as_millis().to_string())
             })
         })

@@ -3,7 +3,7 @@
 //! when the word is an ambiguous prefix.
 #![no_main]
 
-use bgrun::store::{pick, Pick};
+use bgrun::store::{match_job, JobMatch};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,8 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let word = lines.next().unwrap_or("");
     let jobs: Vec<(&str, &str)> = lines.map(|l| l.split_once(' ').unwrap_or((l, ""))).take(64).collect();
-    match pick(&jobs, word) {
-        Pick::One(i) => {
+    match match_job(&jobs, word) {
+        JobMatch::One(i) => {
             let (id, name) = jobs[i];
             if id != word {
                 assert!(!jobs.iter().any(|j| j.0 == word), "an exact id was passed over");
@@ -26,8 +26,8 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        Pick::NoMatch => assert!(!jobs.iter().any(|j| j.0.starts_with(word) || j.1 == word)),
-        Pick::Ambiguous(ix) => {
+        JobMatch::NoMatch => assert!(!jobs.iter().any(|j| j.0.starts_with(word) || j.1 == word)),
+        JobMatch::Ambiguous(ix) => {
             assert!(ix.len() > 1);
             assert!(ix.iter().all(|&i| jobs[i].0.starts_with(word) && jobs[i].0 != word));
         }

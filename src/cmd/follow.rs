@@ -73,7 +73,7 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
     let dirs: Vec<PathBuf> = jobs.iter().map(|j| j.dir.clone()).collect();
     let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
     let deadline = timeout.map(|t| Instant::now() + t);
-    let boot = state::boot_id();
+    let boot = crate::proc::boot_id();
     let (tx, rx) = std::sync::mpsc::channel::<usize>();
     let mut locked = vec![false; jobs.len()];
     let mut pending = None;
@@ -233,7 +233,7 @@ pub fn show_log(job: &mut Job, tail: Option<usize>, follow: bool, out: &mut Out)
     let mut f = crate::files::open_nofollow(&path).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     let mut pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
     out.bytes(&header)?;
-    let boot = state::boot_id();
+    let boot = crate::proc::boot_id();
     let mut watch = None;
     let mut buf = vec![0u8; 64 * 1024];
     let (mut shown, mut line_open) = (Vec::new(), false);
@@ -311,7 +311,7 @@ pub fn follow_many(jobs: &mut [Job], tail: Option<usize>, follow: bool, out: &mu
         let pos = f.seek(SeekFrom::Start(from)).map_err(|e| Fail::from(store::io_err("reading", &path, e)))?;
         files.push((f, pos, header, start_due));
     }
-    let boot = state::boot_id();
+    let boot = crate::proc::boot_id();
     let mut ended: Vec<Option<State>> = vec![None; jobs.len()];
     let mut watch: Option<DirWatch> = None;
     let mut buf = vec![0u8; 64 * 1024];

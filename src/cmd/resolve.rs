@@ -12,7 +12,7 @@ pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
     let (jobs, damaged) = store.list()?;
     report_damaged(front, &damaged);
     let mut jobs = jobs;
-    let (states, trouble) = state::of_all(&mut jobs, &state::boot_id());
+    let (states, trouble) = state::of_all(&mut jobs, &crate::proc::boot_id());
     if let Some(e) = trouble {
         warn(&format!("{front}: {}; Slurm jobs show their last known state", clean(&e)));
     }
@@ -47,10 +47,10 @@ pub fn resolve(store: &Store, query: &str) -> Res<Job> {
     }
     let (mut jobs, _) = store.list()?;
     let keys: Vec<(&str, &str)> = jobs.iter().map(|j| (j.id.as_str(), j.meta.name.as_str())).collect();
-    match store::pick(&keys, query) {
-        store::Pick::One(i) => Ok(jobs.swap_remove(i)),
-        store::Pick::NoMatch => Err(Fail::from(format!("no job '{}' in {}", clean(query), store.root().display()))),
-        store::Pick::Ambiguous(matches) => {
+    match store::match_job(&keys, query) {
+        store::JobMatch::One(i) => Ok(jobs.swap_remove(i)),
+        store::JobMatch::NoMatch => Err(Fail::from(format!("no job '{}' in {}", clean(query), store.root().display()))),
+        store::JobMatch::Ambiguous(matches) => {
             let n = matches.len();
             let names: Vec<&str> = matches.iter().rev().take(10).map(|&i| jobs[i].id.as_str()).collect();
             Err(Fail::from(format!(
@@ -69,8 +69,8 @@ pub fn resolve(store: &Store, query: &str) -> Res<Job> {
 pub fn resolve_legacy(store: &Store, query: &str) -> Option<store::Legacy> {
     let mut old = store.legacy();
     let keys: Vec<(&str, &str)> = old.iter().map(|l| (l.id.as_str(), l.name.as_str())).collect();
-    match store::pick(&keys, query) {
-        store::Pick::One(i) => Some(old.swap_remove(i)),
+    match store::match_job(&keys, query) {
+        store::JobMatch::One(i) => Some(old.swap_remove(i)),
         _ => None,
     }
 }

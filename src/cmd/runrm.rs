@@ -19,7 +19,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let store = super::open_store()?;
     crate::queue::catch_up(&store);
     let mut out = Out::new();
-    let boot = state::boot_id();
+    let boot = crate::proc::boot_id();
     let mut doomed: Vec<Job> = Vec::new();
     // The old run scripts' jobs: their .log and .pid files.
     let mut old: Vec<Legacy> = Vec::new();
@@ -104,7 +104,7 @@ fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
     let meta = std::fs::symlink_metadata(&path).map_err(|e| crate::store::io_err("reading", &path, e))?;
     if meta.is_dir() {
         let pid = crate::store::unended_pid(&path);
-        if pid.is_some_and(crate::proc::pid_exists) {
+        if pid.is_some_and(crate::proc::pid_taken) {
             return Err(Fail::from(format!(
                 "{}: damaged, and its pid {} is alive; not removing it",
                 clean(id),

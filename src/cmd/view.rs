@@ -124,7 +124,7 @@ fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
     // gone, a `notified` still missing (read again after the check) never
     // comes.
     let notified = job.notified().or_else(|| {
-        let gone = state != State::Lost && state::watcher_gone(job, &state::boot_id());
+        let gone = state != State::Lost && state::watcher_gone(job, &crate::proc::boot_id());
         if gone {
             Some(job.notified().unwrap_or_else(|| "failed: its watcher ended before notifying (watcher gone)".into()))
         } else {

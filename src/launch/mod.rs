@@ -121,7 +121,7 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
         return start_queued(store, meta);
     }
     if let Some(key) = &meta.key {
-        match store.claim_key(key, &proc::pid_exists)? {
+        match store.claim_key(key, &proc::pid_taken)? {
             store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
             store::Claim::Mine => {}
         }
@@ -180,7 +180,7 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
 /// published as queued, then started at once if its queue lets it.
 fn start_queued(store: &Store, mut meta: Meta) -> Res<Launched> {
     if let Some(key) = &meta.key {
-        match store.claim_key(key, &proc::pid_exists)? {
+        match store.claim_key(key, &proc::pid_taken)? {
             store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
             store::Claim::Mine => {}
         }

@@ -39,7 +39,7 @@ pub(super) fn submit(
     meta.watcher_start = proc::stat(proc::my_pid()).map(|s| s.start);
     meta.slurm = Some(spec.clone());
     if let Some(key) = &meta.key {
-        match store.claim_key(key, &proc::pid_exists)? {
+        match store.claim_key(key, &proc::pid_taken)? {
             store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
             store::Claim::Mine => {}
         }

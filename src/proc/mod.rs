@@ -22,8 +22,8 @@ pub use signal::{
     descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
 };
 pub use spawn::{
-    apart, become_step, become_watcher, close_fds_except, detach, fork_job, hold_term, next_wake, settle_watcher,
-    term_pending, term_waiting, Ended, Handshake, Wake,
+    become_step, become_watcher, close_fds_except, detach, fork_job, hold_term, in_grandchild, next_wake,
+    settle_watcher, term_pending, term_waiting, ChildEnd, Handshake, Wake,
 };
 
 use std::ffi::{CString, OsStr};
@@ -117,7 +117,7 @@ fn parse_stat(buf: &[u8]) -> Option<Stat> {
 /// Only for a job or a watcher: each leads its own session, which a
 /// stranger given the same pid within the same clock tick (the start
 /// time's unit) almost never does.
-pub fn alive(pid: i32, start: u64) -> bool {
+pub fn leader_lives(pid: i32, start: u64) -> bool {
     matches!(stat(pid), Some(s) if s.start == start && s.session == pid && s.state != b'Z' && s.state != b'X')
 }
 
@@ -145,13 +145,13 @@ pub fn terminal_columns() -> Option<u16> {
 
 /// Is the process that had `pid` and started at `start` still running,
 /// whatever its session (a launcher, which leads none)?
-pub fn running(pid: i32, start: u64) -> bool {
+pub fn lives(pid: i32, start: u64) -> bool {
     matches!(stat(pid), Some(s) if s.start == start && s.state != b'Z' && s.state != b'X')
 }
 
 /// Does any process have this pid (used only for key claims, which live
 /// for milliseconds)?
-pub fn pid_exists(pid: i32) -> bool {
+pub fn pid_taken(pid: i32) -> bool {
     matches!(stat(pid), Some(s) if s.state != b'Z' && s.state != b'X')
 }
 
@@ -281,12 +281,12 @@ mod tests {
             std::thread::yield_now();
         }
         let start = stat(pid).unwrap().start;
-        assert!(alive(pid, start));
-        assert!(!alive(pid, start + 1));
+        assert!(leader_lives(pid, start));
+        assert!(!leader_lives(pid, start + 1));
         let me = stat(my_pid()).unwrap();
-        assert_eq!(me.session == my_pid(), alive(my_pid(), me.start));
+        assert_eq!(me.session == my_pid(), leader_lives(my_pid(), me.start));
         let _ = child.kill();
         let _ = child.wait();
-        assert!(!alive(pid, start), "a reaped process");
+        assert!(!leader_lives(pid, start), "a reaped process");
     }
 }

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 /// How a child ended, as wait(2) tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ended {
+pub enum ChildEnd {
     Exited(i32),
     Signaled(i32),
 }
@@ -74,7 +74,7 @@ pub fn detach(in_watcher: impl FnOnce(Handshake) -> i32) -> Result<String, Strin
 /// (getrusage RUSAGE_CHILDREN: a job's peak memory and CPU time), and its
 /// threads never live here. Call only while single-threaded, and before
 /// becoming a subreaper (or the grandchild would come back to this one).
-pub fn apart(within: std::time::Duration, f: impl FnOnce() -> String) -> Option<String> {
+pub fn in_grandchild(within: std::time::Duration, f: impl FnOnce() -> String) -> Option<String> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
     // SAFETY: single-threaded (see above), so both children may run
     // ordinary code.
@@ -376,7 +376,7 @@ unsafe fn exec_job(go: OwnedFd, ready: OwnedFd, log: RawFd, null: &CStr, start: 
 /// What woke the watcher.
 pub enum Wake {
     /// A child was reaped: the job, or an orphan re-parented to us.
-    Reaped(i32, Ended),
+    Reaped(i32, ChildEnd),
     /// `job stop` asked (SIGUSR1).
     StopRequest,
     /// SIGTERM, which only a Slurm step blocks and so takes here: Slurm
@@ -396,10 +396,10 @@ pub fn next_wake(until: Option<Instant>) -> Wake {
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid > 0 {
             if libc::WIFEXITED(status) {
-                return Wake::Reaped(pid, Ended::Exited(libc::WEXITSTATUS(status)));
+                return Wake::Reaped(pid, ChildEnd::Exited(libc::WEXITSTATUS(status)));
             }
             if libc::WIFSIGNALED(status) {
-                return Wake::Reaped(pid, Ended::Signaled(libc::WTERMSIG(status)));
+                return Wake::Reaped(pid, ChildEnd::Signaled(libc::WTERMSIG(status)));
             }
             continue;
         }

@@ -88,7 +88,7 @@ pub use marks::{
 pub use queue::{Conf, QueueDir};
 pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};
 pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, sync_end, write_footer};
-pub use write::{complete, read_env, remove_env, write_env, write_meta, Staged};
+pub use write::{read_env, remove_env, write_after_launch, write_env, write_meta, Staged};
 
 use crate::files;
 use std::ffi::OsString;
@@ -277,7 +277,7 @@ impl Store {
 
 /// Which job a word names, among `jobs` (id and name, oldest first).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Pick {
+pub enum JobMatch {
     One(usize),
     NoMatch,
     /// Several ids start with the word: their indexes, oldest first.
@@ -287,18 +287,18 @@ pub enum Pick {
 /// The rules every front resolves a job by: the job with that exact id,
 /// else the newest job of that name, else the one job whose id starts with
 /// the word.
-pub fn pick(jobs: &[(&str, &str)], word: &str) -> Pick {
+pub fn match_job(jobs: &[(&str, &str)], word: &str) -> JobMatch {
     if let Some(i) = jobs.iter().position(|(id, _)| *id == word) {
-        return Pick::One(i);
+        return JobMatch::One(i);
     }
     if let Some(i) = jobs.iter().rposition(|(_, name)| *name == word) {
-        return Pick::One(i);
+        return JobMatch::One(i);
     }
     let matches: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].0.starts_with(word)).collect();
     match matches.len() {
-        0 => Pick::NoMatch,
-        1 => Pick::One(matches[0]),
-        _ => Pick::Ambiguous(matches),
+        0 => JobMatch::NoMatch,
+        1 => JobMatch::One(matches[0]),
+        _ => JobMatch::Ambiguous(matches),
     }
 }
 
@@ -309,12 +309,12 @@ mod tests {
     #[test]
     fn a_word_picks_an_exact_id_then_the_newest_of_a_name_then_a_unique_prefix() {
         let jobs = [("build_1", "build"), ("test_1", "test"), ("build_2", "build"), ("build", "other")];
-        assert_eq!(pick(&jobs, "build"), Pick::One(3), "an exact id comes first");
-        assert_eq!(pick(&jobs, "test"), Pick::One(1));
-        assert_eq!(pick(&jobs[..3], "build"), Pick::One(2), "the newest of a name");
-        assert_eq!(pick(&jobs, "te"), Pick::One(1));
-        assert_eq!(pick(&jobs, "build_"), Pick::Ambiguous(vec![0, 2]));
-        assert_eq!(pick(&jobs, "x"), Pick::NoMatch);
-        assert_eq!(pick(&[], ""), Pick::NoMatch);
+        assert_eq!(match_job(&jobs, "build"), JobMatch::One(3), "an exact id comes first");
+        assert_eq!(match_job(&jobs, "test"), JobMatch::One(1));
+        assert_eq!(match_job(&jobs[..3], "build"), JobMatch::One(2), "the newest of a name");
+        assert_eq!(match_job(&jobs, "te"), JobMatch::One(1));
+        assert_eq!(match_job(&jobs, "build_"), JobMatch::Ambiguous(vec![0, 2]));
+        assert_eq!(match_job(&jobs, "x"), JobMatch::NoMatch);
+        assert_eq!(match_job(&[], ""), JobMatch::NoMatch);
     }
 }

@@ -35,7 +35,7 @@ impl Store {
     }
 
     /// As `stage`, without `cmd`: for a job started at once, whose watcher
-    /// writes `cmd` and `pid` after the launcher has returned (`complete`).
+    /// writes `cmd` and `pid` after the launcher has returned (`write_after_launch`).
     /// Each file made before the launcher prints the id costs it time (on
     /// ext4, making an inode is most of a launch's system time), so only
     /// what a reader needs to see a whole job is made here: the log, the
@@ -254,7 +254,7 @@ impl Store {
 /// (see `Store::stage_lean`): `cmd` and `pid`, each by rename. Both repeat
 /// what meta.json says, and readers fall back on it. Each is tried; returns
 /// the errors, if any.
-pub fn complete(dir: &Path, meta: &Meta) -> Vec<String> {
+pub fn write_after_launch(dir: &Path, meta: &Meta) -> Vec<String> {
     let cmd = write_atomic(dir, "cmd", format!("{}\n", meta.command).as_bytes());
     let pid = meta.pid.map_or(Ok(()), |pid| write_pid(dir, pid));
     [cmd, pid].into_iter().filter_map(Result::err).collect()

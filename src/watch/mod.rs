@@ -103,7 +103,7 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     // What a reader can do without, made once the launcher has returned
     // (a queued job's were made when it was queued and started).
     if !staged.in_place {
-        for e in store::complete(&dir, &meta) {
+        for e in store::write_after_launch(&dir, &meta) {
             note(&staged, &dir, &e);
         }
     }
@@ -265,10 +265,10 @@ pub fn slurm_ending(deadline: Option<Instant>, limit: Option<Instant>) -> State 
 }
 
 /// What wait(2) said, as the store records it.
-fn outcome_of(e: proc::Ended) -> Outcome {
+fn outcome_of(e: proc::ChildEnd) -> Outcome {
     match e {
-        proc::Ended::Exited(c) => Outcome::Exited(c),
-        proc::Ended::Signaled(s) => Outcome::Signaled(s),
+        proc::ChildEnd::Exited(c) => Outcome::Exited(c),
+        proc::ChildEnd::Signaled(s) => Outcome::Signaled(s),
     }
 }
 

@@ -178,13 +178,13 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
         jobs.push(resolve(store, q)?);
     }
     if !wait_all(&mut jobs, timeout) {
-        let boot = state::boot_id();
+        let boot = proc::boot_id();
         let running: Vec<String> =
             jobs.iter_mut().filter_map(|j| (!state::of(j, &boot).ended()).then(|| j.id.clone())).collect();
         warn(&format!("job: timed out waiting for {} (still running)", running.join(", ")));
         return Ok(Exit::WaitTimeout);
     }
-    let boot = state::boot_id();
+    let boot = proc::boot_id();
     let mut code = Exit::Ok;
     for job in &mut jobs {
         let st = state::of(job, &boot);

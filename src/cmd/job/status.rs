@@ -12,7 +12,7 @@ use crate::store::{self, State, Store};
 pub(super) fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     let Some(q) = a.id else { return system_status(store, a.json) };
     let mut job = resolve(store, &q)?;
-    let st = state::of(&mut job, &state::boot_id());
+    let st = state::of(&mut job, &crate::proc::boot_id());
     // A capped log's dropped range holds nothing.
     let dropped = job.dropped().map_or(0, |(s, e)| e - s);
     let log_size = std::fs::symlink_metadata(job.log()).map(|m| m.len()).unwrap_or(0).saturating_sub(dropped);

@@ -13,7 +13,7 @@ use crate::{proc, queue, watch};
 use std::time::Duration;
 
 pub(super) fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
-    let boot = state::boot_id();
+    let boot = proc::boot_id();
     let mut jobs = Vec::new();
     for q in &a.ids {
         jobs.push(resolve(store, q)?);
