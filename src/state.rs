@@ -9,15 +9,14 @@
 //! `--force`. One from an earlier boot of this host is `lost`.
 //!
 //! A Slurm job's state is what its `status` says; else what Slurm says
-//! (one squeue call for all the jobs of a listing): PENDING is `queued`,
-//! RUNNING `running` on its node. A job Slurm ended or forgot without its
-//! step recording the end gets an end recorded here from Slurm's words, by
-//! whichever command notices first (link(2): never over the step's own):
-//! CANCELLED is `stopped`, TIMEOUT `timeout`, OUT_OF_MEMORY and PREEMPTED
-//! `killed`, anything else (NODE_FAIL, a step that could not run) `lost`.
+//! (one squeue call for all the jobs of a listing; what each of Slurm's
+//! states means is `slurm::states`'). A job Slurm ended or forgot without
+//! its step recording the end gets an end recorded here from Slurm's
+//! words, by whichever command notices first (link(2): never over the
+//! step's own).
 
 use crate::proc;
-use crate::slurm::{self, Phase, Row};
+use crate::slurm::{self, Row};
 use crate::store::{self, End, Job, Legacy, Outcome, SlurmRec, State};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -127,23 +126,11 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
         return e.state;
     }
     let (state, words) = match row {
-        Some(r) if r.phase() == Phase::Pending => return State::Queued,
-        Some(r) if r.phase() == Phase::Running => return State::Running,
-        Some(r) => {
-            let said = if r.reason.is_empty() || r.reason == "None" {
-                format!("Slurm: {}", r.state)
-            } else {
-                format!("Slurm: {} ({})", r.state, r.reason)
-            };
-            match r.phase() {
-                // `--after` a job that did not end done: never run.
-                Phase::Cancelled if r.reason.starts_with("Dependency") => (State::Skipped, said),
-                Phase::Cancelled => (State::Stopped, said),
-                Phase::TimeLimit => (State::Timeout, said),
-                Phase::Killed => (State::Killed, said),
-                _ => (State::Lost, format!("{said}; the step recorded no end: {}", unreachable(job))),
-            }
-        }
+        Some(r) => match r.state() {
+            s @ (State::Queued | State::Running) => return s,
+            State::Lost => (State::Lost, format!("{}; the step recorded no end: {}", r.words(), unreachable(job))),
+            s => (s, r.words()),
+        },
         None => (State::Lost, format!("Slurm no longer knows job {id}; the step recorded no end")),
     };
     // Slurm says the job ended as soon as it signals it: a step that still

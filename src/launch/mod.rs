@@ -11,7 +11,7 @@
 //! sbatch has accepted it; until then the job shows `queued` while this
 //! launcher lives (it stands in `watcher_pid`), `lost` if it died. If sbatch
 //! refuses the job, the directory is removed: nothing is left. The batch
-//! step (`step`) runs the job on the node; `--after` between Slurm jobs is
+//! step (`watch::slurm_step`) runs the job on the node; `--after` between Slurm jobs is
 //! Slurm's `--dependency=afterok:` (`submit`). `name` holds what a job is
 //! called and how a command line is shown and checked.
 

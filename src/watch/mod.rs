@@ -21,6 +21,7 @@
 
 mod finish;
 mod message;
+pub mod slurm_step;
 
 pub use finish::{finish, record, Ending};
 

@@ -1,4 +1,5 @@
-//! The batch step of a Slurm job: what Slurm runs on the node, as
+//! The watcher's Slurm variant, the batch step of a Slurm job: what Slurm
+//! runs on the node, as
 //! `BIN __slurm-step STORE ID` (any of the five binaries; the launcher
 //! passes its own path, so it must be reachable from the node). It is the
 //! watcher's half of a local job, on the node:
@@ -22,7 +23,8 @@
 //!    recorded from Slurm's words; then notifies, from the node.
 
 use crate::store::{self, State, Store};
-use crate::{ntfy, proc, slurm, watch};
+use crate::watch;
+use crate::{ntfy, proc, slurm};
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::path::Path;

@@ -1,13 +1,19 @@
-//! Slurm's commands (`sbatch`, `squeue`, `scancel`), each run with a time
-//! limit and a bound on what is read of its output, and what their answers
-//! mean. Nothing else of the crate is imported: the rest of bgrun decides
-//! what a job's state is (`state`), this only asks Slurm.
+//! Slurm in one place: its commands (`sbatch`, `squeue`, `scancel`), each
+//! run with a time limit and a bound on what is read of its output, here;
+//! what its answers mean for a job's state in `states` (the rest of that
+//! judgement, the record of the end and what the step holds, is
+//! `state`'s). The batch step that runs a job on its node is the
+//! watcher's Slurm variant (`watch::slurm_step`).
 //!
 //! - `submit`: `sbatch --parsable …`, the batch step being `job
-//!   __slurm-step STORE ID` (see `step`); returns Slurm's job id.
+//!   __slurm-step STORE ID`; returns Slurm's job id.
 //! - `query`: one `squeue -h -t all -j ID,ID… -o '%i|%T|%r|%N'` for any
 //!   number of jobs; a job Slurm no longer remembers is absent from it.
 //! - `cancel`: `scancel ID`.
+
+mod states;
+
+pub use states::Row;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -22,49 +28,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most read of a Slurm command's stdout or stderr.
 const OUTPUT_MAX: u64 = 4 << 20;
-
-/// What squeue says of one job.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    /// JOB_STATE as squeue's `%T` prints it: PENDING, RUNNING, COMPLETED…
-    pub state: String,
-    /// `%r`: why it waits (Priority, Resources…), or how it ended.
-    pub reason: String,
-    /// `%N`: the node(s) it runs on, empty while pending.
-    pub nodes: String,
-}
-
-/// Where a job stands, from squeue's JOB_STATE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Pending,
-    Running,
-    /// Ended: the step should have recorded how.
-    Finished,
-    Cancelled,
-    TimeLimit,
-    /// Killed by Slurm or the kernel: out of memory, preempted.
-    Killed,
-    /// Ended by a failure of the node or of Slurm itself.
-    Failed,
-}
-
-impl Row {
-    pub fn phase(&self) -> Phase {
-        match self.state.as_str() {
-            "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => {
-                Phase::Pending
-            }
-            "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "STOPPED" | "SIGNALING" | "STAGE_OUT"
-            | "RESIZING" => Phase::Running,
-            "COMPLETED" | "FAILED" => Phase::Finished,
-            "CANCELLED" => Phase::Cancelled,
-            "TIMEOUT" | "DEADLINE" => Phase::TimeLimit,
-            "OUT_OF_MEMORY" | "PREEMPTED" => Phase::Killed,
-            _ => Phase::Failed,
-        }
-    }
-}
 
 /// The Slurm commands are there (`sbatch` on PATH).
 pub fn installed(path: Option<&std::ffi::OsStr>) -> bool {
@@ -264,17 +227,5 @@ mod tests {
         assert_eq!(parse_slurm_time("1-00:00:01"), Some(Duration::from_secs(86_401)));
         assert_eq!(parse_slurm_time("UNLIMITED"), None);
         assert_eq!(parse_slurm_time("NOT_SET"), None);
-    }
-
-    #[test]
-    fn every_end_slurm_names_maps_to_a_phase() {
-        let phase = |s: &str| Row { state: s.into(), reason: String::new(), nodes: String::new() }.phase();
-        assert_eq!(phase("PENDING"), Phase::Pending);
-        assert_eq!(phase("COMPLETING"), Phase::Running);
-        assert_eq!(phase("CANCELLED"), Phase::Cancelled);
-        assert_eq!(phase("TIMEOUT"), Phase::TimeLimit);
-        assert_eq!(phase("OUT_OF_MEMORY"), Phase::Killed);
-        assert_eq!(phase("NODE_FAIL"), Phase::Failed);
-        assert_eq!(phase("SOMETHING_NEW"), Phase::Failed);
     }
 }
