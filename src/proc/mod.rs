@@ -1,10 +1,11 @@
 //! Processes: the only home of nix (but for one `openat` in `files` and
-//! the `fallocate`s in `store::cap`),
-//! `unsafe`, fork/setsid/exec, signals and liveness. This file: the
-//! process's set-up before `main` (`set_up_std`), what /proc says of a process, liveness, names and finding executables; `signal`:
-//! signals only to processes proven to be the job's (pidfds); `spawn`:
-//! detaching the watcher and forking the job; `shed`: giving back the
-//! launcher's memory that a waiting watcher does not use.
+//! the `fallocate`s in `store::cap`), `unsafe`, fork/setsid/exec, signals
+//! and liveness. This file: the process's set-up before `main`
+//! (`set_up_std`), what /proc says of a process, liveness, names and
+//! finding executables; `signal`: signals only to processes proven to be
+//! the job's (pidfds); `spawn`: detaching the watcher and forking the job;
+//! `wait`: the watcher's wait (reaping, its signals, a deadline); `shed`:
+//! giving back the launcher's memory that a waiting watcher does not use.
 //!
 //! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
 //! reused after a wrap-around or a reboot has another start time or another
@@ -16,14 +17,15 @@
 mod shed;
 mod signal;
 mod spawn;
+mod wait;
 
 pub use shed::shed;
 pub use signal::{
     descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
 };
-pub use spawn::{
-    become_step, become_watcher, close_fds_except, detach, fork_job, hold_term, in_grandchild, next_wake,
-    settle_watcher, term_pending, term_waiting, ChildEnd, Handshake, Wake,
+pub use spawn::{close_fds_except, detach, fork_job, in_grandchild, Handshake};
+pub use wait::{
+    become_step, become_watcher, hold_term, next_wake, settle_watcher, term_pending, term_waiting, ChildEnd, Wake,
 };
 
 use std::ffi::{CString, OsStr};
