@@ -70,7 +70,7 @@ fn main(picker: Option<Picker>) -> i32 {
     // The batch step of a Slurm job, run by Slurm on the node through any
     // of the five names: hidden from every help.
     if args.get(1).is_some_and(|a| a == launch::STEP_WORD) {
-        return watch::slurm_step::main(&args[2..], cmd::ntfy_config("job", None));
+        return watch::slurm_step::main(&args[2..], cmd::launch_args::ntfy_config("job", None));
     }
     let result = match name.as_str() {
         "run" => cmd::run::main(args),

@@ -4,11 +4,14 @@
 //! `view` (the JSON view and the one-line summary), `follow` (waiting and
 //! following), `removal` (what `runrm` and `job clean` share: which jobs a
 //! removal keeps, the remove-print-count loop, the sweep of leftovers),
-//! `slurm` (where a job goes, and stopping a Slurm job); and here, parsing
-//! arguments and reading the environment, which only fronts do.
+//! `launch_args` (a launch's arguments as one checked value, the
+//! environment's defaults applied), `slurm` (stopping a Slurm job); and
+//! here, parsing arguments, reading the environment (which only fronts
+//! do) and opening the store.
 
 mod follow;
 pub mod job;
+pub(crate) mod launch_args;
 pub(crate) mod out;
 mod removal;
 mod resolve;
@@ -20,12 +23,10 @@ mod slurm;
 mod view;
 
 use crate::exit::{Exit, Fail, Res};
-use crate::ntfy;
 use crate::store::{State, Store};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use out::clean;
 
@@ -97,18 +98,6 @@ pub fn usage(msg: impl Into<String>) -> Fail {
     Fail::new(Exit::Usage, msg)
 }
 
-/// `--min-duration`, else `NTFY_MIN_DURATION`: notify only for jobs that
-/// ran at least this long.
-pub fn min_duration(flag: Option<Duration>) -> Res<Option<Duration>> {
-    if flag.is_some() {
-        return Ok(flag);
-    }
-    match env("NTFY_MIN_DURATION") {
-        Some(v) => crate::cli::parse_duration(&v).map(Some).map_err(|e| usage(format!("NTFY_MIN_DURATION: {e}"))),
-        None => Ok(None),
-    }
-}
-
 pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -147,34 +136,7 @@ pub fn exit_for(state: State) -> Exit {
     }
 }
 
-/// The log cap: `--log-max`, else `RUN_LOG_MAX`, else none (0 is none).
-pub fn log_max(flag: Option<u64>) -> Res<Option<u64>> {
-    let max = match flag {
-        Some(m) => m,
-        None => match env("RUN_LOG_MAX") {
-            Some(v) => crate::cli::parse_size(&v).map_err(|e| usage(format!("RUN_LOG_MAX: {e}")))?,
-            None => 0,
-        },
-    };
-    Ok((max > 0).then_some(max))
-}
-
 /// Is stdin/stderr a terminal (where a picker can run)?
 pub fn interactive() -> bool {
     io::stdin().is_terminal() && io::stderr().is_terminal()
-}
-
-/// The ntfy settings from NTFY_SERVER, NTFY_TOKEN, NTFY_USER,
-/// NTFY_PASSWORD and NTFY_TIMEOUT, for a job that notifies (`topic` set):
-/// a credential that would go over plain http to another host is warned
-/// about on stderr, naming the front.
-pub fn ntfy_config(front: &str, topic: Option<&String>) -> ntfy::Config {
-    let cfg = ntfy::Config::from_vars(|name| std::env::var(name).ok());
-    if let (Some(_), Some(what)) = (topic, cfg.secret_in_clear()) {
-        out::warn(&format!(
-            "{front}: warning: {what} will be sent in clear text to {} (http, not https); anyone on the way can read it",
-            cfg.server
-        ));
-    }
-    cfg
 }

@@ -1,50 +1,10 @@
-//! What the fronts share for Slurm jobs: where a new job goes (`--slurm`,
-//! RUN_BACKEND and the resource flags) and stopping one (`job stop`).
+//! Stopping a Slurm job (`job stop`): the stop request for its step, then
+//! `scancel`. (Where a new job goes, `--slurm` and RUN_BACKEND, is read
+//! with the other launch arguments: `launch_args`.)
 
-use super::out::clean;
-use super::{env, usage};
-use crate::exit::Res;
-use crate::store::{self, Job, SlurmSpec};
-use crate::{cli, slurm, state, watch};
+use crate::store::{self, Job};
+use crate::{slurm, state, watch};
 use std::time::{Duration, Instant};
-
-/// Where a job goes: to Slurm with these resources (`--slurm`, or
-/// RUN_BACKEND=slurm), or `None` to run here. A resource flag without
-/// Slurm, or a RUN_BACKEND that names no backend, is a usage error.
-pub fn spec(a: &cli::SlurmArgs) -> Res<Option<SlurmSpec>> {
-    let by_env = match env("RUN_BACKEND").as_deref() {
-        None | Some("local") => false,
-        Some("slurm") => true,
-        Some(other) => {
-            return Err(usage(format!("RUN_BACKEND: '{}' is not a backend (local or slurm)", clean(other))));
-        }
-    };
-    let flags = [
-        ("--partition", a.partition.is_some()),
-        ("--cpus", a.cpus.is_some()),
-        ("--mem", a.mem.is_some()),
-        ("--gpus", a.gpus.is_some()),
-        ("--sbatch", a.sbatch.is_some()),
-    ];
-    if !(a.slurm || by_env) {
-        if let Some((flag, _)) = flags.iter().find(|(_, set)| *set) {
-            return Err(usage(format!("{flag} needs --slurm (or RUN_BACKEND=slurm)")));
-        }
-        return Ok(None);
-    }
-    let sbatch = match &a.sbatch {
-        Some(raw) => cli::parse_words(raw).map_err(|e| usage(format!("--sbatch: {e}")))?,
-        None => Vec::new(),
-    };
-    Ok(Some(SlurmSpec {
-        partition: a.partition.clone(),
-        cpus: a.cpus,
-        mem: a.mem.clone(),
-        gpus: a.gpus,
-        sbatch,
-        bin: String::new(),
-    }))
-}
 
 /// Stops a Slurm job: the stop request for its step (which then ends the
 /// job's tree as a local watcher does, at once with `--force`), then

@@ -7,10 +7,11 @@ mod status;
 mod stop;
 
 use super::follow::{follow_many, show_log, wait_all};
+use super::launch_args::{self, Checked};
 use super::out::{clean, warn, Out};
 use super::resolve::{load_all, resolve};
 use super::view::{queue_notes, summary_noted, view};
-use super::{env, exit_for, parse, usage};
+use super::{exit_for, parse};
 use crate::cli::{self, JobCmd};
 use crate::exit::{Exit, Fail, Res};
 use crate::launch::{self, Launched, Spec};
@@ -38,70 +39,27 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
 }
 
 fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
-    let mut cmd = a.cmd.join(" ");
-    let mut topic = a.topic.clone();
-    let notify = a.notify.is_some() || a.topic.is_some();
-    if let Some(Some(t)) = &a.notify {
-        if cmd.is_empty() {
-            cmd = t.clone(); // `job run --notify "CMD"`: the value was the command
-        } else if topic.is_none() {
-            topic = Some(cli::parse_topic(t).map_err(|e| usage(format!("--notify: {e}")))?);
-        }
-    }
-    if cmd.trim().is_empty() {
-        return Err(usage("job run needs a command: job run \"CMD\""));
-    }
-    if a.follow && !a.wait {
-        return Err(usage("--follow needs --wait: job run \"CMD\" --wait --follow"));
-    }
-    let slurm = super::slurm::spec(&a.slurm)?;
-    launch::check_shell_command(&cmd, std::env::var_os("PATH").as_deref())?;
-    if notify && topic.is_none() {
-        let t = env("NTFY_TOPIC")
-            .ok_or_else(|| usage("--notify needs a topic: set NTFY_TOPIC or pass one (--notify TOPIC)"))?;
-        topic = Some(cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))?);
-    }
-    let name = a.name.unwrap_or_else(|| launch::shell_name(&cmd));
-    if a.min_duration.is_some() && topic.is_none() {
-        return Err(usage("--min-duration needs --notify or --topic: job run --notify --min-duration 2m \"CMD\""));
-    }
-    let min_duration = super::min_duration(a.min_duration)?;
-    let spec = Spec {
-        program: launch::shell()?,
-        argv: vec!["sh".into(), "-c".into(), cmd.clone().into()],
-        command: cmd.clone(),
-        name,
-        cwd: super::current_dir()?,
-        // `--timeout 0` is no timeout, as with GNU timeout.
-        timeout: a.timeout.filter(|t| !t.is_zero()),
-        topic,
-        min_duration,
-        context: a.context,
-        key: a.key.clone(),
-        log_max: super::log_max(a.start.log_max)?,
-        queue: a.start.queue,
-        after: super::resolve::after_ids(store, a.start.after)?,
-        slurm,
-    };
-    let cfg = super::ntfy_config("job", spec.topic.as_ref());
-    let id = match launch::start(store, spec, cfg)? {
+    let (waits, follows, key) = (a.wait, a.follow, a.key.clone());
+    let Checked { spec, ntfy } = launch_args::job_run(store, a)?;
+    let cmd = spec.command.clone();
+    let id = match launch::start(store, spec, ntfy)? {
         Launched::Started { id, .. } | Launched::Queued { id, .. } => id,
         Launched::Submitted { id, slurm_id, .. } => {
             warn(&format!("job: {id}: submitted to Slurm as job {slurm_id}"));
             id
         }
         Launched::Existing(id) => {
-            note_existing(store, &id, a.key.as_deref().unwrap_or_default(), &cmd);
+            note_existing(store, &id, key.as_deref().unwrap_or_default(), &cmd);
             id
         }
     };
     let mut out = Out::new();
     out.line(&id)?;
     out.flush()?;
-    if !a.wait {
+    if !waits {
         return Ok(Exit::Ok);
     }
-    if a.follow {
+    if follows {
         let mut job = resolve(store, &id)?;
         let st = show_log(&mut job, None, true, &mut out)?;
         return Ok(exit_for(st));
@@ -222,7 +180,7 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
         after: Vec::new(),
         slurm: m.slurm.clone(),
     };
-    let cfg = super::ntfy_config("job", spec.topic.as_ref());
+    let cfg = launch_args::ntfy_config("job", spec.topic.as_ref());
     let id = started_id(launch::start(store, spec, cfg)?);
     let mut out = Out::new();
     out.line(&id)?;
