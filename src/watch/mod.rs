@@ -18,6 +18,11 @@
 //!
 //! After detaching there is no stderr: the watcher never panics and writes
 //! its own troubles into the job's log.
+//!
+//! Its parts: this file (the watcher's life and its supervision of the
+//! job), `finish` (recording an end: the watcher's, the Slurm step's, and a
+//! queued job's that never ran), `message` (what a notification says),
+//! `slurm_step` (the watcher's Slurm variant: the batch step on the node).
 
 mod finish;
 mod message;
