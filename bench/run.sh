@@ -9,7 +9,9 @@
 # python3), builds the release binaries, measures in a temporary directory
 # (RUN_DIR, NQDIR, TS_SOCKET and TMPDIR all point into it: the real store is
 # never touched), prints one Markdown table and writes it, with the date, the
-# machine and the versions, to bench/RESULTS.md. Every figure is a median
+# machine and the versions, to a new file bench/runs/YYYY-MM-DD-HHMM.md (UTC;
+# -quick appended for --quick): runs are kept, never overwritten (see
+# bench/README.md for filing one). Every figure is a median
 # with its min–max. bench/probe.py makes the measurements hyperfine cannot.
 # Tools compared in a section take turns in ABBA order (the second half of
 # the runs in reverse order), and every section starts after a `sync` once
@@ -35,7 +37,7 @@ for arg in "$@"; do
     --no-build-time) build_time=0 ;;
     --queue-only) queue_only=1 build_time=0 ;;
     -h | --help)
-        sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -320,10 +322,15 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 table=$TMP/table.md
 python3 "$PROBE" table "$table"
 version() { "$@" 2>&1 | head -1 || true; }
+now=$(date -u +%s)
+suffix=
+if ((quick)); then suffix=-quick; fi
+results=$ROOT/bench/runs/$(date -u -d "@$now" +%Y-%m-%d-%H%M)$suffix.md
+mkdir -p "$ROOT/bench/runs"
 {
     echo "# Benchmark results"
     echo
-    echo "Made by \`bash bench/run.sh${args:+ $args}\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "Made by \`bash bench/run.sh${args:+ $args}\` on $(date -u -d "@$now" '+%Y-%m-%d %H:%M UTC')."
     echo
     echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),"
     echo "  $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo) RAM, Linux $(uname -r);" \
@@ -411,5 +418,5 @@ EOF
         echo
         cat "$ROOT/bench/GAPS.md"
     fi
-} >"$ROOT/bench/RESULTS.md"
-step "written to bench/RESULTS.md"
+} >"$results"
+step "written to ${results#"$ROOT"/}"
