@@ -19,6 +19,12 @@ Usage (from run.sh; the environment gives BIN, RES, TMP and the token):
   probe.py memory JOBS
   probe.py qdelay N                      queues: a slot freed → the next job's start
   probe.py qflow JOBS STORE              queues: JOBS `true` through 2 slots
+  probe.py legacy DEST N                 scale: N pairs of the old scripts' files
+  probe.py fill N BATCH                  scale: fill a store to N jobs, BATCH at a time, vs tsp
+  probe.py sflow JOBS ROUNDS             scale: JOBS `true` from a loop through 2 slots
+  probe.py chain N MAX_SECONDS           scale: an --after chain of N launches
+  probe.py peakmem KEY RUNS ARGV...      scale: peak RSS of ARGV
+  probe.py rmall STORE KEY               scale: `runrm` of a whole store, timed once
   probe.py stop-bgrun STORE              kill the store's running jobs
   probe.py reap                          kill every process of this run
   probe.py save KEY UNIT VALUE...        record figures measured elsewhere
@@ -269,6 +275,11 @@ def mkstore(template, dest, n):
         meta["started_at"] = when.isoformat(timespec="milliseconds")
         meta["ended_at"] = (when + datetime.timedelta(seconds=1)).isoformat(timespec="milliseconds")
         files["meta.json"] = json.dumps(meta, indent=2).encode()
+        if "status" in files:  # "STATE exit|signal N ENDED_AT": the end, as in meta.json
+            words = files["status"].decode().split(" ")
+            if len(words) >= 4:
+                words[3] = meta["ended_at"] + ("\n" if words[3].endswith("\n") else "")
+                files["status"] = " ".join(words).encode()
         d = os.path.join(dest, jid)
         os.mkdir(d, 0o700)
         for fname, data in files.items():
@@ -747,6 +758,199 @@ def stat_or_none(pid):
         return None
 
 
+# --- scale (issue 24) ------------------------------------------------------------
+
+
+def legacy_store(dest, n):
+    """The old run scripts' files: n pairs `old_YYYYmmdd_HHMMSS.log` and
+    `.pid`, one second apart, each pid file naming a pid no process can
+    have (above the kernel's limit of 2^22), so every job shows ended."""
+    os.makedirs(dest, mode=0o700, exist_ok=True)
+    base = datetime.datetime(2025, 1, 1)
+    for i in range(n):
+        when = base + datetime.timedelta(seconds=i)
+        stem = os.path.join(dest, f"old_{when:%Y%m%d_%H%M%S}")
+        with open(stem + ".log", "w") as f:
+            f.write(f"Command: true\nStarted: {when:%Y-%m-%d %H:%M:%S}\n\n")
+        with open(stem + ".pid", "w") as f:
+            f.write("4194305\n")
+
+
+def shell_loop(n, cmd, background=False):
+    """argv of a shell running cmd n times in a `while` loop (each in the
+    background with `&`, then `wait`, when background)."""
+    sep = " &" if background else ";"
+    return ["sh", "-c", f"i=0; while [ $i -lt {n} ]; do {cmd}{sep} i=$((i + 1)); done; wait"]
+
+
+def bgrun_ids(path):
+    with open(path) as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    os.remove(path)
+    return ids
+
+
+def bgrun_wait(ids, store):
+    run([bgrun("job"), "wait", "--timeout", "10m"] + ids, env_with(RUN_DIR=store), stdout=subprocess.DEVNULL,
+        seconds=900)
+
+
+def fill(total, batch):
+    """Fills a store to `total` jobs, `batch` launches at a time (a shell
+    starts them all with `&`, then `wait`s): the time of each batch's
+    launches, bgrun's `run true` and tsp's `tsp true` taking turns batch by
+    batch, in ABBA order. Between batches (not timed) the batch's jobs are
+    waited for, so that no batch pays for the last one's jobs. tsp's server
+    keeps `total` finished jobs (TS_MAXFINISHED): its socket, tsp-fill.sock,
+    is listed by `tsp -l` afterwards."""
+    store = os.path.join(TMP, "scale-fill")
+    os.makedirs(store, mode=0o700, exist_ok=True)
+    sock = os.path.join(TMP, "tsp-fill.sock")
+    tenv = env_with(TS_SOCKET=sock, TS_MAXFINISHED=str(total))
+    out(["tsp", "-S", "1"], tenv)
+    benv = env_with(RUN_DIR=store)
+    ids_file = os.path.join(TMP, "fill.ids")
+    rate = {"bgrun": [], "tsp": []}
+    rounds = total // batch
+    for i in range(rounds):
+        for tool in abba(["bgrun", "tsp"], i):
+            if tool == "bgrun":
+                argv, env = shell_loop(batch, f"'{bgrun('run')}' true >>'{ids_file}'", True), benv
+            else:
+                argv, env = shell_loop(batch, "tsp true >/dev/null", True), tenv
+            t0 = time.monotonic()
+            run(argv, env, stdout=subprocess.DEVNULL, seconds=300)
+            rate[tool].append(batch / (time.monotonic() - t0))
+            if tool == "bgrun":
+                ids = bgrun_ids(ids_file)
+                if len(ids) != batch:
+                    raise SystemExit(f"probe: {batch} launches of run printed {len(ids)} ids")
+                bgrun_wait(ids, store)
+            else:
+                run(["tsp", "-w"], tenv, stdout=subprocess.DEVNULL, seconds=300)
+    tenth = max(1, rounds // 10)
+    for tool, rates in rate.items():
+        whole = total / sum(batch / r for r in rates)
+        save(f"scale.fill.{tool}", "jobs/s", rates, f"{rounds * batch:,} jobs in batches of {batch}: {whole:.0f} jobs/s"
+             " overall")
+        save(f"scale.fill.{tool}.first", "jobs/s", rates[:tenth], f"batches 1-{tenth}")
+        save(f"scale.fill.{tool}.last", "jobs/s", rates[-tenth:], f"batches {rounds - tenth + 1}-{rounds}")
+    listed = out(["tsp", "-l"], tenv).count("\n") - 1
+    if listed < total:
+        raise SystemExit(f"probe: tsp -l lists {listed} jobs, not the {total} finished")
+
+
+def sflow(jobs, rounds):
+    """JOBS `true` jobs launched from a shell's loop into 2 slots, from the
+    first launch to the last end, jobs/s; `rounds` rounds, the tools in ABBA
+    order, each round on a fresh store (bgrun), server (tsp -S 2), queue
+    directory (nq: one slot, it has no slots) or daemon (pueue, parallel 2,
+    where installed)."""
+    tools = ["bgrun", "tsp", "nq"] + (["pueue"] if have("pueue") and have("pueued") else [])
+    res = {t: [] for t in tools}
+    for r in range(rounds):
+        for tool in abba(tools, r):
+            if tool == "bgrun":
+                store = os.path.join(TMP, f"scale-flow-{r}")
+                env = env_with(RUN_DIR=store)
+                run([bgrun("job"), "queue", "flow", "--slots", "2"], env, stdout=subprocess.DEVNULL)
+                ids_file = os.path.join(TMP, "flow.ids")
+                t0 = time.monotonic()
+                run(shell_loop(jobs, f"'{bgrun('run')}' -q flow true >>'{ids_file}'"), env, seconds=900)
+                bgrun_wait(bgrun_ids(ids_file), store)
+            elif tool == "tsp":
+                env = env_with(TS_SOCKET=os.path.join(TMP, f"tsp-flow-{r}.sock"))
+                run(["tsp", "-S", "2"], env)
+                t0 = time.monotonic()
+                run(shell_loop(jobs, "tsp true >/dev/null"), env, seconds=900)
+                run(["tsp", "-w"], env, stdout=subprocess.DEVNULL, seconds=900)
+            elif tool == "nq":
+                nqdir = os.path.join(TMP, f"nq-flow-{r}")
+                os.makedirs(nqdir)
+                env = env_with(NQDIR=nqdir)
+                t0 = time.monotonic()
+                run(shell_loop(jobs, "nq true >/dev/null"), env, seconds=900)
+                run(["nq", "-w"], env, stdout=subprocess.DEVNULL, seconds=900)
+            else:
+                env, cfg = pueue_env(f"flow-{r}")
+                run(["pueue", "-c", cfg, "parallel", "2"], env)
+                t0 = time.monotonic()
+                run(shell_loop(jobs, f"pueue -c '{cfg}' add -- true >/dev/null"), env, seconds=900)
+                run(["pueue", "-c", cfg, "wait"], env, stdout=subprocess.DEVNULL, seconds=900)
+            res[tool].append(jobs / (time.monotonic() - t0))
+            if tool == "tsp":
+                run(["tsp", "-K"], env, stdout=subprocess.DEVNULL)
+            elif tool == "pueue":
+                run(["pueue", "-c", cfg, "shutdown"], env, stdout=subprocess.DEVNULL)
+    for tool, rates in res.items():
+        save(f"scale.flow.{tool}", "jobs/s", rates, f"{jobs} jobs, {rounds} rounds")
+
+
+def chain(n, max_s):
+    """An `--after` chain of n `true` jobs behind a head job that runs until
+    released: `run --after PREV true`, each after the previous, all waiting
+    (none can start); the time of each launch (the command's whole run,
+    from here). Stops after max_s seconds. Saves, for the 1st launch and
+    every tenth of n, the launches of a window ending there."""
+    store = os.path.join(TMP, "scale-chain")
+    env = env_with(RUN_DIR=store)
+    go = os.path.join(TMP, "chain-go")
+    head = launch_bgrun(["sh", "-c", f"while [ ! -e '{go}' ]; do sleep 0.1; done"], store)
+    prev, times = head, []
+    end = time.monotonic() + max_s
+    while len(times) < n and time.monotonic() < end:
+        t0 = time.perf_counter()
+        text = out([bgrun("run"), "--after", prev, "true"], env)
+        times.append((time.perf_counter() - t0) * 1000)
+        words = text.split()
+        if len(words) < 2 or words[1] != "queued":
+            raise SystemExit(f"probe: run --after {prev} true: not queued: {text.strip()}")
+        prev = words[0]
+    # The head (and its watcher) killed without an end recorded: nothing
+    # decides for the chain again, no job of it starts or is skipped.
+    with open(os.path.join(store, head, "meta.json")) as f:
+        meta = json.load(f)
+    for pid in (meta["watcher_pid"], meta["pid"]):
+        kill_group(pid)
+    w = max(1, min(50, n // 20))
+    marks = [1] + [n * k // 10 for k in range(1, 11)]
+    for k in marks:
+        if k > len(times):
+            break
+        lo = 1 if k == 1 else max(1, k - w + 1)
+        hi = w if k == 1 else k
+        save(f"scale.chain.{k}", "ms", times[lo - 1 : hi], f"launches {lo:,}–{hi:,} of {n:,}")
+    done = f"all {n:,}" if len(times) == n else f"stopped after {max_s:.0f} s at launch {len(times):,} of {n:,}"
+    save("scale.chain.all", "ms", times, done)
+
+
+def peakmem(key, runs, argv):
+    """The peak RSS (KiB, /usr/bin/time's %M) of argv, runs times."""
+    kib = []
+    for _ in range(runs):
+        run(["/usr/bin/time", "-f", "%M", "-o", os.path.join(TMP, "time.out")] + argv, stdout=subprocess.DEVNULL,
+            seconds=300)
+        with open(os.path.join(TMP, "time.out")) as f:
+            kib.append(float(f.read().split()[-1]))
+    save(key, "KiB", kib, " ".join(os.path.basename(a) if a.startswith("/") else a for a in argv))
+
+
+def rmall(store, key):
+    """`runrm` of every job of a store, timed once; then how many files
+    `.ids` holds (the ids of removed jobs kept)."""
+    n = sum(1 for e in os.listdir(store) if not e.startswith("."))
+    t0 = time.monotonic()
+    run([bgrun("runrm")], env_with(RUN_DIR=store), stdout=subprocess.DEVNULL, seconds=3600)
+    secs = time.monotonic() - t0
+    left = [e for e in os.listdir(store) if not e.startswith(".")]
+    if left:
+        raise SystemExit(f"probe: runrm left {len(left)} of {n} jobs in {store}")
+    ids = os.path.join(store, ".ids")
+    kept = sum(len(files) for _, _, files in os.walk(ids)) if os.path.isdir(ids) else 0
+    save(key, "ms", [secs * 1000], f"{n:,} jobs")
+    save(key + ".ids", "files", [kept], f"after removing {n:,} jobs")
+
+
 # --- the table ------------------------------------------------------------------
 
 
@@ -773,7 +977,9 @@ def num(v, unit):
     if unit == "s":
         return f"{v:.0f} s"
     if unit == "jobs/s":
-        return f"{v:.0f} jobs/s"
+        return f"{v:,.0f} jobs/s"
+    if unit == "files":
+        return f"{v:,.0f} files"
     return f"{v:g} {unit}"
 
 
@@ -783,7 +989,7 @@ def fig(r):
     if r["n"] == 1:
         return num(r["med"], r["unit"])
     lo, hi = num(r["min"], r["unit"]), num(r["max"], r["unit"])
-    unit = " " + r["unit"] if r["unit"] in ("ms", "KiB") else ""
+    unit = " " + r["unit"] if r["unit"] in ("ms", "KiB", "jobs/s") else ""
     if unit and lo.endswith(unit) and hi.endswith(unit):
         lo, hi = lo[: -len(unit)], hi[: -len(unit)]
     return f"{num(r['med'], r['unit'])} ({lo}–{hi})"
@@ -937,6 +1143,7 @@ def table(dest):
     row("7 Binary", "release size of `run` (= runs, runrm, job)", "bin.run")
     row("7 Binary", "release size of `runlog` (links skim)", "bin.runlog")
     row("7 Binary", "clean release build (`cargo build --release --locked`)", "build.time")
+    scale_rows(row, rows, ratio_below)
 
     head = ["Section", "Measure", "bgrun: median (min–max)", "Baseline, same run", "Ratio", "Target", "Verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -944,7 +1151,7 @@ def table(dest):
         lines.append("| " + " | ".join(r) + " |")
     notes = []
     for key in ("visible.bgrun", "poll.bgrun", "poll.tsp", "mem.bgrun.pss", "mem.nq.pss", "mem.tsp.pss",
-                "out.bgrun_cap"):
+                "out.bgrun_cap", "scale.fill.bgrun", "scale.fill.tsp", "scale.chain.all"):
         r = load(key)
         if r and r["note"]:
             notes.append(f"- `{key}`: {r['note']}; {r['n']} samples.")
@@ -954,6 +1161,95 @@ def table(dest):
         if notes:
             f.write("\n" + "\n".join(notes) + "\n")
     print(text, end="")
+
+
+def sizes_of(prefix):
+    """The sizes N of the saved keys PREFIX.N, in order."""
+    found = set()
+    for f in os.listdir(RES):
+        rest = f[len(prefix) + 1 : -len(".json")] if f.startswith(prefix + ".") and f.endswith(".json") else ""
+        if rest.isdigit():
+            found.add(int(rest))
+    return sorted(found)
+
+
+def scale_rows(row, rows, ratio_below):
+    """Section 9's rows, for the sizes measured; the targets of issue 24
+    where the size is the issue's."""
+    sec = "9 Scale"
+
+    def below(limit):
+        def check(a, _b, _r):
+            m = a["med"]
+            if m <= limit:
+                return "met"
+            return f"**missed** by {num(m - limit, a['unit'])} ({m / limit:.2f}× the target)"
+
+        return check
+
+    def at_least(_a, _b, r):
+        if r is None:
+            return ""
+        return "met" if r >= 1 else f"**missed**: {r:.2f}× tsp's rate"
+
+    def note(key):
+        r = load(key)
+        return r["note"] if r else ""
+
+    row(sec, f"filling a store, {note('scale.fill.bgrun').split(':')[0]}: jobs/s per batch", "scale.fill.bgrun",
+        "tsp (1 slot)", "scale.fill.tsp", "≥ tsp", at_least, by="round")
+    for tool, label in (("bgrun", "bgrun"), ("tsp", "tsp")):
+        row(sec, f"filling: {label}'s last tenth of the batches vs its first", f"scale.fill.{tool}.last",
+            "first tenth", f"scale.fill.{tool}.first")
+    flow = note("scale.flow.bgrun")
+    row(sec, f"`true` jobs from a loop through 2 slots, first launch → all ended ({flow})", "scale.flow.bgrun",
+        "tsp -S 2", "scale.flow.tsp", "≥ tsp", at_least, by="round")
+    row(sec, "the same vs nq (one slot: it has no slots)", "scale.flow.bgrun", "nq", "scale.flow.nq", by="round")
+    row(sec, "the same vs pueue (parallel 2)", "scale.flow.bgrun", "pueue", "scale.flow.pueue", by="round")
+    row(sec, "`run -q Q true`, one launch on a fresh store", "scale.fresh.q", "`run true`, fresh store",
+        "scale.fresh.run", "≤ 1.1× `run true`", ratio_below(1.1 + 1e-9))
+    marks = sizes_of("scale.chain")
+    whole = note("scale.chain.all")
+    if marks:
+        n = int(whole.split(" of ")[-1].replace(",", "")) if " of " in whole else marks[-1]
+        for k in marks:
+            target, check = ("≤ 1.2× the first", ratio_below(1.2 + 1e-9)) if k == n else ("", None)
+            base = (note("scale.chain.1").split(" of ")[0], "scale.chain.1") if k > 1 else (None, None)
+            row(sec, f"`run --after PREV true`, a chain of {n:,}: launch {k:,} ({note(f'scale.chain.{k}')})",
+                f"scale.chain.{k}", base[0], base[1], target, check)
+        if marks[-1] < n:
+            rows.append((sec, f"`run --after PREV true`, a chain of {n:,}: launch {n:,}", f"not reached: {whole}", "",
+                         "", "≤ 1.2× the first", "**missed**: not reached"))
+    tsp_sizes = set(sizes_of("scale.tsp_list"))
+    for n in sizes_of("scale.json"):
+        big = n >= 100000
+        if n in tsp_sizes:
+            row(sec, f"`runs --json`, {n:,} ended jobs", f"scale.json.{n}", f"`tsp -l`, {n:,} finished",
+                f"scale.tsp_list.{n}", "≤ `tsp -l`", ratio_below(1 + 1e-9))
+        if big or n not in tsp_sizes:
+            target, check = ("≤ 300 ms", below(300)) if big else ("", None)
+            row(sec, f"`runs --json`, {n:,} ended jobs", f"scale.json.{n}", target=target, check=check)
+        target, check = ("≤ 64 MiB", below(65536)) if big else ("", None)
+        row(sec, f"`runs --json`, {n:,} ended jobs: peak memory (max RSS)", f"scale.mem.{n}", target=target,
+            check=check)
+        row(sec, f"`runs -n 20`, {n:,} ended jobs", f"scale.last20.{n}", target="≤ 20 ms",
+            check=below(20))
+        row(sec, f"`runlog NAME --no-follow`, {n:,} ended jobs", f"scale.log.{n}", target="≤ 20 ms",
+            check=below(20))
+    for n in sizes_of("scale.rm"):
+        target, check = ("≤ 30 s", below(30000)) if n >= 100000 else ("", None)
+        row(sec, f"`runrm` of all {n:,} ended jobs (once)", f"scale.rm.{n}", target=target, check=check)
+        row(sec, f"files left in `.ids` after removing {n:,} jobs", f"scale.rm.{n}.ids",
+            target="bounded: < 1 per 100 removed",
+            check=lambda a, _b, _r, n=n: "met" if a["med"] * 100 < n else f"**missed**: {a['med']:,.0f} files")
+    legacy = sizes_of("scale.legacy")
+    if legacy:
+        big = legacy[-1]
+        row(sec, f"`runs`, {big:,} pairs of the old scripts' files", f"scale.legacy.{big}", target="≤ 100 ms",
+            check=below(100) if big >= 40000 else None)
+        for small in legacy[:-1]:
+            row(sec, f"`runs`, old scripts' files: {big:,} vs {small:,} pairs", f"scale.legacy.{big}", f"{small:,}",
+                f"scale.legacy.{small}", f"linear: < {1.2 * big / small:g}×", ratio_below(1.2 * big / small))
 
 
 def main(argv):
@@ -977,6 +1273,18 @@ def main(argv):
         qdelay(int(args[0]))
     elif cmd == "qflow":
         qflow(int(args[0]), args[1])
+    elif cmd == "legacy":
+        legacy_store(args[0], int(args[1]))
+    elif cmd == "fill":
+        fill(int(args[0]), int(args[1]))
+    elif cmd == "sflow":
+        sflow(int(args[0]), int(args[1]))
+    elif cmd == "chain":
+        chain(int(args[0]), float(args[1]))
+    elif cmd == "peakmem":
+        peakmem(args[0], int(args[1]), args[2:])
+    elif cmd == "rmall":
+        rmall(args[0], args[1])
     elif cmd == "stop-bgrun":
         stop_bgrun(args[0])
     elif cmd == "reap":

@@ -3,13 +3,15 @@
 # peers (nq, task-spooler), all measured in the same run, since the machines
 # are shared and noisy and only same-run ratios mean something.
 #
-#   bash bench/run.sh [--quick] [--no-build-time] [--queue-only]
+#   bash bench/run.sh [--quick] [--no-build-time] [--queue-only] [--scale | --scale-only] [--bin DIR]
 #
 # It installs what it lacks (apt-get: hyperfine, nq, task-spooler, time,
 # python3), builds the release binaries, measures in a temporary directory
 # (RUN_DIR, NQDIR, TS_SOCKET and TMPDIR all point into it: the real store is
 # never touched), prints one Markdown table and writes it, with the date, the
-# machine and the versions, to bench/RESULTS.md. Every figure is a median
+# machine and the versions, to a new file bench/runs/YYYY-MM-DD-HHMM.md (UTC;
+# -quick appended for --quick): runs are kept, never overwritten (see
+# bench/README.md for filing one). Every figure is a median
 # with its min–max. bench/probe.py makes the measurements hyperfine cannot.
 # Tools compared in a section take turns in ABBA order (the second half of
 # the runs in reverse order), and every section starts after a `sync` once
@@ -19,30 +21,58 @@
 # output, no build time (for working on the benchmark itself).
 # --no-build-time: skip the clean release build (2 to 6 minutes here).
 # --queue-only: only section 8, queues (with --quick: a smoke run of it).
+# --scale: add section 9, scale (issue 24), after the others; --scale-only:
+# only section 9. It is behind its own switch because at the issue's sizes
+# it takes about 40 minutes here as bgrun stands: 20 for the --after chain
+# (quadratic today; it stops at SCALE_CHAIN_MAX seconds), 6 for planting
+# 220,000 job directories, 2-7 for `runrm` of 100,000 jobs. With --quick
+# its sizes are small (under 2 minutes, debug binaries included). Its
+# sizes, each an environment variable (full / --quick):
+#   SCALE_SIZES="10000 100000" / "200 1000"  stores of ended jobs, planted
+#   SCALE_FILL=10000 / 1000, SCALE_BATCH=50  a store filled N launches at a time
+#   SCALE_FLOW=1000 / 200, SCALE_ROUNDS=4 / 2  `true` jobs through 2 slots
+#   SCALE_CHAIN=10000 / 200, SCALE_CHAIN_MAX=1200 / 120  an --after chain
+#   SCALE_LEGACY=40000 / 1000                the old scripts' file pairs
+#   SCALE_RUNS=30 / 10, SCALE_RUNS_BIG=10 / 10  hyperfine runs per listing
+#                                            (BIG: 100,000 jobs or more)
+# --bin DIR: measure the binaries in DIR (run, runs, runlog, runrm, job)
+# and build nothing: for working on the benchmark, with debug binaries.
 # pueue is measured beside them where it is installed (not from apt).
 #
 # Every process it starts carries BGRUN_BENCH_TOKEN in its environment; on
 # exit (or Ctrl-C) those, and only those, are killed and the temporary
 # directory is removed. On ext4 without a journal, files created within a few
 # minutes of mass deletions are slow to create (bench/GAPS.md): leave about
-# 6 minutes between two full runs, since each deletes a 10,000-job store.
+# 6 minutes between two full runs, since each deletes a 10,000-job store
+# (more after --scale, which deletes 110,000 planted jobs with `runrm`).
 set -euo pipefail
 
-quick=0 build_time=1 queue_only=0 args="$*"
-for arg in "$@"; do
-    case $arg in
+quick=0 build_time=1 queue_only=0 scale=0 scale_only=0 bin= args="$*"
+while (($#)); do
+    case $1 in
     --quick) quick=1 build_time=0 ;;
     --no-build-time) build_time=0 ;;
     --queue-only) queue_only=1 build_time=0 ;;
+    --scale) scale=1 ;;
+    --scale-only) scale=1 scale_only=1 build_time=0 ;;
+    --bin)
+        [[ -n ${2:-} ]] || {
+            echo "bench/run.sh: --bin needs a directory" >&2
+            exit 2
+        }
+        bin=$(cd "$2" && pwd) build_time=0
+        shift
+        ;;
     -h | --help)
-        sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        echo "bench/run.sh: unknown option '$arg' (see --help)" >&2
+        echo "bench/run.sh: unknown option '$1' (see --help)" >&2
         exit 2
         ;;
     esac
+    shift
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,12 +98,17 @@ command -v cargo >/dev/null || {
     exit 1
 }
 
-step "building the release binaries"
-(cd "$ROOT" && timeout 1800 cargo build --release --locked --quiet)
 commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'not a git checkout')
-TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-export BIN=$TARGET/release
+if [[ -n $bin ]]; then
+    export BIN=$bin
+    commit="binaries of $bin; bench at $commit"
+else
+    step "building the release binaries"
+    (cd "$ROOT" && timeout 1800 cargo build --release --locked --quiet)
+    TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    export BIN=$TARGET/release
+fi
 
 # --- a private world, cleaned up whatever happens ---------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bgrun-bench.XXXXXX") SHM=
@@ -100,9 +135,14 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if ((quick)); then
     RUNS=30 WARM=5 SAMPLES=8 LIST_SIZES=(100 1000) BIG=1000 OUT_BYTES=$((64 << 20)) OUT_ROUNDS=2 FLOW=200
+    : "${SCALE_SIZES:=200 1000}" "${SCALE_FILL:=1000}" "${SCALE_FLOW:=200}" "${SCALE_ROUNDS:=2}"
+    : "${SCALE_CHAIN:=200}" "${SCALE_CHAIN_MAX:=120}" "${SCALE_LEGACY:=1000}" "${SCALE_RUNS:=10}"
 else
     RUNS=300 WARM=20 SAMPLES=25 LIST_SIZES=(100 1000 10000) BIG=10000 OUT_BYTES=$((1 << 30)) OUT_ROUNDS=10 FLOW=2000
+    : "${SCALE_SIZES:=10000 100000}" "${SCALE_FILL:=10000}" "${SCALE_FLOW:=1000}" "${SCALE_ROUNDS:=4}"
+    : "${SCALE_CHAIN:=10000}" "${SCALE_CHAIN_MAX:=1200}" "${SCALE_LEGACY:=40000}" "${SCALE_RUNS:=30}"
 fi
+: "${SCALE_BATCH:=50}" "${SCALE_RUNS_BIG:=10}"
 
 # hf KEY RUNS WARMUP COMMAND: one hyperfine measurement without a shell (-N),
 # its samples saved under KEY.
@@ -169,7 +209,7 @@ template() {
         python3 -c 'import json, sys; print(" ".join(j["id"] for j in json.load(sys.stdin)))') 2>/dev/null || true
 }
 
-if ((!queue_only)); then
+if ((!queue_only && !scale_only)); then
 # --- 1. launch ------------------------------------------------------------------
 quiet
 step "1 launch: nohup, nq, tsp, run true (ABBA), run sleep 60 ($RUNS runs each)"
@@ -276,6 +316,7 @@ fi
 fi
 
 # --- 8. queues (issue 14) ------------------------------------------------------------
+if ((!scale_only)); then
 quiet
 step "8 queues: launching into one (ABBA), the next start, $FLOW jobs through 2 slots"
 qs=$TMP/store-queue half=$((RUNS / 2))
@@ -314,16 +355,97 @@ for p in "$TMP"/pueue-*/pueue.yml; do
     [[ -f $p ]] && PUEUE_CONFIG_PATH=$p timeout 10 pueue -c "$p" shutdown >/dev/null 2>&1
 done
 true
+fi
+
+# --- 9. scale (issue 24) ---------------------------------------------------------------
+# The cost of a command should follow what it shows or decides, not the
+# size of the store. The section ends with the `runrm` of whole stores: on
+# ext4 without a journal, files made in the minutes after mass deletions
+# are slow to create, so nothing is measured after it.
+if ((scale)); then
+sprobe() { timeout 7200 python3 "$PROBE" "$@"; }
+read -ra scale_sizes <<<"$SCALE_SIZES"
+half=$((RUNS / 2))
+quiet
+step "9 scale: filling a store to $SCALE_FILL jobs, $SCALE_BATCH launches at a time, vs tsp (ABBA by batch)"
+sprobe fill "$SCALE_FILL" "$SCALE_BATCH"
+quiet
+step "9 scale: $SCALE_FLOW true jobs from a loop through 2 slots, $SCALE_ROUNDS rounds (ABBA)"
+sprobe sflow "$SCALE_FLOW" "$SCALE_ROUNDS"
+quiet
+step "9 scale: run -q Q true vs run true, each launch on a fresh store (ABBA)"
+# Before each run (not timed): the last run's store moved aside (its
+# watcher may still be recording the end) and a new empty one made.
+fresh() { echo "sh -c 'rm -rf $1.old; if [ -e $1 ]; then mv $1 $1.old; fi; mkdir -m 700 $1'"; }
+f_run() {
+    RUN_DIR=$TMP/scale-fresh-run PREPARE=$(fresh "$TMP/scale-fresh-run") hf "$1" "$half" "$WARM" "'$BIN/run' true"
+}
+f_q() {
+    RUN_DIR=$TMP/scale-fresh-q PREPARE=$(fresh "$TMP/scale-fresh-q") hf "$1" "$half" "$WARM" "'$BIN/run' -q Q true"
+}
+abba scale.fresh.run f_run scale.fresh.q f_q
+quiet
+step "9 scale: an --after chain of $SCALE_CHAIN launches (${SCALE_CHAIN_MAX} s at most)"
+sprobe chain "$SCALE_CHAIN" "$SCALE_CHAIN_MAX"
+step "9 scale: planting stores of $SCALE_SIZES ended jobs (and a copy of each for runrm)"
+one=$TMP/scale-template
+id=$(RUN_DIR=$one "$BIN/run" true | cut -d' ' -f1)
+RUN_DIR=$one timeout 60 "$BIN/job" wait "$id" >/dev/null
+for ((i = 0; i < 100; i++)); do # the watcher writes ended_at just after status
+    grep -q '"ended_at": "' "$one/$id/meta.json" && break
+    sleep 0.05
+done
+for n in "${scale_sizes[@]}"; do
+    sprobe mkstore "$one" "$TMP/scale-$n" "$n"
+    sprobe mkstore "$one" "$TMP/scale-rm-$n" "$n"
+done
+s_tsp() { TS_SOCKET=$TMP/tsp-fill.sock hf "$1" "$2" 3 "tsp -l"; }
+# (abba's own locals, i and n, would hide a loop variable of those names
+# from the functions it calls: hence sz.)
+for sz in "${scale_sizes[@]}"; do
+    runs=$((sz >= 100000 ? SCALE_RUNS_BIG : SCALE_RUNS))
+    quiet
+    step "9 scale: a store of $sz ended jobs: runs --json, runs -n 20, runlog NAME, peak memory ($runs runs)"
+    s_json() { RUN_DIR=$TMP/scale-$sz hf "$1" "$((runs / 2))" 2 "'$BIN/runs' --json"; }
+    if ((sz == SCALE_FILL)); then # task-spooler holds as many finished jobs
+        s_tsp_n() { s_tsp "$1" "$((runs / 2))"; }
+        abba "scale.json.$sz" s_json "scale.tsp_list.$sz" s_tsp_n
+    else
+        RUN_DIR=$TMP/scale-$sz hf "scale.json.$sz" "$runs" 2 "'$BIN/runs' --json"
+    fi
+    RUN_DIR=$TMP/scale-$sz hf "scale.last20.$sz" "$runs" 2 "'$BIN/runs' -n 20"
+    RUN_DIR=$TMP/scale-$sz hf "scale.log.$sz" "$runs" 2 "'$BIN/runlog' true --no-follow"
+    RUN_DIR=$TMP/scale-$sz sprobe peakmem "scale.mem.$sz" 5 "$BIN/runs" --json
+done
+step "9 scale: the old scripts' files, $SCALE_LEGACY pairs and a tenth of that"
+for n in "$SCALE_LEGACY" "$((SCALE_LEGACY / 10))"; do
+    sprobe legacy "$TMP/scale-legacy-$n" "$n"
+done
+quiet
+l_big() { RUN_DIR=$TMP/scale-legacy-$SCALE_LEGACY hf "$1" "$((SCALE_RUNS / 2))" 2 "'$BIN/runs'"; }
+l_small() { RUN_DIR=$TMP/scale-legacy-$((SCALE_LEGACY / 10)) hf "$1" "$((SCALE_RUNS / 2))" 2 "'$BIN/runs'"; }
+abba "scale.legacy.$SCALE_LEGACY" l_big "scale.legacy.$((SCALE_LEGACY / 10))" l_small
+for n in "${scale_sizes[@]}"; do
+    quiet
+    step "9 scale: runrm of all $n jobs (once)"
+    sprobe rmall "$TMP/scale-rm-$n" "scale.rm.$n"
+done
+fi
 
 # --- the table -------------------------------------------------------------------------------
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 table=$TMP/table.md
 python3 "$PROBE" table "$table"
 version() { "$@" 2>&1 | head -1 || true; }
+now=$(date -u +%s)
+suffix=
+if ((quick)); then suffix=-quick; fi
+results=$ROOT/bench/runs/$(date -u -d "@$now" +%Y-%m-%d-%H%M)$suffix.md
+mkdir -p "$ROOT/bench/runs"
 {
     echo "# Benchmark results"
     echo
-    echo "Made by \`bash bench/run.sh${args:+ $args}\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "Made by \`bash bench/run.sh${args:+ $args}\` on $(date -u -d "@$now" '+%Y-%m-%d %H:%M UTC')."
     echo
     echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),"
     echo "  $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo) RAM, Linux $(uname -r);" \
@@ -403,6 +525,32 @@ How each figure is made (bench/run.sh, bench/probe.py):
    N `true` jobs launched one after another into 2 slots (tsp -S 2, pueue
    parallel 2; nq has one), from the first launch to the last end, with
    bgrun's store already holding the ended jobs of section 4's size.
+9. Scale (with --scale; the sizes are in the rows): the store is filled
+   by a shell starting SCALE_BATCH `run true` (or `tsp true`, 1 slot,
+   keeping every finished job) at once with `&`, then `wait`: the time of
+   each batch's launches, bgrun and tsp taking turns batch by batch in
+   ABBA order, the batch's jobs waited for (not timed) before the next;
+   the figure is the median batch's rate, with the first and last tenth
+   of the batches beside it. Through 2 slots: a shell's `while` loop of
+   `run -q flow true` (`tsp true` with -S 2, `nq true`, `pueue add true`)
+   on a fresh store, server or daemon per round, then the tool's wait,
+   first launch to last end, in rounds (ABBA). `run -q Q true` and `run
+   true` each on a fresh empty store (hyperfine --prepare moves the last
+   one aside, not timed). The --after chain: a head job that runs until
+   released, then `run --after PREV true` each after the last, all left
+   waiting, each launch timed from the probe (Python's own fork and exec
+   are in every launch alike); a row is the median of a window of 50
+   launches (a twentieth of a shorter chain) ending at that launch (the
+   first row: launches 1-50). The
+   stores of ended jobs are copies of one real ended `run true` under
+   distinct ids of the usual form (`true_YYYYmmdd_HHMMSS`, one second
+   apart, meta.json and status rewritten to match); `runs --json` of as
+   many jobs as task-spooler's server holds is measured against `tsp -l`
+   (ABBA); peak memory is /usr/bin/time's maximum RSS; `runrm` of all
+   runs once on a second copy of each store, last in the section, and the
+   files left in `.ids` are counted after it. The old scripts' files are
+   pairs `old_YYYYmmdd_HHMMSS.log`/`.pid` (a pid no process can have), at
+   two sizes a tenth apart (ABBA), listed by `runs`.
 Every `run` the probes make is checked: the id it prints names a job
 directory that already holds its meta.json (the probe stops otherwise).
 EOF
@@ -411,5 +559,5 @@ EOF
         echo
         cat "$ROOT/bench/GAPS.md"
     fi
-} >"$ROOT/bench/RESULTS.md"
-step "written to bench/RESULTS.md"
+} >"$results"
+step "written to ${results#"$ROOT"/}"
