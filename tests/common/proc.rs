@@ -62,16 +62,24 @@ pub fn session_leader() -> std::process::Child {
     c
 }
 
-/// Runs `cmd` to the end; fails the test if it has not finished (stdout
-/// closed and exited) within `within`.
+/// Runs `cmd` to the end (stdin empty, stdout and stderr captured, as
+/// `Command::output`); after `within`, kills it and fails the test: a
+/// command that hangs (on a planted entry, say) fails the test instead of
+/// hanging it.
 pub fn output_within(mut cmd: Command, within: Duration, what: &str) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child = child.unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    let pid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(cmd.output());
+        let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(within) {
-        Ok(out) => out.expect("starting a test command"),
-        Err(_) => panic!("{what} did not finish within {within:?}"),
+        Ok(out) => out.expect("waiting for a command"),
+        Err(_) => {
+            kill(pid, libc::SIGKILL);
+            panic!("{what} did not finish within {within:?}");
+        }
     }
 }
 

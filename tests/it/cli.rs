@@ -41,7 +41,7 @@ fn every_name_prints_its_version() {
     }
 }
 
-// --- runs ------------------------------------------------------------------------
+// --- any name, any pipe ------------------------------------------------------------
 
 #[test]
 fn a_link_named_runs_to_the_run_binary_behaves_as_runs() {

@@ -18,7 +18,7 @@ fn a_timeout_of_0_is_no_timeout_as_with_gnu_timeout() {
     assert_eq!(j["timeout_s"], serde_json::Value::Null, "{j}");
 }
 
-// --- 2. signal only what is the job's ----------------------------------------------
+// --- signal only what is the job's ----------------------------------------------
 
 #[test]
 fn with_its_watcher_gone_a_stop_refuses_a_pid_file_naming_init_or_a_stranger() {

@@ -127,7 +127,7 @@ fn five_hundred_launches_from_parallel_shells_give_five_hundred_whole_jobs() {
     assert_eq!(hidden_leftovers(&env.store), Vec::<PathBuf>::new());
 }
 
-// --- 8. identity and exactness --------------------------------------------------
+// --- ids never given twice --------------------------------------------------------
 
 #[test]
 fn a_removed_jobs_id_is_never_given_again_within_its_second() {

@@ -227,7 +227,7 @@ fn jobs_started_over_ssh_finish_and_record_their_exit_when_the_client_is_killed(
     }
 }
 
-// --- 1. what a job and its watcher inherit -------------------------------------------
+// --- what a job and its watcher inherit -------------------------------------------
 
 #[test]
 fn a_job_launched_by_a_parent_that_ignores_and_blocks_signals_starts_clean_and_dies_of_sigint() {

@@ -149,8 +149,6 @@ fn the_ntfy_token_never_lands_in_the_store_nor_in_any_argv_even_when_the_server_
     }
 }
 
-// --- 7. secrets ------------------------------------------------------------------------
-
 #[test]
 fn no_form_of_a_secret_the_server_echoes_back_is_stored_or_shown() {
     let user = "bob"; // "bob:" is not a multiple of 3 bytes: base64(user:pass) does not end with base64(pass)
@@ -252,8 +250,6 @@ fn a_credential_sent_over_plain_http_to_another_host_is_warned_about_at_launch()
         });
     }
 }
-
-// --- secrets ----------------------------------------------------------------------------
 
 #[test]
 fn the_token_and_password_appear_in_no_argv_and_no_job_file() {

@@ -254,7 +254,7 @@ fn an_edited_pid_file_does_not_make_a_running_job_look_lost_nor_removable() {
     let _ = stranger.wait();
 }
 
-// --- 3. stores seen from elsewhere ------------------------------------------------------
+// --- stores seen from elsewhere ------------------------------------------------------
 
 #[test]
 fn a_job_of_another_host_is_elsewhere_shown_with_its_host_and_removed_only_with_force() {

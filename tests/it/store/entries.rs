@@ -300,7 +300,7 @@ fn hostile_store_entries_are_named_on_stderr_while_every_listing_shows_the_rest_
     assert_eq!(left, want, "runrm removed a damaged entry nobody named, or left a finished job");
 }
 
-// --- 4. entries that are not what they claim ----------------------------------------
+// --- entries that are not what they claim ----------------------------------------
 
 #[test]
 fn a_fifo_in_place_of_any_job_file_hangs_no_command_and_a_bad_meta_or_status_is_named_as_damaged() {
@@ -380,7 +380,7 @@ fn a_pid_file_linked_to_dev_zero_costs_a_listing_nothing() {
     }
 }
 
-// --- 6. every printed byte is safe ------------------------------------------------------
+// --- every printed byte is safe ------------------------------------------------------
 
 #[test]
 fn no_command_prints_a_raw_control_byte_from_a_planted_entry_a_key_or_the_stores_path() {

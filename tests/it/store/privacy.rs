@@ -85,7 +85,7 @@ fn another_user_can_read_nothing_in_the_store_even_when_jobs_start_under_umask_0
     }
 }
 
-// --- 5. the store's owner and modes ---------------------------------------------------
+// --- the store's owner and modes ---------------------------------------------------
 
 #[test]
 fn under_umask_0277_the_store_and_every_job_are_made_private_and_later_runs_still_work() {
