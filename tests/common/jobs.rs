@@ -1,4 +1,6 @@
-//! Starting jobs as the tests do and reading what the commands print: `launch` (run), the `Jobs` store (job), outputs and exit codes.
+//! Starting jobs as the tests do and reading what the commands print:
+//! `launch` (`run`), the `Jobs` store of `job`, gated jobs, outputs and
+//! exit codes.
 
 use super::*;
 use serde_json::Value;
@@ -9,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A command that must have succeeded with nothing on stderr.
 pub fn ok(out: &Output, what: &str) {
     assert!(out.status.success() && out.stderr.is_empty(), "{what}: status {}, stderr:\n{}", out.status, stderr(out));
 }

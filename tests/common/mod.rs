@@ -14,8 +14,13 @@
 //! stderr (past libtest's capture, so it shows) and into this `cargo test`
 //! run's not-run directory (one file per test, see need.rs), which
 //! tests/zz_not_run.rs, the last test binary cargo runs, prints with a
-//! count. With `BGRUN_TEST_ALL=1` (CI) a
-//! missing need fails the test instead.
+//! count. With `BGRUN_TEST_ALL=1` (CI) a missing need fails the test
+//! instead.
+//!
+//! The rest is in files by subject: `need` (what a test needs, the
+//! not-run record), `proc` (processes: finding, signalling, waiting,
+//! `Leftovers`), `store` (the store's files read directly), `jobs`
+//! (starting jobs as the tests do and reading what the commands print).
 #![allow(dead_code)]
 
 mod jobs;

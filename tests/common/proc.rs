@@ -1,4 +1,5 @@
-//! Processes: finding, signalling and waiting for them, and killing what a test leaves behind.
+//! Processes: finding, signalling and waiting for them, and killing what a
+//! test leaves behind.
 
 use super::*;
 use std::fs;
@@ -44,6 +45,8 @@ pub fn waiting(env: &Env, words: &[&str]) -> Vec<i32> {
     processes_with_args(words).into_iter().filter(|p| !watchers.contains(p)).collect()
 }
 
+/// The id and pid a successful `run` printed (pid 0 if the second word is
+/// not one).
 pub fn id_and_pid(out: std::process::Output) -> (String, i32) {
     assert!(out.status.success(), "launch failed: {}", stderr(&out));
     let s = stdout(&out);
@@ -109,6 +112,7 @@ pub fn pgrp_of(pid: i64) -> i64 {
     rest.split_whitespace().nth(2).and_then(|s| s.parse().ok()).expect("a pgrp")
 }
 
+/// SIGKILL to one process, with kill(1), which must succeed.
 pub fn sigkill(pid: i64) {
     let st = Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("running kill");
     assert!(st.success(), "kill -KILL {pid} failed");
@@ -131,6 +135,8 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Sends `sig` to `pid` (a negative pid: its process group), whatever
+/// becomes of it.
 pub fn kill(pid: i32, sig: i32) {
     // SAFETY: kill(2) with plain integers.
     unsafe { libc::kill(pid, sig) };

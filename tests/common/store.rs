@@ -1,4 +1,5 @@
-//! The store's files seen directly: meta.json, planted and copied job directories, leftovers.
+//! The store's files read directly: meta.json, planted job directories,
+//! hidden leftovers, whole files.
 
 use super::*;
 use bgrun::store::{End, Meta};
