@@ -2,14 +2,10 @@
 //! in a detached session, the test reads the screen with `capture-pane` and
 //! types with `send-keys`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
-
-const SOON: Duration = Duration::from_secs(20);
 
 /// A tmux server of the test's own (its socket lives in the test's
 /// directory), killed when dropped.

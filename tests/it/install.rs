@@ -4,20 +4,12 @@
 //! exactly what it installed and never the job store, and bash completion
 //! and man find the installed files with nothing else to do.
 
-mod common;
-
-use common::{apt_get, bin, need, need_tools, stderr, stdout, Env};
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-
-const NAMES: [&str; 5] = ["run", "runs", "runlog", "runrm", "job"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A copy of the five binaries cargo built for the tests, made once per
 /// test: the originals may be rebuilt by another cargo meanwhile.
@@ -113,6 +105,97 @@ fn job_in_home_store(env: &Env) -> String {
     id
 }
 
+/// An sshd on 127.0.0.1 that lets this user in with a key of its own and
+/// gives every session `vars` (HOME among them): what a laptop's
+/// `ssh host CMD` meets on a stock account. Killed when dropped.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    key: PathBuf,
+}
+
+impl Sshd {
+    /// `None` (the test reported as not run) when sshd or ssh is missing.
+    fn start(dir: &Path, vars: &[(&str, &Path)]) -> Option<Sshd> {
+        use std::io::Read;
+        if !need_tools(&["sshd", "ssh", "ssh-keygen"]) {
+            return None;
+        }
+        let sshd = Path::new("/usr/sbin/sshd");
+        std::fs::create_dir_all(dir).expect("making the sshd directory");
+        if nix::unistd::geteuid().is_root() {
+            std::fs::create_dir_all("/run/sshd").expect("making sshd's privilege separation directory");
+        }
+        for k in ["host_key", "user_key"] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(k))
+                .output()
+                .expect("running ssh-keygen");
+            assert!(out.status.success(), "ssh-keygen: {}", stderr(&out));
+        }
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).expect("authorizing the key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("finding a free port")
+            .port();
+        let set_env: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={}", v.display())).collect();
+        let config = format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel ERROR\nSetEnv {}\n",
+            set_env.join(" "),
+            d = dir.display()
+        );
+        crate::common::write(&dir.join("sshd_config"), &config);
+        let log = std::fs::File::create(dir.join("sshd.log")).expect("creating sshd.log");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting sshd");
+        let server = Sshd { child, port, key: dir.join("user_key") };
+        crate::common::wait_until(Duration::from_secs(20), "sshd to greet", || {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).is_ok() && &b == b"SSH-"
+        });
+        Some(server)
+    }
+
+    /// `ssh USER@127.0.0.1 REMOTE`, as a laptop runs a command on a host:
+    /// no terminal, so the far side's shell is neither interactive nor a
+    /// login shell.
+    fn ssh(&self, remote: &str) -> Output {
+        let user = stdout(&Command::new("id").arg("-un").output().expect("running id")).trim().to_string();
+        Command::new("ssh")
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string(), &format!("{user}@127.0.0.1"), remote])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running ssh")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The stock Debian/Ubuntu ~/.bashrc begins so: nothing after it is read by
+/// a shell that is not interactive.
+const STOCK_BASHRC: &str = "# ~/.bashrc: executed by bash(1) for non-login shells.\n\n\
+# If not running interactively, don't do anything\ncase $- in\n    *i*) ;;\n      *) return;;\nesac\n\n\
+export PATH=\"$HOME/.cargo/bin:$PATH\"\nexport NTFY_TOPIC=mine\n";
+
 #[test]
 fn installing_puts_every_file_where_it_says_and_uninstalling_removes_exactly_those() {
     let env = Env::new();
@@ -124,8 +207,8 @@ fn installing_puts_every_file_where_it_says_and_uninstalling_removes_exactly_tho
     let watcher = serde_json::from_str::<serde_json::Value>(&text).expect("meta.json is JSON")["watcher_pid"]
         .as_i64()
         .expect("meta.json names the watcher");
-    common::wait_until(Duration::from_secs(20), "the job's watcher to exit", || {
-        !common::pid_alive(watcher) && env.home.join(".local/share/run").join(&id).join("status").is_file()
+    crate::common::wait_until(Duration::from_secs(20), "the job's watcher to exit", || {
+        !crate::common::pid_alive(watcher) && env.home.join(".local/share/run").join(&id).join("status").is_file()
     });
     let before = snapshot(&env.home);
     let bins = binaries(&env);
@@ -216,7 +299,7 @@ fn install_refuses_to_replace_a_file_it_did_not_install_unless_forced() {
     let env = Env::new();
     let foreign = env.home.join(".local/share/bash-completion/completions/runs");
     std::fs::create_dir_all(foreign.parent().expect("has a parent")).expect("creating the directory");
-    common::write(&foreign, "# someone else's completion\n");
+    crate::common::write(&foreign, "# someone else's completion\n");
     let bins = binaries(&env);
     let bins = bins.to_str().expect("a UTF-8 path");
 
@@ -282,97 +365,6 @@ fn cargo_home_decides_where_the_commands_go_when_no_prefix_is_given() {
     assert!(!cargo_home.join("bin/run").exists(), "uninstall left $CARGO_HOME/bin/run");
 }
 
-/// An sshd on 127.0.0.1 that lets this user in with a key of its own and
-/// gives every session `vars` (HOME among them): what a laptop's
-/// `ssh host CMD` meets on a stock account. Killed when dropped.
-struct Sshd {
-    child: std::process::Child,
-    port: u16,
-    key: PathBuf,
-}
-
-impl Sshd {
-    /// `None` (the test reported as not run) when sshd or ssh is missing.
-    fn start(dir: &Path, vars: &[(&str, &Path)]) -> Option<Sshd> {
-        use std::io::Read;
-        if !need_tools(&["sshd", "ssh", "ssh-keygen"]) {
-            return None;
-        }
-        let sshd = Path::new("/usr/sbin/sshd");
-        std::fs::create_dir_all(dir).expect("making the sshd directory");
-        if nix::unistd::geteuid().is_root() {
-            std::fs::create_dir_all("/run/sshd").expect("making sshd's privilege separation directory");
-        }
-        for k in ["host_key", "user_key"] {
-            let out = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(dir.join(k))
-                .output()
-                .expect("running ssh-keygen");
-            assert!(out.status.success(), "ssh-keygen: {}", stderr(&out));
-        }
-        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).expect("authorizing the key");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("finding a free port")
-            .port();
-        let set_env: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={}", v.display())).collect();
-        let config = format!(
-            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
-             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel ERROR\nSetEnv {}\n",
-            set_env.join(" "),
-            d = dir.display()
-        );
-        common::write(&dir.join("sshd_config"), &config);
-        let log = std::fs::File::create(dir.join("sshd.log")).expect("creating sshd.log");
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting sshd");
-        let server = Sshd { child, port, key: dir.join("user_key") };
-        common::wait_until(Duration::from_secs(20), "sshd to greet", || {
-            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut b = [0u8; 4];
-            s.read_exact(&mut b).is_ok() && &b == b"SSH-"
-        });
-        Some(server)
-    }
-
-    /// `ssh USER@127.0.0.1 REMOTE`, as a laptop runs a command on a host:
-    /// no terminal, so the far side's shell is neither interactive nor a
-    /// login shell.
-    fn ssh(&self, remote: &str) -> Output {
-        let user = stdout(&Command::new("id").arg("-un").output().expect("running id")).trim().to_string();
-        Command::new("ssh")
-            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-            .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
-            .arg(&self.key)
-            .args(["-p", &self.port.to_string(), &format!("{user}@127.0.0.1"), remote])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("running ssh")
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The stock Debian/Ubuntu ~/.bashrc begins so: nothing after it is read by
-/// a shell that is not interactive.
-const STOCK_BASHRC: &str = "# ~/.bashrc: executed by bash(1) for non-login shells.\n\n\
-# If not running interactively, don't do anything\ncase $- in\n    *i*) ;;\n      *) return;;\nesac\n\n\
-export PATH=\"$HOME/.cargo/bin:$PATH\"\nexport NTFY_TOPIC=mine\n";
-
 #[test]
 fn after_installing_ssh_host_run_finds_the_commands_and_uninstalling_takes_the_lines_out() {
     let env = Env::new();
@@ -390,7 +382,7 @@ fn after_installing_ssh_host_run_finds_the_commands_and_uninstalling_takes_the_l
             return;
         }
     };
-    common::write(&env.home.join(".bashrc"), STOCK_BASHRC);
+    crate::common::write(&env.home.join(".bashrc"), STOCK_BASHRC);
     let before = std::fs::read(&rc).ok();
     let Some(sshd) = Sshd::start(&env.root.join("sshd"), &[("HOME", &env.home), ("RUN_DIR", &env.store)]) else {
         return;

@@ -10,9 +10,7 @@
 //! ends, passing or not. The test that sets the node down holds the node
 //! lock exclusively; every other test holds it shared while its jobs run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::ops::Deref;
 use std::process::Command;
@@ -85,10 +83,6 @@ impl Drop for Cluster {
     }
 }
 
-fn cluster() -> Cluster {
-    Cluster { env: Env::new(), _hold: Hold::Shared(NODE.read().unwrap_or_else(|e| e.into_inner())) }
-}
-
 impl Cluster {
     /// `run --slurm ARGS…`: the id and the Slurm job id it printed.
     fn submit(&self, args: &[&str]) -> (String, u64) {
@@ -130,6 +124,10 @@ impl Cluster {
     }
 }
 
+fn cluster() -> Cluster {
+    Cluster { env: Env::new(), _hold: Hold::Shared(NODE.read().unwrap_or_else(|e| e.into_inner())) }
+}
+
 /// What squeue says of a Slurm job now: its state, or "" if it forgot it.
 fn squeue_state(id: u64) -> String {
     let out = Command::new("squeue").args(["-h", "-t", "all", "-o", "%T", "-j"]).arg(format!("{id},{id}")).output();
@@ -144,6 +142,51 @@ fn release(id: u64) {
 fn hostname() -> String {
     let out = Command::new("hostname").output().expect("hostname");
     stdout(&out).trim().to_string()
+}
+
+/// SIGTERM's bit in /proc/PID/status's signal masks.
+const TERM: u64 = 1 << (15 - 1);
+
+/// The pid of the job's batch step, once it runs.
+fn wait_for_step(id: &str) -> i32 {
+    let mut pid = None;
+    wait_until(SOON, &format!("the step of {id} to start"), || {
+        pid = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let n: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let words: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            (words.contains(&b"__slurm-step".as_slice()) && words.contains(&id.as_bytes())).then_some(n)
+        });
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+/// A signal mask ("SigBlk", "SigPnd"…) of the process `pid`.
+fn signal_mask(pid: i32, which: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix(which)?.strip_prefix(':'))?;
+    u64::from_str_radix(line.trim(), 16).ok()
+}
+
+/// Brings the node back when the test ends, passing or not, and waits
+/// until Slurm has it up.
+struct NodeBack(String);
+
+impl Drop for NodeBack {
+    fn drop(&mut self) {
+        let up = || {
+            let out = Command::new("sinfo").args(["-h", "-n", &self.0, "-o", "%t"]).output();
+            out.is_ok_and(|o| matches!(stdout(&o).trim(), "idle" | "mix" | "alloc"))
+        };
+        for _ in 0..300 {
+            if up() {
+                return;
+            }
+            let _ = Command::new("scontrol").args(["update", &format!("nodename={}", self.0), "state=resume"]).output();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[test]
@@ -319,31 +362,6 @@ fn a_slurm_job_cancelled_while_its_step_starts_is_recorded_stopped_by_the_step_a
     assert!(!marker.exists(), "the job was started");
 }
 
-/// SIGTERM's bit in /proc/PID/status's signal masks.
-const TERM: u64 = 1 << (15 - 1);
-
-/// The pid of the job's batch step, once it runs.
-fn wait_for_step(id: &str) -> i32 {
-    let mut pid = None;
-    wait_until(SOON, &format!("the step of {id} to start"), || {
-        pid = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let n: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let words: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            (words.contains(&b"__slurm-step".as_slice()) && words.contains(&id.as_bytes())).then_some(n)
-        });
-        pid.is_some()
-    });
-    pid.unwrap()
-}
-
-/// A signal mask ("SigBlk", "SigPnd"…) of the process `pid`.
-fn signal_mask(pid: i32, which: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find_map(|l| l.strip_prefix(which)?.strip_prefix(':'))?;
-    u64::from_str_radix(line.trim(), 16).ok()
-}
-
 #[test]
 fn a_slurm_job_whose_step_cannot_run_is_lost_with_slurms_words_not_queued_forever() {
     if !slurm_here() {
@@ -465,7 +483,7 @@ fn when_the_node_goes_down_mid_job_the_job_does_not_stay_running() {
         return;
     }
     let root = nix::unistd::geteuid().is_root();
-    if !need(root, "setting the Slurm node down needs root", "sudo -E cargo test --locked --test slurm") {
+    if !need(root, "setting the Slurm node down needs root", "sudo -E cargo test --locked --test it slurm::") {
         return;
     }
     let env = Env::new();
@@ -486,26 +504,6 @@ fn when_the_node_goes_down_mid_job_the_job_does_not_stay_running() {
     });
     assert!(["stopped", "lost", "killed"].contains(&j["state"].as_str().unwrap_or_default()), "{j}");
     assert_ne!(squeue_state(sid), "RUNNING");
-}
-
-/// Brings the node back when the test ends, passing or not, and waits
-/// until Slurm has it up.
-struct NodeBack(String);
-
-impl Drop for NodeBack {
-    fn drop(&mut self) {
-        let up = || {
-            let out = Command::new("sinfo").args(["-h", "-n", &self.0, "-o", "%t"]).output();
-            out.is_ok_and(|o| matches!(stdout(&o).trim(), "idle" | "mix" | "alloc"))
-        };
-        for _ in 0..300 {
-            if up() {
-                return;
-            }
-            let _ = Command::new("scontrol").args(["update", &format!("nodename={}", self.0), "state=resume"]).output();
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 #[test]

@@ -1,11 +1,9 @@
-//! Queues, slots and `--after` (issue 14), with real processes: the order,
-//! the width under races, what frees a slot, what survives a killed
-//! watcher and a reboot, and how queued jobs compose with stop, wait,
-//! retry, keys and removal.
+//! Queues, slots and `--after`, with real processes: the order, the width
+//! under races, what frees a slot, what survives a killed watcher and a
+//! reboot, and how queued jobs compose with stop, wait, retry, keys and
+//! removal.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::ops::Deref;
@@ -38,10 +36,6 @@ impl Drop for Queues {
             }
         }
     }
-}
-
-fn queues() -> Queues {
-    Queues { env: Env::new() }
 }
 
 impl Queues {
@@ -94,6 +88,10 @@ impl Queues {
     }
 }
 
+fn queues() -> Queues {
+    Queues { env: Env::new() }
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
 }
@@ -105,6 +103,35 @@ fn code(out: &Output) -> i32 {
 fn kill(pid: i64) {
     // SAFETY: kill with plain integers, in a test.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+/// A stand-in for ntfy on 127.0.0.1 that answers 200 and keeps the bodies.
+fn ntfy_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut r = BufReader::new(&conn);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            keep.lock().expect("the list").push(String::from_utf8_lossy(&body).into_owned());
+            let _ = (&conn).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, seen)
 }
 
 #[test]
@@ -420,35 +447,6 @@ fn a_timeout_counts_from_the_start_not_from_the_queueing() {
     });
     write(&gate, "");
     assert_eq!(q.wait_state(&timed, &["done", "timeout"])["state"], "done");
-}
-
-/// A stand-in for ntfy on 127.0.0.1 that answers 200 and keeps the bodies.
-fn ntfy_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    let url = format!("http://{}", listener.local_addr().expect("its address"));
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = seen.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut r = BufReader::new(&conn);
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
-            keep.lock().expect("the list").push(String::from_utf8_lossy(&body).into_owned());
-            let _ = (&conn).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, seen)
 }
 
 #[test]

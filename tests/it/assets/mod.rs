@@ -1,23 +1,32 @@
 //! The completions in completions/ and the man pages in man/: they are
 //! what the clap definitions generate now, each script loads in its real
 //! shell and completes the ids of the jobs in the store, and every page
-//! renders without a warning. Also `--version` on every name.
+//! renders without a warning.
+//!
+//! The generator is `generate.rs`, run by the first test here, in the
+//! manner of rust-analyzer's sourcegen tests: it fails when the committed
+//! files differ from what the clap definitions generate, and with
+//! `BGRUN_BLESS=1` it writes them instead. A test, not a binary or an
+//! example, so that clap_complete and clap_mangen stay dev-dependencies,
+//! out of the five binaries, and the check and the generation are one
+//! code path.
+//!
+//! ```text
+//! BGRUN_BLESS=1 cargo test --locked --test it assets   # rewrites completions/ and man/
+//! ```
 
-mod common;
+mod generate;
 
-#[path = "../examples/gen-assets/assets.rs"]
-mod assets;
-
-use common::{bin, need_tool, need_tools, stderr, stdout, wait_until, Env};
+use crate::common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-const NAMES: [&str; 5] = ["run", "runs", "runlog", "runrm", "job"];
-const REGENERATE: &str = "cargo run --example gen-assets";
+const REGENERATE: &str = "BGRUN_BLESS=1 cargo test --locked --test it assets";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// Is this run to rewrite the generated files (`BGRUN_BLESS=1`)?
+fn blessing() -> bool {
+    std::env::var_os("BGRUN_BLESS").is_some_and(|v| v != "0" && !v.is_empty())
 }
 
 /// The directory of the built binaries, first on PATH, so the scripts'
@@ -39,13 +48,65 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn ok(out: &Output, what: &str) {
-    assert!(out.status.success() && out.stderr.is_empty(), "{what}: status {}, stderr:\n{}", out.status, stderr(out));
+/// Completes the last word of `words` with the bash completion of
+/// `words[0]` from completions/bash, as bash does on TAB: through the
+/// function `complete -p` names. Returns the candidates.
+fn bash_complete(env: &Env, words: &[&str]) -> Vec<String> {
+    let script = r#"
+        source "$1"; shift
+        COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
+        COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+        fn=$(complete -p "$1" | sed -E 's/.* -F ([^ ]+) .*/\1/')
+        "$fn" "$1" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+        printf '%s\n' "${COMPREPLY[@]}"
+    "#;
+    let file = repo().join(format!("completions/bash/{}", words[0]));
+    let out = env
+        .tool("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("bash")
+        .arg(file)
+        .args(words)
+        .env("PATH", path_with_binaries())
+        .output()
+        .expect("running bash");
+    ok(&out, &format!("bash completing {words:?}"));
+    stdout(&out).lines().map(String::from).collect()
+}
+
+fn two_jobs(env: &Env) -> (String, String) {
+    let a = env.start(&["--name", "alpha", "true"]);
+    let b = env.start(&["--name", "beta", "true"]);
+    (a, b)
+}
+
+/// The text of a roff section (`.SH NAME` up to the next `.SH`), its
+/// escapes undone enough to read: `\-` → `-`, fonts dropped.
+fn roff_section(page: &str, name: &str) -> String {
+    let head = if name.contains(' ') { format!(".SH \"{name}\"\n") } else { format!(".SH {name}\n") };
+    let start = page.find(&head).unwrap_or_else(|| panic!("no {name} section"));
+    let body = &page[start + head.len()..];
+    let end = body.find("\n.SH ").map_or(body.len(), |e| e + 1);
+    let mut text = body[..end].replace("\\-", "-").replace("\\*(Aq", "'");
+    for font in ["\\fB", "\\fR", "\\fI", "\\fP"] {
+        text = text.replace(font, "");
+    }
+    text
+}
+
+/// The words in backticks of `text`.
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
 }
 
 #[test]
 fn the_committed_completions_and_man_pages_are_what_the_clap_definitions_generate() {
-    let generated = assets::generate();
+    let generated = generate::generate();
+    if blessing() {
+        let n = generate::write_all(&repo(), &generated).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("BGRUN_BLESS: wrote {n} files under completions/ and man/");
+    }
     let mut problems = Vec::new();
     for (rel, text) in &generated {
         match std::fs::read(repo().join(rel)) {
@@ -54,7 +115,7 @@ fn the_committed_completions_and_man_pages_are_what_the_clap_definitions_generat
             Err(e) => problems.push(format!("{rel} cannot be read: {e}")),
         }
     }
-    for dir in assets::DIRS {
+    for dir in generate::DIRS {
         let mut found = Vec::new();
         files_under(&repo().join(dir), &mut found);
         for path in found {
@@ -66,7 +127,7 @@ fn the_committed_completions_and_man_pages_are_what_the_clap_definitions_generat
     }
     assert!(
         problems.is_empty(),
-        "completions/ and man/ have drifted from src/cli.rs:\n  {}\nRegenerate them with `{REGENERATE}` and commit the result.",
+        "completions/ and man/ have drifted from src/cli/:\n  {}\nRegenerate them with `{REGENERATE}` and commit the result.",
         problems.join("\n  ")
     );
     for name in NAMES {
@@ -154,39 +215,6 @@ fn zsh_finds_every_completion_through_fpath_as_an_installed_copy_would_be() {
         .expect("running zsh");
     ok(&out, "zsh compinit with completions/zsh in fpath");
     assert_eq!(stdout(&out).trim(), "_run _runs _runlog _runrm _job");
-}
-
-/// Completes the last word of `words` with the bash completion of
-/// `words[0]` from completions/bash, as bash does on TAB: through the
-/// function `complete -p` names. Returns the candidates.
-fn bash_complete(env: &Env, words: &[&str]) -> Vec<String> {
-    let script = r#"
-        source "$1"; shift
-        COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
-        COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
-        fn=$(complete -p "$1" | sed -E 's/.* -F ([^ ]+) .*/\1/')
-        "$fn" "$1" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
-        printf '%s\n' "${COMPREPLY[@]}"
-    "#;
-    let file = repo().join(format!("completions/bash/{}", words[0]));
-    let out = env
-        .tool("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("bash")
-        .arg(file)
-        .args(words)
-        .env("PATH", path_with_binaries())
-        .output()
-        .expect("running bash");
-    ok(&out, &format!("bash completing {words:?}"));
-    stdout(&out).lines().map(String::from).collect()
-}
-
-fn two_jobs(env: &Env) -> (String, String) {
-    let a = env.start(&["--name", "alpha", "true"]);
-    let b = env.start(&["--name", "beta", "true"]);
-    (a, b)
 }
 
 #[test]
@@ -291,7 +319,7 @@ fn completing_runlog_in_zsh_lists_the_jobs_in_the_store() {
         repo().join("completions/zsh").display(),
         env.root.join("zcompdump").display()
     );
-    common::write(&zdotdir.join(".zshrc"), &rc);
+    crate::common::write(&zdotdir.join(".zshrc"), &rc);
     let socket = format!("bgrun-assets-{}", std::process::id());
     let tmux = |args: &[&str]| env.tool("tmux").arg("-L").arg(&socket).args(args).output().expect("running tmux");
     let shell = format!(
@@ -362,34 +390,10 @@ fn every_man_page_renders_at_80_columns_without_a_warning() {
 }
 
 #[test]
-fn every_name_prints_its_version() {
-    let env = Env::new();
-    for name in NAMES {
-        let out = env.run(name, &["--version"]);
-        ok(&out, &format!("{name} --version"));
-        assert_eq!(stdout(&out), format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
-    }
-}
-
-/// The text of a roff section (`.SH NAME` up to the next `.SH`), its
-/// escapes undone enough to read: `\-` → `-`, fonts dropped.
-fn roff_section(page: &str, name: &str) -> String {
-    let head = if name.contains(' ') { format!(".SH \"{name}\"\n") } else { format!(".SH {name}\n") };
-    let start = page.find(&head).unwrap_or_else(|| panic!("no {name} section"));
-    let body = &page[start + head.len()..];
-    let end = body.find("\n.SH ").map_or(body.len(), |e| e + 1);
-    let mut text = body[..end].replace("\\-", "-").replace("\\*(Aq", "'");
-    for font in ["\\fB", "\\fR", "\\fI", "\\fP"] {
-        text = text.replace(font, "");
-    }
-    text
-}
-
-#[test]
 fn each_man_page_has_the_synopsis_and_description_of_the_command_it_names() {
     let mut pages = Vec::new();
     files_under(&repo().join("man"), &mut pages);
-    let commands = assets::commands();
+    let commands = generate::commands();
     for page in pages {
         let file = page.file_name().and_then(|n| n.to_str()).expect("a page name").to_string();
         let name = file.strip_suffix(".1").expect("a section 1 page");
@@ -419,11 +423,6 @@ fn each_man_page_has_the_synopsis_and_description_of_the_command_it_names() {
         let first = paras.next().unwrap_or_default();
         assert!(first.starts_with(&format!("{words} ")), "{file}: DESCRIPTION is not about {words}: {first}");
     }
-}
-
-/// The words in backticks of `text`.
-fn backticked(text: &str) -> Vec<&str> {
-    text.split('`').skip(1).step_by(2).collect()
 }
 
 #[test]

@@ -5,43 +5,61 @@
 //! older version had it. A log of an older version (header in the file, no
 //! `log_header` in meta.json) shows exactly as before, its header once.
 
-mod common;
-
-use common::*;
-use serde_json::Value;
+use super::*;
+use crate::common::*;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-const SOON: Duration = Duration::from_secs(20);
-
-/// `front args…`, which must succeed; its stdout.
-fn shown(env: &Env, front: &str, args: &[&str]) -> String {
-    let out = env.run(front, args);
-    assert!(out.status.success(), "{front} {args:?}: {}", stderr(&out));
-    stdout(&out)
+/// A `runlog` following a job, its lines read by a thread of its own, so
+/// that waiting for them has a deadline; killed if the test fails.
+struct Follower {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: String,
 }
 
-fn meta(dir: &Path) -> Value {
-    serde_json::from_slice(&fs::read(dir.join("meta.json")).expect("reading meta.json")).expect("meta.json is JSON")
+impl Follower {
+    fn start(env: &Env, args: &[&str]) -> Follower {
+        let mut child = env.cmd("runlog").args(args).stdout(Stdio::piped()).spawn().expect("starting runlog");
+        let pipe = BufReader::new(child.stdout.take().expect("runlog's stdout"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in pipe.split(b'\n').map_while(Result::ok) {
+                let _ = tx.send(String::from_utf8_lossy(&line).into_owned() + "\n");
+            }
+        });
+        Follower { child, lines, seen: String::new() }
+    }
+
+    /// Reads until a line starts with `prefix`, or to the end with none;
+    /// fails after `SOON`.
+    fn read_until(&mut self, prefix: Option<&str>) -> &str {
+        let deadline = Instant::now() + SOON;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = prefix.is_some_and(|p| line.starts_with(p));
+                    self.seen.push_str(&line);
+                    if found {
+                        return &self.seen;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) if prefix.is_none() => return &self.seen,
+                Err(e) => panic!("runlog: {e} waiting for {prefix:?}; it showed:\n{}", self.seen),
+            }
+        }
+    }
 }
 
-/// A job that has ended and whose watcher is gone (its meta.json final).
-fn ended(env: &Env, args: &[&str]) -> String {
-    let id = env.start(args);
-    env.wait_ended(&id, SOON);
-    let pid = meta(&env.job_dir(&id))["watcher_pid"].as_i64().expect("a watcher pid");
-    wait_until(SOON, "the watcher to exit", || !pid_alive(pid));
-    id
-}
-
-/// The last `n` lines of `text`, as `--tail n` counts them.
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    lines[lines.len().saturating_sub(n)..].concat()
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -50,7 +68,7 @@ fn a_new_jobs_log_file_starts_with_its_first_output_byte_and_readers_show_the_he
     let id = ended(&env, &["--name", "hdr", "sh", "-c", "printf 'first line\\nno newline'"]);
     let log = fs::read(env.job_dir(&id).join("log")).expect("the log");
     assert!(log.starts_with(b"first line\nno newline\n=== done (exit 0) after "), "{}", env.log(&id));
-    assert_eq!(meta(&env.job_dir(&id))["log_header"], "meta");
+    assert_eq!(meta_at(&env.job_dir(&id))["log_header"], "meta");
 
     let header = env.header(&id);
     let lines: Vec<&str> = header.lines().collect();
@@ -79,7 +97,7 @@ fn a_log_made_by_an_older_version_shows_exactly_as_before_with_its_header_once()
     for e in fs::read_dir(env.job_dir(&base)).expect("the job directory").flatten() {
         fs::copy(e.path(), dir.join(e.file_name())).expect("copying a job file");
     }
-    let mut m = meta(&dir);
+    let mut m = meta_at(&dir);
     m["id"] = id.into();
     m["name"] = "old".into();
     m.as_object_mut().expect("an object").remove("log_header");
@@ -140,55 +158,6 @@ fn tail_counts_the_header_lines_where_it_reaches_the_start_of_the_log() {
     }
 }
 
-/// A `runlog` following a job, its lines read by a thread of its own, so
-/// that waiting for them has a deadline; killed if the test fails.
-struct Follower {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: String,
-}
-
-impl Follower {
-    fn start(env: &Env, args: &[&str]) -> Follower {
-        let mut child = env.cmd("runlog").args(args).stdout(Stdio::piped()).spawn().expect("starting runlog");
-        let pipe = BufReader::new(child.stdout.take().expect("runlog's stdout"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in pipe.split(b'\n').map_while(Result::ok) {
-                let _ = tx.send(String::from_utf8_lossy(&line).into_owned() + "\n");
-            }
-        });
-        Follower { child, lines, seen: String::new() }
-    }
-
-    /// Reads until a line starts with `prefix`, or to the end with none;
-    /// fails after `SOON`.
-    fn read_until(&mut self, prefix: Option<&str>) -> &str {
-        let deadline = Instant::now() + SOON;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = prefix.is_some_and(|p| line.starts_with(p));
-                    self.seen.push_str(&line);
-                    if found {
-                        return &self.seen;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) if prefix.is_none() => return &self.seen,
-                Err(e) => panic!("runlog: {e} waiting for {prefix:?}; it showed:\n{}", self.seen),
-            }
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_follower_of_a_queued_job_sees_its_started_line_before_its_output() {
     let env = Env::new();
@@ -209,37 +178,4 @@ fn a_follower_of_a_queued_job_sees_its_started_line_before_its_output() {
     assert!(lines[2].starts_with("=== queued in q: ") && lines[3].starts_with("=== started: "), "{whole}");
     assert_eq!(lines[4], "ran", "{whole}");
     assert_eq!(outs[1], last_lines(&whole, 4), "--tail 1: from the queued line on");
-}
-
-#[test]
-fn under_log_max_the_cap_drops_output_from_byte_0_and_readers_show_header_marker_newest_output_footer() {
-    let env = Env::new();
-    // 16 chunks of 10,000 numbered lines (about 1.1 MiB), 100 ms apart: the
-    // watcher looks every 50 ms and keeps the newest 56 KiB.
-    let script = "for c in $(seq 0 15); do seq $((c * 10000)) $((c * 10000 + 9999)); sleep 0.1; done";
-    let id = ended(&env, &["--log-max", "64K", "--name", "capped", "sh", "-c", script]);
-    let dropped = fs::read_to_string(env.job_dir(&id).join("dropped")).expect("the dropped range");
-    let (start, end) = dropped.trim().split_once(' ').expect("START END");
-    assert_eq!(start, "0", "the hole starts at the log's first byte: {dropped}");
-    assert!(end.parse::<u64>().expect("END") > 512 << 10, "{dropped}");
-
-    let whole = shown(&env, "runlog", &[&id, "--no-follow"]);
-    assert!(!whole.contains('\0'), "a NUL byte in the output");
-    let lines: Vec<&str> = whole.lines().collect();
-    assert_eq!(whole.split_inclusive('\n').take(3).collect::<String>(), env.header(&id), "the header first");
-    assert!(lines[3].starts_with("=== bgrun: ") && lines[3].ends_with("of output dropped here (--log-max 64.0 KiB)"));
-    // The first line after the marker may be cut by the hole.
-    let numbers: Vec<u64> = lines[5..lines.len() - 1].iter().map(|l| l.parse().expect("a number")).collect();
-    assert!(numbers.len() > 1000, "{} lines kept", numbers.len());
-    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "a gap in the newest output");
-    assert_eq!(numbers.last(), Some(&159_999));
-    assert!(lines[lines.len() - 1].starts_with("=== done (exit 0)"), "no footer");
-    assert_eq!(shown(&env, "job", &["logs", &id]), whole);
-
-    // The marker counts as one line; past it, the header's lines.
-    let total = lines.len();
-    for n in [2, total - 3, total - 2, total, total + 5] {
-        let got = shown(&env, "runlog", &[&id, "--no-follow", "--tail", &n.to_string()]);
-        assert_eq!(got, last_lines(&whole, n), "--tail {n}");
-    }
 }

@@ -1,12 +1,11 @@
-//! What a job used (peak memory, CPU time) and the cap on its log
-//! (`--log-max`), with real processes. The allocating and CPU-burning jobs
-//! are python3 one-liners (their figures are known); without python3 those
-//! tests are reported as not run.
+//! The cap on a job's log (`--log-max`, `RUN_LOG_MAX`): the oldest output
+//! is dropped (a hole punched from byte 0), the file stays within the
+//! bound, and readers show the header, a marker and the newest output.
 
-mod common;
-
-use common::*;
+use super::*;
+use crate::common::*;
 use serde_json::Value;
+use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
@@ -14,97 +13,6 @@ use std::time::Duration;
 
 const SOON: Duration = Duration::from_secs(60);
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// Allocates and touches 200 MiB, then burns 1 s of CPU time.
-const ALLOC_AND_BURN: &str = "import time\n\
-b = bytearray(200 << 20)\n\
-for i in range(0, len(b), 4096): b[i] = 1\n\
-t = time.process_time()\n\
-while time.process_time() - t < 1.0: pass\n";
-
-/// Waits until the job has ended and what it used is recorded: in
-/// `meta.json`, a moment after its end is visible (status first).
-fn wait_used(env: &Env, id: &str) -> Value {
-    env.wait_ended(id, SOON);
-    let mut j = Value::Null;
-    wait_until(SOON, "what the job used in meta.json", || {
-        j = env.job(id);
-        !j["max_rss_kib"].is_null()
-    });
-    j
-}
-
-/// Waits until the job's watcher has exited: its last trim of a capped
-/// log comes after meta.json.
-fn wait_watcher_gone(env: &Env, id: &str) {
-    let meta = std::fs::read(env.job_dir(id).join("meta.json")).expect("reading meta.json");
-    let meta: Value = serde_json::from_slice(&meta).expect("meta.json is JSON");
-    let watcher = meta["watcher_pid"].as_i64().expect("a watcher pid");
-    wait_until(SOON, "the watcher to exit", || !pid_alive(watcher));
-}
-
-fn peak_mib(j: &Value) -> f64 {
-    j["max_rss_kib"].as_f64().unwrap_or_else(|| panic!("no max_rss_kib: {j}")) / 1024.0
-}
-
-fn cpu_s(j: &Value) -> f64 {
-    let user = j["cpu_user_s"].as_f64().unwrap_or_else(|| panic!("no cpu_user_s: {j}"));
-    user + j["cpu_sys_s"].as_f64().unwrap_or_else(|| panic!("no cpu_sys_s: {j}"))
-}
-
-#[test]
-fn a_job_that_touches_200_mib_and_burns_1_s_shows_both_in_json_status_and_footer() {
-    if !need_tool("python3") {
-        return;
-    }
-    let env = Env::new();
-    let id = env.start(&["--name", "alloc", "python3", "-c", ALLOC_AND_BURN]);
-    let j = wait_used(&env, &id);
-    assert_eq!(j["state"], "done", "{j}");
-    let peak = peak_mib(&j);
-    assert!((200.0..=220.0).contains(&peak), "peak {peak:.1} MiB, not within 10 % of 200 MiB: {j}");
-    let cpu = cpu_s(&j);
-    assert!((0.95..=1.6).contains(&cpu), "CPU {cpu:.2} s for a job that burned 1 s: {j}");
-
-    let status = stdout(&env.run("job", &["status", &id]));
-    let memory = status.lines().find(|l| l.trim_start().starts_with("memory ")).expect("a memory line");
-    assert!(memory.contains(" MiB peak"), "{status}");
-    assert!(status.lines().any(|l| l.trim_start().starts_with("cpu ") && l.contains("user ")), "{status}");
-    let footer = env.log(&id).lines().last().unwrap_or_default().to_string();
-    assert!(
-        footer.starts_with("=== done (exit 0) after ") && footer.contains(", peak 2") && footer.contains(" MiB, CPU "),
-        "{footer}"
-    );
-    let listed = stdout(&env.run("runs", &[]));
-    assert!(listed.lines().any(|l| l.contains(&id) && l.contains(" 2") && l.contains("M  python3")), "{listed}");
-}
-
-#[test]
-fn an_escaped_grandchilds_memory_and_cpu_count_when_it_ended_before_the_job() {
-    if !need_tool("python3") {
-        return;
-    }
-    let env = Env::new();
-    let script = env.root.join("burn.py");
-    write(&script, ALLOC_AND_BURN);
-    let pidfile = env.root.join("grandchild.pid");
-    // The grandchild leaves the job's session (setsid) and its parent
-    // exits at once, so it is re-parented to the watcher; the job then
-    // waits until it has ended (a zombie, or reaped).
-    let cmd = format!(
-        "(setsid python3 {s} & echo $! > {p}); g=$(cat {p}); \
-         while [ -e /proc/$g ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$g/stat 2>/dev/null; do sleep 0.02; done",
-        s = script.display(),
-        p = pidfile.display()
-    );
-    let id = env.start(&[&cmd]);
-    let j = wait_used(&env, &id);
-    assert_eq!(j["state"], "done", "{j}");
-    let peak = peak_mib(&j);
-    assert!(peak >= 200.0, "peak {peak:.1} MiB: the grandchild's 200 MiB are missing: {j}");
-    let cpu = cpu_s(&j);
-    assert!(cpu >= 0.95, "CPU {cpu:.2} s: the grandchild's 1 s is missing: {j}");
-}
 
 /// Writes `mib` MiB of numbered 128-byte lines, one MiB at a time, 20 ms
 /// apart (about 20 MiB/s: a job that is chatty, not a disk benchmark).
@@ -146,6 +54,58 @@ fn check_capped_output(text: &[u8], last: u64) {
     assert!(markers >= 1, "no marker where output was dropped");
     assert_eq!(prev, Some(last), "the last line");
     assert!(text.lines().last().is_some_and(|l| l.starts_with("=== done (exit 0)")), "no footer");
+}
+
+/// A filesystem mounted for a test (inside [`isolated`]'s namespaces),
+/// unmounted when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn new(at: &std::path::Path, fstype: &str) -> Mount {
+        std::fs::create_dir_all(at).expect("making the mount point");
+        let out = std::process::Command::new("mount").args(["-t", fstype, "none"]).arg(at).output().expect("mount");
+        assert!(out.status.success(), "mount -t {fstype} {}: {}", at.display(), stderr(&out));
+        Mount(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn under_log_max_the_cap_drops_output_from_byte_0_and_readers_show_header_marker_newest_output_footer() {
+    let env = Env::new();
+    // 16 chunks of 10,000 numbered lines (about 1.1 MiB), 100 ms apart: the
+    // watcher looks every 50 ms and keeps the newest 56 KiB.
+    let script = "for c in $(seq 0 15); do seq $((c * 10000)) $((c * 10000 + 9999)); sleep 0.1; done";
+    let id = ended(&env, &["--log-max", "64K", "--name", "capped", "sh", "-c", script]);
+    let dropped = fs::read_to_string(env.job_dir(&id).join("dropped")).expect("the dropped range");
+    let (start, end) = dropped.trim().split_once(' ').expect("START END");
+    assert_eq!(start, "0", "the hole starts at the log's first byte: {dropped}");
+    assert!(end.parse::<u64>().expect("END") > 512 << 10, "{dropped}");
+
+    let whole = shown(&env, "runlog", &[&id, "--no-follow"]);
+    assert!(!whole.contains('\0'), "a NUL byte in the output");
+    let lines: Vec<&str> = whole.lines().collect();
+    assert_eq!(whole.split_inclusive('\n').take(3).collect::<String>(), env.header(&id), "the header first");
+    assert!(lines[3].starts_with("=== bgrun: ") && lines[3].ends_with("of output dropped here (--log-max 64.0 KiB)"));
+    // The first line after the marker may be cut by the hole.
+    let numbers: Vec<u64> = lines[5..lines.len() - 1].iter().map(|l| l.parse().expect("a number")).collect();
+    assert!(numbers.len() > 1000, "{} lines kept", numbers.len());
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "a gap in the newest output");
+    assert_eq!(numbers.last(), Some(&159_999));
+    assert!(lines[lines.len() - 1].starts_with("=== done (exit 0)"), "no footer");
+    assert_eq!(shown(&env, "job", &["logs", &id]), whole);
+
+    // The marker counts as one line; past it, the header's lines.
+    let total = lines.len();
+    for n in [2, total - 3, total - 2, total, total + 5] {
+        let got = shown(&env, "runlog", &[&id, "--no-follow", "--tail", &n.to_string()]);
+        assert_eq!(got, last_lines(&whole, n), "--tail {n}");
+    }
 }
 
 #[test]
@@ -251,25 +211,6 @@ fn log_max_and_run_log_max_take_binary_sizes_and_refuse_bad_ones_naming_the_sour
     assert!(out.status.success(), "{}", stderr(&out));
     let again = stdout(&out).trim().to_string();
     assert_eq!(env.job(&again)["log_max"], 1 << 20, "job retry keeps the cap");
-}
-
-/// A filesystem mounted for a test (inside [`isolated`]'s namespaces),
-/// unmounted when dropped.
-struct Mount(std::path::PathBuf);
-
-impl Mount {
-    fn new(at: &std::path::Path, fstype: &str) -> Mount {
-        std::fs::create_dir_all(at).expect("making the mount point");
-        let out = std::process::Command::new("mount").args(["-t", fstype, "none"]).arg(at).output().expect("mount");
-        assert!(out.status.success(), "mount -t {fstype} {}: {}", at.display(), stderr(&out));
-        Mount(at.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
-    }
 }
 
 #[test]

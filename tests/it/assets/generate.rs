@@ -1,7 +1,9 @@
 //! The shell completions and the man pages, generated from the clap
-//! definitions in src/cli.rs. Shared by `examples/gen-assets` (which writes
-//! them into the repository) and `tests/assets.rs` (which fails when the
-//! committed files differ from what this produces).
+//! definitions in src/cli/. The first test of the `assets` module compares
+//! them with the committed files, and with `BGRUN_BLESS=1` writes them
+//! ([`write_all`]). (The scripts still say they were added by
+//! examples/gen-assets, this generator's former home: the text is kept so
+//! that the committed files stay as they are.)
 //!
 //! - Completions: clap_complete writes the static part (options,
 //!   subcommands). Where a job id or name goes ([`JOB_ARGS`]), the scripts
@@ -24,6 +26,7 @@ use clap::{Arg, Command, CommandFactory};
 use clap_complete::Shell;
 use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 use clap_mangen::Man;
+use std::path::Path;
 
 /// The command the completion scripts run for job ids and names.
 const IDS_COMMAND: &str = "runs --complete-ids";
@@ -387,7 +390,7 @@ const ENVIRONMENT: [(&str, &str); 10] = [
 
 /// The store layout drawn in the header of src/store/mod.rs, in ASCII.
 fn store_layout() -> Vec<String> {
-    let src = include_str!("../../src/store/mod.rs");
+    let src = include_str!("../../../src/store/mod.rs");
     let mut lines = src.lines().skip_while(|l| !l.starts_with("//! ```text")).skip(1);
     let layout: Vec<String> = lines
         .by_ref()
@@ -562,4 +565,46 @@ fn man_page(cmd: &Command, parent: Option<&Command>) -> String {
     r.text([roman(see.join(", "))]);
     put(&|w| r.to_writer(w));
     page
+}
+
+// --- writing them ------------------------------------------------------------
+
+/// Writes every generated file under `out` (the repository), and removes
+/// the files under [`DIRS`] that are not generated any more: both
+/// directories are the generator's alone. A file already as generated is
+/// left untouched. Returns how many files are generated.
+pub fn write_all(out: &Path, files: &[(String, String)]) -> Result<usize, String> {
+    for dir in DIRS {
+        remove_stale(&out.join(dir), out, files)?;
+    }
+    for (rel, text) in files {
+        let path = out.join(rel);
+        let parent = path.parent().expect("a generated file is inside a directory");
+        std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+            std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+    }
+    Ok(files.len())
+}
+
+/// Removes the files under `dir` that are not generated any more.
+fn remove_stale(dir: &Path, out: &Path, files: &[(String, String)]) -> Result<(), String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?.path();
+        if path.is_dir() {
+            remove_stale(&path, out, files)?;
+            continue;
+        }
+        let rel = path.strip_prefix(out).expect("walked from under out").to_string_lossy();
+        if !files.iter().any(|(f, _)| *f == rel) {
+            std::fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
 }

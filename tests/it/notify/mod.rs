@@ -1,25 +1,104 @@
-//! `run -n` and `job run --notify` against a stand-in ntfy server on
-//! 127.0.0.1, started by each test: what is sent (method, path, JSON
-//! fields, UTF-8), the auth headers, where the topic comes from, how
-//! failures are retried and recorded, and that no secret leaks; and that a
-//! watcher which gave back the launcher's memory still does all of its work.
+//! Notifications (`run -n`, `job run --notify`) against a stand-in ntfy
+//! server on 127.0.0.1, started by each test: what is sent (method, path,
+//! JSON fields, UTF-8), the auth headers, where the topic comes from.
+//! Submodules: `delivery` (failures, retries, timeouts, how the outcome
+//! shows), `secrets` (no token or password leaks).
 
-mod common;
+mod delivery;
+mod secrets;
 
-use common::{pid_alive, stderr, stdout, wait_until, write, Env};
+use crate::common::*;
 use serde_json::Value;
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+use std::time::Instant;
 
-/// Generous: the machine is shared and small.
-const SOON: Duration = Duration::from_secs(20);
+/// A loopback ntfy server: answers each request after `delay` with
+/// `answer`, noting for each whether the job's end was already recorded.
+/// It takes at most 10 requests and stops by itself after a minute.
+struct Ntfy {
+    url: String,
+    seen: Arc<Mutex<Vec<(Instant, String, bool)>>>,
+    stop: Arc<AtomicBool>,
+}
 
-// --- the stand-in server --------------------------------------------------------
+impl Ntfy {
+    fn start(store: &Path, delay: Duration, answer: &'static str) -> Ntfy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("the port"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2, store) = (seen.clone(), stop.clone(), store.to_path_buf());
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            let mut served = 0;
+            while served < 10 && Instant::now() < until && !stop2.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                served += 1;
+                let (seen, store, stop) = (seen2.clone(), store.clone(), stop2.clone());
+                std::thread::spawn(move || {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let request = read_request_text(&mut conn);
+                    let ended =
+                        fs::read_dir(&store).into_iter().flatten().flatten().any(|e| e.path().join("status").is_file());
+                    seen.lock().expect("the log of requests").push((Instant::now(), request, ended));
+                    let until = Instant::now() + delay;
+                    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let _ = conn.write_all(answer.as_bytes());
+                });
+            }
+        });
+        Ntfy { url, seen, stop }
+    }
+
+    fn requests(&self) -> Vec<(Instant, String, bool)> {
+        self.seen.lock().expect("the log of requests").clone()
+    }
+}
+
+impl Drop for Ntfy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn read_request_text(conn: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&buf).into_owned(),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+const OK_200: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
 
 /// How the server answers one connection.
 #[derive(Clone, Copy)]
@@ -106,14 +185,6 @@ impl Server {
     }
 }
 
-/// A URL where nothing listens: a port that was just free.
-fn refusing_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a port on 127.0.0.1");
-    let url = format!("http://{}", listener.local_addr().expect("the address"));
-    drop(listener);
-    url
-}
-
 fn serve(conn: TcpStream, reply: Reply, seen: &Mutex<Vec<Request>>, released: &AtomicBool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let Some(req) = read_request(&conn) else {
@@ -174,8 +245,6 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
     Some(Request { method, path, headers, body })
 }
 
-// --- driving the binaries ------------------------------------------------------------
-
 /// `name args…` with NTFY_SERVER at `server` and these variables set.
 fn call(env: &Env, server: &str, vars: &[(&str, &str)], name: &str, args: &[&str]) -> Output {
     let mut c = env.cmd(name);
@@ -203,39 +272,8 @@ fn wait_notified(env: &Env, id: &str) -> Value {
     notify
 }
 
-fn meta(env: &Env, id: &str) -> Value {
-    let text = std::fs::read_to_string(env.job_dir(id).join("meta.json")).expect("reading meta.json");
-    serde_json::from_str(&text).expect("meta.json is JSON")
-}
-
 fn watcher_pid(env: &Env, id: &str) -> i64 {
     meta(env, id)["watcher_pid"].as_i64().expect("a watcher pid in meta.json")
-}
-
-/// Entries of the store, hidden ones included (none if it does not exist).
-fn store_entries(env: &Env) -> Vec<String> {
-    match std::fs::read_dir(&env.store) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Every file under `dir`, with its bytes.
-fn every_file(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("listing the job directory").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(every_file(&path));
-        } else {
-            out.push((path.display().to_string(), std::fs::read(&path).expect("reading a job file")));
-        }
-    }
-    out
-}
-
-fn mtime(path: &Path) -> SystemTime {
-    std::fs::metadata(path).and_then(|m| m.modified()).expect("the file's mtime")
 }
 
 /// A duration in the scripts' form: `45s`, `3m 05s`, `2h 15m`, `1d 3h`.
@@ -251,17 +289,6 @@ fn is_human_duration(s: &str) -> bool {
         [a, b] => unit_ok(a, &['m', 'h', 'd']) && unit_ok(b, &['s', 'm', 'h']),
         _ => false,
     }
-}
-
-/// The `runs` line of job `id`.
-fn runs_line(env: &Env, id: &str) -> String {
-    let out = env.run("runs", &[]);
-    assert!(out.status.success(), "runs failed: {}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .find(|l| l.split_whitespace().any(|w| w == id))
-        .unwrap_or_else(|| panic!("no line for {id} in runs"))
-        .to_string()
 }
 
 // --- the message ------------------------------------------------------------------------
@@ -496,168 +523,6 @@ fn job_run_notify_delivers_one_message_to_the_right_topic() {
     assert_eq!(server.requests().len(), cases.len(), "one message per job");
 }
 
-// --- failures and retries ---------------------------------------------------------------
-
-#[test]
-fn an_unreachable_server_fails_the_notification_but_never_delays_the_jobs_end() {
-    let env = Env::new();
-    let id = started(&call(&env, &refusing_url(), &[("NTFY_TOPIC", "bgrun-tests")], "run", &["-n", "true"]));
-    let notify = wait_notified(&env, &id);
-    assert_eq!(notify["state"], "failed", "{notify}");
-    assert!(notify["error"].as_str().is_some_and(|e| !e.is_empty()), "{notify}");
-    assert_eq!(env.state(&id), "done", "a failed notification leaves the job's state alone");
-    // Three tries with a backoff take seconds; the end was recorded before.
-    let dir = env.job_dir(&id);
-    let gap = mtime(&dir.join("notified")).duration_since(mtime(&dir.join("status")));
-    assert!(
-        gap.as_ref().is_ok_and(|g| *g >= Duration::from_secs(2)),
-        "status was written {gap:?} before the notification gave up"
-    );
-    assert!(runs_line(&env, &id).contains(" ✉✗"), "{}", runs_line(&env, &id));
-}
-
-#[test]
-fn a_server_error_is_retried_and_then_sent() {
-    let env = Env::new();
-    let server = Server::start(&[Reply::Status(500), Reply::Status(200)]);
-    let id = started(&call(&env, &server.url, &[("NTFY_TOPIC", "bgrun-tests")], "run", &["-n", "true"]));
-    let notify = wait_notified(&env, &id);
-    assert_eq!(notify["state"], "sent", "{notify}");
-    assert_eq!(notify["error"], Value::Null);
-    let reqs = server.requests();
-    assert_eq!(reqs.len(), 2, "one retry after the 500");
-    assert_eq!(reqs[0].body, reqs[1].body, "the retry sends the same message");
-}
-
-fn a_client_error_fails_at_once(status: u16) {
-    let env = Env::new();
-    let server = Server::start(&[Reply::Status(status)]);
-    let id = started(&call(&env, &server.url, &[("NTFY_TOPIC", "bgrun-tests")], "run", &["-n", "true"]));
-    let watcher = watcher_pid(&env, &id);
-    let notify = wait_notified(&env, &id);
-    assert_eq!(notify["state"], "failed", "{notify}");
-    let error = notify["error"].as_str().expect("an error");
-    assert!(error.contains(&format!("HTTP {status}")), "{error}");
-    wait_until(SOON, "the watcher to exit", || !pid_alive(watcher));
-    assert_eq!(server.requests().len(), 1, "no retry on HTTP {status}");
-    assert_eq!(env.state(&id), "done");
-}
-
-#[test]
-fn an_unauthorized_answer_is_not_retried() {
-    a_client_error_fails_at_once(401);
-}
-
-#[test]
-fn a_rate_limit_answer_is_not_retried() {
-    a_client_error_fails_at_once(429);
-}
-
-#[test]
-fn a_server_that_never_answers_is_given_up_within_the_timeout() {
-    let env = Env::new();
-    let server = Server::start(&[Reply::Silent]);
-    let vars = [("NTFY_TOPIC", "bgrun-tests"), ("NTFY_TIMEOUT", "1")];
-    let id = started(&call(&env, &server.url, &vars, "run", &["-n", "true"]));
-    let watcher = watcher_pid(&env, &id);
-    assert_eq!(env.wait_ended(&id, SOON)["state"], "done", "the end is recorded while the server hangs");
-    // Three tries of one second and 1 + 2 s of backoff: about 6 s.
-    wait_until(Duration::from_secs(12), "the watcher to give up and exit", || !pid_alive(watcher));
-    let notify = env.job(&id)["notify"].clone();
-    assert_eq!(notify["state"], "failed", "{notify}");
-    assert!(notify["error"].as_str().is_some_and(|e| e.contains("timed out")), "{notify}");
-    assert_eq!(server.requests().len(), 3, "a timeout is retried like any network error");
-}
-
-// --- secrets ----------------------------------------------------------------------------
-
-#[test]
-fn the_token_and_password_appear_in_no_argv_and_no_job_file() {
-    let env = Env::new();
-    let server = Server::start(&[Reply::Status(200)]);
-    let vars = [
-        ("NTFY_TOPIC", "bgrun-tests"),
-        ("NTFY_TOKEN", "tk_secret123"),
-        ("NTFY_USER", "alice"),
-        ("NTFY_PASSWORD", "pw_secret456"),
-    ];
-    let secrets = ["tk_secret123", "pw_secret456"];
-    let wait_for_go = "echo waiting; until [ -e go ]; do sleep 0.05; done";
-    let id = started(&call(&env, &server.url, &vars, "run", &["-n", "sh", "-c", wait_for_go]));
-    let job_pid = meta(&env, &id)["pid"].as_i64().expect("a job pid");
-    // Until the job has exec'd, its argv is the launcher's: read the job's
-    // own once its first line is in the log.
-    wait_until(SOON, "the job's first line", || env.log(&id).contains("waiting"));
-    for pid in [watcher_pid(&env, &id), job_pid] {
-        // An empty read is a process between states (the kernel shows no
-        // arguments then): read again until there are some.
-        let mut cmdline = Vec::new();
-        wait_until(SOON, &format!("the arguments of process {pid}"), || {
-            cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            !cmdline.is_empty()
-        });
-        let text = String::from_utf8_lossy(&cmdline);
-        for s in secrets {
-            assert!(!text.contains(s), "{s} in /proc/{pid}/cmdline: {text}");
-        }
-    }
-    common::write(&env.root.join("go"), "");
-    assert_eq!(wait_notified(&env, &id)["state"], "sent");
-    assert_eq!(server.request_for(&id).header("authorization"), Some("Bearer tk_secret123"));
-
-    let files = every_file(&env.job_dir(&id));
-    assert!(
-        files.iter().any(|(p, _)| p.ends_with("/notified")),
-        "{:?}",
-        files.iter().map(|f| &f.0).collect::<Vec<_>>()
-    );
-    for (path, bytes) in files {
-        let text = String::from_utf8_lossy(&bytes);
-        for s in secrets {
-            assert!(!text.contains(s), "{s} in {path}");
-        }
-    }
-    let listing = stdout(&env.run("runs", &["--json"]));
-    for s in secrets {
-        assert!(!listing.contains(s), "{s} in runs --json");
-    }
-}
-
-// --- how the outcome shows ----------------------------------------------------------------
-
-#[test]
-fn runs_marks_pending_sent_and_failed_notifications() {
-    let env = Env::new();
-    let slow = Server::start(&[Reply::Held]);
-    let refusing = Server::start(&[Reply::Status(401)]);
-    let vars = [("NTFY_TOPIC", "bgrun-tests")];
-    let plain = started(&call(&env, &slow.url, &vars, "run", &["true"]));
-    let held = started(&call(&env, &slow.url, &vars, "run", &["-n", "true"]));
-    let denied = started(&call(&env, &refusing.url, &vars, "run", &["-n", "true"]));
-
-    // The end is recorded while the server has not answered yet.
-    assert_eq!(env.wait_ended(&held, SOON)["state"], "done");
-    wait_until(SOON, "the slow server to get the message", || slow.requests().len() == 1);
-    let notify = env.job(&held)["notify"].clone();
-    assert_eq!(notify, serde_json::json!({"topic": "bgrun-tests", "state": "pending", "error": null}));
-    assert!(runs_line(&env, &held).contains(" ✉…"), "{}", runs_line(&env, &held));
-
-    slow.release();
-    let notify = wait_notified(&env, &held);
-    assert_eq!(notify, serde_json::json!({"topic": "bgrun-tests", "state": "sent", "error": null}));
-    let line = runs_line(&env, &held);
-    assert!(line.contains(" ✉") && !line.contains("✉…") && !line.contains("✉✗"), "{line}");
-
-    let notify = wait_notified(&env, &denied);
-    assert_eq!(notify["state"], "failed");
-    assert!(notify["error"].as_str().is_some_and(|e| e.starts_with("HTTP 401")), "{notify}");
-    assert!(runs_line(&env, &denied).contains(" ✉✗"), "{}", runs_line(&env, &denied));
-
-    env.wait_ended(&plain, SOON);
-    assert_eq!(env.job(&plain)["notify"], Value::Null);
-    assert!(!runs_line(&env, &plain).contains('✉'), "{}", runs_line(&env, &plain));
-}
-
 // --- reading well on a phone --------------------------------------------------------
 
 #[test]
@@ -680,103 +545,4 @@ fn a_failure_message_tail_holds_only_the_jobs_output_never_the_log_header() {
         "{}",
         server.request_for(&short).message()
     );
-}
-
-#[test]
-fn min_duration_sends_nothing_for_jobs_that_ended_sooner_and_runs_shows_no_mark_while_a_job_runs() {
-    let env = Env::new();
-    let server = Server::start(&[Reply::Status(200)]);
-    let vars = [("NTFY_TOPIC", "bgrun-tests")];
-    let quick_ok = started(&call(&env, &server.url, &vars, "run", &["-n", "--min-duration", "2m", "true"]));
-    let quick_fail =
-        started(&call(&env, &server.url, &vars, "job", &["run", "--notify", "--min-duration", "2m", "exit 1"]));
-    let by_env = [("NTFY_TOPIC", "bgrun-tests"), ("NTFY_MIN_DURATION", "1s")];
-    let long_enough = started(&call(&env, &server.url, &by_env, "run", &["-n", "sleep", "1.5"]));
-    let too_short = started(&call(&env, &server.url, &by_env, "run", &["-n", "true"]));
-    let running = started(&call(&env, &server.url, &vars, "run", &["-n", "sleep", "30"]));
-
-    for id in [&quick_ok, &quick_fail, &too_short] {
-        let notify = wait_notified(&env, id);
-        assert_eq!(notify["state"], "skipped", "{id}: {notify}");
-        assert!(!runs_line(&env, id).contains('✉'), "{}", runs_line(&env, id));
-    }
-    assert_eq!(wait_notified(&env, &long_enough)["state"], "sent");
-    let sent: Vec<String> = server.requests().iter().map(|r| r.message()).collect();
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    assert!(sent[0].contains(&format!("Job: {long_enough}")), "{sent:?}");
-
-    assert_eq!(env.job(&running)["notify"]["state"], "pending");
-    assert!(!runs_line(&env, &running).contains('✉'), "a mark while running: {}", runs_line(&env, &running));
-    assert!(env.run("job", &["stop", &running]).status.success());
-    assert!(runs_line(&env, &running).contains('✉'), "{}", runs_line(&env, &running));
-}
-
-// --- a watcher that gave back its memory -----------------------------------------------
-
-/// The watcher's resident memory (Rss of /proc/PID/smaps_rollup), in KiB;
-/// none once it is gone.
-fn rss_kib(pid: i64) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("Rss:")?.trim().strip_suffix(" kB")?.trim().parse().ok())
-}
-
-/// A watcher starts as a copy of its launcher, with the pages of code and
-/// data that the launcher touched (parsing the command line, staging the
-/// job): about 2.3 MiB resident in a release build, 6.4 MiB in a debug
-/// one. Once its job has run for 100 ms it gives back what waiting does
-/// not use (`proc::shed`) and settles near 0.5–0.6 MiB (release) or
-/// 1.4–1.7 MiB (debug), the pages it touches again while it waits
-/// included. The bound sits between the two, twice the lower figure and
-/// about half the higher, so that neither the size of the environment nor
-/// the C library's version moves a watcher across it.
-const SHED_RSS_KIB: u64 = if cfg!(debug_assertions) { 3584 } else { 1280 };
-
-/// Waits until job `id`'s watcher is below `SHED_RSS_KIB` while the job
-/// still runs.
-fn wait_shed(env: &Env, id: &str) {
-    let watcher = watcher_pid(env, id);
-    let mut rss = None;
-    wait_until(SOON, &format!("job {id}'s watcher to give back memory"), || {
-        assert_eq!(
-            env.state(id),
-            "running",
-            "job {id} ended before its watcher was seen below the bound ({rss:?} KiB)"
-        );
-        rss = rss_kib(watcher);
-        rss.is_some_and(|kib| kib < SHED_RSS_KIB)
-    });
-}
-
-#[test]
-fn a_watcher_that_gave_back_its_memory_still_records_the_end_stops_times_out_and_notifies() {
-    let env = Env::new();
-    let server = Server::start(&[Reply::Status(200)]);
-    let vars = [("NTFY_TOPIC", "bgrun-tests")];
-    let gate = env.root.join("gate");
-    let script = format!("while [ ! -e {} ]; do sleep 0.02; done; exit 3", gate.display());
-    let ending = started(&call(&env, &server.url, &vars, "run", &["-n", "sh", "-c", &script]));
-    let stopped = started(&call(&env, &server.url, &vars, "run", &["-n", "sleep", "600"]));
-    // Long enough for the watcher to be seen below the bound first.
-    let timed_out =
-        started(&call(&env, &server.url, &vars, "job", &["run", "--notify", "--timeout", "8s", "sleep 600"]));
-    for id in [&ending, &stopped, &timed_out] {
-        wait_shed(&env, id);
-    }
-
-    write(&gate, "");
-    assert!(env.run("job", &["stop", &stopped]).status.success());
-    for (id, state, title) in [
-        (&ending, "failed", " failed (exit 3)"),
-        (&stopped, "stopped", " stopped ("),
-        (&timed_out, "timeout", " timed out ("),
-    ] {
-        let job = env.wait_ended(id, SOON);
-        assert_eq!(job["state"], state, "{job}");
-        assert_eq!(wait_notified(&env, id)["state"], "sent", "{id}");
-        let footer = format!("=== {state}");
-        assert!(env.log(id).lines().any(|l| l.starts_with(&footer)), "no footer in the log of {id}: {}", env.log(id));
-        let req = server.request_for(id);
-        assert!(req.title().contains(title), "{id}: {}", req.title());
-    }
-    assert_eq!(env.job(&ending)["exit_code"], 3);
 }

@@ -1,0 +1,42 @@
+//! The integration tests: one binary (one link instead of one per file),
+//! a module per behaviour. Each runs the real binaries as a user would,
+//! with a temporary store (`common::Env`), and waits for conditions with
+//! a deadline, never a fixed sleep. A test that needs what this machine
+//! lacks (a tool, namespaces, Slurm) says so and is counted by
+//! tests/zz_not_run.rs, which cargo runs after this binary.
+//!
+//! - `launch`: starting a job (run, job run): what reaches it, what it
+//!   inherits, the id, name and key that name it.
+//! - `state`: how a job is judged (running, done, failed, lost,
+//!   elsewhere…), how it is listed, what it used.
+//! - `stop`: job stop and --timeout: what is killed, and only that.
+//! - `wait`: job wait and --wait.
+//! - `logs`: runlog and job logs, following, the header, the cap, the
+//!   picker.
+//! - `removal`: runrm and job clean.
+//! - `queue`: queues, slots and --after.
+//! - `notify`: ntfy notifications and their secrets.
+//! - `slurm`: the Slurm backend.
+//! - `store`: where the store is, its modes, full disks, damaged and
+//!   planted entries.
+//! - `cli`: arguments, usage errors, help, exit codes.
+//! - `install`: install.sh.
+//! - `assets`: the completions and man pages, generated from the clap
+//!   definitions (`BGRUN_BLESS=1` rewrites them).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod assets;
+mod cli;
+mod install;
+mod launch;
+mod logs;
+mod notify;
+mod queue;
+mod removal;
+mod slurm;
+mod state;
+mod stop;
+mod store;
+mod wait;

@@ -1,0 +1,454 @@
+//! Removing jobs (`runrm`, `job clean`): never a running job, nor one
+//! ending at that moment, nor one replaced under the same id; what is
+//! printed; leftovers of interrupted launches swept; a removed job's key
+//! freed.
+
+use crate::common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A child killed (and reaped) when the test ends, even by a failed assert.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `front args` again and again until `stop`, collecting every run
+/// that did not exit 0 quietly.
+fn churn(env: &Env, front: &'static str, args: &'static [&'static str], stop: Arc<AtomicBool>) -> Vec<String> {
+    let mut complaints = Vec::new();
+    let mut cmd = env.cmd(front);
+    cmd.args(args);
+    while !stop.load(Ordering::SeqCst) {
+        let out = cmd.output().expect("running a remover");
+        if !out.status.success() || !out.stderr.is_empty() {
+            complaints.push(format!("{front} {args:?}: {:?}: {}", out.status.code(), stderr(&out)));
+        }
+    }
+    complaints
+}
+
+/// The processes waiting for a flock (`->` lines of /proc/locks).
+fn lock_waiters() -> Vec<i32> {
+    let text = fs::read_to_string("/proc/locks").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("->"))
+        .filter_map(|l| l.split_whitespace().nth(5).and_then(|p| p.parse().ok()))
+        .collect()
+}
+
+// --- runrm ---------------------------------------------------------------------
+
+#[test]
+fn runrm_never_removes_a_job_that_is_ending_at_that_moment() {
+    let env = Env::new();
+    for round in 0..8 {
+        // Ten jobs ending together, and three runrm loops racing them.
+        let jobs: Vec<Launched> = (0..10).map(|_| launch(&env, &["sleep", "0.3"])).collect();
+        let mut kept = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let watcher = meta(&env, &job.id)["watcher_pid"].as_i64().expect("watcher_pid");
+            // A second name for the log outlives the directory: what the
+            // watcher writes after a removal still shows there.
+            let kept_log = env.root.join(format!("log-{round}-{i}"));
+            std::fs::hard_link(&job.log, &kept_log).expect("linking the log");
+            kept.push((watcher, kept_log));
+        }
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    wait_until(SOON, "runrm to remove the jobs once they ended", || {
+                        let out = env.run("runrm", &[]);
+                        assert!(out.status.success(), "runrm failed: {}", stderr(&out));
+                        let mut all_gone = true;
+                        for job in &jobs {
+                            let gone = !env.job_dir(&job.id).exists();
+                            assert!(!gone || !pid_alive(job.pid.into()), "runrm removed {} while it ran", job.id);
+                            all_gone &= gone;
+                        }
+                        all_gone
+                    });
+                });
+            }
+        });
+        for ((watcher, kept_log), job) in kept.iter().zip(&jobs) {
+            wait_until(SOON, "the watcher to exit", || !pid_alive(*watcher));
+            let log = std::fs::read_to_string(kept_log).expect("reading the kept log");
+            assert!(log.contains("=== done (exit 0) after "), "{}: {log}", job.id);
+            assert!(!log.contains("could not record"), "runrm removed {} before its end was recorded: {log}", job.id);
+        }
+    }
+}
+
+#[test]
+fn runrm_refuses_to_remove_a_running_job_by_id_or_name() {
+    let env = Env::new();
+    let mut left = Leftovers::default();
+    let gate = env.root.join("gate");
+    let job = launch(&env, &["--name", "sleeper", &started_gated(&gate, 0)]);
+    left.add(job.pid);
+    for query in [job.id.as_str(), "sleeper"] {
+        let out = env.run("runrm", &[query]);
+        assert_eq!(out.status.code(), Some(1), "runrm {query}");
+        let err = stderr(&out);
+        assert!(err.contains(&job.id) && err.contains("is running"), "runrm {query} said: {err}");
+        assert!(env.job_dir(&job.id).join("log").is_file(), "runrm {query} touched the job");
+        assert_eq!(env.state(&job.id), "running");
+    }
+    open(&gate);
+    env.wait_ended(&job.id, SOON);
+}
+
+#[test]
+fn runrm_dry_run_removes_nothing() {
+    let env = Env::new();
+    let a = launch(&env, &["true"]);
+    let b = launch(&env, &["false"]);
+    env.wait_ended(&a.id, SOON);
+    env.wait_ended(&b.id, SOON);
+    for args in [vec!["--dry-run"], vec!["--dry-run", a.id.as_str()]] {
+        let out = env.run("runrm", &args);
+        assert!(out.status.success(), "runrm {args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("would remove {}", a.id)), "runrm {args:?}: {text}");
+        assert!(text.contains("would remove "), "{text}");
+        assert!(env.job_dir(&a.id).is_dir() && env.job_dir(&b.id).is_dir(), "runrm {args:?} removed a job");
+    }
+    assert!(stdout(&env.run("runrm", &["--dry-run"])).contains("would remove 2 jobs"));
+    assert_eq!(env.jobs().len(), 2);
+}
+
+// --- leftovers of interrupted launches and removals ----------------------------------
+
+#[test]
+fn runrm_and_job_clean_sweep_abandoned_hidden_leftovers_and_leave_fresh_ones() {
+    let env = Env::new();
+    let job = env.start(&["true"]);
+    env.wait_ended(&job, SOON);
+    let outside = env.root.join("outside");
+    std::fs::create_dir(&outside).expect("making a directory outside the store");
+    write(&outside.join("precious"), "keep me\n");
+    let make = |name: &str, age: &str| {
+        let dir = env.store.join(name);
+        std::fs::create_dir(&dir).expect("making a leftover");
+        write(&dir.join("log"), "half a launch\n");
+        std::os::unix::fs::symlink(&outside, dir.join("link")).expect("planting a link");
+        let out = std::process::Command::new("touch").args(["-d", age]).arg(&dir).output().expect("running touch");
+        assert!(out.status.success(), "touch: {}", stderr(&out));
+        dir
+    };
+    let old_new = make(".new-true_20250101_000000-4242", "1 hour ago");
+    let old_rm = make(".rm-true_20250101_000001-4243", "2 hours ago");
+    let fresh = make(".new-true_20250101_000002-4244", "now");
+
+    let out = env.run("runrm", &["--dry-run"]);
+    assert!(out.status.success(), "runrm --dry-run failed: {}", stderr(&out));
+    let text = stdout(&out);
+    for dir in [&old_new, &old_rm] {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        assert!(text.contains(&format!("would remove {name}")), "runrm --dry-run: {text}");
+        assert!(dir.is_dir(), "--dry-run removed {name}");
+    }
+    assert!(!text.contains(".new-true_20250101_000002"), "a fresh leftover was named: {text}");
+
+    let out = env.run("runrm", &[&job]);
+    assert!(out.status.success(), "runrm {job} failed: {}", stderr(&out));
+    assert!(old_new.is_dir() && old_rm.is_dir(), "runrm JOB swept leftovers");
+
+    let out = env.run("job", &["clean", "--all"]);
+    assert!(out.status.success(), "job clean failed: {}", stderr(&out));
+    assert!(!old_new.exists() && !old_rm.exists(), "job clean left them: {}", stdout(&out));
+    assert!(fresh.is_dir(), "a launch or removal in progress was swept");
+    assert_eq!(std::fs::read_to_string(outside.join("precious")).ok().as_deref(), Some("keep me\n"));
+    let again = make(".new-true_20250101_000003-4245", "1 hour ago");
+    let out = env.run("runrm", &[]);
+    assert!(out.status.success(), "runrm failed: {}", stderr(&out));
+    assert!(!again.exists(), "runrm left it: {}", stdout(&out));
+    assert!(fresh.is_dir(), "a launch or removal in progress was swept");
+    let out = env.run("runs", &["--json"]);
+    assert!(out.status.success() && stderr(&out).is_empty(), "runs: {}", stderr(&out));
+}
+
+#[test]
+fn runrm_and_job_clean_print_each_id_removed_and_no_count_after_a_refusal() {
+    let env = Env::new();
+    let a = env.start(&["--name", "a", "true"]);
+    let b = env.start(&["--name", "b", "true"]);
+    let sleeper = env.start(&["--name", "sleeper", "sleep", "30"]);
+    env.wait_ended(&a, SOON);
+    env.wait_ended(&b, SOON);
+    let refused = env.run("runrm", &[&sleeper]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("is running"), "{}", stderr(&refused));
+    assert_eq!(stdout(&refused), "", "a refusal printed a count");
+    let out = env.run("runrm", &[]);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("removed {a}\n")) && text.contains(&format!("removed {b}\n")), "{text}");
+    assert!(text.contains("removed 2 jobs"), "{text}");
+    let c = env.start(&["--name", "c", "true"]);
+    env.wait_ended(&c, SOON);
+    let out = env.run("job", &["clean", "--all"]);
+    assert!(stdout(&out).starts_with(&format!("removed {c}\nremoved 1 job,")), "{}", stdout(&out));
+    assert!(env.run("job", &["stop", &sleeper]).status.success());
+}
+
+// --- the old run scripts' files ----------------------------------------------------
+
+#[test]
+fn the_old_scripts_log_and_pid_files_are_listed_viewable_and_removable_never_while_running() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.store).expect("making the store");
+    // An ended one: its pid is a process that has exited.
+    let mut gone = std::process::Command::new("true").spawn().expect("running true");
+    let gone_pid = gone.id();
+    gone.wait().expect("reaping true");
+    write(&env.store.join("build_20250101_120000.log"), "Command: make -j8\nStarted: then\ncompiling\nall done\n");
+    write(&env.store.join("build_20250101_120000.pid"), &format!("{gone_pid}\n"));
+    // A running one, started now.
+    let mut live = KillOnDrop(std::process::Command::new("sleep").arg("60").spawn().expect("running sleep"));
+    let now = stdout(&std::process::Command::new("date").arg("+%Y%m%d_%H%M%S").output().expect("date"));
+    let live_id = format!("train_{}", now.trim());
+    write(&env.store.join(format!("{live_id}.log")), "Command: python train.py\nepoch 1\n");
+    write(&env.store.join(format!("{live_id}.pid")), &format!("{}\n", live.0.id()));
+    let fresh = env.start(&["--name", "fresh", "true"]);
+    env.wait_ended(&fresh, SOON);
+
+    let listing = stdout(&env.run("runs", &[]));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 3, "{listing}");
+    assert!(lines[0].contains("build_20250101_120000") && lines[0].contains("ended, exit code unknown"), "{listing}");
+    assert!(lines[0].contains("make -j8") && lines[0].contains("old run script"), "{listing}");
+    assert!(lines.iter().any(|l| l.contains(&live_id) && l.contains("running") && l.contains("python train.py")));
+    assert!(lines.iter().any(|l| l.contains(&fresh)), "{listing}");
+    let running = stdout(&env.run("runs", &["--state", "running"]));
+    assert!(running.contains(&live_id) && !running.contains("build_2025"), "{running}");
+    assert_eq!(env.jobs().len(), 1, "the old scripts' jobs are not in --json");
+
+    let out = env.run("runlog", &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("compiling\nall done\n"), "{}", stdout(&out));
+    let out = env.run("runlog", &[&live_id, "--no-follow"]);
+    assert!(stdout(&out).contains("epoch 1"), "{}", stdout(&out));
+
+    let refused = env.run("runrm", &[&live_id]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("is running"), "{}", stderr(&refused));
+    let out = env.run("runrm", &[]);
+    assert!(stdout(&out).contains("removed build_20250101_120000 (old run script)"), "{}", stdout(&out));
+    assert!(
+        !env.store.join("build_20250101_120000.log").exists() && !env.store.join("build_20250101_120000.pid").exists()
+    );
+    assert!(env.store.join(format!("{live_id}.log")).exists(), "runrm removed a running old job's log");
+
+    live.0.kill().expect("killing sleep");
+    live.0.wait().expect("reaping sleep");
+    let out = env.run("runrm", &[&live_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.store.join(format!("{live_id}.pid")).exists());
+}
+
+#[test]
+fn runrm_and_job_clean_in_loops_never_remove_a_running_job_nor_lose_or_tear_one() {
+    let env = Env::new();
+    let marks = env.root.join("marks");
+    fs::create_dir(&marks).expect("making the marks directory");
+    // Each job's last act: say whether its own directory is still in place
+    // (a removed one shows as `.rm-…` or `(deleted)` through its log), and
+    // that it ran to its end, under the tag T its launcher gave it. (Ids
+    // are not unique over time: once removed, an id is free again.)
+    let job = |secs: &str| {
+        format!(
+            r#"sleep {secs}; l=$(readlink /proc/$$/fd/1);
+            case "$l" in *"/.rm-"*|*deleted*) echo "$l" > {m}/REMOVED-WHILE-RUNNING.$T ;; esac; : > {m}/ended.$T"#,
+            m = marks.display()
+        )
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s1, s2, s3) = (stop.clone(), stop.clone(), stop.clone());
+    let env = Arc::new(env);
+    let (e1, e2, e3) = (env.clone(), env.clone(), env.clone());
+    let runrm = std::thread::spawn(move || churn(&e1, "runrm", &[], s1));
+    let clean = std::thread::spawn(move || churn(&e2, "job", &["clean", "--all"], s2));
+    // A reader: every listing succeeds and names no damage, nothing is
+    // ever lost, and every file it finds is whole.
+    let reader = std::thread::spawn(move || {
+        let mut complaints = Vec::new();
+        while !s3.load(Ordering::SeqCst) {
+            let out = e3.run("runs", &["--json"]);
+            match serde_json::from_slice::<Value>(&out.stdout) {
+                Ok(Value::Array(jobs)) => {
+                    for j in jobs.iter().filter(|j| j["state"] == "lost") {
+                        complaints.push(format!("a lost job: {j}"));
+                    }
+                    let ids: BTreeSet<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
+                    if ids.len() != jobs.len() {
+                        complaints.push(format!("one id listed twice: {jobs:?}"));
+                    }
+                }
+                _ => complaints.push(format!("runs --json printed no array: {}", stdout(&out))),
+            }
+            if !out.status.success() || !out.stderr.is_empty() {
+                complaints.push(format!("runs --json: {:?}: {}", out.status.code(), stderr(&out)));
+            }
+            for e in fs::read_dir(&e3.store).into_iter().flatten().flatten() {
+                if e.file_name().as_bytes()[0] != b'.' {
+                    assert_whole(&e.path());
+                }
+            }
+        }
+        complaints
+    });
+
+    let mut launchers: Vec<Child> = (0..4)
+        .map(|k| {
+            let script = format!(
+                "for i in $(seq 30); do T={k}.$i {run} --name churn sh -c '{short}' || echo FAILED; done",
+                run = bin("run").display(),
+                short = job(&format!("0.{k}")).replace('\'', r"'\''")
+            );
+            env.tool("sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("starting sh")
+        })
+        .collect();
+    let mut printed = Vec::new();
+    for i in 0..5 {
+        let out = env.cmd("run").env("T", format!("long.{i}")).args(["--name", "long", "sh", "-c", &job("3")]).output();
+        printed.push(id_of(&out.expect("running run")));
+    }
+    for sh in launchers.drain(..) {
+        let out = sh.wait_with_output().expect("waiting for a launcher");
+        printed.extend(stdout(&out).lines().map(|l| l.split_whitespace().next().unwrap_or(l).to_string()));
+    }
+    if printed.iter().any(|l| l == "FAILED") {
+        stop.store(true, Ordering::SeqCst);
+        panic!("a launch failed");
+    }
+    wait_until(SOON * 2, "every job to end", || fs::read_dir(&marks).map(|d| d.count()).unwrap_or(0) >= 125);
+    wait_until(SOON, "every job's end to be recorded", || env.jobs().iter().all(|j| j["state"] != "running"));
+    stop.store(true, Ordering::SeqCst);
+    let mut complaints = runrm.join().expect("the runrm loop");
+    complaints.extend(clean.join().expect("the job clean loop"));
+    complaints.extend(reader.join().expect("the reader"));
+
+    assert_eq!(printed.len(), 125, "ids printed: {printed:?}");
+    let unique: BTreeSet<&String> = printed.iter().collect();
+    assert_eq!(unique.len(), 125, "an id was given to two jobs: {printed:?}");
+    let removed: Vec<OsString> = entries(&marks).into_iter().filter(|n| n.as_bytes().starts_with(b"REMOVED")).collect();
+    assert_eq!(removed, Vec::<OsString>::new(), "running jobs were removed");
+    let ended = entries(&marks).into_iter().filter(|n| n.as_bytes().starts_with(b"ended.")).count();
+    assert_eq!(ended, 125, "not every job ran to its end");
+    assert_eq!(complaints, Vec::<String>::new());
+    for e in fs::read_dir(&env.store).expect("reading the store").flatten() {
+        if e.file_name().as_bytes()[0] != b'.' {
+            assert_whole(&e.path());
+        }
+    }
+    let out = env.run("runrm", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // (`.ids` keeps the removed jobs' ids.)
+    let left: Vec<OsString> = entries(&env.store).into_iter().filter(|n| n != ".ids").collect();
+    assert_eq!(left, Vec::<OsString>::new(), "left in the store after the last runrm");
+}
+
+#[test]
+fn removing_a_damaged_job_frees_its_key() {
+    let env = Env::new();
+    let out = env.run("job", &["run", "--key", "k1", "--wait", "true"]);
+    assert!(out.status.success(), "job run: {}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    write(&env.job_dir(&id).join("meta.json"), "{ damaged");
+    let out = env.run("runrm", &[&id]);
+    assert!(out.status.success(), "runrm: {}{}", stdout(&out), stderr(&out));
+    assert!(!env.job_dir(&id).exists());
+    let out = env.run("job", &["run", "--key", "k1", "--wait", "true"]);
+    assert!(out.status.success(), "job run: {}", stderr(&out));
+    let again = stdout(&out).trim().to_string();
+    assert_ne!(again, id, "the key still names the removed job");
+    assert!(env.job_dir(&again).exists());
+}
+
+// --- runrm and job clean remove only the job they judged ------------------------------------
+
+#[test]
+fn a_job_directory_replaced_under_the_same_id_between_listing_and_removal_is_left_alone() {
+    let env = Env::new();
+    let base = finished(&env, "base");
+    let id = "swapped_20250101_000000";
+    plant(&env.job_dir(&base), &env.store, OsStr::new(id), |_| {});
+    for (round, front) in ["runrm", "job"].into_iter().enumerate() {
+        // Holding the store's lock keeps the removal waiting after it has
+        // judged the job.
+        let lock = fs::File::open(&env.store).expect("opening the store");
+        lock.lock_shared().expect("locking the store");
+        let args: Vec<&str> = if front == "runrm" { vec![id] } else { vec!["clean", "--all"] };
+        let child = env.cmd(front).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let pid = child.id() as i32;
+        wait_until(SOON, "the removal to wait for the store's lock", || lock_waiters().contains(&pid));
+        // Another job takes the id meanwhile.
+        let old = env.root.join(format!("old-{front}"));
+        fs::rename(env.store.join(id), &old).expect("moving the judged job away");
+        plant(&old, &env.store, OsStr::new(id), |m| {
+            m["started_at"] = "2025-01-01T00:00:00.500+00:00".into();
+            m["pid"] = (999_990 + round).into();
+        });
+        drop(lock);
+        let out = child.wait_with_output().expect("waiting");
+        assert!(out.status.success(), "{front}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(env.store.join(id).join("meta.json").exists(), "{front} removed the job that took the id");
+        assert_eq!(meta_at(&env.store.join(id))["pid"], 999_990 + round);
+    }
+}
+
+// --- job clean -------------------------------------------------------------------
+
+#[test]
+fn clean_older_than_removes_only_jobs_that_ended_before_then() {
+    let env = jobs();
+    let ten_days = env.ended("true", "ten-days");
+    let two_days = env.ended("false", "two-days");
+    let twelve_hours = env.ended("true", "twelve-hours");
+    let fresh = env.ended("true", "fresh");
+    let running = env.launch(&["sleep 300", "--name", "running"]);
+    env.age(&ten_days, chrono::Duration::days(10));
+    env.age(&two_days, chrono::Duration::days(2));
+    env.age(&twelve_hours, chrono::Duration::hours(12));
+    let dry = env.cli(&["clean", "--older-than", "1d", "--dry-run"]);
+    assert!(stdout(&dry).contains("would remove 2 jobs"), "{}", stdout(&dry));
+    assert_eq!(env.ids().len(), 5);
+    let out = env.cli(&["clean", "--older-than", "1d"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("removed 2 jobs"), "{}", stdout(&out));
+    let mut left = vec![twelve_hours, fresh, running.clone()];
+    left.sort();
+    assert_eq!(env.ids(), left);
+    assert_eq!(env.state(&running), "running");
+}
+
+#[test]
+fn clean_defaults_to_seven_days_and_all_removes_every_job_that_is_not_running() {
+    let env = jobs();
+    let eight_days = env.ended("true", "eight-days");
+    let six_days = env.ended("true", "six-days");
+    let failed = env.ended("false", "failed");
+    let running = env.launch(&["sleep 300", "--name", "running"]);
+    env.age(&eight_days, chrono::Duration::days(8));
+    env.age(&six_days, chrono::Duration::days(6));
+    let out = env.cli(&["clean"]);
+    assert!(stdout(&out).contains("removed 1 job,"), "{}", stdout(&out));
+    let mut left = vec![six_days, failed, running.clone()];
+    left.sort();
+    assert_eq!(env.ids(), left);
+    let out = env.cli(&["clean", "--all"]);
+    assert!(stdout(&out).contains("removed 2 jobs"), "{}", stdout(&out));
+    assert_eq!(env.ids(), vec![running.clone()]);
+    assert_eq!(env.state(&running), "running");
+}

@@ -1,0 +1,251 @@
+//! Stopping a job (`job stop`, `--timeout`): its whole process group and
+//! escaped descendants end, SIGKILL after the grace or at once with
+//! `--force`, and a signal never reaches a stranger that took a pid.
+
+use crate::common::*;
+use std::fs;
+use std::time::Duration;
+
+#[test]
+fn a_timeout_of_0_is_no_timeout_as_with_gnu_timeout() {
+    let env = Env::new();
+    let out = env.run("job", &["run", "--timeout", "0", "sleep 1; exit 4"]);
+    let id = stdout(&out).trim().to_string();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "failed", "{j}");
+    assert_eq!(j["exit_code"], 4, "{j}");
+    assert_eq!(j["timeout_s"], serde_json::Value::Null, "{j}");
+}
+
+// --- signal only what is the job's ----------------------------------------------
+
+#[test]
+fn with_its_watcher_gone_a_stop_refuses_a_pid_file_naming_init_or_a_stranger() {
+    let env = Env::new();
+    let mut owned = Leftovers::default();
+    let (id, pid) = id_and_pid(env.cmd("run").args(["sleep", "600"]).output().expect("run"));
+    owned.add(pid);
+    kill_watcher(&env, &id);
+    let mut stranger = session_leader();
+    owned.add(stranger.id() as i32);
+
+    for planted in ["1".to_string(), stranger.id().to_string()] {
+        write(&env.job_dir(&id).join("pid"), &format!("{planted}\n"));
+        let out = env.run("job", &["stop", "--force", &id]);
+        assert_eq!(out.status.code(), Some(1), "job stop with pid file {planted}: {}", stdout(&out));
+        assert!(stderr(&out).contains("altered"), "{}", stderr(&out));
+        assert!(pid_alive(stranger.id().into()) && pid_alive(pid.into()), "something was signalled");
+    }
+    // The entry as it was: the stop goes through, and only to the job.
+    write(&env.job_dir(&id).join("pid"), &format!("{pid}\n"));
+    let out = env.run("job", &["stop", "--force", &id]);
+    assert!(out.status.success(), "job stop: {}", stderr(&out));
+    wait_until(SOON, "the job to be gone", || !pid_alive(pid.into()));
+    assert!(pid_alive(stranger.id().into()), "the stranger was killed");
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+#[test]
+fn with_its_watcher_gone_a_stop_reaches_a_child_that_moved_into_its_own_session() {
+    let env = Env::new();
+    let mut owned = Leftovers::default();
+    let script = "setsid sleep 600 & echo \"child $!\"; trap 'exit 0' TERM; while :; do sleep 1; done";
+    let (id, pid) = id_and_pid(env.cmd("run").args(["sh", "-c", script]).output().expect("run"));
+    owned.add(pid);
+    let mut child = 0;
+    wait_until(SOON, "the child's pid in the log", || {
+        child = env.log(&id).lines().find_map(|l| l.strip_prefix("child ")?.trim().parse().ok()).unwrap_or(0);
+        child > 0
+    });
+    owned.add(child);
+    wait_until(SOON, "the child's own session", || {
+        fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(3)) == Some(&child.to_string())
+        })
+    });
+    kill_watcher(&env, &id);
+    let out = env.run("job", &["stop", &id]);
+    assert!(out.status.success(), "job stop: {}", stderr(&out));
+    assert!(!pid_alive(pid.into()), "the job lives");
+    wait_until(SOON, "the child in its own session to be gone", || !pid_alive(child.into()));
+}
+
+#[test]
+fn after_the_job_is_reaped_its_watcher_never_signals_a_stranger_that_took_its_group_id() {
+    if !isolated("choosing the next pid (ns_last_pid)", false) {
+        return;
+    }
+    let env = Env::new();
+    // In a pid namespace of its own, where the test may choose the next pid.
+    let script = r#"
+        set -u
+        out=$("$RUN" --name grp sh -c 'setsid sh -c "trap \"\" TERM; exec sleep 600" & exec sleep 600') || exit 10
+        set -- $out; id=$1; pid=$2
+        esc=""
+        for t in $(seq 400); do
+            for d in /proc/[0-9]*; do
+                p=${d#/proc/}
+                [ "$p" = "$pid" ] && continue
+                [ "$(cat $d/comm 2>/dev/null)" = sleep ] && esc=$p
+            done
+            [ -n "$esc" ] && break
+            sleep 0.05
+        done
+        [ -n "$esc" ] || exit 11
+        "$JOB" stop "$id" >stop.out 2>&1 &
+        stop=$!
+        for t in $(seq 400); do [ -e /proc/$pid ] || break; sleep 0.01; done
+        [ -e /proc/$pid ] && exit 12
+        s=""
+        for t in $(seq 100); do
+            echo $((pid - 1)) >/proc/sys/kernel/ns_last_pid
+            setsid sleep 600 &
+            s=$!
+            [ "$s" = "$pid" ] && break
+            kill $s; wait $s 2>/dev/null; s=""
+        done
+        [ -n "$s" ] || exit 13
+        wait $stop
+        st=$(cut -d' ' -f3 /proc/$s/stat 2>/dev/null)
+        echo "stranger ${st:-gone}"
+        kill "$s"
+        "$RUNS" --json
+    "#;
+    let out = env
+        .tool("sh")
+        .args(["-c", script])
+        .env("RUN", bin("run"))
+        .env("JOB", bin("job"))
+        .env("RUNS", bin("runs"))
+        .output()
+        .expect("sh");
+    let text = stdout(&out);
+    assert!(out.status.success(), "exit {:?}: {text}{}", out.status.code(), stderr(&out));
+    assert!(text.contains("stranger S"), "the stranger holding the job's group id was killed: {text}");
+    assert!(text.contains("\"stopped\""), "{text}");
+}
+
+#[test]
+fn a_timeout_ends_a_plain_job_in_state_timeout() {
+    let env = jobs();
+    let id = env.launch(&["sleep 30", "--timeout", "1s"]);
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "timeout", "{j}");
+    assert_eq!(j["signal"], "SIGTERM", "{j}");
+    assert_eq!(j["timeout_s"], 1);
+    assert_eq!(code(&env.cli(&["wait", &id])), 1);
+    assert!(env.log(&id).contains("=== timeout (SIGTERM)"), "{}", env.log(&id));
+}
+
+#[test]
+fn a_timeout_still_ends_a_job_that_ignores_sigterm_by_sigkill_after_the_grace() {
+    let env = jobs();
+    let id = env.launch(&["trap '' TERM; sleep 30", "--timeout", "1s"]);
+    let pid = env.pid(&id);
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "timeout", "{j}");
+    assert_eq!(j["signal"], "SIGKILL", "{j}");
+    let took = j["duration_s"].as_f64().expect("a duration");
+    assert!(took < 25.0, "it ran {took} s: the sleep ran out, nothing killed it");
+    assert!(group_members(pid).is_empty(), "left in the job's group: {:?}", group_members(pid));
+}
+
+// --- job stop --------------------------------------------------------------------
+
+#[test]
+fn stopping_a_job_kills_its_whole_process_group() {
+    let env = jobs();
+    let id = env.launch(&["sh -c 'sleep 300 & sleep 300 & wait'"]);
+    let pid = env.pid(&id);
+    wait_until(SOON, "the job's two sleeps", || group_members(pid).len() >= 3);
+    let out = env.cli(&["stop", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("stopped (SIGTERM)"), "{}", stdout(&out));
+    let j = env.job(&id);
+    assert_eq!(j["state"], "stopped", "{j}");
+    assert_eq!(j["signal"], "SIGTERM");
+    wait_until(SOON, "the job's group to be gone", || group_members(pid).is_empty());
+}
+
+#[test]
+fn stopping_a_job_kills_a_descendant_that_escaped_with_setsid() {
+    let env = jobs();
+    let pidfile = env.root.join("escaped");
+    let id = env.launch(&[&format!("setsid sleep 300 & echo $! > '{}'; wait", pidfile.display())]);
+    let pid = env.pid(&id);
+    let mut escaped = 0;
+    wait_until(SOON, "the escaped pid", || {
+        escaped = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        escaped > 0 && pid_alive(escaped)
+    });
+    wait_until(SOON, "the sleep to leave the job's process group", || pgrp_of(escaped) != pid);
+    let out = env.cli(&["stop", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.state(&id), "stopped");
+    wait_until(SOON, "the escaped sleep to die", || !pid_alive(escaped));
+}
+
+#[test]
+fn stop_force_kills_at_once_with_sigkill() {
+    let env = jobs();
+    let plain = env.launch(&["sleep 300"]);
+    let stubborn = env.launch(&["trap '' TERM; sleep 300"]);
+    let out = env.cli(&["stop", "--force", &plain, &stubborn]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for id in [&plain, &stubborn] {
+        let j = env.job(id);
+        assert_eq!(j["state"], "stopped", "{j}");
+        assert_eq!(j["signal"], "SIGKILL", "{j}");
+    }
+}
+
+#[test]
+fn stop_without_force_ends_a_job_that_ignores_sigterm_after_the_grace() {
+    let env = jobs();
+    let id = env.launch(&["trap '' TERM; echo trapped; sleep 300"]);
+    let pid = env.pid(&id);
+    wait_until(SOON, "the trap to be set", || env.log(&id).starts_with("trapped\n"));
+    let out = env.cli(&["stop", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = env.job(&id);
+    assert_eq!(j["state"], "stopped", "{j}");
+    assert_eq!(j["signal"], "SIGKILL", "{j}");
+    assert!(group_members(pid).is_empty());
+}
+
+#[test]
+fn stopping_a_job_that_already_ended_says_so_and_succeeds() {
+    let env = jobs();
+    let id = env.ended("true", "t");
+    let out = env.cli(&["stop", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("already ended: done (exit 0)"), "{}", stdout(&out));
+    assert_eq!(env.state(&id), "done");
+}
+
+#[test]
+fn stop_force_cuts_short_the_grace_of_a_graceful_stop() {
+    let t = jobs();
+    let id = t.launch(&["trap '' TERM; sleep 300"]);
+    let pid = t.pid(&id);
+    wait_until(SOON, "the trap to be set", || group_members(pid).len() >= 2);
+    // A graceful stop: TERM is ignored, so it waits out its 3 s grace.
+    let mut graceful = t.cmd("job");
+    graceful.args(["stop", &id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut graceful = graceful.spawn().expect("starting job stop");
+    wait_until(SOON, "the stop request", || t.job_dir(&id).join("stop").exists());
+    let started = std::time::Instant::now();
+    let forced = t.cli(&["stop", "--force", &id]);
+    assert_eq!(code(&forced), 0, "{forced:?}");
+    let job = t.job(&id);
+    assert_eq!(job["state"], "stopped");
+    assert_eq!(job["signal"], "SIGKILL");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the forced stop waited out the grace: {:?}",
+        started.elapsed()
+    );
+    let _ = graceful.wait();
+}
