@@ -147,7 +147,7 @@ fn step_recording(job: &Job) -> bool {
     job.end_lock().is_some_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
-/// Why a step may not have run: what the README's set-up requires.
+/// Why a step may not have run: what docs/slurm.md's set-up requires.
 fn unreachable(job: &Job) -> String {
     let bin = job.meta.slurm.as_ref().map_or("bgrun", |s| s.bin.as_str());
     let node = job.slurm.as_ref().and_then(|s| s.node.as_deref()).unwrap_or("the node");

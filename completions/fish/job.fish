@@ -100,5 +100,5 @@ complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcom
 complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "clean" -d 'Remove old finished jobs'
 complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
 complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-# Job ids and names (added by examples/gen-assets).
+# Job ids and names (added by the assets test's generator).
 complete -c job -n "__fish_job_using_subcommand status logs stop wait retry; and not __fish_prev_arg_in --tail --timeout" -f -a "(runs --complete-ids 2>/dev/null)"

@@ -1,5 +1,5 @@
 //! How a job is shown: the JSON view (`runs --json`, `job list --json`),
-//! a stable interface documented in README.md (fields are only ever
+//! a stable interface documented in docs/json.md (fields are only ever
 //! added), and the one-line summary of the listings.
 
 use super::out::{clean, Out};
@@ -16,7 +16,7 @@ pub struct NotifyView {
 }
 
 /// One job as `runs --json` and `job list --json` print it: a stable
-/// interface, documented in README.md.
+/// interface, documented in docs/json.md.
 #[derive(Serialize)]
 pub struct View<'a> {
     pub id: &'a str,

@@ -1,9 +1,7 @@
 //! The shell completions and the man pages, generated from the clap
 //! definitions in src/cli/. The first test of the `assets` module compares
 //! them with the committed files, and with `BGRUN_BLESS=1` writes them
-//! ([`write_all`]). (The scripts still say they were added by
-//! examples/gen-assets, this generator's former home: the text is kept so
-//! that the committed files stay as they are.)
+//! ([`write_all`]).
 //!
 //! - Completions: clap_complete writes the static part (options,
 //!   subcommands). Where a job id or name goes ([`JOB_ARGS`]), the scripts
@@ -125,7 +123,7 @@ fn clap_script(cmd: &Command, shell: Shell) -> String {
 }
 
 const BASH_IDS: &str = r#"
-# --- job ids and names (added by examples/gen-assets) ---
+# --- job ids and names (added by the assets test's generator) ---
 # _bgrun_ids FIRST MAX [OPTION…]: if the word being completed is where a
 # job goes, offer the ids and names `runs --complete-ids` prints and
 # succeed. FIRST is the index of the first word after the (sub)command,
@@ -197,7 +195,7 @@ fn bash(cmd: &Command, slots: &[Slot]) -> String {
     s
 }
 
-const ZSH_IDS: &str = r#"# Job ids and names (added by examples/gen-assets).
+const ZSH_IDS: &str = r#"# Job ids and names (added by the assets test's generator).
 (( $+functions[_bgrun_ids] )) ||
 _bgrun_ids() {
     local -a ids expl
@@ -247,7 +245,7 @@ fn fish(cmd: &Command, slots: &[Slot]) -> String {
     if slots.is_empty() {
         return s;
     }
-    s.push_str("# Job ids and names (added by examples/gen-assets).\n");
+    s.push_str("# Job ids and names (added by the assets test's generator).\n");
     let subs: Vec<&str> = slots.iter().filter_map(|sl| sl.sub.as_deref()).collect();
     let mut condition = String::new();
     if !subs.is_empty() {
