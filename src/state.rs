@@ -115,7 +115,8 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
     let row = rows.get(&id);
     let rec = job.slurm.get_or_insert_with(SlurmRec::default);
     if let Some(r) = row {
-        rec.said = Some((r.state.clone(), r.reason.clone()));
+        // No reason (squeue's `None`) is kept as none.
+        rec.said = Some((r.state.clone(), r.reason().unwrap_or_default().to_string()));
         if rec.node.is_none() && !r.nodes.is_empty() {
             rec.node = Some(r.nodes.clone());
         }

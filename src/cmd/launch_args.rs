@@ -123,10 +123,19 @@ pub fn job_run(store: &Store, a: cli::JobRun) -> Res<Checked> {
     Ok(Checked { spec, ntfy })
 }
 
+/// Where an ssh command's shell finds `NTFY_TOPIC` (docs/install.md): it
+/// reads `~/.bashrc` only down to its early return, and no `~/.profile`.
+const OVER_SSH: &str = "over ssh, ~/.bashrc is read only down to its early return (and ~/.profile not at all): \
+                        export NTFY_TOPIC at the top of ~/.bashrc (~/.zshenv for zsh)";
+
 /// NTFY_TOPIC, for a notification asked for without a topic; `missing`
-/// says what to do when it is not set.
+/// says what to do when it is not set (and, for an ssh command, where to
+/// set it).
 fn topic_from_env(missing: &str) -> Res<String> {
-    let t = env("NTFY_TOPIC").ok_or_else(|| usage(missing))?;
+    let t = env("NTFY_TOPIC").ok_or_else(|| match env("SSH_CONNECTION") {
+        Some(_) => usage(format!("{missing}; {OVER_SSH}")),
+        None => usage(missing),
+    })?;
     cli::parse_topic(&t).map_err(|e| usage(format!("NTFY_TOPIC: {e}")))
 }
 

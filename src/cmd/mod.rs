@@ -43,6 +43,9 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
             Some(ContextValue::Strings(v)) => Some(v.join(", ")),
             _ => None,
         };
+        // What clap found near a mistyped word (`--name` for `--nmae`),
+        // if anything.
+        let near = |kind| named(kind).filter(|s| !s.is_empty());
         let usage = || {
             let text = e.render().to_string();
             let line = text.lines().find_map(|l| l.trim().strip_prefix("Usage: ").map(String::from));
@@ -63,12 +66,23 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
                 // `-la` is reported as `-l`: name the word as typed.
                 let typed = words.iter().find(|w| w.starts_with(&flag) && w.starts_with('-')).unwrap_or(&flag);
                 let front = T::command().get_name().to_string();
-                let hint = match (front.as_str(), words.first().map(String::as_str)) {
-                    ("run", _) => "; to run a command starting with '-', put -- before it",
-                    ("job", Some("run")) => "; quote the whole command (job run \"ls -la\") or put -- before it",
-                    _ => " (see --help)",
+                // A typo gets the flag it is near; the `--` hint is only
+                // for a word near no flag.
+                let hint = match (near(ContextKind::SuggestedArg), front.as_str(), words.first().map(String::as_str)) {
+                    (Some(flag), ..) => format!("; did you mean {}?", clean(&flag)),
+                    (None, "run", _) => "; to run a command starting with '-', put -- before it".into(),
+                    (None, "job", Some("run")) => {
+                        "; quote the whole command (job run \"ls -la\") or put -- before it".into()
+                    }
+                    _ => " (see --help)".into(),
                 };
                 Fail::new(Exit::Usage, format!("unknown flag {}{hint}", clean(typed)))
+            }
+            InvalidSubcommand => {
+                let word = named(ContextKind::InvalidSubcommand).unwrap_or_default();
+                let hint = near(ContextKind::SuggestedSubcommand)
+                    .map_or(" (see --help)".into(), |s| format!("; did you mean {}?", clean(&s)));
+                Fail::new(Exit::Usage, format!("unrecognized subcommand '{}'{hint}", clean(&word)))
             }
             _ => {
                 let text = e.render().to_string();

@@ -1,5 +1,7 @@
 //! What the user typed → a job (an exact id, else the newest job of that
-//! name, else a unique id prefix), and every job with its state.
+//! name, else a unique id prefix), of bgrun's own or, where a front also
+//! shows the old run scripts' jobs, of either kind; and every job with its
+//! state.
 
 use super::out::{clean, warn};
 use crate::exit::{Fail, Res};
@@ -59,6 +61,35 @@ pub fn resolve(store: &Store, query: &str) -> Res<Job> {
                 names.join(", "),
                 if n > 10 { ", …" } else { "" }
             )))
+        }
+    }
+}
+
+/// A job of either kind: bgrun's own, or the old run scripts'.
+pub enum Found {
+    Job(Box<Job>),
+    Legacy(store::Legacy),
+}
+
+/// What the user typed, to a job of either kind, by the rules of
+/// [`resolve`] over both: an exact id, else the newest job of that name
+/// (by start time, whichever its kind), else a unique id prefix (one of
+/// each kind is ambiguous). A damaged entry of that id is an error.
+pub fn resolve_any(store: &Store, query: &str) -> Res<Found> {
+    let job = resolve(store, query);
+    if matches!(&job, Err(e) if e.msg.contains("damaged")) || matches!(&job, Ok(j) if j.id == query) {
+        return job.map(|j| Found::Job(Box::new(j)));
+    }
+    let Some(old) = resolve_legacy(store, query) else { return job.map(|j| Found::Job(Box::new(j))) };
+    let Ok(job) = job else { return Ok(Found::Legacy(old)) };
+    let (job_named, old_named) = (job.meta.name == query, old.name == query);
+    match (old.id == query, job_named, old_named) {
+        (true, ..) | (false, false, true) => Ok(Found::Legacy(old)),
+        (false, true, false) => Ok(Found::Job(Box::new(job))),
+        (false, true, true) if old.started > job.started => Ok(Found::Legacy(old)),
+        (false, true, true) => Ok(Found::Job(Box::new(job))),
+        (false, false, false) => {
+            Err(Fail::from(format!("'{}' matches 2 jobs: {}, {}", clean(query), clean(&job.id), clean(&old.id))))
         }
     }
 }

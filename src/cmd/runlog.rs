@@ -4,7 +4,7 @@
 use super::follow::{follow_many, show_legacy_log, show_log};
 use super::out::{clean, warn, Out};
 use super::parse;
-use super::resolve::{load_all, resolve, resolve_legacy};
+use super::resolve::{load_all, resolve, resolve_any, Found};
 use crate::cli;
 use crate::exit::{Exit, Fail, Res};
 use crate::picker::{PickRow, Picker};
@@ -19,15 +19,12 @@ pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
         return several(&store, &a);
     }
     let mut job = match a.jobs.first() {
-        Some(q) => match resolve(&store, q) {
-            Ok(job) => job,
-            Err(e) => match resolve_legacy(&store, q) {
-                Some(old) => {
-                    show_legacy_log(&old, a.tail, !a.no_follow, &mut Out::new())?;
-                    return Ok(Exit::Ok);
-                }
-                None => return Err(e),
-            },
+        Some(q) => match resolve_any(&store, q)? {
+            Found::Job(job) => *job,
+            Found::Legacy(old) => {
+                show_legacy_log(&old, a.tail, !a.no_follow, &mut Out::new())?;
+                return Ok(Exit::Ok);
+            }
         },
         None => {
             let mut jobs = load_all(&store, "runlog")?;

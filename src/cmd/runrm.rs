@@ -6,7 +6,7 @@
 use super::out::{clean, warn, Out};
 use super::parse;
 use super::removal::{awaited, keep_note, remove_each, report, sweep_leftovers};
-use super::resolve::{load_all, resolve, resolve_legacy};
+use super::resolve::{load_all, resolve_any, Found};
 use super::view::elsewhere;
 use crate::cli;
 use crate::exit::{Exit, Fail, Res};
@@ -39,8 +39,9 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         old = store.legacy().into_iter().filter(|l| !state::legacy_running(l)).collect();
     } else {
         for q in &a.jobs {
-            match resolve(&store, q) {
-                Ok(mut job) => {
+            match resolve_any(&store, q) {
+                Ok(Found::Job(job)) => {
+                    let mut job = *job;
                     let st = state::of(&mut job, &boot);
                     if matches!(st, State::Running | State::Queued) {
                         let what = st.as_str();
@@ -60,25 +61,19 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                         failed = true;
                     }
                 },
-                Err(e) => match resolve_legacy(&store, q) {
-                    Some(l) if state::legacy_running(&l) => {
-                        warn(&format!(
-                            "runrm: {} is running (pid {}); stop it first",
-                            clean(&l.id),
-                            l.pid.unwrap_or(0)
-                        ));
-                        failed = true;
+                Ok(Found::Legacy(l)) if state::legacy_running(&l) => {
+                    warn(&format!("runrm: {} is running (pid {}); stop it first", clean(&l.id), l.pid.unwrap_or(0)));
+                    failed = true;
+                }
+                Ok(Found::Legacy(l)) => {
+                    if !old.iter().any(|o| o.id == l.id) {
+                        old.push(l);
                     }
-                    Some(l) => {
-                        if !old.iter().any(|o| o.id == l.id) {
-                            old.push(l);
-                        }
-                    }
-                    None => {
-                        warn(&format!("runrm: {}", e.msg));
-                        failed = true;
-                    }
-                },
+                }
+                Err(e) => {
+                    warn(&format!("runrm: {}", e.msg));
+                    failed = true;
+                }
             }
         }
     }

@@ -112,7 +112,7 @@ fn reason(job: &Job, state: State) -> Option<String> {
     }
     let said = job.slurm.as_ref()?.said.as_ref();
     match (state, said) {
-        (State::Queued, Some((_, reason))) => Some(reason.clone()),
+        (State::Queued, Some((_, reason))) if !reason.is_empty() => Some(reason.clone()),
         (State::Queued, None) if job.slurm.as_ref().is_some_and(|s| s.id.is_none()) => Some("submitting".into()),
         _ => None,
     }
@@ -157,15 +157,11 @@ pub fn duration(job: &Job, state: State) -> Option<f64> {
 /// listing (oldest first), with no further reads.
 pub fn queue_notes(jobs: &[(Job, State)]) -> std::collections::HashMap<String, String> {
     let mut notes = std::collections::HashMap::new();
-    let mut seen: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
     let states: std::collections::HashMap<&str, State> = jobs.iter().map(|(j, s)| (j.id.as_str(), *s)).collect();
-    let mut queued: Vec<&Job> = jobs.iter().filter(|(_, s)| *s == State::Queued).map(|(j, _)| j).collect();
-    queued.sort_by(|a, b| a.meta.queued_at.cmp(&b.meta.queued_at).then_with(|| a.id.cmp(&b.id)));
-    for j in queued {
+    let places = queue_places(jobs);
+    for (j, _) in jobs.iter().filter(|(_, s)| *s == State::Queued) {
         let mut parts = Vec::new();
-        if let Some(q) = &j.meta.queue {
-            let n = seen.entry((q.as_str(), j.meta.place.as_deref().unwrap_or(""))).or_insert(0);
-            *n += 1;
+        if let (Some(q), Some(n)) = (&j.meta.queue, places.get(&j.id)) {
             parts.push(format!("{} in {q}", ordinal(*n)));
         }
         let pending: Vec<&str> =
@@ -178,7 +174,24 @@ pub fn queue_notes(jobs: &[(Job, State)]) -> std::collections::HashMap<String, S
     notes
 }
 
-fn ordinal(n: usize) -> String {
+/// Each queued job's place in its named queue (1 for the next to start),
+/// by id: the order they were queued in, per queue and place.
+pub fn queue_places(jobs: &[(Job, State)]) -> std::collections::HashMap<String, usize> {
+    let mut places = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+    let mut queued: Vec<&Job> = jobs.iter().filter(|(_, s)| *s == State::Queued).map(|(j, _)| j).collect();
+    queued.sort_by(|a, b| a.meta.queued_at.cmp(&b.meta.queued_at).then_with(|| a.id.cmp(&b.id)));
+    for j in queued {
+        if let Some(q) = &j.meta.queue {
+            let n = seen.entry((q.as_str(), j.meta.place.as_deref().unwrap_or(""))).or_insert(0);
+            *n += 1;
+            places.insert(j.id.clone(), *n);
+        }
+    }
+    places
+}
+
+pub fn ordinal(n: usize) -> String {
     let suffix = match (n % 10, n % 100) {
         (_, 11..=13) => "th",
         (1, _) => "st",

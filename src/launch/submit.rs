@@ -65,10 +65,14 @@ pub(super) fn submit(
             return Err(Fail::from(e));
         }
     };
+    // Says whether the store is as it was: the directory gone, or not.
     let undo = |store: &Store, msg: String| {
-        let _ = store.remove(&meta.id);
+        let left = match store.remove(&meta.id) {
+            Ok(_) => "nothing was left in the store".to_string(),
+            Err(e) => format!("and {} is left in the store: {e}", meta.id),
+        };
         release(store);
-        Err(Fail::from(msg))
+        Err(Fail::from(format!("{msg}; {left}")))
     };
     let log = store::log_path(&dir);
     let mut args: Vec<OsString> = vec![

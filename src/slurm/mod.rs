@@ -43,7 +43,12 @@ pub fn submit(args: &[OsString], step: &str) -> Result<u64, String> {
     c.arg("--parsable").args(args).arg("--wrap").arg(step);
     let out = call(c, "sbatch")?;
     if !out.ok {
-        return Err(format!("sbatch refused the job: {}", out.why()));
+        let why = out.why();
+        // Refused is the controller's word; this is no word at all.
+        if why.contains("Unable to contact slurm controller") {
+            return Err(format!("sbatch could not reach Slurm's controller ({why}); the job was not submitted"));
+        }
+        return Err(format!("sbatch refused the job: {why}"));
     }
     let first = out.stdout.lines().next().unwrap_or("").trim();
     // `--parsable` prints "ID" or "ID;CLUSTER".

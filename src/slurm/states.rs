@@ -67,13 +67,17 @@ impl Row {
         }
     }
 
+    /// Slurm's reason, if it gave one: squeue prints `None` for none.
+    pub fn reason(&self) -> Option<&str> {
+        Some(self.reason.as_str()).filter(|r| !r.is_empty() && *r != "None")
+    }
+
     /// Slurm's words for an end, as its record keeps them: `Slurm: STATE`
     /// or `Slurm: STATE (REASON)`.
     pub fn words(&self) -> String {
-        if self.reason.is_empty() || self.reason == "None" {
-            format!("Slurm: {}", self.state)
-        } else {
-            format!("Slurm: {} ({})", self.state, self.reason)
+        match self.reason() {
+            Some(r) => format!("Slurm: {} ({r})", self.state),
+            None => format!("Slurm: {}", self.state),
         }
     }
 }
@@ -103,5 +107,13 @@ mod tests {
         assert_eq!(row("NODE_FAIL", "").state(), State::Lost);
         assert_eq!(row("CANCELLED", "None").words(), "Slurm: CANCELLED");
         assert_eq!(row("TIMEOUT", "TimeLimit").words(), "Slurm: TIMEOUT (TimeLimit)");
+    }
+
+    #[test]
+    fn a_pending_job_whose_reason_is_none_has_no_reason() {
+        let row = |r: &str| Row { state: "PENDING".into(), reason: r.into(), nodes: String::new() };
+        assert_eq!(row("None").reason(), None);
+        assert_eq!(row("").reason(), None);
+        assert_eq!(row("Priority").reason(), Some("Priority"));
     }
 }

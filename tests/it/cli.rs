@@ -105,11 +105,32 @@ fn a_missing_argument_or_value_is_named_with_what_it_needs() {
 #[test]
 fn a_word_starting_with_a_dash_before_the_command_is_a_flag_or_a_usage_error_never_a_command() {
     let env = Env::new();
-    usage_error(&env, "run", &["--nmae", "x", "ls"], &["unknown flag --nmae", "put -- before it"]);
+    usage_error(&env, "run", &["--xyzzy", "x", "ls"], &["unknown flag --xyzzy", "put -- before it"]);
     usage_error(&env, "job", &["run", "ls", "-la"], &["unknown flag -la", "\"ls -la\"", "--"]);
     // ... while a flag after the command is the command's.
     let id = env.start(&["ls", "-la"]);
     assert_eq!(env.wait_ended(&id, SOON)["argv"], serde_json::json!(["ls", "-la"]));
+}
+
+#[test]
+fn a_typo_gets_the_nearest_subcommand_or_flag_and_a_word_near_nothing_gets_the_old_hint() {
+    let env = Env::new();
+    let typo = |front: &str, args: &[&str], naming: &[&str]| {
+        usage_error(&env, front, args, naming);
+        let err = stderr(&env.run(front, args));
+        assert!(!err.contains("put -- before it") && !err.contains("see --help"), "{front} {args:?}: {err}");
+    };
+    typo("job", &["stauts"], &["unrecognized subcommand 'stauts'", "did you mean status?"]);
+    typo("runs", &["--stat"], &["unknown flag --stat", "did you mean --state?"]);
+    typo("run", &["--nmae", "x", "ls"], &["unknown flag --nmae", "did you mean --name?"]);
+    // Near nothing: no guess, and what helps instead.
+    usage_error(&env, "job", &["xyzzy"], &["unrecognized subcommand 'xyzzy'", "see --help"]);
+    usage_error(&env, "runs", &["--xyzzy"], &["unknown flag --xyzzy", "see --help"]);
+    usage_error(&env, "run", &["--xyzzy", "ls"], &["unknown flag --xyzzy", "put -- before it"]);
+    for args in [&["job", "xyzzy"][..], &["runs", "--xyzzy"], &["run", "--xyzzy", "ls"]] {
+        let err = stderr(&env.run(args[0], &args[1..]));
+        assert!(!err.contains("did you mean"), "{args:?}: {err}");
+    }
 }
 
 #[test]

@@ -295,6 +295,30 @@ fn a_paused_queue_starts_nothing_until_it_is_resumed() {
 }
 
 #[test]
+fn job_status_of_a_queued_job_shows_when_it_was_queued_its_place_and_a_paused_queue_and_no_start() {
+    let q = queues();
+    q.job_ok(&["queue", "gpu", "--pause"]);
+    let first = q.run_q(&["-q", "gpu", "true"]);
+    let second = q.run_q(&["-q", "gpu", "true"]);
+    let text = q.job_ok(&["status", &second]);
+    let row = |k: &str| text.lines().find_map(|l| l.trim_start().strip_prefix(k).map(str::trim)).unwrap_or_default();
+    assert_eq!(row("state "), "queued 2nd in gpu, paused", "{text}");
+    assert!(row("queue ").starts_with("gpu, paused"), "{text}");
+    assert!(row("queued ").starts_with(&chrono::Local::now().format("%Y-%m-%d").to_string()), "{text}");
+    assert!(!text.contains("started"), "a queued job never started: {text}");
+    let j: Value = serde_json::from_str(&q.job_ok(&["status", &first, "--json"])).expect("JSON");
+    assert_eq!((j["queue_place"].as_u64(), j["queue_paused"].as_bool()), (Some(1), Some(true)), "{j}");
+    assert_eq!(j["state"], "queued", "{j}");
+
+    q.job_ok(&["queue", "gpu", "--resume"]);
+    q.wait_state(&second, &["done"]);
+    let text = q.job_ok(&["status", &second]);
+    assert!(text.contains("started") && !text.contains("paused"), "{text}");
+    let j: Value = serde_json::from_str(&q.job_ok(&["status", &second, "--json"])).expect("JSON");
+    assert_eq!((j["queue_place"].clone(), j["queue_paused"].clone()), (Value::Null, Value::Null), "{j}");
+}
+
+#[test]
 fn stopping_a_queued_job_ends_it_stopped_without_ever_starting_it_and_the_queue_goes_on() {
     let q = queues();
     let gate = q.file("gate");

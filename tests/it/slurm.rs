@@ -444,6 +444,7 @@ fn a_refused_submission_names_what_slurm_said_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.starts_with("run: sbatch refused the job: ") && err.contains("Invalid partition"), "{err}");
+    assert!(err.trim_end().ends_with("; nothing was left in the store"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     let out = c.job(&["run", "--slurm", "--mem", "999999G", "true"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -541,11 +542,39 @@ fn an_unreachable_controller_is_named_in_one_line_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
-        "run: sbatch refused the job: Batch job submission failed: Unable to contact slurm controller (connect failure)\n"
+        "run: sbatch could not reach Slurm's controller (Batch job submission failed: Unable to contact slurm \
+         controller (connect failure)); the job was not submitted; nothing was left in the store\n"
     );
     let left: Vec<_> =
         std::fs::read_dir(&env.store).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != ".ids").collect();
     assert!(left.is_empty(), "left in the store: {left:?}");
+}
+
+#[test]
+fn a_controller_on_a_closed_port_is_named_unreachable_by_the_real_sbatch_and_leaves_nothing() {
+    if !need_tool("sbatch") {
+        return;
+    }
+    // A cluster whose controller listens nowhere: port 9 of loopback.
+    let env = Env::new();
+    let conf = env.root.join("slurm.conf");
+    write(
+        &conf,
+        "ClusterName=bgruntest\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=9\nMessageTimeout=1\n\
+         NodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost Default=YES\n",
+    );
+    for (front, args) in [("run", &["--slurm", "true"][..]), ("job", &["run", "--slurm", "true"])] {
+        let out = env.cmd(front).env("SLURM_CONF", &conf).args(args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("could not reach Slurm's controller") && !err.contains("refused"), "{err}");
+        assert!(err.trim_end().ends_with("nothing was left in the store"), "{err}");
+        assert!(stdout(&out).is_empty(), "no id: {}", stdout(&out));
+        let left: Vec<_> =
+            std::fs::read_dir(&env.store).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != ".ids").collect();
+        assert!(left.is_empty(), "left in the store: {left:?}");
+    }
 }
 
 #[test]

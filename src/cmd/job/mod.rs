@@ -6,10 +6,10 @@ mod queue;
 mod status;
 mod stop;
 
-use super::follow::{follow_many, show_log, wait_all};
+use super::follow::{follow_many, show_legacy_log, show_log, wait_all};
 use super::launch_args::{self, Checked};
 use super::out::{clean, warn, Out};
-use super::resolve::{load_all, resolve};
+use super::resolve::{load_all, resolve, resolve_any, Found};
 use super::view::{queue_notes, summary_noted, view};
 use super::{exit_for, parse};
 use crate::cli::{self, JobCmd};
@@ -124,7 +124,13 @@ fn logs(store: &Store, a: cli::JobLogs) -> Res<Exit> {
         let worst = states.iter().copied().find(|s| *s != State::Done).unwrap_or(State::Done);
         return Ok(if a.follow { exit_for(worst) } else { Exit::Ok });
     }
-    let mut job = resolve(store, &a.ids[0])?;
+    let mut job = match resolve_any(store, &a.ids[0])? {
+        Found::Job(job) => *job,
+        Found::Legacy(old) => {
+            show_legacy_log(&old, a.tail, a.follow, &mut Out::new())?;
+            return Ok(Exit::Ok);
+        }
+    };
     let mut out = Out::new();
     let st = show_log(&mut job, a.tail, a.follow, &mut out)?;
     Ok(if a.follow { exit_for(st) } else { Exit::Ok })

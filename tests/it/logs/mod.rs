@@ -313,3 +313,54 @@ fn job_logs_follow_exits_1_when_the_job_fails() {
     assert!(lines.iter().any(|l| l.starts_with("=== failed (exit 4)")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.starts_with("=== cwd")), "--tail 1 printed the header: {lines:?}");
 }
+
+/// Plants an ended job of the old run scripts named `name`, started `ago`
+/// (negative: later than now): `NAME_YYYYmmdd_HHMMSS.log` and `.pid`, the
+/// pid one that has exited. Returns its id.
+fn old_script_job(env: &Env, name: &str, ago: chrono::Duration, log: &str) -> String {
+    fs::create_dir_all(&env.store).expect("making the store");
+    let mut gone = std::process::Command::new("true").spawn().expect("running true");
+    let pid = gone.id();
+    gone.wait().expect("reaping true");
+    let id = format!("{name}_{}", (chrono::Local::now() - ago).format("%Y%m%d_%H%M%S"));
+    write(&env.store.join(format!("{id}.log")), log);
+    write(&env.store.join(format!("{id}.pid")), &format!("{pid}\n"));
+    id
+}
+
+#[test]
+fn a_name_finds_the_newest_job_of_that_name_an_old_scripts_one_included() {
+    // An older bgrun job, a newer old-script one: the old script's wins.
+    let env = Env::new();
+    let mine = env.start(&["--name", "long-build", "echo", "from bgrun"]);
+    env.wait_ended(&mine, SOON);
+    let old = old_script_job(&env, "long-build", chrono::Duration::hours(-1), "Command: make\nfrom the old script\n");
+    for (front, args) in [("runlog", &["long-build", "--no-follow"][..]), ("job", &["logs", "long-build"])] {
+        let out = env.run(front, args);
+        assert!(out.status.success(), "{front} {args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("from the old script") && !stdout(&out).contains("from bgrun"), "{front}");
+    }
+    let status = stdout(&env.run("job", &["status", "long-build"]));
+    assert!(status.contains(&old) && status.contains("old run scripts"), "{status}");
+    let out = env.run("runrm", &["long-build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.store.join(format!("{old}.log")).exists(), "the newer, old-script job was removed");
+    assert_eq!(env.jobs().len(), 1, "the older bgrun job stays");
+
+    // The reverse: an older old-script job, a newer bgrun one.
+    let env = Env::new();
+    let old = old_script_job(&env, "long-build", chrono::Duration::hours(1), "Command: make\nfrom the old script\n");
+    let mine = env.start(&["--name", "long-build", "echo", "from bgrun"]);
+    env.wait_ended(&mine, SOON);
+    for (front, args) in [("runlog", &["long-build", "--no-follow"][..]), ("job", &["logs", "long-build"])] {
+        let out = env.run(front, args);
+        assert!(out.status.success(), "{front} {args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("from bgrun") && !stdout(&out).contains("from the old script"), "{front}");
+    }
+    let status = stdout(&env.run("job", &["status", "long-build"]));
+    assert!(status.contains(&mine), "{status}");
+    let out = env.run("runrm", &["long-build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.jobs().is_empty(), "the newer bgrun job was removed");
+    assert!(env.store.join(format!("{old}.log")).exists(), "the older old-script job stays");
+}

@@ -500,6 +500,27 @@ fn n_without_a_topic_anywhere_is_refused_with_a_hint() {
 }
 
 #[test]
+fn over_ssh_a_missing_topic_says_where_an_ssh_command_reads_it() {
+    let env = Env::new();
+    let server = Server::start(&[Reply::Status(200)]);
+    let ssh = [("SSH_CONNECTION", "127.0.0.1 50000 127.0.0.1 22")];
+    for (name, args) in [("run", &["-n", "true"][..]), ("job", &["run", "--notify", "true"][..])] {
+        let out = call(&env, &server.url, &ssh, name, args);
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains("NTFY_TOPIC") && err.contains("over ssh") && err.contains("top of ~/.bashrc"), "{err}");
+        let mut local = env.cmd(name);
+        let out =
+            local.env("NTFY_SERVER", &server.url).env_remove("SSH_CONNECTION").args(args).output().expect("running");
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("ssh"), "no word of ssh outside ssh: {}", stderr(&out));
+    }
+    assert_eq!(store_entries(&env), Vec::<String>::new(), "no job directory was created");
+    assert!(server.requests().is_empty());
+}
+
+#[test]
 fn job_run_notify_delivers_one_message_to_the_right_topic() {
     let env = Env::new();
     let server = Server::start(&[Reply::Status(200)]);
