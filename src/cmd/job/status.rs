@@ -125,16 +125,28 @@ fn legacy_status(l: &store::Legacy, json: bool) -> Res<Exit> {
     let log = l.log.as_ref().map(|p| p.display().to_string());
     let mut out = Out::new();
     if json {
-        out.json(&serde_json::json!({
-            "id": l.id,
-            "name": l.name,
-            "state": if running { "running" } else { "ended" },
-            "pid": l.pid,
-            "command": l.command,
-            "started_at": l.started.to_rfc3339(),
-            "log": log,
-            "backend": "old run script",
-        }))?;
+        // In the order of the `runs --json` object.
+        #[derive(serde::Serialize)]
+        struct Old<'a> {
+            id: &'a str,
+            name: &'a str,
+            state: &'a str,
+            pid: Option<i32>,
+            command: &'a str,
+            started_at: String,
+            log: Option<String>,
+            backend: &'a str,
+        }
+        out.json(&Old {
+            id: &l.id,
+            name: &l.name,
+            state: if running { "running" } else { "ended" },
+            pid: l.pid,
+            command: &l.command,
+            started_at: l.started.to_rfc3339(),
+            log,
+            backend: "old run script",
+        })?;
     } else {
         let rows = [
             ("id", clean(&l.id)),

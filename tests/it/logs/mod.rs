@@ -342,6 +342,9 @@ fn a_name_finds_the_newest_job_of_that_name_an_old_scripts_one_included() {
     }
     let status = stdout(&env.run("job", &["status", "long-build"]));
     assert!(status.contains(&old) && status.contains("old run scripts"), "{status}");
+    let j: serde_json::Value =
+        serde_json::from_str(&stdout(&env.run("job", &["status", "long-build", "--json"]))).expect("JSON");
+    assert_eq!((j["id"].as_str(), j["backend"].as_str()), (Some(old.as_str()), Some("old run script")), "{j}");
     let out = env.run("runrm", &["long-build"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!env.store.join(format!("{old}.log")).exists(), "the newer, old-script job was removed");
