@@ -132,7 +132,7 @@ fn runs_and_job_list_filter_by_state_project_and_the_last_n_newest_last() {
 }
 
 #[test]
-fn job_status_json_has_the_keys_of_runs_json_in_the_same_order_then_log_size() {
+fn job_status_json_has_the_keys_of_runs_json_in_the_same_order_then_log_size_and_queue_place() {
     let env = Env::new();
     let id = env.start(&["--name", "k", "true"]);
     env.wait_ended(&id, SOON);
@@ -142,6 +142,8 @@ fn job_status_json_has_the_keys_of_runs_json_in_the_same_order_then_log_size() {
     assert!(want.len() > 10, "{listing}");
     want.push("log_size".into());
     want.push("log_dropped".into());
+    want.push("queue_place".into());
+    want.push("queue_paused".into());
     assert_eq!(top_keys(&status, "  "), want, "{status}");
 }
 
