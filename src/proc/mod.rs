@@ -1,11 +1,12 @@
 //! Processes: the only home of nix (but for one `openat` in `files` and
-//! the `fallocate`s in `store::cap`), `unsafe`, fork/setsid/exec, signals
-//! and liveness. This file: the process's set-up before `main`
-//! (`set_up_std`), what /proc says of a process, liveness, names and
-//! finding executables; `signal`: signals only to processes proven to be
-//! the job's (pidfds); `spawn`: detaching the watcher and forking the job;
-//! `wait`: the watcher's wait (reaping, its signals, a deadline); `shed`:
-//! giving back the launcher's memory that a waiting watcher does not use.
+//! the `fallocate`s and one `lseek(SEEK_DATA)` in `store::cap`), `unsafe`,
+//! fork/setsid/exec, signals and liveness. This file: the process's
+//! set-up before `main` (`set_up_std`), what /proc says of a process,
+//! liveness, names and finding executables; `signal`: signals only to
+//! processes proven to be the job's (pidfds); `spawn`: detaching the
+//! watcher and forking the job; `wait`: the watcher's wait (reaping, its
+//! signals, a deadline); `shed`: giving back the launcher's memory that a
+//! waiting watcher does not use.
 //!
 //! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
 //! reused after a wrap-around or a reboot has another start time or another

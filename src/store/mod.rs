@@ -74,7 +74,7 @@ mod record;
 mod write;
 
 pub use crate::files::io_err;
-pub use cap::{marker, read_dropped, Cap, TICK as CAP_TICK};
+pub use cap::{marker, read_dropped, Cap};
 pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
 };

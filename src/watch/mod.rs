@@ -4,7 +4,7 @@
 //! end: log footer, then `status`, then `ended_at` and what the job used
 //! in meta.json) and only then, if asked, publishes to ntfy (`message`):
 //! the record of a job's end never waits on the network.
-//! With `--log-max` it also looks at the log's size every `store::CAP_TICK`
+//! With `--log-max` it also looks at the log's size every `Cap::tick`
 //! and drops its oldest output past the cap (see `store::cap`). Once the
 //! job has run for `SHED_AFTER`, it gives back the memory of its launcher
 //! that waiting does not use (`proc::shed`).
@@ -128,9 +128,43 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let bounds = Bounds { deadline, slurm: None };
     let (state, outcome) = supervise(&dir, job.pid, bounds, cap.as_mut(), &staged.log);
+    let left = cap.as_ref().map(|c| (c.clone(), meta.log_max));
     let ending = Ending { state, outcome, output_from, once: false, cap, on_end, reason: None };
-    finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending)
+    let code = finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending);
+    if let Some((cap, _)) = left {
+        keep_capping(&dir, cap, &staged.log);
+    }
+    code
 }
+
+/// Once the end is recorded, the cap holds while any process of the job is
+/// left (a background child still writing): the watcher stays, looking at
+/// the log as it did, until none is (another job's watcher and its tree
+/// aside), or it is sent SIGTERM. Which processes hold the log open for
+/// writing is not known (no count of writers is kept by the kernel); the
+/// job's processes are the ones that got it, and a subreaper sees them all.
+fn keep_capping(dir: &Path, mut cap: Cap, log: &File) {
+    let me = proc::my_pid();
+    let mut look = Instant::now();
+    cap.resync(dir);
+    loop {
+        if Instant::now() >= look {
+            if proc::descendants(me, &another_watcher).is_empty() {
+                return;
+            }
+            look = Instant::now() + LINGER_LOOK;
+        }
+        let _ = cap.check(log, dir);
+        match proc::next_wake(Some(Instant::now() + cap.tick())) {
+            Wake::NoChildren | Wake::Terminated => return,
+            Wake::Reaped(..) | Wake::StopRequest | Wake::Deadline => {}
+        }
+    }
+}
+
+/// How often a watcher that stays for its job's leftovers lists them (a
+/// walk of /proc: kept rarer than the cap's looks).
+const LINGER_LOOK: Duration = Duration::from_millis(500);
 
 /// What ends a job besides itself.
 pub struct Bounds {
@@ -160,7 +194,6 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
             shed_at = None;
         }
         if let Some(c) = cap.as_deref_mut().filter(|_| Instant::now() >= next_check) {
-            next_check = Instant::now() + store::CAP_TICK;
             // Tried again every tick (a full disk may clear); said once.
             if let Err(e) = c.check(log, dir) {
                 if !cap_failed {
@@ -168,6 +201,7 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
                 }
                 cap_failed = true;
             }
+            next_check = Instant::now() + c.tick();
         }
         if let Some(o) = outcome {
             match ending {
