@@ -148,15 +148,21 @@ fn keep_capping(dir: &Path, mut cap: Cap, log: &File) {
     let mut look = Instant::now();
     cap.resync(dir);
     loop {
-        if Instant::now() >= look {
-            if proc::descendants(me, &another_watcher).is_empty() {
-                return;
-            }
+        // Listed before the look at the log: once none is left, that look
+        // was after the last write.
+        let listed = Instant::now() >= look;
+        let gone = listed && proc::descendants(me, &another_watcher).is_empty();
+        if listed {
             look = Instant::now() + LINGER_LOOK;
         }
         let _ = cap.check(log, dir);
+        if gone {
+            return;
+        }
         match proc::next_wake(Some(Instant::now() + cap.tick())) {
-            Wake::NoChildren | Wake::Terminated => return,
+            Wake::Terminated => return,
+            // No child left: list again now (nothing can be below us).
+            Wake::NoChildren => look = Instant::now(),
             Wake::Reaped(..) | Wake::StopRequest | Wake::Deadline => {}
         }
     }
