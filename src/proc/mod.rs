@@ -1,11 +1,12 @@
 //! Processes: the only home of nix (but for one `openat` in `files` and
-//! the `fallocate`s in `store::cap`), `unsafe`, fork/setsid/exec, signals
-//! and liveness. This file: the process's set-up before `main`
-//! (`set_up_std`), what /proc says of a process, liveness, names and
-//! finding executables; `signal`: signals only to processes proven to be
-//! the job's (pidfds); `spawn`: detaching the watcher and forking the job;
-//! `wait`: the watcher's wait (reaping, its signals, a deadline); `shed`:
-//! giving back the launcher's memory that a waiting watcher does not use.
+//! the `fallocate`s and one `lseek(SEEK_DATA)` in `store::cap`), `unsafe`,
+//! fork/setsid/exec, signals and liveness. This file: the process's
+//! set-up before `main` (`set_up_std`), what /proc says of a process,
+//! liveness, names and finding executables; `signal`: signals only to
+//! processes proven to be the job's (pidfds); `spawn`: detaching the
+//! watcher and forking the job; `wait`: the watcher's wait (reaping, its
+//! signals, a deadline); `shed`: giving back the launcher's memory that a
+//! waiting watcher does not use.
 //!
 //! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
 //! reused after a wrap-around or a reboot has another start time or another
@@ -25,7 +26,8 @@ pub use signal::{
 };
 pub use spawn::{close_fds_except, detach, fork_job, in_grandchild, Handshake};
 pub use wait::{
-    become_step, become_watcher, hold_term, next_wake, settle_watcher, term_pending, term_waiting, ChildEnd, Wake,
+    become_step, become_watcher, cwd_of, hold_term, mark_watcher, marked_watcher, next_wake, settle_watcher,
+    term_pending, term_waiting, ChildEnd, Wake,
 };
 
 use std::ffi::{CString, OsStr};
@@ -237,7 +239,7 @@ pub fn my_pid() -> i32 {
 }
 
 /// What this process's reaped children used, with their own reaped
-/// children (getrusage(RUSAGE_CHILDREN)).
+/// children, other jobs' watchers left out (see `wait`).
 pub struct ChildUsage {
     /// The largest peak resident set of any one of them, in KiB.
     pub max_rss_kib: u64,
@@ -246,17 +248,11 @@ pub struct ChildUsage {
 }
 
 /// Reaps every child that has ended (without waiting for the others),
-/// then measures what the reaped ones used.
+/// then says what the reaped ones used.
 pub fn children_usage() -> Option<ChildUsage> {
-    // SAFETY: waitpid with a null status pointer, WNOHANG.
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-    // SAFETY: getrusage fills the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
-        return None;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(ChildUsage { max_rss_kib: ru.ru_maxrss as u64, user_s: secs(ru.ru_utime), sys_s: secs(ru.ru_stime) })
+    while let Ok(Some(_)) = wait::reap_one() {}
+    let (max_rss_kib, user_s, sys_s) = wait::reaped_usage();
+    Some(ChildUsage { max_rss_kib, user_s, sys_s })
 }
 
 #[cfg(test)]

@@ -109,34 +109,39 @@ fn snapshot() -> Vec<(i32, Stat)> {
 
 /// The processes of `all` below the ones in `found` (following parent
 /// links), appended to `found`; only those started no earlier than `since`
-/// (a child never starts before its parent).
-fn add_below(all: &[(i32, Stat)], found: &mut Vec<Proc>, since: u64) {
+/// (a child never starts before its parent), and none for which `apart`
+/// holds, nor anything below it.
+fn add_below(all: &[(i32, Stat)], found: &mut Vec<Proc>, since: u64, apart: &dyn Fn(Proc) -> bool) {
     let mut i = 0;
     while i < found.len() {
         let parent = found[i].pid;
         for (pid, s) in all {
-            if s.ppid == parent && s.start >= since && !found.iter().any(|p| p.pid == *pid) {
-                found.push(Proc { pid: *pid, start: s.start });
+            let p = Proc { pid: *pid, start: s.start };
+            if s.ppid == parent && s.start >= since && !found.iter().any(|f| f.pid == *pid) && !apart(p) {
+                found.push(p);
             }
         }
         i += 1;
     }
 }
 
-/// Every live process below `root`.
-pub fn descendants(root: i32) -> Vec<Proc> {
+/// Every live process below `root`, but for those for which `apart` holds
+/// and what is below them (a watcher: another job's watcher re-parented
+/// to it, proven so, and that job's tree).
+pub fn descendants(root: i32, apart: &dyn Fn(Proc) -> bool) -> Vec<Proc> {
     let mut found = vec![Proc { pid: root, start: 0 }];
-    add_below(&snapshot(), &mut found, 0);
+    add_below(&snapshot(), &mut found, 0, apart);
     found.remove(0);
     found
 }
 
 /// The watcher's signal to the job's tree: lists every process below
-/// `root` (the watcher, a child subreaper, so the job's whole tree), then
-/// signals the group `group` (the job's, only while the job is unreaped),
-/// then each listed process, proven. Returns how many were listed.
-pub fn signal_tree(root: i32, group: Option<i32>, sig: i32) -> usize {
-    let below = descendants(root);
+/// `root` (the watcher, a child subreaper, so the job's whole tree) but
+/// for another job's watcher and its tree (`apart`), then signals the
+/// group `group` (the job's, only while the job is unreaped), then each
+/// listed process, proven. Returns how many were listed.
+pub fn signal_tree(root: i32, group: Option<i32>, sig: i32, apart: &dyn Fn(Proc) -> bool) -> usize {
+    let below = descendants(root, apart);
     if let Some(g) = group.filter(|&g| g > 1) {
         // SAFETY: kill with plain integers; the group is the job's (above).
         unsafe { libc::kill(-g, sig) };
@@ -174,7 +179,7 @@ pub fn job_tree(leader: Proc) -> Result<Vec<Proc>, String> {
             found.push(Proc { pid: *pid, start: s.start });
         }
     }
-    add_below(&all, &mut found, leader.start);
+    add_below(&all, &mut found, leader.start, &|_| false);
     let me = my_uid();
     found.retain(|p| owner(p.pid) == Some(me));
     Ok(found)
@@ -186,6 +191,32 @@ pub fn tree_left(procs: &[Proc], since: u64) -> Vec<Proc> {
     let all = snapshot();
     let mut found: Vec<Proc> =
         procs.iter().copied().filter(|p| all.iter().any(|(pid, s)| *pid == p.pid && s.start == p.start)).collect();
-    add_below(&all, &mut found, since);
+    add_below(&all, &mut found, since, &|_| false);
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_job_tree_is_refused_for_a_session_leader_that_started_at_another_time() {
+        // A stranger of this user leading its own session, as a job does:
+        // only its start time tells it from the job whose pid it took.
+        let mut child = std::process::Command::new("setsid").args(["sleep", "30"]).spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stat(pid).is_none_or(|s| s.session != pid) {
+            assert!(Instant::now() < deadline, "setsid never made its session");
+            std::thread::yield_now();
+        }
+        let start = stat(pid).unwrap().start;
+        let refused = job_tree(Proc { pid, start: start.saturating_sub(1) });
+        assert!(refused.as_ref().is_err_and(|e| e.contains("another process")), "{refused:?}");
+        assert!(!signal_proven(Proc { pid, start: start + 1 }, 0, |_| true), "a signal to a stranger");
+        assert!(job_tree(Proc { pid, start }).is_ok_and(|t| t.iter().any(|p| p.pid == pid)));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

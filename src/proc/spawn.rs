@@ -65,8 +65,8 @@ pub fn detach(in_watcher: impl FnOnce(Handshake) -> i32) -> Result<String, Strin
 /// between exits at once), and returns what it wrote, if it did within
 /// `within`. What `f` uses, and what the processes it runs use (a squeue
 /// call), are never counted in this process's usage of its children
-/// (getrusage RUSAGE_CHILDREN: a job's peak memory and CPU time), and its
-/// threads never live here. Call only while single-threaded, and before
+/// (what wait4 says of the ones it reaps: a job's peak memory and CPU
+/// time), and its threads never live here. Call only while single-threaded, and before
 /// becoming a subreaper (or the grandchild would come back to this one).
 pub fn in_grandchild(within: std::time::Duration, f: impl FnOnce() -> String) -> Option<String> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;

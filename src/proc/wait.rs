@@ -1,9 +1,24 @@
-//! The watcher's wait: how it is prepared (SIGCHLD and SIGUSR1 blocked
-//! and taken with sigtimedwait, a child subreaper; a Slurm step takes
-//! SIGTERM too), then reaping children and taking its signals until a
-//! deadline (`next_wake`).
+//! The watcher's wait: how it is prepared (SIGCHLD, SIGUSR1 and SIGTERM
+//! blocked and taken with sigtimedwait, a child subreaper, marked as a
+//! watcher once its job is published), then reaping children and taking
+//! its signals until a deadline (`next_wake`).
+//!
+//! What the job used is added up here, child by child as each is reaped
+//! (wait4's usage: the child's own and its reaped descendants'), not read
+//! from getrusage(RUSAGE_CHILDREN) at the end: a watcher of another job
+//! (a job started with `run` from inside this one) is re-parented here
+//! when its launcher exits, and its usage, which holds its own job's, is
+//! left out. Such a watcher is recognised by its mark (`mark_watcher`:
+//! its name, and leading its own session), which a zombie still shows.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// The name (comm) a watcher takes once its job is published: what marks
+/// it, in /proc, as another job's watcher to the watcher it is
+/// re-parented to.
+pub const WATCHER_NAME: &str = "bgrun-watcher";
 
 /// How a child ended, as wait(2) tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,13 +26,16 @@ pub enum ChildEnd {
     Exited(i32),
     Signaled(i32),
 }
-/// Prepares the watcher: SIGCHLD and SIGUSR1 blocked (taken with
-/// sigtimedwait), and made a child subreaper so that whatever the job
-/// leaves behind, even after a `setsid`, is re-parented here.
+/// Prepares the watcher: SIGCHLD, SIGUSR1 and SIGTERM blocked (taken with
+/// sigtimedwait: a SIGTERM to the watcher, a shutdown's or a user's, is
+/// passed on to the job and its end recorded), and made a child subreaper
+/// so that whatever the job leaves behind, even after a `setsid`, is
+/// re-parented here.
 pub fn become_watcher() {
     let mut set = nix::sys::signal::SigSet::empty();
     set.add(nix::sys::signal::Signal::SIGCHLD);
     set.add(nix::sys::signal::Signal::SIGUSR1);
+    set.add(nix::sys::signal::Signal::SIGTERM);
     let _ = set.thread_block();
     // SAFETY: plain prctl call with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -60,12 +78,90 @@ pub fn term_pending(d: std::time::Duration) -> bool {
     unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) == libc::SIGTERM }
 }
 
-/// After the job is started: the watcher ignores hangups and leaves the
-/// caller's directory (so it keeps no mount busy).
+/// Once its job is published in `dir`: the watcher takes its name
+/// (`WATCHER_NAME`) and works in `dir` (so it keeps no other mount busy;
+/// the log it holds open is there anyway). Another watcher it is
+/// re-parented to knows it by both: the name, then the meta.json found
+/// through /proc/PID/cwd, naming it with its start time.
+pub fn mark_watcher(dir: &Path) {
+    let name = std::ffi::CString::new(WATCHER_NAME).expect("no NUL in a literal");
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    if std::env::set_current_dir(dir).is_err() {
+        let _ = std::env::set_current_dir("/");
+    }
+}
+
+/// After the job is started: the watcher ignores hangups.
 pub fn settle_watcher() {
     // SAFETY: setting a signal to be ignored.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
-    let _ = std::env::set_current_dir("/");
+}
+
+/// Is the process `pid` (alive or a zombie) marked as a watcher: its name
+/// and leading its own session?
+pub fn marked_watcher(pid: i32) -> bool {
+    let mut buf = [0u8; 64];
+    let marked = super::read_proc(&format!("/proc/{pid}/comm"), &mut buf)
+        .is_some_and(|n| buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]) == WATCHER_NAME.as_bytes());
+    marked && super::stat(pid).is_some_and(|s| s.session == pid)
+}
+
+/// The directory a live process works in (/proc/PID/cwd).
+pub fn cwd_of(pid: i32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// What the reaped children used, but for other jobs' watchers: the
+/// largest peak resident set (KiB), user and system time (µs).
+static MAX_RSS_KIB: AtomicU64 = AtomicU64::new(0);
+static USER_US: AtomicU64 = AtomicU64::new(0);
+static SYS_US: AtomicU64 = AtomicU64::new(0);
+
+/// What the reaped children used so far (see the header): peak KiB, user
+/// and system seconds.
+pub fn reaped_usage() -> (u64, f64, f64) {
+    let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
+    (MAX_RSS_KIB.load(Ordering::Relaxed), s(&USER_US), s(&SYS_US))
+}
+
+/// Reaps one ended child, if any, without waiting: its pid and wait(2)'s
+/// status; its usage is added up unless it is another job's watcher. None
+/// if no child has ended; Err(errno) if there is no child (or wait fails).
+pub fn reap_one() -> Result<Option<(i32, i32)>, nix::errno::Errno> {
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with a valid pointer; WNOWAIT leaves the child
+        // unreaped, so its /proc entry can still be read.
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        if r < 0 {
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        // SAFETY: waitid filled the siginfo of a child's end (or left it zeroed).
+        let pid = unsafe { info.si_pid() };
+        if pid <= 0 {
+            return Ok(None);
+        }
+        let other = marked_watcher(pid);
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is valid for wait4 to fill.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 with valid pointers, on the child just seen ended.
+        if unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) } != pid {
+            continue;
+        }
+        if !other {
+            let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+            MAX_RSS_KIB.fetch_max(ru.ru_maxrss.max(0) as u64, Ordering::Relaxed);
+            USER_US.fetch_add(us(ru.ru_utime), Ordering::Relaxed);
+            SYS_US.fetch_add(us(ru.ru_stime), Ordering::Relaxed);
+        }
+        return Ok(Some((pid, status)));
+    }
 }
 
 /// What woke the watcher.
@@ -74,8 +170,8 @@ pub enum Wake {
     Reaped(i32, ChildEnd),
     /// `job stop` asked (SIGUSR1).
     StopRequest,
-    /// SIGTERM, which only a Slurm step blocks and so takes here: Slurm
-    /// is ending the job (elsewhere SIGTERM ends the watcher as before).
+    /// SIGTERM: Slurm ending the job (in a Slurm step), else a shutdown or
+    /// a user ending the watcher: passed on to the job.
     Terminated,
     /// The deadline passed.
     Deadline,
@@ -86,23 +182,18 @@ pub enum Wake {
 /// Reaps a child if one has ended, else sleeps until a signal or `until`.
 pub fn next_wake(until: Option<Instant>) -> Wake {
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid > 0 {
-            if libc::WIFEXITED(status) {
-                return Wake::Reaped(pid, ChildEnd::Exited(libc::WEXITSTATUS(status)));
+        match reap_one() {
+            Ok(Some((pid, status))) => {
+                if libc::WIFEXITED(status) {
+                    return Wake::Reaped(pid, ChildEnd::Exited(libc::WEXITSTATUS(status)));
+                }
+                if libc::WIFSIGNALED(status) {
+                    return Wake::Reaped(pid, ChildEnd::Signaled(libc::WTERMSIG(status)));
+                }
+                continue;
             }
-            if libc::WIFSIGNALED(status) {
-                return Wake::Reaped(pid, ChildEnd::Signaled(libc::WTERMSIG(status)));
-            }
-            continue;
-        }
-        if pid < 0 {
-            match nix::errno::Errno::last() {
-                nix::errno::Errno::EINTR => continue,
-                _ => return Wake::NoChildren,
-            }
+            Ok(None) => {}
+            Err(_) => return Wake::NoChildren,
         }
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: building a signal set on the stack.

@@ -1,7 +1,9 @@
 //! The cap on a job's log (`--log-max`). The job writes straight into its
-//! log; its watcher looks at the space the log takes every `TICK` and, past
-//! the cap, frees the oldest output by punching a hole in the file
-//! (`fallocate(PUNCH_HOLE | KEEP_SIZE)`).
+//! log; its watcher looks at the space the log takes (every `Cap::tick`:
+//! 2 to 50 ms, shorter while the log grows fast) and, past the cap, frees
+//! the oldest output by punching a hole in the file
+//! (`fallocate(PUNCH_HOLE | KEEP_SIZE)`). It keeps looking once the end is
+//! recorded, while any process of the job is left to write.
 //!
 //! Why a hole and not `COLLAPSE_RANGE`: a hole keeps every offset where it
 //! was, so the job's appends, a follower's position and `tail -f` are never
@@ -14,7 +16,10 @@
 //! where the job's output starts (0, or after the header of a log that
 //! holds one). The watcher records it in `dropped` ("START END",
 //! write-temp-then-rename) *before* punching, so a reader that reads the
-//! record after reading the bytes knows whether what it read is gone. A
+//! record after reading the bytes knows whether what it read is gone. Its
+//! end is where a line starts, so no reader shows the tail of a cut line.
+//! If the job empties or rewrites its own log, the range no longer holds
+//! what was dropped: the record is emptied and the range starts again. A
 //! filesystem that cannot punch holes (ramfs, vfat) is refused at launch.
 
 use crate::files::{open_nofollow, read_small, write_atomic};
@@ -24,8 +29,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-/// How often the watcher of a capped job looks at its log: the overshoot
-/// of the cap is what the job writes in one tick.
+/// The longest time between two looks at a capped log (while it grows
+/// slowly): the overshoot is at most what the job writes in one look's
+/// time, and what it writes while the watcher waits for a CPU.
 pub const TICK: Duration = Duration::from_millis(50);
 
 /// The range `[start, end)` of the log that was dropped, as the watcher
@@ -68,16 +74,32 @@ fn punch(log: &File, from: u64, to: u64) -> io::Result<()> {
 }
 
 /// The watcher's side of the cap.
+#[derive(Clone)]
 pub struct Cap {
     max: u64,
+    /// The recorded range `[start, end)`: `end` is where a line starts.
     start: u64,
     end: u64,
+    /// How far the hole is punched (a block boundary, at most `end`).
+    punched: u64,
+    /// The space the log took at the last look, and the time to the next.
+    last_bytes: u64,
+    tick: Duration,
+    /// Does lseek(SEEK_DATA) see the punched hole (checked after a punch)?
+    sees_holes: bool,
 }
+
+/// The shortest time between two looks, while the log grows fast.
+pub const MIN_TICK: Duration = Duration::from_millis(2);
+
+/// How far past the block boundary the cut looks for the end of a line.
+const LINE_MAX: u64 = 64 << 10;
 
 impl Cap {
     /// A cap of `max` bytes on a log whose output starts at `output_from`.
     pub fn new(max: u64, output_from: u64) -> Cap {
-        Cap { max, start: output_from, end: output_from }
+        let start = output_from;
+        Cap { max, start, end: start, punched: start, last_bytes: 0, tick: MIN_TICK, sees_holes: true }
     }
 
     /// Bytes dropped so far.
@@ -90,25 +112,106 @@ impl Cap {
         (self.end > self.start).then_some((self.start, self.end))
     }
 
+    /// Takes up the range recorded since this copy was made (by the last
+    /// check of the end), so that the range never moves back.
+    pub fn resync(&mut self, dir: &Path) {
+        if let Some((_, e)) = read_dropped(dir).filter(|&(s, _)| s == self.start) {
+            self.end = self.end.max(e);
+        }
+    }
+
+    /// When to look again: from `MIN_TICK` at the start, doubling up to
+    /// `TICK` while the log grows by less than a 32nd of the cap between
+    /// two looks; shorter in proportion, down to `MIN_TICK`, when it grew
+    /// by more than an eighth, so that the overshoot stays near an eighth
+    /// of the cap however fast the job writes (but for what it writes
+    /// while the watcher waits for a CPU, and the first look after a quiet
+    /// spell of `TICK`).
+    pub fn tick(&self) -> Duration {
+        self.tick
+    }
+
     /// If the log takes more than the cap, drops its oldest output so that
     /// the newest 7/8 of the cap remain: the record first, then the hole.
+    /// The recorded range ends where a line starts (the first one that
+    /// starts at or after the block boundary the hole is punched to, within
+    /// `LINE_MAX`), so that no reader shows the tail of a cut line; the
+    /// bytes of that line's tail stay on disk until the next drop.
     /// Nothing is punched that is not recorded (a record that cannot be
     /// written, on a full disk, means no punch: a reader would show zeros);
     /// a failed punch is tried again next time.
+    ///
+    /// A log that the job cut short since (`: > /dev/stdout`, or a rewrite
+    /// through a descriptor of its own that truncated it) no longer holds
+    /// the dropped range: the record is emptied, so that readers show what
+    /// the file holds now.
     pub fn check(&mut self, log: &File, dir: &Path) -> Result<(), String> {
         let m = log.metadata().map_err(|e| format!("the log cap: {e}"))?;
-        if m.blocks() * 512 <= self.max {
+        let bytes = m.blocks() * 512;
+        let grown = bytes.saturating_sub(self.last_bytes);
+        self.last_bytes = bytes;
+        let eighth = (self.max / 8).max(1);
+        self.tick = if grown > eighth {
+            // As much shorter as the log grew faster than an eighth of the cap.
+            self.tick.mul_f64(eighth as f64 / grown as f64).max(MIN_TICK)
+        } else if grown < self.max / 32 {
+            (self.tick * 2).min(TICK)
+        } else {
+            self.tick
+        };
+        let block = m.blksize().clamp(512, 1 << 20);
+        let refilled = || self.sees_holes && rewritten(dir, self.start, self.punched, block);
+        if self.end > self.start && (m.len() < self.end || refilled()) {
+            write_atomic(dir, "dropped", b"")?;
+            let from = self.start.min(m.len());
+            (self.start, self.end, self.punched) = (from, from, from);
+        }
+        if bytes <= self.max {
             return Ok(());
         }
-        let block = m.blksize().clamp(512, 1 << 20);
         let keep = self.max - self.max / 8;
         let to = m.len().saturating_sub(keep) / block * block;
         if to <= self.end {
             return Ok(());
         }
-        write_atomic(dir, "dropped", format!("{} {to}\n", self.start).as_bytes())?;
-        punch(log, self.end, to).map_err(|e| format!("the log cap: punching a hole: {e}"))?;
-        self.end = to;
+        let cut = line_start(log, to, m.len());
+        write_atomic(dir, "dropped", format!("{} {cut}\n", self.start).as_bytes())?;
+        self.end = cut;
+        punch(log, self.punched, to).map_err(|e| format!("the log cap: punching a hole: {e}"))?;
+        self.punched = to;
+        // A filesystem whose lseek does not see holes takes the whole file
+        // for data: the rewrite check would then empty the record each time.
+        self.sees_holes = self.sees_holes && !rewritten(dir, self.start, self.punched, block);
         Ok(())
     }
+}
+
+/// Where the first line that starts at or after `at` starts: `at` if the
+/// byte before it ends a line, else just past the next newline, looked
+/// for within `LINE_MAX` (a longer line is cut at `at`).
+fn line_start(log: &File, at: u64, len: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let from = at.saturating_sub(1);
+    let mut buf = vec![0u8; LINE_MAX.min(len.saturating_sub(from)) as usize];
+    let n = log.read_at(&mut buf, from).unwrap_or(0);
+    match buf[..n].iter().position(|&b| b == b'\n') {
+        Some(i) => from + i as u64 + 1,
+        None => at,
+    }
+}
+
+/// Has anything been written into the punched range `[start, punched)`
+/// since (data where the hole was: the log truncated and written again)?
+/// The first block from `start` is left out: a hole punched from a `start`
+/// that is not on a block boundary leaves that block's head as data. Asked
+/// on a descriptor of its own (the watcher's shares its offset with the
+/// job's stdout).
+fn rewritten(dir: &Path, start: u64, punched: u64, block: u64) -> bool {
+    use nix::unistd::{lseek, Whence};
+    let from = start.next_multiple_of(block);
+    if from >= punched {
+        return false;
+    }
+    let Ok(f) = open_nofollow(&dir.join("log")) else { return false };
+    lseek(&f, from as i64, Whence::SeekData).is_ok_and(|at| (at as u64) < punched)
 }

@@ -243,7 +243,7 @@ pub fn human_cpu(secs: f64) -> String {
 }
 
 /// What a job's processes used, as the watcher measured it when the job
-/// ended (getrusage of its reaped children).
+/// ended (wait4's usage of its reaped processes).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Usage {
     /// The largest peak resident set of any one process (not a sum).

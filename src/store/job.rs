@@ -308,6 +308,14 @@ pub struct Damaged {
     pub reason: String,
 }
 
+/// The watcher that the meta.json of the job directory `dir` names: its
+/// pid and start time (none if it names none or cannot be read).
+pub fn watcher_of(dir: &Path) -> Option<(i32, u64)> {
+    let id = dir.file_name()?.to_str()?;
+    let m = read_job(dir, id).ok()?.meta;
+    Some((m.watcher_pid?, m.watcher_start?))
+}
+
 pub(super) fn read_job(dir: &Path, id: &str) -> Result<Job, String> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
     let root = File::open(parent).map_err(|e| io_err("reading", parent, e))?;

@@ -74,11 +74,11 @@ mod record;
 mod write;
 
 pub use crate::files::io_err;
-pub use cap::{marker, read_dropped, Cap, TICK as CAP_TICK};
+pub use cap::{marker, read_dropped, Cap};
 pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
 };
-pub use job::{Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
+pub use job::{watcher_of, Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
 pub use keys::Claim;
 pub use legacy::Legacy;
 pub use marks::{

@@ -86,7 +86,7 @@ pub fn record(
     let queued = meta.is_queued();
     let end = End { state, outcome, ended_at: chrono::Local::now().fixed_offset(), reason };
     let secs = if queued { 0.0 } else { (end.ended_at - meta.started()).num_milliseconds() as f64 / 1000.0 };
-    // Every process of the job that has ended is reaped by now: getrusage
+    // Every process of the job that has ended is reaped by now: wait4
     // costs microseconds, so the footer can carry what they used.
     // A job that never ran used nothing (a Slurm step's own helpers are
     // not the job).

@@ -4,7 +4,7 @@
 //! end: log footer, then `status`, then `ended_at` and what the job used
 //! in meta.json) and only then, if asked, publishes to ntfy (`message`):
 //! the record of a job's end never waits on the network.
-//! With `--log-max` it also looks at the log's size every `store::CAP_TICK`
+//! With `--log-max` it also looks at the log's size every `Cap::tick`
 //! and drops its oldest output past the cap (see `store::cap`). Once the
 //! job has run for `SHED_AFTER`, it gives back the memory of its launcher
 //! that waiting does not use (`proc::shed`).
@@ -14,7 +14,16 @@
 //! or a timeout reaches the whole tree: SIGTERM to the job's group (only
 //! while the job itself is not reaped: after that its group id may be
 //! anyone's) and to every process below the watcher, each proven by its
-//! start time (see `proc`), a grace period, then SIGKILL.
+//! start time (see `proc`), a grace period, then SIGKILL. A SIGTERM to the
+//! watcher itself (a shutdown, a user's `kill`) is passed on the same way
+//! and the job recorded `stopped`, with a note in the log.
+//!
+//! A job started with `run` from inside the job is its own job: its
+//! watcher is re-parented here too once its launcher exits, but it marks
+//! itself (`proc::mark_watcher`) and its meta.json names it, so neither
+//! it nor its tree is signalled by this job's stop or timeout
+//! (`another_watcher`), and its usage is not counted in this job's
+//! (`proc::wait`).
 //!
 //! After detaching there is no stderr: the watcher never panics and writes
 //! its own troubles into the job's log.
@@ -98,6 +107,7 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
             return 1;
         }
     };
+    proc::mark_watcher(&dir);
     if let Some(key) = &meta.key {
         if let Err(e) = store.set_key(key, &meta.id) {
             note(&staged, &dir, &format!("could not record key: {e}"));
@@ -118,9 +128,49 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let bounds = Bounds { deadline, slurm: None };
     let (state, outcome) = supervise(&dir, job.pid, bounds, cap.as_mut(), &staged.log);
+    let left = cap.as_ref().map(|c| (c.clone(), meta.log_max));
     let ending = Ending { state, outcome, output_from, once: false, cap, on_end, reason: None };
-    finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending)
+    let code = finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending);
+    if let Some((cap, _)) = left {
+        keep_capping(&dir, cap, &staged.log);
+    }
+    code
 }
+
+/// Once the end is recorded, the cap holds while any process of the job is
+/// left (a background child still writing): the watcher stays, looking at
+/// the log as it did, until none is (another job's watcher and its tree
+/// aside), or it is sent SIGTERM. Which processes hold the log open for
+/// writing is not known (no count of writers is kept by the kernel); the
+/// job's processes are the ones that got it, and a subreaper sees them all.
+fn keep_capping(dir: &Path, mut cap: Cap, log: &File) {
+    let me = proc::my_pid();
+    let mut look = Instant::now();
+    cap.resync(dir);
+    loop {
+        // Listed before the look at the log: once none is left, that look
+        // was after the last write.
+        let listed = Instant::now() >= look;
+        let gone = listed && proc::descendants(me, &another_watcher).is_empty();
+        if listed {
+            look = Instant::now() + LINGER_LOOK;
+        }
+        let _ = cap.check(log, dir);
+        if gone {
+            return;
+        }
+        match proc::next_wake(Some(Instant::now() + cap.tick())) {
+            Wake::Terminated => return,
+            // No child left: list again now (nothing can be below us).
+            Wake::NoChildren => look = Instant::now(),
+            Wake::Reaped(..) | Wake::StopRequest | Wake::Deadline => {}
+        }
+    }
+}
+
+/// How often a watcher that stays for its job's leftovers lists them (a
+/// walk of /proc: kept rarer than the cap's looks).
+const LINGER_LOOK: Duration = Duration::from_millis(500);
 
 /// What ends a job besides itself.
 pub struct Bounds {
@@ -150,7 +200,6 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
             shed_at = None;
         }
         if let Some(c) = cap.as_deref_mut().filter(|_| Instant::now() >= next_check) {
-            next_check = Instant::now() + store::CAP_TICK;
             // Tried again every tick (a full disk may clear); said once.
             if let Err(e) = c.check(log, dir) {
                 if !cap_failed {
@@ -158,6 +207,7 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
                 }
                 cap_failed = true;
             }
+            next_check = Instant::now() + c.tick();
         }
         if let Some(o) = outcome {
             match ending {
@@ -173,7 +223,7 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
                     return (natural(o), o);
                 }
                 None => return (natural(o), o),
-                Some((s, _, _)) if proc::descendants(me).is_empty() => return (s, o),
+                Some((s, _, _)) if proc::descendants(me, &another_watcher).is_empty() => return (s, o),
                 Some((s, _, Some(killed))) if killed.elapsed() > Duration::from_secs(5) => return (s, o),
                 _ => {}
             }
@@ -197,11 +247,11 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
             }
             Wake::StopRequest if ending.is_none() => match store::stop_request(dir).as_deref() {
                 Some("kill") => {
-                    proc::signal_tree(me, group, proc::SIGKILL);
+                    proc::signal_tree(me, group, proc::SIGKILL, &another_watcher);
                     ending = Some((State::Stopped, Instant::now(), Some(Instant::now())));
                 }
                 Some(_) => {
-                    proc::signal_tree(me, group, proc::SIGTERM);
+                    proc::signal_tree(me, group, proc::SIGTERM, &another_watcher);
                     ending = Some((State::Stopped, Instant::now() + GRACE, None));
                 }
                 None => {}
@@ -211,13 +261,17 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
             Wake::StopRequest => {
                 if let Some((s, kill_at, None)) = ending {
                     if store::stop_request(dir).as_deref() == Some("kill") {
-                        proc::signal_tree(me, group, proc::SIGKILL);
+                        proc::signal_tree(me, group, proc::SIGKILL, &another_watcher);
                         ending = Some((s, kill_at, Some(Instant::now())));
                     }
                 }
             }
             Wake::Terminated => {
                 let kill = store::stop_request(dir).as_deref() == Some("kill");
+                if ending.is_none() && bounds.slurm.is_none() && store::stop_request(dir).is_none() {
+                    let msg = "the watcher was sent SIGTERM (a shutdown, a kill): stopping the job";
+                    let _ = store::append_note(log, &store::log_path(dir), msg);
+                }
                 match ending {
                     None => {
                         let state = if store::stop_request(dir).is_some() {
@@ -226,15 +280,15 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
                             slurm_ending(deadline, bounds.slurm.flatten())
                         };
                         if kill {
-                            proc::signal_tree(me, group, proc::SIGKILL);
+                            proc::signal_tree(me, group, proc::SIGKILL, &another_watcher);
                             ending = Some((state, Instant::now(), Some(Instant::now())));
                         } else {
-                            proc::signal_tree(me, group, proc::SIGTERM);
+                            proc::signal_tree(me, group, proc::SIGTERM, &another_watcher);
                             ending = Some((state, Instant::now() + GRACE, None));
                         }
                     }
                     Some((s, kill_at, None)) if kill => {
-                        proc::signal_tree(me, group, proc::SIGKILL);
+                        proc::signal_tree(me, group, proc::SIGKILL, &another_watcher);
                         ending = Some((s, kill_at, Some(Instant::now())));
                     }
                     Some(_) => {}
@@ -242,21 +296,30 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
             }
             Wake::Deadline => match ending {
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    proc::signal_tree(me, group, proc::SIGTERM);
+                    proc::signal_tree(me, group, proc::SIGTERM, &another_watcher);
                     ending = Some((State::Timeout, Instant::now() + GRACE, None));
                 }
                 None => {}
                 Some((s, kill_at, None)) if Instant::now() >= kill_at => {
-                    proc::signal_tree(me, group, proc::SIGKILL);
+                    proc::signal_tree(me, group, proc::SIGKILL, &another_watcher);
                     ending = Some((s, kill_at, Some(Instant::now())));
                 }
                 Some((_, _, Some(_))) => {
-                    proc::signal_tree(me, group, proc::SIGKILL);
+                    proc::signal_tree(me, group, proc::SIGKILL, &another_watcher);
                 }
                 Some(_) => {}
             },
         }
     }
+}
+
+/// Is `p`, found below this watcher, another job's watcher (a job started
+/// with `run` from inside this one, whose watcher was re-parented here)?
+/// Proven by its mark, then by the meta.json of the directory it works in
+/// naming it with its start time. Neither it nor its tree is this job's:
+/// never signalled by this job's stop, never counted in its usage.
+fn another_watcher(p: proc::Proc) -> bool {
+    proc::marked_watcher(p.pid) && proc::cwd_of(p.pid).and_then(|d| store::watcher_of(&d)) == Some((p.pid, p.start))
 }
 
 /// Why Slurm sent SIGTERM: its time limit (or our `--timeout`) ran out, or

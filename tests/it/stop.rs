@@ -249,3 +249,113 @@ fn stop_force_cuts_short_the_grace_of_a_graceful_stop() {
     );
     let _ = graceful.wait();
 }
+
+// --- a job started from inside another job is its own job --------------------
+
+/// Starts a driver job that starts `run sleep 600` and waits for it with
+/// `job wait`; returns the driver's id and the inner job's, once the inner
+/// job's launcher has returned (so its watcher is re-parented to the
+/// driver's, a child subreaper).
+fn driver(env: &Env, extra: &[&str]) -> (String, String) {
+    let script = format!(
+        "out=$('{}' --name inner sleep 600) || exit 9; set -- $out; echo \"inner $1\"; exec '{}' wait \"$1\"",
+        bin("run").display(),
+        bin("job").display()
+    );
+    let mut args = vec!["run", &script, "--name", "driver"];
+    args.extend_from_slice(extra);
+    let outer = the_id(&env.run("job", &args));
+    let mut inner = String::new();
+    wait_until(SOON, "the driver to print the inner job's id", || {
+        inner = env.log(&outer).lines().find_map(|l| l.strip_prefix("inner ")).unwrap_or_default().to_string();
+        !inner.is_empty()
+    });
+    let inner_watcher = int(&meta(env, &inner)["watcher_pid"]);
+    let outer_watcher = int(&meta(env, &outer)["watcher_pid"]);
+    let parent = || fs::read_to_string(format!("/proc/{inner_watcher}/stat")).unwrap_or_default();
+    wait_until(SOON, "the inner watcher to be re-parented to the driver's", || {
+        parent().rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1)) == Some(&outer_watcher.to_string())
+    });
+    (outer, inner)
+}
+
+/// The inner job still runs as itself; then it is stopped and recorded.
+fn inner_runs_on(env: &Env, inner: &str) {
+    let j = env.job(inner);
+    assert_eq!(j["state"], "running", "the inner job did not survive the driver's end: {j}");
+    assert!(pid_alive(int(&j["pid"]).into()), "{j}");
+    assert!(env.run("job", &["stop", inner]).status.success());
+    assert_eq!(env.wait_ended(inner, SOON)["state"], "stopped");
+}
+
+#[test]
+fn stopping_a_driver_job_leaves_a_job_it_started_with_run_running() {
+    let env = Env::new();
+    let (outer, inner) = driver(&env, &[]);
+    let out = env.run("job", &["stop", &outer]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.wait_ended(&outer, SOON)["state"], "stopped");
+    inner_runs_on(&env, &inner);
+}
+
+#[test]
+fn a_driver_jobs_timeout_leaves_a_job_it_started_with_run_running() {
+    let env = Env::new();
+    let (outer, inner) = driver(&env, &["--timeout", "2s"]);
+    assert_eq!(env.wait_ended(&outer, SOON)["state"], "timeout");
+    inner_runs_on(&env, &inner);
+}
+
+#[test]
+fn a_watcher_sent_sigterm_stops_its_job_and_records_it_stopped() {
+    let env = Env::new();
+    let id = env.start(&["sleep", "600"]);
+    let (pid, watcher) = (int(&meta(&env, &id)["pid"]), int(&meta(&env, &id)["watcher_pid"]));
+    kill(watcher, libc::SIGTERM);
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!((j["state"].as_str(), j["signal"].as_str()), (Some("stopped"), Some("SIGTERM")), "{j}");
+    assert!(!pid_alive(pid.into()), "the job outlived its watcher's SIGTERM");
+    let log = env.log(&id);
+    assert!(log.contains("the watcher was sent SIGTERM"), "{log}");
+}
+
+#[test]
+fn a_stop_never_signals_a_stranger_that_took_a_dead_watchers_pid() {
+    if !isolated("choosing the next pid (ns_last_pid)", false) {
+        return;
+    }
+    let env = Env::new();
+    // In a pid namespace of its own: the job's watcher is killed, and a
+    // stranger leading its own session (as a watcher does) takes its pid.
+    let script = r#"
+        set -u
+        out=$("$RUN" sleep 600) || exit 10
+        set -- $out; id=$1; pid=$2
+        w=$(sed -n 's/.*"watcher_pid": *\([0-9]*\).*/\1/p' "$RUN_DIR/$id/meta.json")
+        [ -n "$w" ] || exit 11
+        kill -KILL "$w"
+        for t in $(seq 400); do [ -e /proc/$w ] || break; sleep 0.01; done
+        [ -e /proc/$w ] && exit 12
+        s=""
+        for t in $(seq 100); do
+            echo $((w - 1)) >/proc/sys/kernel/ns_last_pid
+            setsid sleep 600 &
+            s=$!
+            [ "$s" = "$w" ] && break
+            kill $s; wait $s 2>/dev/null; s=""
+        done
+        [ -n "$s" ] || exit 13
+        for t in $(seq 400); do [ "$(cat /proc/$s/comm)" = sleep ] && break; sleep 0.01; done
+        "$JOB" stop "$id"
+        echo "stop $?"
+        st=$(cut -d' ' -f3 /proc/$s/stat 2>/dev/null)
+        echo "stranger ${st:-gone}"
+        [ -e /proc/$pid ] && echo "job alive"
+        kill "$s"
+    "#;
+    let out = env.tool("sh").args(["-c", script]).env("RUN", bin("run")).env("JOB", bin("job")).output().expect("sh");
+    let text = stdout(&out);
+    assert!(out.status.success(), "exit {:?}: {text}{}", out.status.code(), stderr(&out));
+    assert!(text.contains("stranger S"), "the stranger holding the watcher's pid was signalled: {text}");
+    assert!(text.contains("stop 0") && !text.contains("job alive"), "{text}{}", stderr(&out));
+}

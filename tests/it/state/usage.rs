@@ -74,3 +74,32 @@ fn an_escaped_grandchilds_memory_and_cpu_count_when_it_ended_before_the_job() {
     let cpu = cpu_s(&j);
     assert!(cpu >= 0.95, "CPU {cpu:.2} s: the grandchild's 1 s is missing: {j}");
 }
+
+#[test]
+fn a_driver_jobs_usage_leaves_out_a_job_it_started_with_run() {
+    if !need_tool("python3") {
+        return;
+    }
+    let env = Env::new();
+    let script = env.root.join("burn.py");
+    write(&script, ALLOC_AND_BURN);
+    // The inner job's watcher is re-parented to the driver's (a child
+    // subreaper) and ends, and is reaped there, before the driver does:
+    // the driver waits until the watcher's /proc entry is gone.
+    let driver = format!(
+        "out=$('{}' --name inner python3 '{}') || exit 9; set -- $out; echo \"inner $1\"; \
+         w=$(sed -n 's/.*\"watcher_pid\": *\\([0-9]*\\).*/\\1/p' \"$RUN_DIR/$1/meta.json\"); [ -n \"$w\" ] || exit 7; '{}' wait \"$1\"; \
+         for t in $(seq 400); do [ -e /proc/$w ] || exit 0; sleep 0.05; done; exit 8",
+        bin("run").display(),
+        script.display(),
+        bin("job").display()
+    );
+    let outer = env.start(&["--name", "driver", "sh", "-c", &driver]);
+    let j = wait_used(&env, &outer);
+    assert_eq!(j["state"], "done", "{j}");
+    let inner = env.log(&outer).lines().find_map(|l| l.strip_prefix("inner ")).expect("the inner id").to_string();
+    let i = wait_used(&env, &inner);
+    assert!(peak_mib(&i) >= 200.0, "the inner job's own peak: {i}");
+    assert!(peak_mib(&j) < 100.0, "the driver's peak holds the inner job's: {j}");
+    assert!(cpu_s(&j) < 0.9, "the driver's CPU time holds the inner job's: {j}");
+}
