@@ -34,9 +34,13 @@ fn bash_complete(env: &Env, words: &[&str]) -> Vec<String> {
     stdout(&out).lines().map(String::from).collect()
 }
 
+/// Two ended jobs, `alpha` and `beta` (ended: `runrm` and `job retry`
+/// offer only those): their ids.
 fn two_jobs(env: &Env) -> (String, String) {
     let a = env.start(&["--name", "alpha", "true"]);
     let b = env.start(&["--name", "beta", "true"]);
+    env.wait_ended(&a, SOON);
+    env.wait_ended(&b, SOON);
     (a, b)
 }
 
