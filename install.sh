@@ -12,8 +12,8 @@
 #                                 target/release) instead of running cargo
 #   ./install.sh --force          replace files of the same name that this
 #                                 script did not install
-#   ./install.sh --no-modify-path leave ~/.bashrc and ~/.zshenv alone (it says
-#                                 what to add instead)
+#   ./install.sh --no-modify-path leave ~/.bashrc, ~/.zshenv and fish's conf.d
+#                                 alone (it says what to add instead)
 #   ./install.sh --uninstall      remove everything it installed
 #
 # So that `ssh host run make` finds the commands: a command run over ssh
@@ -22,7 +22,10 @@
 # shells; zsh reads only ~/.zshenv. So, unless PREFIX/bin is on the
 # system's PATH, install.sh puts three marked lines that add PREFIX/bin to
 # PATH at the very top of ~/.bashrc (bash) or ~/.zshenv (zsh): the login
-# shell's file, made if missing. --uninstall takes them out again.
+# shell's file, made if missing. Fish reads ~/.config/fish/conf.d/*.fish
+# in every shell: when fish is the login shell or ~/.config/fish exists,
+# install.sh writes conf.d/bgrun.fish, one line adding PREFIX/bin. Both
+# are in the manifest: --uninstall takes them out again.
 #
 # Where things go (DATA is $XDG_DATA_HOME, else ~/.local/share):
 #   PREFIX/bin/NAME                                    the commands
@@ -65,6 +68,7 @@ case $config in /*) ;; *) config=$HOME/.config ;; esac
 bash_dir=${BASH_COMPLETION_USER_DIR:-$data/bash-completion}/completions
 zsh_dir=$data/zsh/site-functions
 fish_dir=$config/fish/completions
+fish_conf=$config/fish/conf.d/bgrun.fish
 man_dir=$prefix/share/man/man1
 manifest=$data/bgrun/installed-files
 
@@ -155,6 +159,15 @@ mkdirs() { # mkdirs DIR: mkdir -p, recording each directory it creates
   for d in "${missing[@]+"${missing[@]}"}"; do add "dir $d"; done
 }
 
+# Fish users (fish the login shell, or a ~/.config/fish this script did
+# not make: the completions below make one) get a PATH line of their own.
+fish_user=
+login_shell=$(getent passwd "$(id -un)" 2>/dev/null | cut -d: -f7)
+login_shell=${login_shell:-${SHELL:-}}
+if [ "${login_shell##*/}" = fish ] || { [ -d "$config/fish" ] && ! listed "dir $config/fish"; } || listed "file $fish_conf"; then
+  fish_user=1
+fi
+
 # What goes where: "SOURCE DEST MODE", one a line.
 plan=()
 for n in "${names[@]}"; do
@@ -206,8 +219,6 @@ save_manifest
 
 # Non-interactive shells (`ssh host run make`) get the system's PATH and
 # read only ~/.bashrc (bash) or ~/.zshenv (zsh).
-login_shell=$(getent passwd "$(id -un)" 2>/dev/null | cut -d: -f7)
-login_shell=${login_shell:-${SHELL:-}}
 case ${login_shell##*/} in
   bash) rc=$HOME/.bashrc ;;
   zsh) rc=${ZDOTDIR:-$HOME}/.zshenv ;;
@@ -225,6 +236,26 @@ if [ -n "$rc" ] && ! grep -qsxF -- "$rc_begin" "$rc"; then
   else
     echo "note: for ssh commands (ssh host run make), put this line at the very top of $rc:"
     echo "  $path_line"
+  fi
+fi
+
+# Fish reads ~/.config/fish/conf.d/*.fish in every shell, ssh commands too.
+fish_line="contains -- $prefix/bin \$PATH; or set -gx PATH $prefix/bin \$PATH"
+case ":/usr/local/bin:/usr/bin:/bin:" in *":$prefix/bin:"*) fish_user= ;; esac
+if [ -n "$fish_user" ]; then
+  if [ -z "$modify_path" ]; then
+    echo "note: for fish, ssh commands included, put this line in $fish_conf:"
+    echo "  $fish_line"
+  elif [ -e "$fish_conf" ] && ! listed "file $fish_conf" && [ -z "$force" ]; then
+    echo "note: $fish_conf exists and was not installed by this script: left alone (--force replaces it)"
+  else
+    [ -d "${fish_conf%/*}" ] || mkdirs "${fish_conf%/*}"
+    add "file $fish_conf"
+    save_manifest
+    printf '%s\n%s\n' "# bgrun: its commands for fish, ssh commands too (./install.sh --uninstall removes this file)" \
+      "$fish_line" >"$fish_conf.bgrun-tmp"
+    mv -f -- "$fish_conf.bgrun-tmp" "$fish_conf"
+    echo "bgrun: added $prefix/bin to fish's PATH in $fish_conf, for ssh commands (ssh host run make)"
   fi
 fi
 

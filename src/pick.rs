@@ -1,5 +1,10 @@
 //! The job picker: the only file that imports skim. Cancelling (Esc,
 //! Ctrl-C) is a quiet exit 130, decided by the caller.
+//!
+//! The rows come newest first and are shown so: the prompt at the top,
+//! the newest job right under it (skim's reverse layout). Skim's info line
+//! is hidden (its second counter, the cursor's row and horizontal scroll,
+//! meant nothing to a reader); a header says how many jobs and the order.
 
 use bgrun::PickRow;
 use skim::prelude::*;
@@ -28,11 +33,15 @@ pub fn pick(rows: Vec<PickRow>, preview_below: bool) -> Result<Option<usize>, St
     let lines: Vec<String> = rows.iter().map(|r| r.line.clone()).collect();
     let items: Vec<Row> = rows.into_iter().map(|r| Row { line: r.line, log: r.preview, header: r.header }).collect();
     let layout = if preview_below { "down:50%" } else { "right:50%" };
+    let n = rows_len(&lines);
     let opts = SkimOptionsBuilder::default()
         .prompt("log> ".to_string())
         .preview(String::new())
         .preview_window(layout)
         .no_sort(true)
+        .reverse(true)
+        .no_info(true)
+        .header(format!("{n}, newest first; type to filter, Enter shows the log, Esc cancels"))
         .build()
         .map_err(|e| e.to_string())?;
     let out = Skim::run_items(opts, items).map_err(|e| e.to_string())?;
@@ -43,4 +52,12 @@ pub fn pick(rows: Vec<PickRow>, preview_below: bool) -> Result<Option<usize>, St
         return Err(format!("no job matches '{}'; nothing to show", out.query));
     };
     Ok(lines.iter().position(|l| *l == chosen))
+}
+
+/// "1 job", "33 jobs".
+fn rows_len(lines: &[String]) -> String {
+    match lines.len() {
+        1 => "1 job".to_string(),
+        n => format!("{n} jobs"),
+    }
 }

@@ -48,7 +48,7 @@ complete -c job -n "__fish_job_using_subcommand run" -l topic -d 'Notify this nt
 complete -c job -n "__fish_job_using_subcommand run" -l min-duration -d 'With --notify: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l partition -d 'With --slurm: the partition to run in' -r
 complete -c job -n "__fish_job_using_subcommand run" -l cpus -d 'With --slurm: CPUs for the job (sbatch --cpus-per-task)' -r
-complete -c job -n "__fish_job_using_subcommand run" -l mem -d 'With --slurm: memory for the job (sbatch --mem: 500M, 4G…)' -r
+complete -c job -n "__fish_job_using_subcommand run" -l mem -d 'With --slurm: memory for the job (sbatch --mem: 500M, 4G...)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l gpus -d 'With --slurm: GPUs for the job (sbatch --gpus)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l sbatch -d 'With --slurm: more sbatch options, as one shell-quoted string (\'--qos=long --account=lab\')' -r
 complete -c job -n "__fish_job_using_subcommand run" -l wait -d 'Wait for the job to end; exit as `job wait` does'
@@ -101,4 +101,6 @@ complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcom
 complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
 complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 # Job ids and names (added by the assets test's generator).
-complete -c job -n "__fish_job_using_subcommand status logs stop wait retry; and not __fish_prev_arg_in --tail --timeout" -f -a "(runs --complete-ids 2>/dev/null)"
+complete -c job -n "__fish_job_using_subcommand stop wait; and not __fish_prev_arg_in --timeout" -f -a "(runs --complete-ids=active 2>/dev/null)"
+complete -c job -n "__fish_job_using_subcommand status logs; and not __fish_prev_arg_in --tail" -f -a "(runs --complete-ids=all 2>/dev/null)"
+complete -c job -n "__fish_job_using_subcommand retry" -f -a "(runs --complete-ids=ended 2>/dev/null)"

@@ -6,7 +6,7 @@ complete -c run -s q -l queue -d 'Wait for a free slot in this queue (job queue 
 complete -c run -l after -d 'Start only after these jobs have ended done (skipped if one does not)' -r
 complete -c run -l partition -d 'With --slurm: the partition to run in' -r
 complete -c run -l cpus -d 'With --slurm: CPUs for the job (sbatch --cpus-per-task)' -r
-complete -c run -l mem -d 'With --slurm: memory for the job (sbatch --mem: 500M, 4G…)' -r
+complete -c run -l mem -d 'With --slurm: memory for the job (sbatch --mem: 500M, 4G...)' -r
 complete -c run -l gpus -d 'With --slurm: GPUs for the job (sbatch --gpus)' -r
 complete -c run -l sbatch -d 'With --slurm: more sbatch options, as one shell-quoted string (\'--qos=long --account=lab\')' -r
 complete -c run -s n -l notify -d 'Send an ntfy notification when the job ends ($NTFY_TOPIC, or the next argument)'

@@ -5,4 +5,4 @@ complete -c runlog -l no-follow -d 'Print and exit, even if the job is still run
 complete -c runlog -s h -l help -d 'Print help'
 complete -c runlog -s V -l version -d 'Print version'
 # Job ids and names (added by the assets test's generator).
-complete -c runlog -n "not __fish_prev_arg_in --tail" -f -a "(runs --complete-ids 2>/dev/null)"
+complete -c runlog -n "not __fish_prev_arg_in --tail" -f -a "(runs --complete-ids=all 2>/dev/null)"

@@ -3,4 +3,4 @@ complete -c runrm -l force -d 'Also remove jobs with no end recorded that ran on
 complete -c runrm -s h -l help -d 'Print help'
 complete -c runrm -s V -l version -d 'Print version'
 # Job ids and names (added by the assets test's generator).
-complete -c runrm -f -a "(runs --complete-ids 2>/dev/null)"
+complete -c runrm -f -a "(runs --complete-ids=ended 2>/dev/null)"

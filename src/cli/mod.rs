@@ -101,9 +101,28 @@ pub struct Runs {
     /// Print a JSON array, one object per job
     #[arg(long)]
     pub json: bool,
-    /// For the shell completions: print every job id and job name, one a line
-    #[arg(long, hide = true, conflicts_with = "json")]
-    pub complete_ids: bool,
+    /// For the shell completions: print the ids and names of the jobs a
+    /// command can act on (all, active: running or queued, ended), one a line
+    #[arg(
+        long,
+        hide = true,
+        conflicts_with = "json",
+        value_name = "WHICH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all"
+    )]
+    pub complete_ids: Option<CompleteIds>,
+}
+
+/// Which jobs `runs --complete-ids` offers: what `job stop` and `job wait`
+/// can act on (`active`), what `runrm` and `job retry` can (`ended`), or
+/// every job (`all`: `runlog`, `job status`, `job logs`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompleteIds {
+    All,
+    Active,
+    Ended,
 }
 
 #[derive(Parser, Debug)]
@@ -298,7 +317,7 @@ pub struct StartArgs {
     #[arg(short = 'q', long, value_name = "NAME", value_parser = parse_queue)]
     pub queue: Option<String>,
     /// Start only after these jobs have ended done (skipped if one does not)
-    #[arg(long, value_name = "ID[,ID…]", value_parser = parse_after, action = clap::ArgAction::Append)]
+    #[arg(long, value_name = "ID[,ID...]", value_parser = parse_after, action = clap::ArgAction::Append)]
     pub after: Vec<Vec<String>>,
 }
 
@@ -314,7 +333,7 @@ pub struct SlurmArgs {
     /// With --slurm: CPUs for the job (sbatch --cpus-per-task)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub cpus: Option<u32>,
-    /// With --slurm: memory for the job (sbatch --mem: 500M, 4G…)
+    /// With --slurm: memory for the job (sbatch --mem: 500M, 4G...)
     #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
     pub mem: Option<String>,
     /// With --slurm: GPUs for the job (sbatch --gpus)

@@ -12,8 +12,8 @@ use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Runs = parse(args)?;
-    if a.complete_ids {
-        return complete_ids();
+    if let Some(which) = a.complete_ids {
+        return complete_ids(which);
     }
     let store = super::open_store()?;
     crate::queue::catch_up(&store);
@@ -65,18 +65,32 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     Ok(Exit::Ok)
 }
 
-/// `runs --complete-ids`, for the shell completions: every job id, then
-/// every distinct name, one a line (a name with a space is left out: the
-/// shells would split it). Quiet on any trouble (it runs under a
-/// prompt) and fast: no liveness checks.
-fn complete_ids() -> Res<Exit> {
+/// `runs --complete-ids[=WHICH]`, for the shell completions: the ids of
+/// the jobs `which` selects, then their distinct names, one a line (a name
+/// with a space is left out: the shells would split it). Quiet on any
+/// trouble (it runs under a prompt) and fast: a job's liveness is checked
+/// only when its end is not recorded and `which` is not `all`.
+fn complete_ids(which: cli::CompleteIds) -> Res<Exit> {
     let Ok(store) = super::open_store() else { return Ok(Exit::Ok) };
-    let Ok((jobs, _damaged)) = store.list() else { return Ok(Exit::Ok) };
+    let Ok((mut jobs, _damaged)) = store.list() else { return Ok(Exit::Ok) };
+    // A job elsewhere (another host or pid namespace) is neither: `job
+    // stop` refuses it, `runrm` keeps it.
+    let wanted = |s: State| match which {
+        cli::CompleteIds::All => true,
+        cli::CompleteIds::Active => matches!(s, State::Running | State::Queued),
+        cli::CompleteIds::Ended => !matches!(s, State::Running | State::Queued | State::Elsewhere),
+    };
+    if which != cli::CompleteIds::All {
+        let (states, _) = state::of_all(&mut jobs, &crate::proc::boot_id());
+        let mut states = states.into_iter();
+        jobs.retain(|_| states.next().is_some_and(wanted));
+    }
     let mut out = Out::new();
     let mut names: Vec<&str> = jobs.iter().map(|j| j.meta.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    let old = store.legacy();
+    let mut old = store.legacy();
+    old.retain(|l| wanted(if state::legacy_running(l) { State::Running } else { State::Done }));
     let words = jobs.iter().map(|j| j.id.as_str()).chain(names).chain(old.iter().map(|l| l.id.as_str()));
     for word in words.filter(|w| !w.is_empty() && !w.chars().any(|c| c.is_control() || c.is_whitespace())) {
         out.line(word)?;

@@ -21,7 +21,8 @@ pub fn project_of(dir: &Path) -> PathBuf {
 }
 
 /// The default job name: the command's basename without its extension; for
-/// an interpreter running a script (`python train.py`), the script's.
+/// an interpreter running a script (`python train.py`), the script's; for a
+/// shell running a string (`sh -c 'python train.py'`), as [`shell_name`].
 pub fn default_name(argv: &[OsString]) -> String {
     let base = |a: &OsStr| {
         let b = Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -35,6 +36,9 @@ pub fn default_name(argv: &[OsString]) -> String {
     let interpreter = ["python", "python3", "node", "bash", "sh", "zsh", "ruby", "perl", "deno", "bun"]
         .iter()
         .any(|i| prog == *i || (prog.starts_with("python3.") && *i == "python3"));
+    if let Some(text) = shell_c_string(&prog, argv) {
+        return shell_name(&text);
+    }
     if interpreter {
         if let Some(script) = argv.get(1).filter(|a| !a.to_string_lossy().starts_with('-')) {
             return base(script);
@@ -46,6 +50,24 @@ pub fn default_name(argv: &[OsString]) -> String {
     } else {
         b
     }
+}
+
+/// The string a shell runs with `-c` (also `-ec`, `-lc`, `-x -c`), when
+/// `prog` is sh, bash, zsh or dash.
+fn shell_c_string(prog: &str, argv: &[OsString]) -> Option<String> {
+    if !["sh", "bash", "zsh", "dash"].contains(&prog) {
+        return None;
+    }
+    let mut has_c = false;
+    for a in &argv[1..] {
+        let a = a.to_string_lossy();
+        match a.strip_prefix('-') {
+            Some(long) if long.starts_with('-') && long.len() > 1 => {} // --norc, --login
+            Some(flags) if !flags.starts_with('-') && !flags.is_empty() => has_c |= flags.contains('c'),
+            _ => return has_c.then(|| a.into_owned()),
+        }
+    }
+    None
 }
 
 /// The default name of a shell string: the program it runs, past what
@@ -192,6 +214,22 @@ mod tests {
             ("pytest tests/", "pytest"),
         ] {
             assert_eq!(shell_name(text), name, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_shell_running_a_string_is_named_after_the_program_in_the_string() {
+        let argv = |words: &[&str]| words.iter().map(OsString::from).collect::<Vec<_>>();
+        for (words, name) in [
+            (&["sh", "-c", "python train.py --lr 0.1"][..], "train"),
+            (&["bash", "-c", "cd sub && make -j8"], "make"),
+            (&["/usr/bin/zsh", "-lc", "./serve --port 80"], "serve"),
+            (&["dash", "-e", "-c", "FOO=1 cargo build"], "cargo"),
+            (&["bash", "-c"], "bash"),
+            (&["sh", "script.sh", "-c"], "script"),
+            (&["bash", "--norc", "-c", "pytest"], "pytest"),
+        ] {
+            assert_eq!(default_name(&argv(words)), name, "{words:?}");
         }
     }
 }

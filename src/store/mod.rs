@@ -64,6 +64,7 @@
 
 mod cap;
 mod end;
+mod ids;
 mod job;
 mod keys;
 mod legacy;

@@ -109,23 +109,16 @@ impl Store {
         let base = meta.id.clone();
         let _lock = self.lock(false);
         // An id is taken only within the second it names; a launch slower
-        // than that takes a suffix at once. A removed job's id is kept in
-        // `.ids` (under the lock held here), so no id is ever given twice,
-        // whatever the clock does (local time repeats an hour at the end of
-        // summer time; a clock is set back).
-        // An id seen taken (or given before) is passed over before
-        // meta.json is written for it: launches back to back within one
-        // second write it once, not once per id tried.
+        // than that takes a suffix at once. Which id: see ids.rs. The one
+        // found free is written into meta.json, then the rename settles a
+        // race for it.
         let late = chrono::Local::now().timestamp() > meta.started().timestamp();
+        let mut next = if late { 2 } else { 1 };
         let mut written_len = None;
-        for attempt in u32::from(late)..1000 {
-            if attempt > 0 {
-                meta.id = format!("{base}_{}", suffix(attempt));
-            }
-            let seen = |p: PathBuf| fs::symlink_metadata(p).is_ok();
-            if seen(self.root.join(IDS).join(&meta.id)) || seen(self.root.join(&meta.id)) {
-                continue;
-            }
+        for _ in 0..1000 {
+            let n = super::ids::first_free(next, |n| self.id_taken(&super::ids::nth(&base, n)));
+            meta.id = super::ids::nth(&base, n);
+            next = n + 1;
             let bytes = meta_bytes(meta);
             let written = (|| {
                 if written_len.is_some_and(|n| n > bytes.len()) {
@@ -317,30 +310,6 @@ pub fn remove_env(dir: &Path) {
 /// What the log has reserved at launch (`cap::reserve`): one page.
 const LOG_RESERVE: u64 = 4096;
 
-/// Where removed jobs' ids are kept: one empty file per id.
-const IDS: &str = ".ids";
-
-impl Store {
-    /// Keeps `id` in `.ids`; an error names the job that cannot be
-    /// removed because of it.
-    fn retire_id(&self, id: &str) -> Result<(), String> {
-        let dir = self.root.join(IDS);
-        let job = self.root.join(id);
-        let why = |e: io::Error| format!("{} (keeping its id in {})", io_err("removing", &job, e), dir.display());
-        match crate::files::make_private_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(why(e)),
-        }
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(id)) {
-            // The mode set explicitly, whatever the umask.
-            Ok(f) => f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(why),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(why(e)),
-        }
-    }
-}
-
 /// Rewrites `meta.json` whole (write-temp-then-rename).
 pub fn write_meta(dir: &Path, meta: &Meta) -> Result<(), String> {
     write_atomic(dir, "meta.json", &meta_bytes(meta))
@@ -372,18 +341,4 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 fn is_taken(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY) | Some(libc::ENOTDIR) | Some(libc::EISDIR))
-}
-
-/// A short suffix for a taken id: base-36 of the pid and the attempt, so
-/// racing launchers pick different names on their first retry.
-fn suffix(attempt: u32) -> String {
-    let mut n = (std::process::id() as u64) * 1000 + attempt as u64;
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut s = Vec::new();
-    while n > 0 {
-        s.push(digits[(n % 36) as usize]);
-        n /= 36;
-    }
-    s.reverse();
-    String::from_utf8(s).expect("base-36 digits are ASCII")
 }

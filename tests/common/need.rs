@@ -90,7 +90,7 @@ fn a_test_not_run_for_a_reason_of_several_lines_is_counted_once_on_one_line() {
     let env = super::Env::new();
     let dir = env.root.join("not-run");
     let reason = "unshare failed: unshare: write failed\n  /proc/self/uid_map:\n\tOperation not permitted";
-    record_not_run(&dir, "slurm::a", &not_run_line("slurm::a", reason, "sudo sysctl -w x=1"));
+    record_not_run(&dir, "slurm::a", &not_run_line("slurm::a", reason, "sysctl -w x=1"));
     record_not_run(&dir, "slurm::b", &not_run_line("slurm::b", "sbatch is not installed", "apt-get install slurm"));
     // A test that asks twice is still one test.
     record_not_run(&dir, "slurm::b", &not_run_line("slurm::b", "sbatch is not installed", "apt-get install slurm"));
@@ -99,9 +99,51 @@ fn a_test_not_run_for_a_reason_of_several_lines_is_counted_once_on_one_line() {
     assert_eq!(
         records[0],
         "NOT RUN: slurm::a: unshare failed: unshare: write failed /proc/self/uid_map: Operation not permitted; \
-         to run it: sudo sysctl -w x=1"
+         to run it: sysctl -w x=1"
     );
     assert!(records.iter().all(|r| !r.contains('\n')), "{records:?}");
+}
+
+#[test]
+fn advice_that_needs_root_says_as_root_and_what_it_changes_and_never_sudo() {
+    let advice = as_root("remounts /dev/pts for the whole machine", "mount -o remount,gid=5 /dev/pts");
+    let install = apt_get("tmux");
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(advice, "mount -o remount,gid=5 /dev/pts");
+        assert_eq!(install, "apt-get install tmux");
+    } else {
+        assert_eq!(advice, "as root (remounts /dev/pts for the whole machine): mount -o remount,gid=5 /dev/pts");
+        assert_eq!(install, "as root (installs packages on this machine): apt-get install tmux");
+    }
+    // Every piece of advice the helpers and the tests give, as written in
+    // their source: no sudo (the reader may have none), no cargo as root.
+    let dir = super::repo().join("tests");
+    let mut files = Vec::new();
+    let mut dirs = vec![dir];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("reading tests/").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    // (Spelt so that this file does not hold them itself.)
+    let needles = [format!("{}su{}", '"', "do "), format!(" su{} ", "do")];
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("reading a test file");
+        for (n, line) in text.lines().enumerate() {
+            let advice = line.contains('"') && !line.trim_start().starts_with("//");
+            assert!(
+                !(advice && needles.iter().any(|s| line.contains(s.as_str()))),
+                "{}:{}: advice with sudo: {line}",
+                f.display(),
+                n + 1
+            );
+        }
+    }
 }
 
 /// Is `tool` on PATH (or in /usr/sbin, where sshd lives)?
@@ -123,10 +165,21 @@ fn package_of(tool: &str) -> &str {
     }
 }
 
-/// The command that installs Debian `packages`, with sudo unless root.
+/// Advice for what only root can do, runnable as given by whoever reads
+/// it: `command` alone when the tests run as root; else "as root (WHAT IT
+/// CHANGES): command", never `sudo` (the reader may have none) and never
+/// cargo as root (it would leave root-owned files in target/).
+pub fn as_root(changes: &str, command: &str) -> String {
+    if nix::unistd::geteuid().is_root() {
+        command.to_string()
+    } else {
+        format!("as root ({changes}): {command}")
+    }
+}
+
+/// The command that installs Debian `packages` (as root, said so).
 pub fn apt_get(packages: &str) -> String {
-    let sudo = if nix::unistd::geteuid().is_root() { "" } else { "sudo " };
-    format!("{sudo}apt-get install {packages}")
+    as_root("installs packages on this machine", &format!("apt-get install {packages}"))
 }
 
 /// Is `tool` installed? Reported as not run (with its package) if not.
@@ -242,16 +295,22 @@ fn namespaces() -> Result<(), (String, String)> {
             }
             let said = stderr(&out).trim().replace('\n', " ");
             let sysctl = |name: &str| std::fs::read_to_string(format!("/proc/sys/{name}")).unwrap_or_default();
-            let to_run = if sysctl("kernel/unprivileged_userns_clone").trim() == "0" {
-                "sudo sysctl -w kernel.unprivileged_userns_clone=1"
-            } else if sysctl("user/max_user_namespaces").trim() == "0" {
-                "sudo sysctl -w user.max_user_namespaces=15000"
-            } else if sysctl("kernel/apparmor_restrict_unprivileged_userns").trim() == "1" {
-                "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
-            } else {
-                "run the tests where unshare(2) is allowed (not in an unprivileged container)"
+            let sysctl_w = |setting: &str| {
+                as_root(
+                    "lets every user of this machine make user namespaces, until the next boot",
+                    &format!("sysctl -w {setting}"),
+                )
             };
-            Err((format!("unshare failed: {said}"), to_run.into()))
+            let to_run = if sysctl("kernel/unprivileged_userns_clone").trim() == "0" {
+                sysctl_w("kernel.unprivileged_userns_clone=1")
+            } else if sysctl("user/max_user_namespaces").trim() == "0" {
+                sysctl_w("user.max_user_namespaces=15000")
+            } else if sysctl("kernel/apparmor_restrict_unprivileged_userns").trim() == "1" {
+                sysctl_w("kernel.apparmor_restrict_unprivileged_userns=0")
+            } else {
+                "run the tests where unshare(2) is allowed (not in an unprivileged container)".into()
+            };
+            Err((format!("unshare failed: {said}"), to_run))
         })
         .clone()
 }
@@ -277,7 +336,10 @@ fn second_ids() -> Result<(u32, u32), (String, String)> {
         (Some(uid), Some(gid)) => Ok((uid, gid)),
         _ => Err((
             "a second user id, and this user has no subordinate ids in /etc/subuid and /etc/subgid".into(),
-            "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 \"$USER\"".into(),
+            as_root(
+                "gives the user subordinate ids 100000-165535 in /etc/subuid and /etc/subgid",
+                "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER",
+            ),
         )),
     }
 }

@@ -414,3 +414,60 @@ fn after_installing_ssh_host_run_finds_the_commands_and_uninstalling_takes_the_l
     succeeded(&install(&env, &["--uninstall"]), "install.sh --uninstall");
     assert_eq!(std::fs::read(&rc).ok(), before, "uninstall did not give {} back as it was", rc.display());
 }
+
+#[test]
+fn a_fish_user_gets_a_path_line_in_conf_d_that_a_fish_login_shell_reads_and_uninstall_removes_it() {
+    if !need_tool("fish") {
+        return;
+    }
+    let env = Env::new();
+    // A fish user: ~/.config/fish exists before the install.
+    let fish_config = env.home.join(".config/fish");
+    std::fs::create_dir_all(&fish_config).expect("making ~/.config/fish");
+    let conf = fish_config.join("conf.d/bgrun.fish");
+    let which_run = |login: bool| {
+        let mut c = in_home(&env, "fish");
+        c.env("PATH", "/usr/bin:/bin");
+        if login {
+            c.arg("-l");
+        }
+        let out = c.args(["-c", "command -s run"]).output().expect("running fish");
+        stdout(&out).trim().to_string()
+    };
+    assert_eq!(which_run(true), "", "run is found before installing");
+
+    let bins = binaries(&env);
+    let out = install(&env, &["--no-build", bins.to_str().expect("a UTF-8 path")]);
+    succeeded(&out, "install.sh --no-build");
+    assert!(conf.is_file(), "no {}: {}", conf.display(), stdout(&out));
+    assert!(stdout(&out).contains(&conf.display().to_string()), "install.sh does not say so: {}", stdout(&out));
+    let run = env.home.join(".cargo/bin/run").display().to_string();
+    assert_eq!(which_run(true), run, "a fish login shell does not find run");
+    assert_eq!(which_run(false), run, "fish -c (as ssh runs a command) does not find run");
+    // Once there, not twice.
+    succeeded(&install(&env, &["--no-build", bins.to_str().expect("a UTF-8 path")]), "install.sh again");
+    let line = std::fs::read_to_string(&conf).expect("reading bgrun.fish");
+    assert_eq!(line.lines().filter(|l| l.contains("set -gx PATH")).count(), 1, "{line}");
+
+    succeeded(&install(&env, &["--uninstall"]), "install.sh --uninstall");
+    assert!(!conf.exists(), "uninstall left {}", conf.display());
+    assert!(!fish_config.join("conf.d").exists(), "uninstall left the conf.d it made");
+    assert!(fish_config.is_dir(), "uninstall removed the user's own ~/.config/fish");
+}
+
+#[test]
+fn without_fish_install_writes_no_fish_configuration_though_its_completions_make_config_fish() {
+    let user = stdout(&Command::new("id").arg("-un").output().expect("running id")).trim().to_string();
+    let entry = stdout(&Command::new("getent").args(["passwd", &user]).output().expect("running getent"));
+    if !need(
+        !entry.trim_end().ends_with("/fish"),
+        "this user's login shell is fish",
+        "as a user whose shell is not fish",
+    ) {
+        return;
+    }
+    let env = Env::new();
+    let bins = binaries(&env);
+    succeeded(&install(&env, &["--no-build", bins.to_str().expect("a UTF-8 path")]), "install.sh --no-build");
+    assert!(!env.home.join(".config/fish/conf.d").exists(), "a conf.d for a user without fish");
+}

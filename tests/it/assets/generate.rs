@@ -5,8 +5,10 @@
 //!
 //! - Completions: clap_complete writes the static part (options,
 //!   subcommands). Where a job id or name goes ([`JOB_ARGS`]), the scripts
-//!   call `runs --complete-ids`, which prints the store's ids and names one
-//!   a line: bash through a wrapper function registered after clap's, zsh
+//!   call `runs --complete-ids=WHICH`, which prints the ids and names of
+//!   the jobs that command can act on (`active`: running or queued, for
+//!   `job stop` and `job wait`; `ended`, for `runrm` and `job retry`;
+//!   `all` elsewhere), one a line: bash through a wrapper function registered after clap's, zsh
 //!   as the `_arguments` action of that position, fish as one more
 //!   `complete` line. Everything added is checked against clap's output
 //!   here, so a change in clap_complete fails the generator, not the user.
@@ -26,18 +28,20 @@ use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 use clap_mangen::Man;
 use std::path::Path;
 
-/// The command the completion scripts run for job ids and names.
+/// The command the completion scripts run for job ids and names, followed
+/// by `=WHICH`.
 const IDS_COMMAND: &str = "runs --complete-ids";
 
-/// Where a job id or name goes: (command, subcommand, argument id).
-const JOB_ARGS: [(&str, Option<&str>, &str); 7] = [
-    ("runlog", None, "jobs"),
-    ("runrm", None, "jobs"),
-    ("job", Some("status"), "id"),
-    ("job", Some("logs"), "ids"),
-    ("job", Some("stop"), "ids"),
-    ("job", Some("wait"), "ids"),
-    ("job", Some("retry"), "id"),
+/// Where a job id or name goes: (command, subcommand, argument id, which
+/// jobs the command can act on: the value of `--complete-ids`).
+const JOB_ARGS: [(&str, Option<&str>, &str, &str); 7] = [
+    ("runlog", None, "jobs", "all"),
+    ("runrm", None, "jobs", "ended"),
+    ("job", Some("status"), "id", "all"),
+    ("job", Some("logs"), "ids", "all"),
+    ("job", Some("stop"), "ids", "active"),
+    ("job", Some("wait"), "ids", "active"),
+    ("job", Some("retry"), "id", "ended"),
 ];
 
 /// The five commands, as clap defines them.
@@ -77,6 +81,8 @@ struct Slot {
     /// The options of the same (sub)command that take a value: the word
     /// after one of them is that value, not a job.
     value_options: Vec<String>,
+    /// Which jobs to offer: `all`, `active` or `ended`.
+    which: String,
 }
 
 fn slots(cmd: &Command) -> Vec<Slot> {
@@ -85,8 +91,8 @@ fn slots(cmd: &Command) -> Vec<Slot> {
     let name = built.get_name().to_string();
     JOB_ARGS
         .iter()
-        .filter(|(c, _, _)| *c == name)
-        .map(|&(_, sub, arg)| {
+        .filter(|(c, _, _, _)| *c == name)
+        .map(|&(_, sub, arg, which)| {
             let owner = match sub {
                 Some(s) => {
                     built.find_subcommand(s).unwrap_or_else(|| panic!("{name} has no subcommand {s} (JOB_ARGS)"))
@@ -99,7 +105,13 @@ fn slots(cmd: &Command) -> Vec<Slot> {
                 .unwrap_or_else(|| panic!("{name} {sub:?} has no argument {arg} (JOB_ARGS)"));
             assert!(a.is_positional(), "{name} {sub:?}: {arg} is not a positional argument");
             let many = a.get_num_args().is_some_and(|n| n.max_values() > 1);
-            Slot { sub: sub.map(String::from), arg: arg.to_string(), many, value_options: value_options(owner) }
+            Slot {
+                sub: sub.map(String::from),
+                arg: arg.to_string(),
+                many,
+                value_options: value_options(owner),
+                which: which.to_string(),
+            }
         })
         .collect()
 }
@@ -124,14 +136,15 @@ fn clap_script(cmd: &Command, shell: Shell) -> String {
 
 const BASH_IDS: &str = r#"
 # --- job ids and names (added by the assets test's generator) ---
-# _bgrun_ids FIRST MAX [OPTION…]: if the word being completed is where a
-# job goes, offer the ids and names `runs --complete-ids` prints and
-# succeed. FIRST is the index of the first word after the (sub)command,
-# MAX how many jobs it takes (0: any number), the OPTIONs those that take
-# a value (the word after one is not a job).
+# _bgrun_ids WHICH FIRST MAX [OPTION...]: if the word being completed is
+# where a job goes, offer the ids and names `runs --complete-ids=WHICH`
+# prints (WHICH: all, active or ended: the jobs the command can act on)
+# and succeed. FIRST is the index of the first word after the
+# (sub)command, MAX how many jobs it takes (0: any number), the OPTIONs
+# those that take a value (the word after one is not a job).
 _bgrun_ids() {
-    local first=$1 max=$2 i n=0 word before
-    shift 2
+    local which=$1 first=$2 max=$3 i n=0 word before
+    shift 3
     (( COMP_CWORD >= first )) || return 1
     _bgrun_is_job_word "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}" "$@" || return 1
     for (( i = first; i < COMP_CWORD; i++ )); do
@@ -140,7 +153,7 @@ _bgrun_ids() {
     done
     (( max == 0 || n < max )) || return 1
     local IFS=$'\n'
-    COMPREPLY=($(compgen -W "$(IDS_COMMAND 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
+    COMPREPLY=($(compgen -W "$(IDS_COMMAND="$which" 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
     return 0
 }
 
@@ -170,7 +183,7 @@ fn bash(cmd: &Command, slots: &[Slot]) -> String {
     assert!(s.contains(&format!("\n    complete -F {clap_fn} ")), "clap's bash script for {name} changed shape");
     s.push_str(&BASH_IDS.replace("IDS_COMMAND", IDS_COMMAND));
     let call = |first: usize, slot: &Slot| {
-        let mut c = format!("_bgrun_ids {first} {}", if slot.many { 0 } else { 1 });
+        let mut c = format!("_bgrun_ids {} {first} {}", slot.which, if slot.many { 0 } else { 1 });
         for o in &slot.value_options {
             c.push(' ');
             c.push_str(o);
@@ -196,10 +209,12 @@ fn bash(cmd: &Command, slots: &[Slot]) -> String {
 }
 
 const ZSH_IDS: &str = r#"# Job ids and names (added by the assets test's generator).
+# _bgrun_ids WHICH: the jobs the command can act on (all, active, ended);
+# _arguments puts its own options (-J ...) before WHICH, so it is the last.
 (( $+functions[_bgrun_ids] )) ||
 _bgrun_ids() {
     local -a ids expl
-    ids=(${(f)"$(_call_program job-ids IDS_COMMAND 2>/dev/null)"})
+    ids=(${(f)"$(_call_program job-ids IDS_COMMAND=${@[-1]} 2>/dev/null)"})
     _wanted job-ids expl 'job id or name' compadd -a ids
 }
 
@@ -216,18 +231,25 @@ fn zsh(cmd: &Command, slots: &[Slot]) -> String {
     }
     let mut replaced = 0;
     let mut out = String::new();
+    // The subcommand whose arguments follow: clap writes `(stop)` before
+    // them (and again, with no arguments, in the `help` part after).
+    let mut sub: Option<&str> = None;
     for line in s.split_inclusive('\n') {
+        let word = line.trim();
+        if let Some(w) = word.strip_prefix('(').and_then(|w| w.strip_suffix(')')) {
+            sub = Some(w);
+        }
         let spec = line.trim_start_matches(['\'', '*', ':']);
-        let is_slot = line.starts_with('\'')
-            && line.ends_with(":_default' \\\n")
-            && slots
-                .iter()
-                .any(|sl| spec.starts_with(&format!("{} -- ", sl.arg)) || spec.starts_with(&format!("{}:", sl.arg)));
-        if is_slot {
-            out.push_str(&line.replace(":_default' \\\n", ":_bgrun_ids' \\\n"));
-            replaced += 1;
-        } else {
-            out.push_str(line);
+        let slot = slots.iter().find(|sl| {
+            (sl.sub.is_none() || sl.sub.as_deref() == sub)
+                && (spec.starts_with(&format!("{} -- ", sl.arg)) || spec.starts_with(&format!("{}:", sl.arg)))
+        });
+        match slot {
+            Some(slot) if line.starts_with('\'') && line.ends_with(":_default' \\\n") => {
+                out.push_str(&line.replace(":_default' \\\n", &format!(":_bgrun_ids {}' \\\n", slot.which)));
+                replaced += 1;
+            }
+            _ => out.push_str(line),
         }
     }
     assert_eq!(replaced, slots.len(), "clap's zsh script for {name}: job positions not found where expected");
@@ -237,7 +259,7 @@ fn zsh(cmd: &Command, slots: &[Slot]) -> String {
     out
 }
 
-/// The fish script: clap's, then one line offering job ids and names where
+/// The fish script: clap's, then a line offering job ids and names where
 /// a job goes.
 fn fish(cmd: &Command, slots: &[Slot]) -> String {
     let name = cmd.get_name();
@@ -246,26 +268,33 @@ fn fish(cmd: &Command, slots: &[Slot]) -> String {
         return s;
     }
     s.push_str("# Job ids and names (added by the assets test's generator).\n");
-    let subs: Vec<&str> = slots.iter().filter_map(|sl| sl.sub.as_deref()).collect();
-    let mut condition = String::new();
-    if !subs.is_empty() {
-        let helper = format!("__fish_{name}_using_subcommand");
-        assert!(s.contains(&format!("function {helper}\n")), "clap's fish script for {name} changed shape");
-        condition = format!("{helper} {}", subs.join(" "));
-    }
-    // The word after an option that takes a value is that value.
-    let mut value_options: Vec<&str> =
-        slots.iter().flat_map(|sl| sl.value_options.iter().map(String::as_str)).collect();
-    value_options.sort_unstable();
-    value_options.dedup();
-    if !value_options.is_empty() {
-        if !condition.is_empty() {
-            condition.push_str("; and ");
+    // One line for each set of jobs offered, with the subcommands it is for.
+    let mut groups: Vec<&str> = slots.iter().map(|sl| sl.which.as_str()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for which in groups {
+        let mine: Vec<&Slot> = slots.iter().filter(|sl| sl.which == which).collect();
+        let subs: Vec<&str> = mine.iter().filter_map(|sl| sl.sub.as_deref()).collect();
+        let mut condition = String::new();
+        if !subs.is_empty() {
+            let helper = format!("__fish_{name}_using_subcommand");
+            assert!(s.contains(&format!("function {helper}\n")), "clap's fish script for {name} changed shape");
+            condition = format!("{helper} {}", subs.join(" "));
         }
-        condition.push_str(&format!("not __fish_prev_arg_in {}", value_options.join(" ")));
+        // The word after an option that takes a value is that value.
+        let mut value_options: Vec<&str> =
+            mine.iter().flat_map(|sl| sl.value_options.iter().map(String::as_str)).collect();
+        value_options.sort_unstable();
+        value_options.dedup();
+        if !value_options.is_empty() {
+            if !condition.is_empty() {
+                condition.push_str("; and ");
+            }
+            condition.push_str(&format!("not __fish_prev_arg_in {}", value_options.join(" ")));
+        }
+        let condition = if condition.is_empty() { String::new() } else { format!(" -n \"{condition}\"") };
+        s.push_str(&format!("complete -c {name}{condition} -f -a \"({IDS_COMMAND}={which} 2>/dev/null)\"\n"));
     }
-    let condition = if condition.is_empty() { String::new() } else { format!(" -n \"{condition}\"") };
-    s.push_str(&format!("complete -c {name}{condition} -f -a \"({IDS_COMMAND} 2>/dev/null)\"\n"));
     s
 }
 
@@ -562,7 +591,31 @@ fn man_page(cmd: &Command, parent: Option<&Command>) -> String {
     }
     r.text([roman(see.join(", "))]);
     put(&|w| r.to_writer(w));
-    page
+    ascii(&page)
+}
+
+/// The page in ASCII, so that it renders in the POSIX locale (`LANG`
+/// unset, as on many servers) where troff knows no `…`: each character
+/// the help texts use is spelled in ASCII; any other is refused here, so
+/// that a new one is given its spelling rather than a warning in man.
+fn ascii(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    for c in page.chars() {
+        match c {
+            _ if c.is_ascii() => out.push(c),
+            '…' => out.push_str("..."),
+            '—' => out.push_str("\\-\\-"),
+            '–' => out.push_str("\\-"),
+            '→' => out.push_str("\\->"),
+            '≠' => out.push_str("!="),
+            '≤' => out.push_str("<="),
+            '≥' => out.push_str(">="),
+            '‘' | '’' => out.push('\''),
+            '“' | '”' => out.push_str("\\(dq"),
+            _ => panic!("the man pages have no ASCII spelling of {c:?}: add one in generate.rs's `ascii`"),
+        }
+    }
+    out
 }
 
 // --- writing them ------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! The completions in completions/ and the man pages in man/: they are
 //! what the clap definitions generate now, each script loads in its real
-//! shell and completes the ids of the jobs in the store, and every page
-//! renders without a warning.
+//! shell (what it completes: `completion.rs`), and every page renders
+//! without a warning, in the POSIX locale too. The examples the docs show
+//! print what they show: `examples.rs`.
 //!
 //! The generator is `generate.rs`, run by the first test here, in the
 //! manner of rust-analyzer's sourcegen tests: it fails when the committed
@@ -15,12 +16,13 @@
 //! BGRUN_BLESS=1 cargo test --locked --test it assets   # rewrites completions/ and man/
 //! ```
 
+mod completion;
+mod examples;
 mod generate;
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 const REGENERATE: &str = "BGRUN_BLESS=1 cargo test --locked --test it assets";
 
@@ -46,39 +48,6 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
-}
-
-/// Completes the last word of `words` with the bash completion of
-/// `words[0]` from completions/bash, as bash does on TAB: through the
-/// function `complete -p` names. Returns the candidates.
-fn bash_complete(env: &Env, words: &[&str]) -> Vec<String> {
-    let script = r#"
-        source "$1"; shift
-        COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
-        COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
-        fn=$(complete -p "$1" | sed -E 's/.* -F ([^ ]+) .*/\1/')
-        "$fn" "$1" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
-        printf '%s\n' "${COMPREPLY[@]}"
-    "#;
-    let file = repo().join(format!("completions/bash/{}", words[0]));
-    let out = env
-        .tool("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("bash")
-        .arg(file)
-        .args(words)
-        .env("PATH", path_with_binaries())
-        .output()
-        .expect("running bash");
-    ok(&out, &format!("bash completing {words:?}"));
-    stdout(&out).lines().map(String::from).collect()
-}
-
-fn two_jobs(env: &Env) -> (String, String) {
-    let a = env.start(&["--name", "alpha", "true"]);
-    let b = env.start(&["--name", "beta", "true"]);
-    (a, b)
 }
 
 /// The text of a roff section (`.SH NAME` up to the next `.SH`), its
@@ -218,149 +187,6 @@ fn zsh_finds_every_completion_through_fpath_as_an_installed_copy_would_be() {
 }
 
 #[test]
-fn completing_runlog_in_bash_offers_the_ids_and_names_of_the_jobs_in_the_store() {
-    if !need_tool("bash") {
-        return;
-    }
-    let env = Env::new();
-    let (a, b) = two_jobs(&env);
-    let mut got = bash_complete(&env, &["runlog", ""]);
-    got.sort();
-    let mut want = vec![a.clone(), b.clone(), "alpha".to_string(), "beta".to_string()];
-    want.sort();
-    assert_eq!(got, want);
-    assert_eq!(bash_complete(&env, &["runlog", "be"]), vec![b.clone(), "beta".to_string()]);
-    // A word where no job goes gets clap's completions, not jobs.
-    let after_tail = bash_complete(&env, &["runlog", "--tail", ""]);
-    assert!(!after_tail.contains(&a), "the value of --tail was completed with job ids: {after_tail:?}");
-    assert!(bash_complete(&env, &["runlog", "--"]).contains(&"--no-follow".to_string()));
-    let after_one = bash_complete(&env, &["runlog", &a, ""]);
-    assert!(after_one.contains(&b), "runlog follows several jobs, yet no second was offered: {after_one:?}");
-}
-
-#[test]
-fn completing_runrm_and_the_job_subcommands_in_bash_offers_job_ids() {
-    if !need_tool("bash") {
-        return;
-    }
-    let env = Env::new();
-    let (a, b) = two_jobs(&env);
-    for words in [
-        &["runrm", &a, ""][..],
-        &["job", "logs", ""],
-        &["job", "status", ""],
-        &["job", "stop", &a, ""],
-        &["job", "wait", "--timeout", "5m", ""],
-        &["job", "retry", ""],
-    ] {
-        let got = bash_complete(&env, words);
-        assert!(
-            got.contains(&a) && got.contains(&b) && got.contains(&"alpha".to_string()),
-            "{words:?} offered {got:?}"
-        );
-    }
-    let subcommands = bash_complete(&env, &["job", ""]);
-    assert!(
-        subcommands.contains(&"logs".to_string()) && !subcommands.contains(&a),
-        "job <TAB> offered {subcommands:?}"
-    );
-    let run_options = bash_complete(&env, &["job", "run", "--"]);
-    assert!(run_options.contains(&"--timeout".to_string()), "job run --<TAB> offered {run_options:?}");
-}
-
-#[test]
-fn completing_job_ids_in_fish_offers_the_jobs_in_the_store() {
-    if !need_tool("fish") {
-        return;
-    }
-    let env = Env::new();
-    let (a, b) = two_jobs(&env);
-    let complete = |line: &str| {
-        let name = line.split(' ').next().expect("a command line has a word");
-        let file = repo().join(format!("completions/fish/{name}.fish"));
-        let out = env
-            .tool("fish")
-            .arg("--no-config")
-            .arg("-c")
-            .arg("source $argv[1]; and complete -C $argv[2]")
-            .arg(file)
-            .arg(line)
-            .env("PATH", path_with_binaries())
-            .output()
-            .expect("running fish");
-        ok(&out, &format!("fish completing '{line}'"));
-        stdout(&out).lines().map(|l| l.split('\t').next().unwrap_or_default().to_string()).collect::<Vec<_>>()
-    };
-    for line in ["runlog ", "runrm ", "job logs ", "job stop alpha "] {
-        let got = complete(line);
-        assert!(got.contains(&a) && got.contains(&b) && got.contains(&"beta".to_string()), "'{line}' offered {got:?}");
-    }
-    let mut narrowed = complete("runlog al");
-    narrowed.sort();
-    assert_eq!(narrowed, vec!["alpha".to_string(), a.clone()]);
-    let after_tail = complete("runlog --tail ");
-    assert!(!after_tail.contains(&a), "the value of --tail was completed with job ids: {after_tail:?}");
-    assert!(!complete("job ").contains(&a), "job <TAB> offered job ids");
-}
-
-/// zsh's completion only runs in an interactive shell, so this types into
-/// one, in tmux, and reads the listing off the screen.
-#[test]
-fn completing_runlog_in_zsh_lists_the_jobs_in_the_store() {
-    if !need_tools(&["zsh", "tmux"]) {
-        return;
-    }
-    let env = Env::new();
-    let (a, b) = two_jobs(&env);
-    let zdotdir = env.root.join("zdotdir");
-    std::fs::create_dir_all(&zdotdir).expect("creating ZDOTDIR");
-    let rc = format!(
-        "fpath=({} $fpath)\nautoload -U compinit && compinit -u -d {}\nPS1='ready> '\n",
-        repo().join("completions/zsh").display(),
-        env.root.join("zcompdump").display()
-    );
-    crate::common::write(&zdotdir.join(".zshrc"), &rc);
-    let socket = format!("bgrun-assets-{}", std::process::id());
-    let tmux = |args: &[&str]| env.tool("tmux").arg("-L").arg(&socket).args(args).output().expect("running tmux");
-    let shell = format!(
-        "env PATH='{}' RUN_DIR='{}' ZDOTDIR='{}' zsh -i",
-        path_with_binaries(),
-        env.store.display(),
-        zdotdir.display()
-    );
-    let out = tmux(&["new-session", "-d", "-s", "z", "-x", "150", "-y", "40", &shell]);
-    ok(&out, "tmux new-session");
-    let screen = || stdout(&tmux(&["capture-pane", "-p", "-t", "z"]));
-    let result = std::panic::catch_unwind(|| {
-        wait_until(Duration::from_secs(20), "the zsh prompt", || screen().contains("ready>"));
-        tmux(&["send-keys", "-t", "z", "-l", "runlog "]);
-        tmux(&["send-keys", "-t", "z", "Tab"]);
-        wait_until(Duration::from_secs(20), "zsh to list the jobs", || {
-            let s = screen();
-            s.contains(&a) && s.contains(&b)
-        });
-    });
-    let last = screen();
-    tmux(&["kill-server"]);
-    if result.is_err() {
-        panic!("zsh did not list {a} and {b}; the screen:\n{last}");
-    }
-}
-
-#[test]
-fn runs_complete_ids_prints_nothing_and_succeeds_without_a_store() {
-    let env = Env::new();
-    let out = env.run("runs", &["--complete-ids"]);
-    ok(&out, "runs --complete-ids with no store");
-    assert_eq!(stdout(&out), "");
-    let (a, _) = two_jobs(&env);
-    let out = env.run("runs", &["--complete-ids"]);
-    assert!(stdout(&out).lines().any(|l| l == a), "runs --complete-ids printed {:?}", stdout(&out));
-    let help = stdout(&env.run("runs", &["--help"]));
-    assert!(!help.contains("complete-ids"), "the hidden flag shows in runs --help");
-}
-
-#[test]
 fn every_man_page_renders_at_80_columns_without_a_warning() {
     if !need_tool("man") {
         return;
@@ -386,6 +212,34 @@ fn every_man_page_renders_at_80_columns_without_a_warning() {
         for word in ["RUN_DIR", "NTFY_TOPIC", "NO_COLOR", "meta.json", "124"] {
             assert!(text.contains(word), "{} does not mention {word}", page.display());
         }
+    }
+}
+
+#[test]
+fn every_man_page_renders_in_the_posix_locale_without_a_warning() {
+    if !need_tool("man") {
+        return;
+    }
+    let mut pages = Vec::new();
+    files_under(&repo().join("man"), &mut pages);
+    for page in pages {
+        let roff = std::fs::read(&page).expect("reading a man page");
+        assert!(roff.is_ascii(), "{} is not ASCII", page.display());
+        let out = Command::new("man")
+            .arg("--warnings")
+            .arg("-l")
+            .arg(&page)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .env_remove("LANG")
+            .env_remove("LANGUAGE")
+            .env("LC_ALL", "C")
+            .output()
+            .expect("running man");
+        ok(&out, &format!("LC_ALL=C man --warnings -l {}", page.display()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.trim().is_empty(), "LC_ALL=C man -l {} warns:\n{err}", page.display());
+        assert!(!stdout(&out).contains('\u{fffd}'), "{} renders a replacement character", page.display());
     }
 }
 

@@ -38,7 +38,12 @@ impl Sshd {
                 .any(|l| l.contains(" /dev/pts ") && l.contains(" devpts ") && l.contains(&format!("gid={gid}")))
         });
         let why = "sshd run by a user other than root needs /dev/pts to give new terminals the tty group";
-        if !root && !need(ptys_in_tty_group, why, "sudo mount -o remount,gid=5,mode=620 /dev/pts") {
+        let to_run = as_root(
+            "remounts /dev/pts for the whole machine: new terminals get the tty group and mode 620, \
+             as most distributions set it",
+            "mount -o remount,gid=5,mode=620 /dev/pts",
+        );
+        if !root && !need(ptys_in_tty_group, why, &to_run) {
             return None;
         }
         let sshd = Path::new("/usr/sbin/sshd");

@@ -4,6 +4,7 @@
 //! limit), and a retry that runs the same thing again.
 
 mod identity;
+mod ids;
 mod inherit;
 
 use crate::common::*;

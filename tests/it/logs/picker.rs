@@ -64,9 +64,9 @@ impl<'a> Tmux<'a> {
 
     /// Waits for the picker's prompt with all `n` jobs listed.
     fn wait_prompt(&self, n: usize) {
-        let count = format!("{n}/{n}");
+        let count = format!("{n} jobs, newest first");
         self.wait_screen("the picker's prompt", |s| {
-            s.lines().any(|l| l.starts_with("log>")) && s.lines().any(|l| l.trim_start().starts_with(&count))
+            s.lines().any(|l| l.starts_with("log>")) && s.contains(&count) && rows(s).len() == n
         });
     }
 
@@ -93,6 +93,16 @@ impl Drop for Tmux<'_> {
     }
 }
 
+/// The job rows on the screen, top to bottom (the cursor's `>` and the
+/// margin taken off): each starts with the job's state.
+fn rows(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .map(|l| l.trim_start_matches(['>', ' ']))
+        .filter(|l| ["done ", "running ", "failed "].iter().any(|s| l.starts_with(s)))
+        .collect()
+}
+
 /// Three finished jobs with different commands; their ids, oldest first.
 fn three_jobs(env: &Env) -> Vec<String> {
     let ids: Vec<String> = ["apple", "zebra-kiwi", "mango"].iter().map(|w| env.start(&["echo", w])).collect();
@@ -111,7 +121,7 @@ fn the_picker_selects_the_job_matching_the_filter_and_prints_its_log() {
     tmux.wait_prompt(3);
 
     tmux.keys(&["-l", "zebra"]);
-    tmux.wait_screen("the filter to leave one job", |s| s.lines().any(|l| l.trim_start().starts_with("1/3")));
+    tmux.wait_screen("the filter to leave one job", |s| matches!(rows(s)[..], [row] if row.contains("zebra-kiwi")));
     // The preview: the log's tail, with the header lines readers show first.
     tmux.wait_screen("the preview with the log's header", |s| {
         s.contains("=== echo zebra-kiwi") && s.contains("=== cwd: ") && s.contains("=== started: ")
@@ -122,6 +132,33 @@ fn the_picker_selects_the_job_matching_the_filter_and_prints_its_log() {
     assert_eq!(code, 0, "runlog exited with {code}; printed: {sel}");
     assert_eq!(sel, env.shown_log(&ids[1]), "runlog printed another log than the chosen job's");
     assert!(sel.contains("\nzebra-kiwi\n") && sel.contains("=== done (exit 0) after "), "{sel}");
+}
+
+#[test]
+fn the_picker_lists_the_newest_job_first_right_under_the_prompt_and_no_second_counter() {
+    let env = Env::new();
+    let ids = three_jobs(&env);
+    let Some(tmux) = Tmux::new(&env) else { return };
+    tmux.start_runlog();
+    tmux.wait_prompt(3);
+    let screen = tmux.screen();
+    let lines: Vec<&str> = screen.lines().collect();
+    let prompt = lines.iter().position(|l| l.starts_with("log>")).expect("the prompt");
+    let below: Vec<&str> = lines[prompt + 1..].iter().map(|l| l.trim_start_matches(['>', ' '])).collect();
+    assert!(below[0].starts_with("3 jobs, newest first"), "no header under the prompt:\n{screen}");
+    assert_eq!(
+        below[1].split_whitespace().nth(1),
+        Some(ids[2].as_str()),
+        "the newest job is not first under the prompt:\n{screen}"
+    );
+    let order: Vec<usize> = rows(&screen)
+        .iter()
+        .map(|r| ids.iter().position(|id| r.split_whitespace().nth(1) == Some(id)).expect("a row"))
+        .collect();
+    assert_eq!(order, [2, 1, 0], "not newest first:\n{screen}");
+    assert!(!screen.contains("0/0") && !screen.contains("3/3"), "a counter is shown:\n{screen}");
+    tmux.keys(&["Escape"]);
+    assert_eq!(tmux.result().0, 130);
 }
 
 #[test]
@@ -175,7 +212,7 @@ fn enter_when_the_filter_matches_nothing_says_so_and_shows_no_log() {
     tmux.start_runlog_then(true);
     tmux.wait_prompt(3);
     tmux.keys(&["-l", "qqqxyz"]);
-    tmux.wait_screen("the filter to leave nothing", |s| s.lines().any(|l| l.trim_start().starts_with("0/3")));
+    tmux.wait_screen("the filter to leave nothing", |s| s.contains("log> qqqxyz") && rows(s).is_empty());
     tmux.keys(&["Enter"]);
     let (code, sel) = tmux.result();
     assert_eq!(code, 1);
