@@ -126,3 +126,48 @@ fn an_empty_squeue_answer_is_never_an_end_that_the_jobs_true_one_cannot_replace(
     assert_eq!(j["exit_code"], 3, "the step's true end replaced the provisional one: {j}");
     assert!(c.log(&id).contains("ran\n"), "{}", c.log(&id));
 }
+
+#[test]
+fn readers_racing_to_record_a_slurm_jobs_end_record_it_once() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    for round in 0..3 {
+        let (id, sid) = c.submit(&["--sbatch", "--hold", "--name", &format!("race{round}"), "true"]);
+        c.wait_state(&id, "queued", SOON);
+        let out = Command::new("scancel").arg(sid.to_string()).output().expect("running scancel");
+        assert!(out.status.success(), "{}", stderr(&out));
+        wait_until(SOON, "Slurm to cancel the job", || squeue_state(sid) == "CANCELLED");
+        // Eight readers at once, each of which may record the end.
+        let readers: Vec<_> = (0..8)
+            .map(|i| {
+                let mut cmd = c.cmd(if i % 2 == 0 { "runs" } else { "job" });
+                if i % 2 == 1 {
+                    cmd.args(["status", &id]);
+                }
+                cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                cmd.spawn().expect("starting a reader")
+            })
+            .collect();
+        for mut r in readers {
+            r.wait().expect("waiting for a reader");
+        }
+        let status = std::fs::read_to_string(c.job_dir(&id).join("status")).expect("the end is recorded");
+        assert_eq!(status.lines().count(), 1, "round {round}: {status:?}");
+        assert!(status.starts_with("stopped unknown 0 "), "round {round}: {status}");
+        assert_eq!(
+            c.log(&id).matches("=== stopped").count(),
+            1,
+            "round {round}: the end recorded twice: {}",
+            c.log(&id)
+        );
+        let left: Vec<_> = std::fs::read_dir(c.job_dir(&id))
+            .expect("the job directory")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".status."))
+            .collect();
+        assert!(left.is_empty(), "round {round}: temporary records left: {left:?}");
+    }
+}
