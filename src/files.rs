@@ -10,6 +10,12 @@
 //! planted as `status` opens at once), and only a regular file is returned
 //! (checked with fstat on the open file), so nothing planted in the store
 //! hangs a reader or feeds it without end (`/dev/zero`).
+//!
+//! Every walk of the store's directories below its root goes from parent
+//! to child on descriptors (`open_dir_in`: `O_NOFOLLOW|O_DIRECTORY`; then
+//! `entries`, `create_new_in`, `unlink_in`, `symlink_in`, `rename_in`,
+//! `write_atomic_in` on the child), so a link planted where a directory
+//! should be is an error, never followed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
