@@ -101,6 +101,20 @@ fn a_stopped_slurm_job_that_handles_sigterm_and_exits_by_itself_is_stopped_every
         let j = c.wait_state(&id, "stopped", SOON);
         assert_ne!(j["state"], "failed", "round {round}: {j}");
     }
+    // The race made certain: the stop is requested and the job has exited
+    // 143 before the step hears of either (it reaps the job first).
+    let gate = c.root.join("gate");
+    let script = format!(
+        "echo up; while [ ! -s {g} ]; do sleep 0.05; done; d=$(cat {g}); printf term > $d/.stop.tmp; mv $d/.stop.tmp $d/stop; exit 143",
+        g = gate.display()
+    );
+    let (id, _) = c.submit(&["--name", "selfstop", "sh", "-c", &script]);
+    c.wait_output(&id, "up\n");
+    write(&c.root.join("gate.tmp"), &c.job_dir(&id).display().to_string());
+    std::fs::rename(c.root.join("gate.tmp"), &gate).expect("opening the gate");
+    let j = c.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "stopped", "{j}");
+    assert_eq!(j["exit_code"], 143, "the step recorded how the job ended: {j}");
 }
 
 #[test]
