@@ -10,6 +10,12 @@
 //! planted as `status` opens at once), and only a regular file is returned
 //! (checked with fstat on the open file), so nothing planted in the store
 //! hangs a reader or feeds it without end (`/dev/zero`).
+//!
+//! Every walk of the store's directories below its root goes from parent
+//! to child on descriptors (`open_dir_in`: `O_NOFOLLOW|O_DIRECTORY`; then
+//! `entries`, `create_new_in`, `unlink_in`, `symlink_in`, `rename_in`,
+//! `write_atomic_in` on the child), so a link planted where a directory
+//! should be is an error, never followed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
@@ -126,4 +132,141 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> 
         let _ = fs::remove_file(&tmp);
         io_err("writing", &dest, e)
     })
+}
+
+/// What an entry of a directory is, as the directory says (no stat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Link,
+    Other,
+}
+
+/// The error every walk of the store reports for a link (or anything but
+/// a directory) where a directory should be: it is never followed.
+fn not_a_dir(e: nix::errno::Errno) -> io::Error {
+    use nix::errno::Errno;
+    match e {
+        Errno::ELOOP | Errno::ENOTDIR => io::Error::new(
+            ErrorKind::InvalidData,
+            "a symbolic link or not a directory where a directory should be; not followed",
+        ),
+        e => io::Error::from(e),
+    }
+}
+
+/// Opens the directory `name` inside the open directory `parent`, never
+/// through a link (`O_NOFOLLOW|O_DIRECTORY`): every walk of the store
+/// below its root goes from parent to child this way.
+pub fn open_dir_in(parent: &File, name: &str) -> io::Result<File> {
+    use nix::fcntl::{openat, OFlag};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    openat(parent, name, flags, nix::sys::stat::Mode::empty()).map(File::from).map_err(not_a_dir)
+}
+
+/// Opens the directory `path` (the store's root: a link there is the
+/// user's own choice and is followed).
+pub fn open_dir(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)
+}
+
+/// As [`open_dir_in`], making the directory first (mode 0700 whatever the
+/// umask) if it is missing.
+pub fn make_dir_in(parent: &File, name: &str) -> io::Result<File> {
+    use nix::sys::stat::{fchmod, mkdirat, Mode};
+    let made = match mkdirat(parent, name, Mode::S_IRWXU) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EEXIST) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let dir = open_dir_in(parent, name)?;
+    if made {
+        fchmod(&dir, Mode::S_IRWXU)?;
+    }
+    Ok(dir)
+}
+
+/// The entries of the open directory `dir` (not `.` nor `..`), each with
+/// what it is; read through a duplicate of the descriptor.
+pub fn entries(dir: &File) -> io::Result<Vec<(std::ffi::OsString, Kind)>> {
+    use nix::dir::{Dir, Type};
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = Dir::from_fd(dir.try_clone()?.into())?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let kind = match e.file_type() {
+            Some(Type::Directory) => Kind::Dir,
+            Some(Type::File) => Kind::File,
+            Some(Type::Symlink) => Kind::Link,
+            Some(_) => Kind::Other,
+            None => match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Kind::Dir,
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Kind::File,
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Kind::Link,
+                _ => Kind::Other,
+            },
+        };
+        out.push((std::ffi::OsStr::from_bytes(name).to_os_string(), kind));
+    }
+    Ok(out)
+}
+
+/// Removes the entry `name` (not a directory; a link as a name) of `dir`.
+pub fn unlink_in(dir: &File, name: &str) -> io::Result<()> {
+    Ok(nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)?)
+}
+
+/// The target of the link `name` in `dir`.
+pub fn read_link_in(dir: &File, name: &str) -> io::Result<std::ffi::OsString> {
+    Ok(nix::fcntl::readlinkat(dir, name)?)
+}
+
+/// Makes the link `name` in `dir`, pointing at `target`.
+pub fn symlink_in(target: &str, dir: &File, name: &str) -> io::Result<()> {
+    Ok(nix::unistd::symlinkat(target, dir, name)?)
+}
+
+/// Renames `from` to `to`, both in `dir` (replacing `to`).
+pub fn rename_in(dir: &File, from: &str, to: &str) -> io::Result<()> {
+    Ok(nix::fcntl::renameat(dir, from, dir, to)?)
+}
+
+/// Makes the new empty file `name` in `dir` (mode 0600 whatever the
+/// umask); `AlreadyExists` if it is there, never through a link.
+pub fn create_new_in(dir: &File, name: &str) -> io::Result<File> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fchmod, Mode};
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let f = File::from(openat(dir, name, flags, Mode::S_IRUSR | Mode::S_IWUSR)?);
+    fchmod(&f, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    Ok(f)
+}
+
+/// As [`write_atomic`], into the open directory `dir` (named `dir_path`
+/// in errors): never through a link in the directory's path.
+pub fn write_atomic_in(dir: &File, dir_path: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let tmp = format!(".{name}.{}.tmp", std::process::id());
+    let _ = unlink_in(dir, &tmp);
+    let res = create_new_in(dir, &tmp).and_then(|mut f| f.write_all(bytes)).and_then(|()| rename_in(dir, &tmp, name));
+    res.map_err(|e| {
+        let _ = unlink_in(dir, &tmp);
+        io_err("writing", &dir_path.join(name), e)
+    })
+}
+
+/// Opens (making it if missing, mode 0600) the file `name` in `dir` for
+/// reading and writing, never through a link: a lock file.
+pub fn open_rw_in(dir: &File, name: &str) -> io::Result<File> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fchmod, Mode};
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let f = File::from(openat(dir, name, flags, Mode::S_IRUSR | Mode::S_IWUSR)?);
+    fchmod(&f, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    Ok(f)
 }

@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 /// while the job's process or its watcher lives (checked by pid, start time
 /// and boot id); else `lost`. A Slurm job asks Slurm.
 pub fn of(job: &mut Job, boot: &str) -> State {
-    if let Some(e) = &job.end {
+    if let Some(e) = job.end.as_ref().filter(|e| !(job.is_slurm() && e.provisional())) {
         return e.state;
     }
     if job.is_slurm() {
@@ -69,15 +69,18 @@ pub fn of(job: &mut Job, boot: &str) -> State {
 /// among them; and, if squeue could not answer, why (their states are then
 /// the last known: `running` once their step has started, else `queued`).
 pub fn of_all(jobs: &mut [Job], boot: &str) -> (Vec<State>, Option<String>) {
-    let ids: Vec<u64> =
-        jobs.iter().filter(|j| j.end.is_none()).filter_map(|j| j.slurm.as_ref().and_then(|s| s.id)).collect();
+    let ids: Vec<u64> = jobs
+        .iter()
+        .filter(|j| j.end.as_ref().is_none_or(End::provisional))
+        .filter_map(|j| j.slurm.as_ref().and_then(|s| s.id))
+        .collect();
     let asked = if ids.is_empty() { Ok(HashMap::new()) } else { slurm::query(&ids) };
     let states = jobs.iter_mut().map(|j| if j.is_slurm() { of_slurm(j, boot, &asked) } else { of(j, boot) }).collect();
     (states, asked.err())
 }
 
 fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>) -> State {
-    if let Some(e) = &job.end {
+    if let Some(e) = job.end.as_ref().filter(|e| !e.provisional()) {
         return e.state;
     }
     let Some(id) = job.slurm.as_ref().and_then(|s| s.id) else {
@@ -123,16 +126,23 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
     }
     // Slurm's answer came after the step may have recorded the end.
     let _ = job.reread_end();
-    if let Some(e) = &job.end {
+    // A provisional end (see `store::FORGOTTEN`) stands only while Slurm
+    // still does not name the job.
+    if let Some(e) = job.end.as_ref().filter(|e| !e.provisional() || row.is_none()) {
         return e.state;
     }
     let (state, words) = match row {
         Some(r) => match r.state() {
-            s @ (State::Queued | State::Running) => return s,
+            s @ (State::Queued | State::Running) => {
+                // What Slurm says now, not the provisional end.
+                job.end = None;
+                return s;
+            }
             State::Lost => (State::Lost, format!("{}; the step recorded no end: {}", r.words(), unreachable(job))),
             s => (s, r.words()),
         },
-        None => (State::Lost, format!("Slurm no longer knows job {id}; the step recorded no end")),
+        // Provisional: an empty answer may be the controller's hiccup.
+        None => (State::Lost, format!("{} {id}; the step recorded no end", store::FORGOTTEN)),
     };
     // Slurm says the job ended as soon as it signals it: a step that still
     // holds the reserved status is about to record how; its record wins.

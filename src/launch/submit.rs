@@ -32,9 +32,24 @@ pub(super) fn submit(
             }
         }
     }
+    if let Some(why) = slurm::refused_option(&spec.sbatch) {
+        return Err(Fail::new(crate::exit::Exit::Usage, format!("--sbatch: {why}")));
+    }
+    if let Some(why) = slurm::refused_env(|k| std::env::var_os(k)) {
+        return Err(Fail::from(format!("--slurm: {why}")));
+    }
+    // Every path handed to Slurm, checked before anything is made.
+    slurm::pattern_path("the job store", store.root())?;
+    if meta.cwd_hex.is_some() {
+        return Err(Fail::from(format!(
+            "--slurm: the working directory {} is not UTF-8: Slurm cannot be given it",
+            meta.cwd
+        )));
+    }
     meta.after = after.to_vec();
     let bin = std::env::current_exe().map_err(|e| format!("--slurm: finding this program's path: {e}"))?;
-    spec.bin = bin.to_string_lossy().into_owned();
+    spec.bin =
+        bin.to_str().ok_or_else(|| format!("--slurm: this program's path {} is not UTF-8", bin.display()))?.to_string();
     meta.watcher_pid = Some(proc::my_pid());
     meta.watcher_start = proc::stat(proc::my_pid()).map(|s| s.start);
     meta.slurm = Some(spec.clone());
@@ -75,9 +90,14 @@ pub(super) fn submit(
         Err(Fail::from(format!("{msg}; {left}")))
     };
     let log = store::log_path(&dir);
+    // Slurm expands `%x` in an output path: given as `%%`, checked above.
+    let output = match slurm::pattern_path("the job's log", &log) {
+        Ok(p) => p,
+        Err(e) => return undo(store, e),
+    };
     let mut args: Vec<OsString> = vec![
         format!("--job-name={}", meta.id).into(),
-        join_flag("--output=", &log),
+        format!("--output={output}").into(),
         "--open-mode=append".into(),
         // One job, one run: a job Slurm requeued (after a node failure)
         // would find its end recorded and not run again.

@@ -51,12 +51,78 @@ pub fn submit(args: &[OsString], step: &str) -> Result<u64, String> {
         return Err(format!("sbatch refused the job: {why}"));
     }
     let first = out.stdout.lines().next().unwrap_or("").trim();
-    // `--parsable` prints "ID" or "ID;CLUSTER".
-    first
-        .split(';')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("sbatch: unexpected answer {:?}", cut(first, 80)))
+    // `--parsable` prints "ID" or "ID;CLUSTER". A job on another cluster
+    // would be asked about, and cancelled, on this one: taken back.
+    let (id, cluster) = first.split_once(';').unwrap_or((first, ""));
+    let id: u64 = id.parse().map_err(|_| format!("sbatch: unexpected answer {:?}", cut(first, 80)))?;
+    if !cluster.is_empty() {
+        let mut c = Command::new("scancel");
+        c.args(["-M", cluster]).arg(id.to_string());
+        let _ = call(c, "scancel");
+        return Err(format!(
+            "sbatch submitted to cluster {:?}: only the local cluster is supported (cancelled)",
+            cut(cluster, 80)
+        ));
+    }
+    Ok(id)
+}
+
+/// Why the `--sbatch` options `args` are refused, if they are: another
+/// cluster (`-M`, `--clusters`: every later squeue and scancel would ask
+/// the local one about another job) or an array (`-a`, `--array`: the
+/// command would run once per task). Long options are matched as
+/// getopt does, by any prefix.
+pub fn refused_option(args: &[String]) -> Option<String> {
+    const REFUSED: [(&str, char, &str); 2] = [
+        ("clusters", 'M', "another cluster is not supported (squeue and scancel ask the local one)"),
+        ("array", 'a', "job arrays are not supported (a job's command runs once)"),
+    ];
+    // sbatch's short options that take no argument (any other one takes
+    // the rest of its word, or the next word).
+    const NO_ARG: &str = "HhIkOQsuVvW";
+    for w in args {
+        if w == "--" {
+            break;
+        }
+        if let Some(long) = w.strip_prefix("--") {
+            let name = long.split('=').next().unwrap_or(long);
+            if let Some((_, _, why)) = REFUSED.iter().find(|(full, _, _)| name.len() >= 3 && full.starts_with(name)) {
+                return Some(format!("{w}: {why}"));
+            }
+        } else if let Some(shorts) = w.strip_prefix('-') {
+            for c in shorts.chars() {
+                if let Some((_, _, why)) = REFUSED.iter().find(|(_, s, _)| *s == c) {
+                    return Some(format!("{w}: {why}"));
+                }
+                if !NO_ARG.contains(c) {
+                    break;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Why the environment (`var`) is refused for a submission, if it is: it
+/// sets sbatch's cluster or array as those options would.
+pub fn refused_env(var: impl Fn(&str) -> Option<OsString>) -> Option<String> {
+    ["SBATCH_CLUSTERS", "SLURM_CLUSTERS", "SBATCH_ARRAY_INX"]
+        .into_iter()
+        .find(|k| var(k).is_some_and(|v| !v.is_empty()))
+        .map(|k| format!("{k} is set: another cluster and job arrays are not supported (unset it)"))
+}
+
+/// `path` as a Slurm filename pattern: `%` doubled (Slurm would expand
+/// `%u`, `%j`…); a path that is not UTF-8, or holds a backslash (which
+/// makes Slurm drop every backslash), is refused naming `what`.
+pub fn pattern_path(what: &str, path: &Path) -> Result<String, String> {
+    let Some(text) = path.to_str() else {
+        return Err(format!("--slurm: {what} {} is not UTF-8: Slurm cannot be given it", path.display()));
+    };
+    if text.contains('\\') {
+        return Err(format!("--slurm: {what} {text} holds a backslash, which Slurm's file name patterns drop"));
+    }
+    Ok(text.replace('%', "%%"))
 }
 
 /// What squeue says of the jobs `ids` (one call for all of them); a job it
@@ -224,6 +290,36 @@ pub fn sh_quote(s: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clusters_and_arrays_are_refused_in_any_spelling_and_other_options_pass() {
+        let refused = |a: &[&str]| refused_option(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>()).is_some();
+        for bad in [
+            &["--clusters=gpu"][..],
+            &["--clusters", "gpu"],
+            &["--clu=gpu"],
+            &["-M", "gpu"],
+            &["-Mgpu"],
+            &["-vM", "gpu"],
+            &["--array=1-3"],
+            &["--arr", "1-3"],
+            &["-a1-3"],
+            &["--qos=x", "-a", "1"],
+        ] {
+            assert!(refused(bad), "{bad:?}");
+        }
+        for ok in [&["--qos=long", "--account=lab"][..], &["-A", "a"], &["-J", "aM"], &["-pgpu"], &["--", "-M"]] {
+            assert!(!refused(ok), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn paths_given_to_slurm_double_percent_and_refuse_backslashes_and_non_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(pattern_path("x", Path::new("/s/100%u/%j")).as_deref(), Ok("/s/100%%u/%%j"));
+        assert!(pattern_path("x", Path::new("/s/a\\b")).is_err());
+        assert!(pattern_path("x", Path::new(std::ffi::OsStr::from_bytes(b"/s/\xff"))).is_err());
+    }
 
     #[test]
     fn slurm_times_read_as_squeue_prints_them() {

@@ -108,7 +108,19 @@ pub struct End {
     pub reason: Option<String>,
 }
 
+/// How a reader's record of a Slurm job its squeue answer no longer named
+/// starts: an answer that may be a controller's hiccup, so the record is
+/// provisional (`End::provisional`): a later true answer, or the step's
+/// own end, replaces it.
+pub const FORGOTTEN: &str = "Slurm no longer knows job";
+
 impl End {
+    /// Recorded by a reader from an absence in squeue's answer (see
+    /// `FORGOTTEN`): the one end that a later one may replace.
+    pub fn provisional(&self) -> bool {
+        self.outcome == Outcome::Unknown && self.reason.as_deref().is_some_and(|r| r.contains(FORGOTTEN))
+    }
+
     pub fn line(&self) -> String {
         let (kind, n) = match self.outcome {
             Outcome::Exited(c) => ("exit", c),

@@ -71,14 +71,10 @@ impl Store {
         let dir = self.root.join(IDS);
         let job = self.root.join(id);
         let why = |e: io::Error| format!("{} (keeping its id in {})", io_err("removing", &job, e), dir.display());
-        match crate::files::make_private_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(why(e)),
-        }
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(id)) {
-            // The mode set explicitly, whatever the umask.
-            Ok(f) => f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(why),
+        // Never through a link planted as `.ids`.
+        let ids = crate::files::open_dir(&self.root).and_then(|r| crate::files::make_dir_in(&r, IDS)).map_err(why)?;
+        match crate::files::create_new_in(&ids, id) {
+            Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(why(e)),
         }

@@ -3,15 +3,26 @@
 //! makes it or finds it there: one claimant of any number wins.
 
 use super::Store;
-use crate::files::io_err;
-use std::fs;
+use crate::files::{self, io_err};
+use std::fs::File;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
 impl Store {
+    fn key_name(key: &str) -> String {
+        key.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn key_path(&self, key: &str) -> PathBuf {
-        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-        self.root.join(".keys").join(hex)
+        self.root.join(KEYS).join(Self::key_name(key))
+    }
+
+    /// `.keys`, opened from the root without following a link (made if
+    /// `make`): a link planted there is an error, never followed.
+    fn keys_dir(&self, make: bool) -> Result<File, String> {
+        let root = files::open_dir(&self.root).map_err(|e| io_err("opening", &self.root, e))?;
+        let dir = if make { files::make_dir_in(&root, KEYS) } else { files::open_dir_in(&root, KEYS) };
+        dir.map_err(|e| io_err(if make { "creating" } else { "opening" }, &self.root.join(KEYS), e))
     }
 
     /// Claims `key` for a launch by this process, atomically: exactly one
@@ -19,23 +30,17 @@ impl Store {
     /// the id of the job that holds it (waiting, bounded, while the winner
     /// is still launching).
     pub fn claim_key(&self, key: &str, alive: &dyn Fn(i32) -> bool) -> Result<Claim, String> {
-        let path = self.key_path(key);
-        if let Some(dir) = path.parent() {
-            match crate::files::make_private_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("creating", dir, e)),
-            }
-        }
+        let (path, name) = (self.key_path(key), Self::key_name(key));
+        let dir = self.keys_dir(true)?;
         let pending = format!(".pending.{}", std::process::id());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match std::os::unix::fs::symlink(&pending, &path) {
+            match files::symlink_in(&pending, &dir, &name) {
                 Ok(()) => return Ok(Claim::Mine),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("claiming key at", &path, e)),
             }
-            let target = match fs::read_link(&path) {
+            let target = match files::read_link_in(&dir, &name) {
                 Ok(t) => t.to_string_lossy().into_owned(),
                 Err(e) if e.kind() == ErrorKind::NotFound => continue, // released: try again
                 Err(e) => return Err(io_err("reading key", &path, e)),
@@ -60,29 +65,32 @@ impl Store {
 
     /// Points a claimed key at the job that now holds it (atomic replace).
     pub fn set_key(&self, key: &str, id: &str) -> Result<(), String> {
-        let path = self.key_path(key);
-        let tmp = path.with_file_name(format!(".tmp.{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(id, &tmp).map_err(|e| io_err("writing", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| io_err("writing", &path, e))
+        let (path, name) = (self.key_path(key), Self::key_name(key));
+        let dir = self.keys_dir(false)?;
+        let tmp = format!(".tmp.{}", std::process::id());
+        let _ = files::unlink_in(&dir, &tmp);
+        files::symlink_in(id, &dir, &tmp).map_err(|e| io_err("writing", &path.with_file_name(&tmp), e))?;
+        files::rename_in(&dir, &tmp, &name).map_err(|e| io_err("writing", &path, e))
     }
 
     /// Releases a key: after a failed launch, or when its job is removed.
     /// Only removes the entry if it still names `target`.
     pub fn release_key(&self, key: &str, target: &str) {
-        let path = self.key_path(key);
-        if fs::read_link(&path).map(|t| t.as_os_str() == target).unwrap_or(false) {
-            let _ = fs::remove_file(&path);
+        let Ok(dir) = self.keys_dir(false) else { return };
+        let name = Self::key_name(key);
+        if files::read_link_in(&dir, &name).is_ok_and(|t| t.as_os_str() == target) {
+            let _ = files::unlink_in(&dir, &name);
         }
     }
 
     /// Releases every key that names the job `id` (for a job whose
     /// meta.json, and so its key, cannot be read).
     pub fn release_keys_naming(&self, id: &str) {
-        let Ok(rd) = fs::read_dir(self.root.join(".keys")) else { return };
-        for e in rd.flatten() {
-            if fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == id) {
-                let _ = fs::remove_file(e.path());
+        let Ok(dir) = self.keys_dir(false) else { return };
+        for (name, _) in files::entries(&dir).unwrap_or_default() {
+            let Some(name) = name.to_str() else { continue };
+            if files::read_link_in(&dir, name).is_ok_and(|t| t.as_os_str() == id) {
+                let _ = files::unlink_in(&dir, name);
             }
         }
     }
@@ -92,6 +100,9 @@ impl Store {
     }
 }
 
+/// The keys' directory in the store's root.
+const KEYS: &str = ".keys";
+
 pub enum Claim {
     Mine,
     Taken(String),
@@ -100,6 +111,7 @@ pub enum Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 //! jobs; never written. Whether one still runs is for `state` to say.
 
 use super::Store;
+use crate::files;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
 use std::fs;
 use std::path::PathBuf;
@@ -47,10 +48,11 @@ fn parse_id(stem: &str) -> Option<(String, DateTime<FixedOffset>)> {
 
 /// The command in the first lines of an old script's log: after
 /// `Command:`, `$ ` or `=== `, if there is such a line.
-fn command_in(log: &PathBuf) -> Option<String> {
+fn command_in(log: &std::path::Path) -> Option<String> {
     use std::io::Read;
     let mut head = Vec::new();
-    fs::File::open(log).ok()?.take(4096).read_to_end(&mut head).ok()?;
+    // No link followed, no blocking on a FIFO, a regular file only.
+    files::open_nofollow(log).ok()?.take(4096).read_to_end(&mut head).ok()?;
     let text = String::from_utf8_lossy(&head);
     text.lines().take(5).find_map(|l| {
         let l = l.trim();
@@ -60,6 +62,29 @@ fn command_in(log: &PathBuf) -> Option<String> {
             .map(|c| c.trim().to_string())
             .filter(|c| !c.is_empty())
     })
+}
+
+/// The most a pid file holds (a pid and a newline, with room to spare):
+/// a bigger one is not read.
+const PID_MAX: u64 = 64;
+
+/// Why the entry `file` of the store's root (`ft`, `len`: what lstat
+/// says), named as an old script's file, cannot be read, if it cannot: it
+/// is then never read, and the listing names it.
+pub(super) fn trouble(file: &str, ft: fs::FileType, len: u64) -> Option<&'static str> {
+    let (stem, ext) = file.rsplit_once('.')?;
+    if (ext != "log" && ext != "pid") || parse_id(stem).is_none() {
+        return None;
+    }
+    if ft.is_symlink() {
+        Some("an old script's file that is a symbolic link; not followed")
+    } else if !ft.is_file() {
+        Some("an old script's file that is not a regular file; not read")
+    } else if ext == "pid" && len > PID_MAX {
+        Some("an old script's pid file larger than 64 bytes; not read")
+    } else {
+        None
+    }
 }
 
 impl Store {
@@ -99,7 +124,10 @@ impl Store {
             if ext == "log" {
                 l.log = Some(entry.path());
             } else {
-                l.pid = fs::read_to_string(entry.path()).ok().and_then(|s| s.trim().parse().ok());
+                l.pid = files::read_bounded(&entry.path(), PID_MAX)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|s| s.trim().parse().ok());
                 l.pid_written = entry.metadata().ok().and_then(|m| {
                     use std::os::unix::fs::MetadataExt;
                     Some(m.mtime()).filter(|t| *t > 0)
@@ -108,7 +136,7 @@ impl Store {
             }
         }
         for l in &mut found {
-            if let Some(c) = l.log.as_ref().and_then(command_in) {
+            if let Some(c) = l.log.as_deref().and_then(command_in) {
                 l.command = c;
             }
         }

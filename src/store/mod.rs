@@ -78,6 +78,7 @@ pub use crate::files::io_err;
 pub use cap::{marker, read_dropped, Cap};
 pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
+    FORGOTTEN,
 };
 pub use job::{watcher_of, Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
 pub use keys::Claim;
@@ -167,15 +168,28 @@ impl Store {
         for entry in rd {
             let entry = entry.map_err(|e| io_err("reading", &self.root, e))?;
             let name = entry.file_name();
+            let Ok(ft) = entry.file_type() else { continue };
             if name.as_encoded_bytes().first() == Some(&b'.') {
+                if ft.is_symlink() && (name == ".keys" || name == ".ids") {
+                    damaged.push(planted(entry.path()));
+                }
                 continue;
             }
-            let Ok(ft) = entry.file_type() else { continue };
             let id = name.to_string_lossy().into_owned();
-            if ft.is_symlink() {
+            if ft.is_symlink() && name.to_str().and_then(|n| legacy::trouble(n, ft, 0)).is_some() {
+                damaged.push(Damaged {
+                    id,
+                    path: entry.path(),
+                    reason: "an old script's file that is a symbolic link; not followed".into(),
+                });
+            } else if ft.is_symlink() {
                 damaged.push(Damaged { id, path: entry.path(), reason: "a symbolic link, not a job directory".into() });
             } else if !ft.is_dir() {
-                // a foreign file (say, an old run script's .log)
+                // a foreign file, or an old run script's .log or .pid
+                let len = || entry.metadata().map_or(0, |m| m.len());
+                if let Some(why) = name.to_str().and_then(|n| legacy::trouble(n, ft, len())) {
+                    damaged.push(Damaged { id, path: entry.path(), reason: why.into() });
+                }
             } else if name.to_str().is_none() {
                 damaged.push(Damaged { id, path: entry.path(), reason: "a name that is not UTF-8".into() });
             } else {
@@ -212,6 +226,7 @@ impl Store {
                 }
             }
         }
+        damaged.extend(self.planted_queue_links().into_iter().map(planted));
         jobs.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
         Ok((jobs, damaged))
     }
@@ -274,6 +289,13 @@ impl Store {
     pub fn disk_usage(&self) -> u64 {
         disk_usage(&self.root)
     }
+}
+
+/// A link planted where a directory of the store should be (`.keys`,
+/// `.ids`, a queue's): never followed, named as damaged by its path.
+fn planted(path: PathBuf) -> Damaged {
+    let id = path.to_string_lossy().into_owned();
+    Damaged { id, path, reason: "a symbolic link where a directory should be; not followed".into() }
 }
 
 /// Which job a word names, among `jobs` (id and name, oldest first).

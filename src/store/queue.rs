@@ -12,10 +12,9 @@
 //! What the entries mean and who changes them is `crate::queue`'s.
 
 use super::Store;
-use crate::files::io_err;
-use std::fs::{self, File, OpenOptions};
-use std::io::ErrorKind;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use crate::files::{self, io_err, Kind};
+use std::fs::File;
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 /// One queue on one place.
@@ -25,6 +24,9 @@ pub struct QueueDir {
     pub name: String,
     pub place: String,
     path: PathBuf,
+    /// The store's root, which every open of the queue's directories
+    /// starts from.
+    root: PathBuf,
 }
 
 /// A queue's settings, as `job queue` sets them.
@@ -42,66 +44,111 @@ impl Default for Conf {
 
 impl Store {
     fn queues_root(&self) -> PathBuf {
-        self.root.join(".queues")
+        self.root.join(QUEUES)
     }
 
     /// The queue `name` of `place` (its directory may not exist yet).
     pub fn queue(&self, name: &str, place: &str) -> QueueDir {
         let path = self.queues_root().join(format!("{name}@{place}"));
-        QueueDir { name: name.to_string(), place: place.to_string(), path }
+        QueueDir { name: name.to_string(), place: place.to_string(), path, root: self.root.clone() }
     }
 
     /// Every queue in the store, of every place, by name; none (and no
-    /// error) when no queue was ever made: a single failed open.
+    /// error) when no queue was ever made: a single failed open. A link
+    /// where `.queues` or a queue's directory should be is never followed:
+    /// see `planted_queue_links`.
     pub fn queues(&self) -> Vec<QueueDir> {
-        let Ok(rd) = fs::read_dir(self.queues_root()) else { return vec![] };
-        let mut found: Vec<QueueDir> = rd
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().into_string().ok()?;
+        let Ok(dir) = files::open_dir(&self.root).and_then(|r| files::open_dir_in(&r, QUEUES)) else { return vec![] };
+        let Ok(entries) = files::entries(&dir) else { return vec![] };
+        let mut found: Vec<QueueDir> = entries
+            .into_iter()
+            .filter(|(_, kind)| *kind == Kind::Dir)
+            .filter_map(|(n, _)| {
+                let n = n.into_string().ok()?;
                 let (name, place) = n.split_once('@')?;
-                (!place.is_empty()).then(|| QueueDir { name: name.into(), place: place.into(), path: e.path() })
+                (!place.is_empty()).then(|| self.queue(name, place))
             })
             .collect();
         found.sort_by(|a, b| (&a.name, &a.place).cmp(&(&b.name, &b.place)));
         found
     }
+
+    /// The links (or other non-directories) planted where a directory of
+    /// the queues should be (`.queues`, `NAME@PLACE`, its `wait` and
+    /// `run`): never followed, each named here for the listing to report.
+    pub fn planted_queue_links(&self) -> Vec<PathBuf> {
+        let mut bad = Vec::new();
+        let Ok(root) = files::open_dir(&self.root) else { return bad };
+        let qs = match files::open_dir_in(&root, QUEUES) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::InvalidData => return vec![self.queues_root()],
+            Err(_) => return bad,
+        };
+        for (n, kind) in files::entries(&qs).unwrap_or_default() {
+            let path = self.queues_root().join(&n);
+            if kind == Kind::Link {
+                bad.push(path);
+                continue;
+            }
+            let (Some(n), Kind::Dir) = (n.to_str(), kind) else { continue };
+            let Ok(q) = files::open_dir_in(&qs, n) else { continue };
+            for sub in ["wait", "run"] {
+                if files::open_dir_in(&q, sub).is_err_and(|e| e.kind() == ErrorKind::InvalidData) {
+                    bad.push(path.join(sub));
+                }
+            }
+        }
+        bad
+    }
 }
 
+/// The queues' directory in the store's root.
+const QUEUES: &str = ".queues";
+
 impl QueueDir {
+    fn dir_name(&self) -> String {
+        format!("{}@{}", self.name, self.place)
+    }
+
+    /// The queue's directory, or `sub` in it, opened from the store's root
+    /// without following a link at any level (a link planted at any level
+    /// is an error, never followed).
+    fn open(&self, sub: Option<&str>) -> io::Result<File> {
+        let root = files::open_dir(&self.root)?;
+        let q = files::open_dir_in(&files::open_dir_in(&root, QUEUES)?, &self.dir_name())?;
+        match sub {
+            Some(s) => files::open_dir_in(&q, s),
+            None => Ok(q),
+        }
+    }
+
     pub fn exists(&self) -> bool {
-        self.path.is_dir()
+        self.open(None).is_ok()
+    }
+
+    /// Makes the queue's directories (0700) if missing, each in its parent
+    /// and never through a link; returns the queue's directory.
+    fn made(&self) -> Result<File, String> {
+        let root = files::open_dir(&self.root).map_err(|e| io_err("opening", &self.root, e))?;
+        let qs = files::make_dir_in(&root, QUEUES).map_err(|e| io_err("creating", &self.root.join(QUEUES), e))?;
+        let q = files::make_dir_in(&qs, &self.dir_name()).map_err(|e| io_err("creating", &self.path, e))?;
+        for sub in ["wait", "run"] {
+            files::make_dir_in(&q, sub).map_err(|e| io_err("creating", &self.path.join(sub), e))?;
+        }
+        Ok(q)
     }
 
     /// Makes the queue's directories (0700) if missing.
     pub fn create(&self) -> Result<(), String> {
-        for d in [self.path.parent().unwrap_or(&self.path), &self.path, &self.path.join("wait"), &self.path.join("run")]
-        {
-            match crate::files::make_private_dir(d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && d.is_dir() => {}
-                Err(e) => return Err(io_err("creating", d, e)),
-            }
-        }
-        Ok(())
+        self.made().map(drop)
     }
 
     /// The queue's lock, held (exclusive) until the file is dropped: no
     /// two processes decide what starts in one queue at once.
     pub fn lock(&self) -> Result<File, String> {
-        self.create()?;
+        let q = self.made()?;
         let path = self.path.join("lock");
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| io_err("opening", &path, e))?;
-        // 0600 whatever the umask, as every file of the store.
-        let _ = f.set_permissions(fs::Permissions::from_mode(0o600));
+        let f = files::open_rw_in(&q, "lock").map_err(|e| io_err("opening", &path, e))?;
         f.lock().map_err(|e| io_err("locking", &path, e))?;
         Ok(f)
     }
@@ -110,7 +157,9 @@ impl QueueDir {
         let mut c = Conf::default();
         // A few bytes are all it ever holds: read no more than that.
         let mut text = String::new();
-        let read = crate::files::open_nofollow(&self.path.join("conf"))
+        let read = self
+            .open(None)
+            .and_then(|q| files::open_in(&q, Path::new("conf")))
             .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 4096), &mut text));
         if read.is_err() {
             return c;
@@ -126,23 +175,32 @@ impl QueueDir {
     }
 
     pub fn set_conf(&self, c: Conf) -> Result<(), String> {
-        self.create()?;
+        let q = self.made()?;
         let text = format!("slots {}\n{}", c.slots, if c.paused { "paused\n" } else { "" });
-        crate::files::write_atomic(&self.path, "conf", text.as_bytes())
+        files::write_atomic_in(&q, &self.path, "conf", text.as_bytes())
+    }
+
+    /// The entries of `sub` (`wait` or `run`) by name; none if it cannot
+    /// be opened (missing, or a link: never followed).
+    fn names(&self, sub: &str) -> (Option<File>, Vec<String>) {
+        let Ok(d) = self.open(Some(sub)) else { return (None, vec![]) };
+        let names = files::entries(&d).unwrap_or_default().into_iter().filter_map(|(n, _)| n.into_string().ok());
+        let names = names.collect();
+        (Some(d), names)
     }
 
     /// Is any job waiting? One open and a few entries read.
     pub fn has_waiting(&self) -> bool {
-        fs::read_dir(self.path.join("wait")).is_ok_and(|mut rd| rd.any(|e| e.is_ok()))
+        !self.names("wait").1.is_empty()
     }
 
     /// The waiting jobs, first queued first: (entry, id).
     pub fn waiting(&self) -> Vec<(String, String)> {
-        let Ok(rd) = fs::read_dir(self.path.join("wait")) else { return vec![] };
-        let mut w: Vec<(String, String)> = rd
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().into_string().ok()?;
+        let mut w: Vec<(String, String)> = self
+            .names("wait")
+            .1
+            .into_iter()
+            .filter_map(|n| {
                 let id = n.split_once('.')?.1.to_string();
                 Some((n, id))
             })
@@ -156,28 +214,25 @@ impl QueueDir {
     pub fn add_waiting(&self, ns: i64, id: &str) -> Result<String, String> {
         let name = format!("{:020}.{id}", ns.max(0));
         let path = self.path.join("wait").join(&name);
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|f| f.set_permissions(fs::Permissions::from_mode(0o600)))
-            .map_err(|e| io_err("queueing", &path, e))?;
+        let wait = self.open(Some("wait")).map_err(|e| io_err("queueing", &path, e))?;
+        files::create_new_in(&wait, &name).map_err(|e| io_err("queueing", &path, e))?;
         Ok(name)
     }
 
     pub fn remove_waiting(&self, entry: &str) {
-        let _ = fs::remove_file(self.path.join("wait").join(entry));
+        if let Ok(wait) = self.open(Some("wait")) {
+            let _ = files::unlink_in(&wait, entry);
+        }
     }
 
     /// The taken slots: (slot, id of the job in it).
     pub fn slots(&self) -> Vec<(u32, String)> {
-        let Ok(rd) = fs::read_dir(self.path.join("run")) else { return vec![] };
-        let mut s: Vec<(u32, String)> = rd
-            .flatten()
-            .filter_map(|e| {
-                let k = e.file_name().to_str()?.parse().ok()?;
-                let id = fs::read_link(e.path()).ok()?.into_os_string().into_string().ok()?;
+        let (Some(run), names) = self.names("run") else { return vec![] };
+        let mut s: Vec<(u32, String)> = names
+            .into_iter()
+            .filter_map(|n| {
+                let k = n.parse().ok()?;
+                let id = files::read_link_in(&run, &n).ok()?.into_string().ok()?;
                 Some((k, id))
             })
             .collect();
@@ -187,12 +242,15 @@ impl QueueDir {
 
     pub fn take_slot(&self, k: u32, id: &str) -> Result<(), String> {
         let path = self.path.join("run").join(k.to_string());
-        let _ = fs::remove_file(&path);
-        std::os::unix::fs::symlink(id, &path).map_err(|e| io_err("writing", &path, e))
+        let run = self.open(Some("run")).map_err(|e| io_err("writing", &path, e))?;
+        let _ = files::unlink_in(&run, &k.to_string());
+        files::symlink_in(id, &run, &k.to_string()).map_err(|e| io_err("writing", &path, e))
     }
 
     pub fn free_slot(&self, k: u32) {
-        let _ = fs::remove_file(self.path.join("run").join(k.to_string()));
+        if let Ok(run) = self.open(Some("run")) {
+            let _ = files::unlink_in(&run, &k.to_string());
+        }
     }
 
     pub fn path(&self) -> &Path {

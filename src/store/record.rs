@@ -50,7 +50,13 @@ pub fn record_end_once(dir: &Path, status: &File, end: &End) -> Result<bool, Str
         .and_then(|_| status.set_len(line.len() as u64))
         .and_then(|_| status.sync_all())
         .map_err(|e| io_err("writing", &tmp, e))?;
-    let won = link_new(&tmp, &dir.join("status"))?;
+    let dest = dir.join("status");
+    let mut won = link_new(&tmp, &dest)?;
+    // A reader's provisional record (an absence in squeue's answer) gives
+    // way to the step's true end.
+    if !won && recorded(&dest).is_some_and(|e| e.provisional()) {
+        won = fs::rename(&tmp, &dest).is_ok();
+    }
     let _ = fs::remove_file(&tmp);
     let _ = status.unlock();
     if let Ok(d) = File::open(dir) {
@@ -69,9 +75,21 @@ pub fn record_first_end(dir: &Path, end: &End) -> Result<bool, String> {
         f.write_all(end.line().as_bytes())?;
         f.sync_all()
     })();
-    let res = res.map_err(|e| io_err("writing", &tmp, e)).and_then(|()| link_new(&tmp, &dir.join("status")));
+    let dest = dir.join("status");
+    let res = res.map_err(|e| io_err("writing", &tmp, e)).and_then(|()| link_new(&tmp, &dest));
+    let res = match res {
+        Ok(false) if !end.provisional() && recorded(&dest).is_some_and(|e| e.provisional()) => {
+            fs::rename(&tmp, &dest).map(|()| true).map_err(|e| io_err("writing", &dest, e))
+        }
+        r => r,
+    };
     let _ = fs::remove_file(&tmp);
     res
+}
+
+/// The end recorded in `status`, if one can be read.
+fn recorded(status: &Path) -> Option<End> {
+    End::parse(&String::from_utf8_lossy(&crate::files::read_bounded(status, 4096).ok()?))
 }
 
 /// link(2) `from` to `to`; false if `to` exists.

@@ -212,11 +212,13 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
         if let Some(o) = outcome {
             match ending {
                 // Slurm signals every process of a job at once: the job may
-                // be reaped before the step takes its own SIGTERM.
-                None if bounds.slurm.is_some() && matches!(o, Outcome::Signaled(_)) => {
-                    if store::stop_request(dir).is_some() {
-                        return (State::Stopped, o);
-                    }
+                // be reaped (killed, or ended by its own handler with any
+                // code) before the step takes its own SIGTERM. With a stop
+                // requested, the end is `stopped` however the job ended.
+                None if bounds.slurm.is_some() && store::stop_request(dir).is_some() => {
+                    return (State::Stopped, o);
+                }
+                None if bounds.slurm.is_some() && matches!(o, Outcome::Signaled(_) | Outcome::Exited(129..)) => {
                     if proc::term_pending(Duration::from_millis(300)) {
                         return (slurm_ending(deadline, bounds.slurm.flatten()), o);
                     }

@@ -53,7 +53,9 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
             return 1;
         }
     };
-    if let Some(end) = &job.end {
+    // A provisional end (an absence in squeue's answer) is no end: this
+    // step is the proof that Slurm knows the job.
+    if let Some(end) = job.end.as_ref().filter(|e| !e.provisional()) {
         eprintln!("bgrun: job {id} has ended already ({}): not run again", store::describe_end(end));
         return 0;
     }
@@ -67,9 +69,32 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         }
     };
     // The launcher holds the lock for a moment after sbatch returns.
+    // Another step holding it past that (a second batch step of the same
+    // job) runs the command already: a job's command runs at most once.
     let until = Instant::now() + Duration::from_secs(10);
-    while status.try_lock().is_err() && Instant::now() < until && !proc::term_waiting() {
-        std::thread::sleep(Duration::from_millis(20));
+    let mut locked = false;
+    while !locked && Instant::now() < until && !proc::term_waiting() {
+        locked = status.try_lock().is_ok();
+        if !locked {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if !locked && !proc::term_waiting() {
+        eprintln!("bgrun: job {id} is held by another step of it: not run again");
+        return 1;
+    }
+    // An earlier step (Slurm started the batch script again) that began
+    // the job: its end, or its `node`, says so; not run again.
+    match store.get(id) {
+        Ok(Some(j)) if j.end.as_ref().is_some_and(|e| !e.provisional()) => {
+            eprintln!("bgrun: job {id} has ended already: not run again");
+            return 0;
+        }
+        Ok(Some(j)) if j.slurm.as_ref().is_some_and(|s| s.node.is_some()) => {
+            eprintln!("bgrun: job {id} was started by an earlier step: not run again");
+            return 1;
+        }
+        _ => {}
     }
     let log = match store::open_log(&dir) {
         Ok(f) => f,

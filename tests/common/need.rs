@@ -259,7 +259,8 @@ pub const OTHER_ID: u32 = 1000;
 /// `sh -c script` as the second user of [`isolated`]`(…, true)`: user and
 /// group [`OTHER_ID`], no supplementary groups (where a user namespace
 /// forbids setgroups(2), the unmapped ones it has, which grant nothing in
-/// the store: its modes are checked too).
+/// the store: its modes are checked too). Its PATH is the system's, which
+/// it can read, not the caller's (which may hold private directories).
 pub fn as_another_user(script: &str) -> Output {
     let id = OTHER_ID.to_string();
     let denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
@@ -267,6 +268,7 @@ pub fn as_another_user(script: &str) -> Output {
         .args(["--reuid", &id, "--regid", &id, if denied { "--keep-groups" } else { "--clear-groups" }])
         .args(["sh", "-c", script])
         .env("HOME", "/")
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())
         .output()
         .expect("running setpriv")

@@ -184,6 +184,7 @@ fn no_form_of_a_secret_the_server_echoes_back_is_stored_or_shown() {
         });
         assert!(notify["error"].as_str().is_some_and(|e| e.contains("HTTP 401: denied")), "{notify}");
         let mut shown = vec![
+            ("run's stderr".to_string(), out.stderr.clone()),
             ("notified".to_string(), fs::read(env.job_dir(&id).join("notified")).expect("notified")),
             ("runs --json".into(), env.run("runs", &["--json"]).stdout),
             ("runs".into(), env.run("runs", &[]).stdout),

@@ -10,6 +10,7 @@
 
 mod disk;
 mod entries;
+mod planted;
 mod privacy;
 
 use crate::common::*;

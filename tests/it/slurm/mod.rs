@@ -9,6 +9,10 @@
 //! deadlines allow for it. Every test scancels what it submitted when it
 //! ends, passing or not. The test that sets the node down holds the node
 //! lock exclusively; every other test holds it shared while its jobs run.
+//! Submodule `trust`: what is submitted and recorded is exactly the job
+//! (paths, clusters, arrays, a second step, a stop, a transient answer).
+
+mod trust;
 
 use crate::common::*;
 use serde_json::Value;

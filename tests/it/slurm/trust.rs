@@ -1,0 +1,187 @@
+//! What is submitted to Slurm and recorded is exactly the job: a path
+//! holding `%` reaches Slurm as is; another cluster and arrays are
+//! refused; a second batch step never runs the command again; a stopped
+//! job is `stopped` however it ends; an empty squeue answer is never an
+//! end that the step's true one cannot replace.
+
+use super::*;
+
+/// `job __slurm-step STORE ID`, as Slurm runs a batch step.
+fn step_again(c: &Cluster, id: &str) -> std::process::Output {
+    let store = c.store.to_str().expect("a UTF-8 store");
+    c.run("job", &["__slurm-step", store, id])
+}
+
+#[test]
+fn a_percent_in_the_stores_path_reaches_slurm_as_is_and_a_backslash_is_refused() {
+    if !slurm_here() {
+        return;
+    }
+    let mut c = cluster();
+    c.env.store = c.env.root.join("store%u%j%%");
+    let (id, _) = c.submit(&["echo", "landed"]);
+    let j = c.wait_state(&id, "done", SOON);
+    assert_eq!(j["exit_code"], 0, "{j}");
+    assert!(c.log(&id).contains("landed"), "the output went elsewhere: {:?}", c.log(&id));
+    let strays: Vec<_> = std::fs::read_dir(&c.env.root)
+        .expect("reading the test directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("store") && !n.ends_with("%u%j%%"))
+        .collect();
+    assert!(strays.is_empty(), "Slurm expanded the path: {strays:?}");
+
+    c.env.store = c.env.root.join("back\\slash");
+    let out = c.run("run", &["--slurm", "true"]);
+    one_line_error(&out, 1, &["backslash", &c.store.display().to_string()], "a store path with a backslash");
+    let left = std::fs::read_dir(&c.store).map(|rd| rd.flatten().filter(|e| e.file_name() != ".ids").count());
+    assert_eq!(left.unwrap_or(0), 0, "a refused submission left a job");
+}
+
+#[test]
+fn another_cluster_and_job_arrays_are_refused_naming_the_flag_and_nothing_is_submitted() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    for (sbatch, flag) in [
+        ("--clusters=gpu", "--clusters=gpu"),
+        ("--qos=normal -M gpu", "-M"),
+        ("--clu gpu", "--clu"),
+        ("--array=1-3", "--array=1-3"),
+        ("-a 1-2", "-a"),
+        ("-va1", "-va1"),
+    ] {
+        let out = c.run("run", &["--slurm", "--sbatch", sbatch, "true"]);
+        one_line_error(&out, 2, &["--sbatch", flag], &format!("--sbatch {sbatch:?}"));
+    }
+    let out = c.cmd("run").env("SBATCH_CLUSTERS", "gpu").args(["--slurm", "true"]).output().expect("running run");
+    one_line_error(&out, 1, &["SBATCH_CLUSTERS"], "SBATCH_CLUSTERS set");
+    let left = std::fs::read_dir(&c.store).map(|rd| rd.flatten().filter(|e| e.file_name() != ".ids").count());
+    assert_eq!(left.unwrap_or(0), 0, "a refused submission left a job");
+}
+
+#[test]
+fn a_second_batch_step_of_a_job_never_runs_its_command_again() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let (id, _) = c.submit(&["sh", "-c", "echo ran; exec sleep 300"]);
+    c.wait_output(&id, "ran\n");
+    // A second step while the first runs (an array task, a requeue).
+    let out = step_again(&c, &id);
+    assert_eq!(out.status.code(), Some(1), "a second step: {}", stderr(&out));
+    assert!(stderr(&out).contains("another step"), "{}", stderr(&out));
+    // The first step dies without recording (its node failed): a step
+    // started again finds the job begun and does not run it.
+    let first = wait_for_step(&id);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::SIGKILL).expect("killing the step");
+    wait_until(SOON, "the first step to be gone", || !pid_alive(i64::from(first)));
+    let out = step_again(&c, &id);
+    assert_eq!(out.status.code(), Some(1), "a step started again: {}", stderr(&out));
+    assert!(stderr(&out).contains("earlier step"), "{}", stderr(&out));
+    assert_eq!(c.log(&id).matches("ran\n").count(), 1, "the command ran again: {}", c.log(&id));
+    assert!(!c.job_dir(&id).join("status").exists() || c.job_json(&id)["state"] != "done");
+    let _ = c.job(&["stop", &id]);
+}
+
+#[test]
+fn a_stopped_slurm_job_that_handles_sigterm_and_exits_by_itself_is_stopped_every_time() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let script = "trap 'echo Terminated; exit 143' TERM; echo up; while :; do sleep 0.1; done";
+    for round in 0..4 {
+        let (id, _) = c.submit(&["--name", &format!("trap{round}"), "sh", "-c", script]);
+        c.wait_output(&id, "up\n");
+        let out = c.job(&["stop", &id]);
+        assert!(out.status.success(), "job stop, round {round}: {}", stderr(&out));
+        let j = c.wait_state(&id, "stopped", SOON);
+        assert_ne!(j["state"], "failed", "round {round}: {j}");
+    }
+    // The race made certain: the stop is requested and the job has exited
+    // 143 before the step hears of either (it reaps the job first).
+    let gate = c.root.join("gate");
+    let script = format!(
+        "echo up; while [ ! -s {g} ]; do sleep 0.05; done; d=$(cat {g}); printf term > $d/.stop.tmp; mv $d/.stop.tmp $d/stop; exit 143",
+        g = gate.display()
+    );
+    let (id, _) = c.submit(&["--name", "selfstop", "sh", "-c", &script]);
+    c.wait_output(&id, "up\n");
+    write(&c.root.join("gate.tmp"), &c.job_dir(&id).display().to_string());
+    std::fs::rename(c.root.join("gate.tmp"), &gate).expect("opening the gate");
+    let j = c.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "stopped", "{j}");
+    assert_eq!(j["exit_code"], 143, "the step recorded how the job ended: {j}");
+}
+
+#[test]
+fn an_empty_squeue_answer_is_never_an_end_that_the_jobs_true_one_cannot_replace() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let fake = c.root.join("fake-bin");
+    std::fs::create_dir(&fake).expect("making the fake squeue's directory");
+    write(&fake.join("squeue"), "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(fake.join("squeue"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let (id, sid) = c.submit(&["--sbatch", "--hold", "sh", "-c", "echo ran; exit 3"]);
+    c.wait_state(&id, "queued", SOON);
+    // The controller's hiccup: squeue answers, naming no job.
+    let out = c.cmd("runs").env("PATH", &path).output().expect("running runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = c.job_json(&id);
+    assert_eq!(j["state"], "queued", "the real answer corrects the empty one: {j}");
+    release(sid);
+    let j = c.wait_state(&id, "failed", SOON);
+    assert_eq!(j["exit_code"], 3, "the step's true end replaced the provisional one: {j}");
+    assert!(c.log(&id).contains("ran\n"), "{}", c.log(&id));
+}
+
+#[test]
+fn readers_racing_to_record_a_slurm_jobs_end_record_it_once() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    for round in 0..3 {
+        let (id, sid) = c.submit(&["--sbatch", "--hold", "--name", &format!("race{round}"), "true"]);
+        c.wait_state(&id, "queued", SOON);
+        let out = Command::new("scancel").arg(sid.to_string()).output().expect("running scancel");
+        assert!(out.status.success(), "{}", stderr(&out));
+        wait_until(SOON, "Slurm to cancel the job", || squeue_state(sid) == "CANCELLED");
+        // Eight readers at once, each of which may record the end.
+        let readers: Vec<_> = (0..8)
+            .map(|i| {
+                let mut cmd = c.cmd(if i % 2 == 0 { "runs" } else { "job" });
+                if i % 2 == 1 {
+                    cmd.args(["status", &id]);
+                }
+                cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                cmd.spawn().expect("starting a reader")
+            })
+            .collect();
+        for mut r in readers {
+            r.wait().expect("waiting for a reader");
+        }
+        let status = std::fs::read_to_string(c.job_dir(&id).join("status")).expect("the end is recorded");
+        assert_eq!(status.lines().count(), 1, "round {round}: {status:?}");
+        assert!(status.starts_with("stopped unknown 0 "), "round {round}: {status}");
+        assert_eq!(
+            c.log(&id).matches("=== stopped").count(),
+            1,
+            "round {round}: the end recorded twice: {}",
+            c.log(&id)
+        );
+        let left: Vec<_> = std::fs::read_dir(c.job_dir(&id))
+            .expect("the job directory")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".status."))
+            .collect();
+        assert!(left.is_empty(), "round {round}: temporary records left: {left:?}");
+    }
+}
