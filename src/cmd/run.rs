@@ -13,7 +13,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     // Every flag, default and check but `--after`, which needs the store.
     let checked = launch_args::run(a)?;
     let store = super::open_store()?;
-    crate::queue::catch_up(&store);
+    super::catch_up(&store, "run");
     let Checked { spec, ntfy } = checked.after(&store)?;
     match launch::start(&store, spec, ntfy)? {
         Launched::Started { id, pid, log } => {

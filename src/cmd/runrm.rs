@@ -17,7 +17,7 @@ use std::ffi::OsString;
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Runrm = parse(args)?;
     let store = super::open_store()?;
-    crate::queue::catch_up(&store);
+    super::catch_up(&store, "runrm");
     let mut out = Out::new();
     let boot = crate::proc::boot_id();
     let mut doomed: Vec<Job> = Vec::new();

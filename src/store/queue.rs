@@ -89,6 +89,29 @@ impl QueueDir {
     /// The queue's lock, held (exclusive) until the file is dropped: no
     /// two processes decide what starts in one queue at once.
     pub fn lock(&self) -> Result<File, String> {
+        let f = self.lock_file()?;
+        f.lock().map_err(|e| io_err("locking", &self.path.join("lock"), e))?;
+        Ok(f)
+    }
+
+    /// The queue's lock if it can be had within `within` (tried every few
+    /// milliseconds); none if another process holds it all that time.
+    pub fn lock_within(&self, within: std::time::Duration) -> Result<Option<File>, String> {
+        let f = self.lock_file()?;
+        let until = std::time::Instant::now() + within;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(Some(f)),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &self.path.join("lock"), e)),
+            }
+        }
+    }
+
+    fn lock_file(&self) -> Result<File, String> {
         self.create()?;
         let path = self.path.join("lock");
         let f = OpenOptions::new()
@@ -102,7 +125,6 @@ impl QueueDir {
             .map_err(|e| io_err("opening", &path, e))?;
         // 0600 whatever the umask, as every file of the store.
         let _ = f.set_permissions(fs::Permissions::from_mode(0o600));
-        f.lock().map_err(|e| io_err("locking", &path, e))?;
         Ok(f)
     }
 

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+mod trust;
+
 const SOON: Duration = Duration::from_secs(30);
 
 /// A temporary store that, when the test ends, stops what it left queued

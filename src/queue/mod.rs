@@ -6,21 +6,28 @@
 //!    `queued_at` and no `pid` in `meta.json`: that is what `queued` means.
 //!    Then, under the queue's lock, it adds `wait/NS.ID` to the queue's
 //!    index (NS: the nanosecond it was queued, so the index sorts in order).
-//! 2. Deciding what starts (`decide`, for one queue) happens under the queue's lock (flock
-//!    on `.queues/Q@PLACE/lock`), so at most one process decides for a
-//!    queue at a time. It frees each slot (`run/K`) whose job is no longer
-//!    running, then walks the index in order: a job whose `--after` jobs
-//!    are all `done` takes the lowest free slot K and is started; one whose
-//!    `--after` job ended any other way ends `skipped`; one still waiting
-//!    for its `--after` jobs is passed over. Never more than N: a slot is
-//!    freed only once its job is seen ended or lost, and taken only under
-//!    the lock.
+//! 2. Deciding what starts (`decide`, for one queue) happens under the
+//!    queue's lock (flock on `.queues/Q@PLACE/lock`), so at most one
+//!    process decides for a queue at a time. It frees each slot (`run/K`)
+//!    whose job no longer holds it, then walks the index in order: a job
+//!    whose `--after` jobs are all `done` takes the lowest free slot K and
+//!    is started; one whose `--after` job ended any other way ends
+//!    `skipped`; one still waiting for its `--after` jobs is passed over.
+//!    Never more than N: a slot is taken only under the lock, and held
+//!    while its job runs and while it is being started (still `queued`,
+//!    its reserved status locked by the decider or the watcher it forked:
+//!    a lock the kernel drops when they die), so a decider killed between
+//!    forking the watcher and the watcher publishing the job leaves the
+//!    slot held, not given away twice.
 //! 3. Starting is the launch hand-off: fork a watcher, which forks the job
 //!    with the saved environment (plus `RUN_QUEUE`, `RUN_SLOT`) in its
 //!    working directory, writes `pid` and `meta.json` by rename (the moment
 //!    it stops being queued), removes `env`, and answers; only then is the
 //!    lock released. A decider killed half-way leaves an index entry or a
-//!    slot that the next decision mends.
+//!    slot that the next decision mends. A start that fails ends the job
+//!    `failed` with the reason; if even that cannot be recorded (a full
+//!    disk), the job keeps its index entry and the next decision tries
+//!    again: a queued job always has its entry.
 //! 4. Who decides: the launcher after queueing; the watcher of every job
 //!    after it has recorded the end (through `watch::Plan::on_end`, a
 //!    function passed in: this module starts watchers, so it sits above
@@ -30,19 +37,27 @@
 //!    queues), which costs one failed open when no queue exists, and one
 //!    directory read per queue when nothing waits. So a killed
 //!    watcher or a reboot delays the next start until the next command.
+//!    A front waits for a queue's lock at most `READER_WAIT` (a decider
+//!    may be stopped or hung) and then answers without deciding, saying
+//!    so; the others wait for it. A catch-up goes round this place's
+//!    queues until a round ends no job, so a skipped chain is skipped to
+//!    its end, across queues, in one catch-up.
 //! 5. Places: a queue is `NAME@HOST~PIDNS`; a process decides only for its
 //!    own place, so a job starts only on the host and in the pid namespace
 //!    where it was queued, even in a store shared over NFS.
 //!
 //! A decision reads the index, the slots and the jobs they name: its cost
-//! does not grow with the number of ended jobs in the store.
+//! does not grow with the number of ended jobs in the store, and each
+//! `--after` job's state is read once per catch-up (`Seen`), not once per
+//! job that waits for it.
 
-use crate::store::{self, Conf, End, Job, Meta, Outcome, QueueDir, Staged, State, Store};
-use crate::{ntfy, proc, state, watch};
-use std::ffi::OsString;
-use std::io::Write;
+mod start;
+
+use crate::store::{self, Conf, End, Job, Meta, QueueDir, Staged, State, Store};
+use crate::{proc, state};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::Duration;
 
 /// The queue a job's meta names (the unnamed one for `--after` alone).
 pub fn queue_of(store: &Store, meta: &Meta) -> QueueDir {
@@ -90,59 +105,126 @@ pub fn enqueue(store: &Store, staged: Staged, meta: &mut Meta) -> Result<PathBuf
     };
     // Its status lock goes with the staged files: a starter takes it.
     drop(staged);
-    catch_up(store);
+    after_end(store);
     Ok(dir)
 }
 
 /// Starts whatever should be running in this place's queues and is not:
 /// there is no daemon, so every front catches the queues up after opening
 /// the store (a killed watcher or a reboot leaves that to the next
-/// command). Cheap when nothing waits.
-pub fn catch_up(store: &Store) {
+/// command). Cheap when nothing waits. A front waits for a queue's lock
+/// at most `READER_WAIT`: a decider that is stopped or hung never blocks
+/// it; it answers without deciding for that queue. Returns the names of
+/// the queues it could not decide for (the front says so on stderr).
+pub fn catch_up(store: &Store) -> Vec<String> {
+    catch_up_as(store, Who::Reader)
+}
+
+/// The hook every watcher calls once it has recorded its job's end: it
+/// waits for each queue's lock (its end may let a job start).
+pub fn after_end(store: &Store) {
+    catch_up_as(store, Who::Decider);
+}
+
+/// How long a reader waits for a queue's lock before answering without
+/// deciding: a decision takes milliseconds.
+pub const READER_WAIT: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// Waits for each queue's lock for as long as it takes.
+    Decider,
+    /// Waits at most `READER_WAIT`.
+    Reader,
+}
+
+fn catch_up_as(store: &Store, who: Who) -> Vec<String> {
+    let mut busy: Vec<String> = Vec::new();
     let queues = store.queues();
     if queues.is_empty() {
-        return;
+        return busy;
     }
     let place = proc::place();
     let mine: Vec<QueueDir> = queues.into_iter().filter(|q| q.place == place).collect();
+    let mut seen = Seen::default();
     // A job that ends without running (skipped) may decide another's fate
-    // in another queue: go round again, a bounded number of times.
-    for _ in 0..8 {
+    // in another queue: go round again while a round ends any, so a
+    // chain is skipped to its end in one catch-up. Each productive round
+    // ends at least one waiting job, so this ends.
+    loop {
         let mut ended = false;
         for q in &mine {
-            ended |= decide(store, q);
+            match decide(store, q, &mut seen, who) {
+                Decided::Ended => ended = true,
+                Decided::Busy if !busy.contains(&q.name) => busy.push(q.name.clone()),
+                Decided::Busy => {}
+                Decided::Nothing => {}
+            }
         }
         if !ended {
             break;
         }
     }
+    busy
 }
 
-/// The hook every watcher calls once it has recorded its job's end.
-pub fn after_end(store: &Store) {
-    catch_up(store);
+/// What one catch-up has learnt of the jobs it read: their states, so
+/// that a chain of `--after` jobs is read once per catch-up, not once per
+/// waiting job. A state seen stale (a job ended since) only delays a
+/// start: that job's end catches the queues up again.
+#[derive(Default)]
+struct Seen {
+    states: HashMap<String, Deps>,
 }
 
-/// One decision for one queue (see the module's header). Returns whether a
-/// job ended without running (so that others may now be decided).
-fn decide(store: &Store, q: &QueueDir) -> bool {
-    if !q.has_waiting() {
-        return false;
+enum Decided {
+    /// A job ended without running: others may now be decided.
+    Ended,
+    /// A reader found the lock held (see `READER_WAIT`).
+    Busy,
+    Nothing,
+}
+
+/// Does the job in a slot hold it: while it is seen running, and while it
+/// is being started (still `queued`, its reserved status locked by the
+/// process starting it: the decider, then the watcher it forked, until
+/// the watcher publishes it running). The lock proves the starter alive:
+/// the kernel releases it when the last process holding it dies.
+fn holds_slot(store: &Store, id: &str, boot: &str) -> bool {
+    let Ok(Some(mut job)) = store.get(id) else { return false };
+    match state::of(&mut job, boot) {
+        State::Running => true,
+        State::Queued => job.being_started(),
+        _ => false,
     }
-    let Ok(_lock) = q.lock() else { return false };
+}
+
+/// One decision for one queue (see the module's header).
+fn decide(store: &Store, q: &QueueDir, seen: &mut Seen, who: Who) -> Decided {
+    if !q.has_waiting() {
+        return Decided::Nothing;
+    }
+    let lock = match who {
+        Who::Decider => q.lock().map(Some),
+        Who::Reader => q.lock_within(READER_WAIT),
+    };
+    let _lock = match lock {
+        Ok(Some(l)) => l,
+        Ok(None) => return Decided::Busy,
+        Err(_) => return Decided::Nothing,
+    };
     let conf = if q.name.is_empty() { Conf { slots: u32::MAX, paused: false } } else { q.conf() };
     let boot = proc::boot_id();
     let mut taken: Vec<u32> = Vec::new();
     for (k, id) in q.slots() {
-        let running = state_of(store, &id, &boot) == Some(State::Running);
-        if running {
+        if holds_slot(store, &id, &boot) {
             taken.push(k);
         } else {
             q.free_slot(k);
         }
     }
     if conf.paused {
-        return false;
+        return Decided::Nothing;
     }
     let mut ended = false;
     for (entry, id) in q.waiting() {
@@ -161,11 +243,13 @@ fn decide(store: &Store, q: &QueueDir) -> bool {
             q.remove_waiting(&entry);
             continue;
         }
-        match deps(store, &job.meta.after, &boot) {
+        seen.states.insert(id.clone(), Deps::Wait);
+        match deps(store, &job.meta.after, &boot, seen) {
             Deps::Wait => continue,
             Deps::Skip(reason) => {
-                if end_unrun(store, &mut job, State::Skipped, &reason).is_ok() {
+                if let Ok(end) = start::end_unrun(store, &mut job, State::Skipped, &reason) {
                     q.remove_waiting(&entry);
+                    seen.states.insert(id.clone(), Deps::Skip(skip_reason(&id, &end)));
                     ended = true;
                 }
                 continue;
@@ -179,50 +263,65 @@ fn decide(store: &Store, q: &QueueDir) -> bool {
                 continue;
             }
         }
-        match start(store, &job, staged, slot) {
+        match start::start(store, &job, staged, slot) {
             Ok(()) => taken.extend(slot),
+            // The watcher may have published the job running and died
+            // before answering: then it holds its slot like any other.
+            Err(_) if job.reread().is_ok() && (job.end.is_some() || !job.meta.is_queued()) => taken.extend(slot),
             Err(e) => {
                 if let Some(k) = slot {
                     q.free_slot(k);
                 }
-                let _ = end_unrun(store, &mut job, State::Failed, &format!("could not start: {e}"));
-                ended = true;
+                // It ends failed with the reason; if even that cannot be
+                // recorded (a full disk), it stays waiting with its entry
+                // and the next decision tries again: never queued without
+                // an entry.
+                match start::end_unrun(store, &mut job, State::Failed, &format!("could not start: {e}")) {
+                    Ok(end) => {
+                        seen.states.insert(id.clone(), Deps::Skip(skip_reason(&id, &end)));
+                        ended = true;
+                    }
+                    Err(_) => continue,
+                }
             }
         }
         q.remove_waiting(&entry);
     }
-    ended
+    if ended {
+        Decided::Ended
+    } else {
+        Decided::Nothing
+    }
 }
 
-/// The state of the job `id`; none if it is gone or damaged.
-fn state_of(store: &Store, id: &str, boot: &str) -> Option<State> {
-    let mut job = store.get(id).ok()??;
-    Some(state::of(&mut job, boot))
+fn skip_reason(id: &str, end: &End) -> String {
+    format!("after {id}: {}", store::describe_end(end))
 }
 
+#[derive(Clone)]
 enum Deps {
     Ready,
     Wait,
     Skip(String),
 }
 
-/// Whether the jobs named by `--after` let a job start: all `done`.
-fn deps(store: &Store, after: &[String], boot: &str) -> Deps {
+/// Whether the jobs named by `--after` let a job start: all `done`. Each
+/// job's state is read once per catch-up (`seen`).
+fn deps(store: &Store, after: &[String], boot: &str, seen: &mut Seen) -> Deps {
     let mut wait = false;
     for id in after {
-        match store.get(id) {
-            Ok(Some(mut j)) => match state::of(&mut j, boot) {
-                State::Done => {}
-                // Not known to have ended (`elsewhere`: seen from another
-                // host): wait, as for one that runs.
-                State::Running | State::Queued | State::Elsewhere => wait = true,
-                s => {
-                    let how = j.end.as_ref().map_or(s.as_str().to_string(), store::describe_end);
-                    return Deps::Skip(format!("after {id}: {how}"));
-                }
-            },
-            Ok(None) => return Deps::Skip(format!("after {id}: removed")),
-            Err(d) => return Deps::Skip(format!("after {id}: damaged: {}", d.reason)),
+        let verdict = match seen.states.get(id) {
+            Some(v) => v.clone(),
+            None => {
+                let v = dep(store, id, boot);
+                seen.states.insert(id.clone(), v.clone());
+                v
+            }
+        };
+        match verdict {
+            Deps::Ready => {}
+            Deps::Wait => wait = true,
+            skip => return skip,
         }
     }
     if wait {
@@ -232,93 +331,29 @@ fn deps(store: &Store, after: &[String], boot: &str) -> Deps {
     }
 }
 
-/// Starts a queued job (the caller holds its queue's lock and has taken
-/// `slot`): the launch hand-off, with the saved environment.
-fn start(store: &Store, job: &Job, staged: Staged, slot: Option<u32>) -> Result<(), String> {
-    let m = &job.meta;
-    let mut env = store::read_env(&job.dir)?.unwrap_or_else(proc::environ);
-    env.retain(|e| !e.as_encoded_bytes().starts_with(b"RUN_SLOT=") && !e.as_encoded_bytes().starts_with(b"RUN_QUEUE="));
-    if let (Some(q), Some(k)) = (&m.queue, slot) {
-        env.push(format!("RUN_QUEUE={q}").into());
-        env.push(format!("RUN_SLOT={k}").into());
-    }
-    let argv: Vec<OsString> = m.argv.iter().map(OsString::from).collect();
-    let program = match &m.program {
-        Some(p) => PathBuf::from(p),
-        None => argv
-            .first()
-            .and_then(|a| proc::which(a, var(&env, "PATH").as_deref().map(std::ffi::OsStr::new)))
-            .ok_or_else(|| format!("{}: command not found", m.argv.first().map(String::as_str).unwrap_or("")))?,
-    };
-    let ntfy = m.notify_topic.as_ref().map(|_| ntfy::Config::from_vars(|name| var(&env, name)));
-    let mut meta = m.clone();
-    meta.started_at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
-    meta.boot_id = proc::boot_id();
-    meta.slot = slot;
-    let cwd = PathBuf::from(&m.cwd);
-    // A log that holds its own header (queued by an older version) says
-    // when it was queued; now when it starts (before the watcher notes
-    // where the job's own output begins). Otherwise readers render that
-    // line from meta.json (`Meta::header`).
-    if meta.header_in_log() {
-        let slot_text = match (&meta.queue, slot) {
-            (Some(q), Some(k)) => format!(" in {q}, slot {k}"),
-            _ => String::new(),
-        };
-        let line = format!("=== started: {}{slot_text}\n", meta.started_at);
-        (&staged.log)
-            .write_all(line.as_bytes())
-            .map_err(|e| store::io_err("writing", &store::log_path(&job.dir), e))?;
-    }
-    let plan = watch::Plan {
-        staged,
-        meta,
-        program,
-        argv,
-        ntfy,
-        started: Instant::now(),
-        env: Some(env),
-        cwd: Some(cwd),
-        on_end: Some(after_end),
-    };
-    let line = proc::detach(|hs| watch::run(store, plan, hs))?;
-    match line.split_once(' ') {
-        Some(("ok", _)) => Ok(()),
-        Some(("err", e)) => Err(e.to_string()),
-        _ => Err("the watcher ended before the job started".into()),
+/// What one `--after` job says: ready once `done`, wait while it may
+/// still end `done`, skip otherwise.
+fn dep(store: &Store, id: &str, boot: &str) -> Deps {
+    match store.get(id) {
+        Ok(Some(mut j)) => match state::of(&mut j, boot) {
+            State::Done => Deps::Ready,
+            // Not known to have ended (`elsewhere`: seen from another
+            // host): wait, as for one that runs.
+            State::Running | State::Queued | State::Elsewhere => Deps::Wait,
+            s => {
+                let how = j.end.as_ref().map_or(s.as_str().to_string(), store::describe_end);
+                Deps::Skip(format!("after {id}: {how}"))
+            }
+        },
+        Ok(None) => Deps::Skip(format!("after {id}: removed")),
+        Err(d) => Deps::Skip(format!("after {id}: damaged: {}", d.reason)),
     }
 }
 
-/// The value of `name` in a saved environment.
-fn var(env: &[OsString], name: &str) -> Option<String> {
-    let prefix = format!("{name}=");
-    env.iter().find_map(|e| e.to_str()?.strip_prefix(&prefix).map(str::to_string)).filter(|v| !v.is_empty())
-}
-
-/// Ends a queued job that never ran (skipped, stopped, or it could not
-/// start) as every end is recorded (`watch::record`: footer, `status`
-/// with the reason, the notification from a detached process of its own),
-/// then removes its saved environment. The caller holds the queue's lock.
-fn end_unrun(store: &Store, job: &mut Job, st: State, reason: &str) -> Result<End, String> {
-    let staged = store.open_queued(&job.dir)?.ok_or_else(|| format!("{}: being started", job.id))?;
-    let ntfy = job.meta.notify_topic.as_ref().map(|_| {
-        let env = store::read_env(&job.dir).ok().flatten().unwrap_or_default();
-        ntfy::Config::from_vars(|name| var(&env, name))
-    });
-    let ending = watch::Ending {
-        state: st,
-        outcome: Outcome::NotRun,
-        output_from: 0,
-        once: false,
-        cap: None,
-        on_end: None,
-        reason: Some(reason.into()),
-    };
-    let recorded = watch::record(store, &job.dir, &staged.log, &staged.status, &mut job.meta, ntfy.as_ref(), ending)?;
-    let end = recorded.ok_or_else(|| format!("{}: ended already", job.id))?;
-    store::remove_env(&job.dir);
-    job.end = Some(end.clone());
-    Ok(end)
+/// The state of the job `id`; none if it is gone or damaged.
+fn state_of(store: &Store, id: &str, boot: &str) -> Option<State> {
+    let mut job = store.get(id).ok()??;
+    Some(state::of(&mut job, boot))
 }
 
 /// `job stop` of a queued job: it ends `stopped` without ever starting.
@@ -332,9 +367,9 @@ pub fn stop_queued(store: &Store, job: &mut Job) -> Result<Option<End>, String> 
         if job.end.is_some() || !job.meta.is_queued() {
             return Ok(None);
         }
-        end_unrun(store, job, State::Stopped, "stopped while queued")?
+        start::end_unrun(store, job, State::Stopped, "stopped while queued")?
     };
-    catch_up(store);
+    after_end(store);
     Ok(Some(end))
 }
 
@@ -355,7 +390,7 @@ pub fn configure(store: &Store, name: &str, slots: Option<u32>, paused: Option<b
         q.set_conf(c)?;
         c
     };
-    decide(store, &q);
+    decide(store, &q, &mut Seen::default(), Who::Decider);
     Ok(conf)
 }
 
