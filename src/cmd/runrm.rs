@@ -82,7 +82,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
             }
         }
     }
-    let mut tally = remove_each(&store, &doomed, &old, a.dry_run, "runrm", &mut out)?;
+    let mut tally = remove_each(&store, &doomed, &old, a.dry_run, a.jobs.is_empty(), "runrm", &mut out)?;
     keep_note("runrm", kept);
     if a.jobs.is_empty() {
         tally.freed += sweep_leftovers(&store, a.dry_run, &mut out)?;

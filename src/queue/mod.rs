@@ -51,8 +51,11 @@
 //! `--after` job's state is read once per catch-up (`Seen`), not once per
 //! job that waits for it.
 
+mod awaited;
 mod settings;
 mod start;
+
+pub use awaited::Awaited;
 
 pub use settings::{configure, summaries};
 

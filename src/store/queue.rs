@@ -158,6 +158,12 @@ impl QueueDir {
         fs::read_dir(self.path.join("wait")).is_ok_and(|mut rd| rd.any(|e| e.is_ok()))
     }
 
+    /// When the index last changed (an entry added or removed), if it
+    /// exists: what tells a reader that its copy is stale.
+    pub fn waiting_changed(&self) -> Option<std::time::SystemTime> {
+        fs::symlink_metadata(self.path.join("wait")).and_then(|m| m.modified()).ok()
+    }
+
     /// The waiting jobs, first queued first: (entry, id).
     pub fn waiting(&self) -> Vec<(String, String)> {
         let Ok(rd) = fs::read_dir(self.path.join("wait")) else { return vec![] };

@@ -29,13 +29,14 @@ impl Dice {
 /// The live processes of this program (launchers, readers, watchers, a
 /// job not yet exec'd) working on this test's store, and no other test's.
 fn ours(q: &Queues) -> Vec<i32> {
-    let exe = fs::canonicalize(bin("run")).expect("the binary's path");
+    let exes: Vec<_> =
+        ["run", "runs", "runlog", "runrm", "job"].map(|b| fs::canonicalize(bin(b)).expect("the binary's path")).into();
     let mark = format!("RUN_DIR={}", q.store.display()).into_bytes();
     fs::read_dir("/proc")
         .expect("reading /proc")
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe))
+        .filter(|pid| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| exes.contains(&e)))
         .filter(|pid| fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| e.split(|&b| b == 0).any(|v| v == mark)))
         .collect()
 }
@@ -204,4 +205,45 @@ fn a_slot_is_not_free_while_the_watcher_still_records_the_end_of_a_job_whose_pro
     unsafe { libc::kill(watcher as i32, libc::SIGCONT) };
     q.wait_state(&first, &["done"]);
     q.wait_state(&second, &["done"]);
+}
+
+#[test]
+fn a_removal_of_every_finished_job_keeps_one_that_a_job_queued_while_it_ran_waits_for() {
+    let q = queues();
+    // Many ended jobs (copies of one, each under its own id), so that the
+    // removal is still under way when the job is queued.
+    let seed = q.run_q(&["true"]);
+    q.wait_state(&seed, &["done"]);
+    wait_until(SOON, "the seed's watcher to exit", || !pid_alive(q.meta(&seed)["watcher_pid"].as_i64().unwrap_or(0)));
+    let mut ids = vec![seed.clone()];
+    for n in 0..400 {
+        let id = format!("{seed}_copy{n:03}");
+        let dir = q.store.join(&id);
+        fs::create_dir(&dir).expect("a job directory");
+        for e in fs::read_dir(q.job_dir(&seed)).expect("the seed's files").flatten() {
+            fs::copy(e.path(), dir.join(e.file_name())).expect("copying a file");
+        }
+        let mut meta = q.meta(&seed);
+        meta["id"] = Value::from(id.clone());
+        q.set_meta(&id, &meta);
+        ids.push(id);
+    }
+    let last = ids.iter().max().expect("an id").clone();
+    let gate = q.file("gate");
+    let gated = q.run_q(&[&format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display())]);
+    let count = || fs::read_dir(&q.store).map_or(0, |rd| rd.flatten().count());
+    let before = count();
+    let mut rm = q.cmd("runrm").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starting runrm");
+    wait_until(SOON, "runrm to remove a first job", || count() < before);
+    // While it removes the others (the newest last), a job is queued
+    // after the newest and after one still running (so it still waits).
+    let waiter = q.run_q(&["--after", &last, "--after", &gated, "true"]);
+    let status = rm.wait().expect("waiting for runrm");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut rm.stderr.take().expect("its stderr"), &mut err).expect("reading stderr");
+    assert!(status.success(), "{err}");
+    assert!(q.job_dir(&last).is_dir(), "runrm removed {last}, which a job queued meanwhile waits for");
+    assert!(err.contains(&format!("kept {last}")), "{err}");
+    write(&gate, "");
+    q.wait_state(&waiter, &["done"]);
 }
