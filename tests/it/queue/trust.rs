@@ -247,3 +247,21 @@ fn a_removal_of_every_finished_job_keeps_one_that_a_job_queued_while_it_ran_wait
     write(&gate, "");
     q.wait_state(&waiter, &["done"]);
 }
+
+#[test]
+fn a_host_renamed_since_the_launch_still_sees_its_running_job_and_can_stop_it() {
+    if !isolated("renaming the host (a UTS namespace)", false) {
+        return;
+    }
+    let q = queues();
+    let id = q.run_q(&["sleep", "30"]);
+    assert_eq!(q.state(&id), "running");
+    let name = b"bgrun-renamed";
+    // SAFETY: sethostname(2) with a valid buffer, in this test's own UTS
+    // namespace.
+    assert_eq!(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }, 0, "renaming the host");
+    assert_ne!(q.meta(&id)["host"], "bgrun-renamed");
+    assert_eq!(q.state(&id), "running", "a renamed host took its own job for another host's");
+    q.job_ok(&["stop", &id]);
+    q.wait_state(&id, &["stopped"]);
+}
