@@ -265,3 +265,43 @@ fn a_host_renamed_since_the_launch_still_sees_its_running_job_and_can_stop_it() 
     q.job_ok(&["stop", &id]);
     q.wait_state(&id, &["stopped"]);
 }
+
+#[test]
+fn job_run_with_one_key_from_processes_released_at_the_same_instant_makes_exactly_one_job() {
+    let q = queues();
+    let go = q.file("go");
+    for round in 0..5 {
+        let key = format!("k{round}");
+        let _ = fs::remove_file(&go);
+        // Each process spins until the gate opens, then claims the key: the
+        // claims overlap as closely as processes can.
+        let line = format!(
+            "while [ ! -e '{}' ]; do :; done; exec '{}' run --key {key} sleep 1",
+            go.display(),
+            bin("job").display()
+        );
+        let kids: Vec<Child> = (0..6)
+            .map(|_| {
+                q.tool("sh")
+                    .args(["-c", &line])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("starting a claimant")
+            })
+            .collect();
+        write(&go, "");
+        let printed: Vec<String> = kids
+            .into_iter()
+            .map(|k| {
+                let out = k.wait_with_output().expect("a claimant's output");
+                assert!(out.status.success(), "job run --key failed: {}", stderr(&out));
+                stdout(&out).trim().to_string()
+            })
+            .collect();
+        let holders: Vec<String> =
+            q.states().into_iter().map(|(id, _)| id).filter(|id| q.meta(id)["key"] == *key).collect();
+        assert_eq!(holders.len(), 1, "round {round}: {} jobs hold key {key}: {holders:?}", holders.len());
+        assert!(printed.iter().all(|p| *p == holders[0]), "round {round}: {printed:?}");
+    }
+}
