@@ -191,13 +191,17 @@ fn record(job: &mut Job, state: State, words: String) -> State {
 /// Can the job's pids be checked from here: `Some(true)` yes, `Some(false)`
 /// no because they are from an earlier boot of this host (all gone), `None`
 /// no because they belong to another host or pid namespace.
+/// The host name is only a label: the same boot id (random per boot of a
+/// machine) is this machine, whatever it is called now; a renamed host
+/// still checks and stops its jobs.
 fn here(job: &Job, boot: &str) -> Option<bool> {
     let m = &job.meta;
     let (host, ns) = this_machine();
-    if !m.host.is_empty() && m.host != *host {
+    let same_boot = !m.boot_id.is_empty() && m.boot_id == boot;
+    if !same_boot && !m.host.is_empty() && m.host != *host {
         return None;
     }
-    if m.boot_id != boot {
+    if !same_boot {
         return Some(false);
     }
     match (m.pid_ns, ns) {

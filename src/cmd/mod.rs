@@ -129,6 +129,16 @@ pub fn open_store() -> Res<Store> {
     Ok(store)
 }
 
+/// Starts what the queues owe (`queue::catch_up`); a queue whose lock
+/// another command holds past a short wait is left to a later command,
+/// and the front says so in one line.
+pub fn catch_up(store: &Store, front: &str) {
+    for q in crate::queue::catch_up(store) {
+        let which = if q.is_empty() { "the queue of --after jobs".to_string() } else { format!("queue {q}") };
+        out::warn(&format!("{front}: {which} is busy (another command holds its lock): not starting its jobs now"));
+    }
+}
+
 pub fn current_dir() -> Res<PathBuf> {
     std::env::current_dir().map_err(|e| Fail::from(format!("reading the working directory: {e}")))
 }

@@ -5,6 +5,7 @@
 
 use super::out::{clean, human_bytes, warn, Out};
 use crate::exit::Res;
+use crate::queue;
 use crate::store::{self, Job, Legacy, State, Store};
 use std::time::Duration;
 
@@ -33,17 +34,27 @@ pub struct Tally {
 
 /// Removes each job, then each of the old run scripts' jobs (or with
 /// `dry_run` only names them), one line each; a failure is warned about,
-/// naming the front, and the others go on.
+/// naming the front, and the others go on. With `keep_awaited` (a removal
+/// of every finished job), each job is judged again at the moment it is
+/// removed: one that a job queued since awaits (`--after`) is kept, and
+/// said so; the store's removal itself checks under its lock that the
+/// job is still the one listed.
 pub fn remove_each(
     store: &Store,
     jobs: &[Job],
     old: &[Legacy],
     dry_run: bool,
+    keep_awaited: bool,
     front: &str,
     out: &mut Out,
 ) -> Res<Tally> {
     let mut t = Tally::default();
+    let mut awaited = (keep_awaited && !dry_run).then(|| queue::Awaited::read(store));
     for job in jobs {
+        if awaited.as_mut().is_some_and(|a| a.contains(store, &job.id)) {
+            warn(&format!("{front}: kept {}: a job queued since waits for it (--after)", clean(&job.id)));
+            continue;
+        }
         if dry_run {
             out.line(&format!("would remove {}", clean(&job.id)))?;
             t.freed += store::disk_usage(&job.dir);

@@ -13,8 +13,14 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     // Every flag, default and check but `--after`, which needs the store.
     let checked = launch_args::run(a)?;
     let store = super::open_store()?;
-    crate::queue::catch_up(&store);
     let Checked { spec, ntfy } = checked.after(&store)?;
+    // A queued launch catches the queues up once it has queued the job
+    // (`queue::enqueue`): doing it before as well would read every waiting
+    // job twice per launch.
+    let queued = spec.slurm.is_none() && (spec.queue.is_some() || !spec.after.is_empty());
+    if !queued {
+        super::catch_up(&store, "run");
+    }
     match launch::start(&store, spec, ntfy)? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();

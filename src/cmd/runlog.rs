@@ -14,7 +14,7 @@ use std::ffi::OsString;
 pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
     let a: cli::Runlog = parse(args.clone())?;
     let store = super::open_store()?;
-    crate::queue::catch_up(&store);
+    super::catch_up(&store, "runlog");
     if a.jobs.len() > 1 || a.running {
         return several(&store, &a);
     }

@@ -17,7 +17,7 @@ use std::ffi::OsString;
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Runrm = parse(args)?;
     let store = super::open_store()?;
-    crate::queue::catch_up(&store);
+    super::catch_up(&store, "runrm");
     let mut out = Out::new();
     let boot = crate::proc::boot_id();
     let mut doomed: Vec<Job> = Vec::new();
@@ -77,7 +77,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
             }
         }
     }
-    let mut tally = remove_each(&store, &doomed, &old, a.dry_run, "runrm", &mut out)?;
+    let mut tally = remove_each(&store, &doomed, &old, a.dry_run, a.jobs.is_empty(), "runrm", &mut out)?;
     keep_note("runrm", kept);
     if a.jobs.is_empty() {
         tally.freed += sweep_leftovers(&store, a.dry_run, &mut out)?;

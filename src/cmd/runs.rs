@@ -16,7 +16,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         return complete_ids(which);
     }
     let store = super::open_store()?;
-    crate::queue::catch_up(&store);
+    super::catch_up(&store, "runs");
     let project = match a.project {
         true => Some(crate::launch::project_of(&super::current_dir()?).to_string_lossy().into_owned()),
         false => None,

@@ -287,6 +287,14 @@ impl Job {
     pub fn end_lock(&self) -> Option<File> {
         open_nofollow(&self.dir.join(".status")).ok()
     }
+    /// Is a queued job being started: its reserved status locked by the
+    /// process starting it (the decider, then the watcher it forked, which
+    /// holds it until it records the end)? The kernel drops the lock when
+    /// the last process holding it dies, so a held lock proves a starter
+    /// alive.
+    pub fn being_started(&self) -> bool {
+        self.end_lock().is_some_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+    }
     /// The range of the log dropped by its cap, if any (see `cap`).
     pub fn dropped(&self) -> Option<(u64, u64)> {
         self.meta.log_max?;

@@ -146,10 +146,34 @@ impl QueueDir {
     /// The queue's lock, held (exclusive) until the file is dropped: no
     /// two processes decide what starts in one queue at once.
     pub fn lock(&self) -> Result<File, String> {
+        let f = self.lock_file()?;
+        f.lock().map_err(|e| io_err("locking", &self.path.join("lock"), e))?;
+        Ok(f)
+    }
+
+    /// The queue's lock if it can be had within `within` (tried every few
+    /// milliseconds); none if another process holds it all that time.
+    pub fn lock_within(&self, within: std::time::Duration) -> Result<Option<File>, String> {
+        let f = self.lock_file()?;
+        let until = std::time::Instant::now() + within;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(Some(f)),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &self.path.join("lock"), e)),
+            }
+        }
+    }
+
+    /// The lock file, opened through the queue's directory (never through
+    /// a planted link), made if missing.
+    fn lock_file(&self) -> Result<File, String> {
         let q = self.made()?;
         let path = self.path.join("lock");
         let f = files::open_rw_in(&q, "lock").map_err(|e| io_err("opening", &path, e))?;
-        f.lock().map_err(|e| io_err("locking", &path, e))?;
         Ok(f)
     }
 
@@ -192,6 +216,12 @@ impl QueueDir {
     /// Is any job waiting? One open and a few entries read.
     pub fn has_waiting(&self) -> bool {
         !self.names("wait").1.is_empty()
+    }
+
+    /// When the index last changed (an entry added or removed), if it
+    /// exists: what tells a reader that its copy is stale.
+    pub fn waiting_changed(&self) -> Option<std::time::SystemTime> {
+        fs::symlink_metadata(self.path.join("wait")).and_then(|m| m.modified()).ok()
     }
 
     /// The waiting jobs, first queued first: (entry, id).

@@ -237,12 +237,23 @@ pub fn isolated(why: &str, second_user: bool) -> bool {
     // The namespace's first process is a shell that waits for the test and
     // meanwhile reaps the orphans given to it (finished watchers), as init
     // does; when it ends, the kernel kills everything left inside.
-    c.args(["--mount", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", r#""$@" & wait $!"#, "sh"])
-        .arg(std::env::current_exe().expect("the test binary's path"))
-        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
-        .env(INSIDE, format!("{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)))
-        .env(NOT_RUN_DIR, not_run_dir())
-        .stdin(Stdio::null());
+    c.args([
+        "--mount",
+        "--uts",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "sh",
+        "-c",
+        r#""$@" & wait $!"#,
+        "sh",
+    ])
+    .arg(std::env::current_exe().expect("the test binary's path"))
+    .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+    .env(INSIDE, format!("{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)))
+    .env(NOT_RUN_DIR, not_run_dir())
+    .stdin(Stdio::null());
     let out = c.output().expect("running unshare");
     let (so, se) = (stdout(&out), stderr(&out));
     for line in se.lines().filter(|l| l.starts_with("NOT RUN: ")) {

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+mod trust;
+
 const SOON: Duration = Duration::from_secs(30);
 
 /// A temporary store that, when the test ends, stops what it left queued
@@ -509,6 +511,8 @@ fn after_a_job_seen_from_another_host_waits_for_its_end_instead_of_skipping() {
     std::fs::remove_file(&status).expect("removing status");
     let mut m = q.meta(&id);
     m["host"] = "otherhost.example".into();
+    // Another host has its own boot id: the same one would be this machine.
+    m["boot_id"] = "0f0f0f0f-0000-4000-8000-000000000000".into();
     q.set_meta(&id, &m);
     assert_eq!(q.state(&id), "elsewhere");
     let after = q.run_q(&["--after", &id, "true"]);

@@ -39,7 +39,7 @@ pub(super) fn clean(store: &Store, a: cli::JobClean) -> Res<Exit> {
         }
         doomed.push(job);
     }
-    let mut tally = remove_each(store, &doomed, &[], a.dry_run, "job", &mut out)?;
+    let mut tally = remove_each(store, &doomed, &[], a.dry_run, true, "job", &mut out)?;
     tally.freed += sweep_leftovers(store, a.dry_run, &mut out)?;
     keep_note("job", kept);
     report(&tally, a.dry_run, &mut out)?;

@@ -24,7 +24,7 @@ use std::time::Duration;
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let a: cli::Job = parse(args)?;
     let store = super::open_store()?;
-    crate::queue::catch_up(&store);
+    super::catch_up(&store, "job");
     match a.cmd {
         JobCmd::Run(r) => run(&store, r),
         JobCmd::List(l) => list(&store, l),
