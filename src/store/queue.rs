@@ -13,7 +13,7 @@
 
 use super::Store;
 use crate::files::{self, io_err, Kind};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
