@@ -14,9 +14,8 @@
 
 use super::Store;
 use crate::files::io_err;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// Where removed jobs' ids are kept: one empty file per id.
