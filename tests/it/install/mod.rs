@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+mod shells;
+
 /// A copy of the five binaries cargo built for the tests, made once per
 /// test: the originals may be rebuilt by another cargo meanwhile.
 fn binaries(env: &Env) -> PathBuf {
