@@ -25,7 +25,11 @@
 # shell's file, made if missing. Fish reads ~/.config/fish/conf.d/*.fish
 # in every shell: when fish is the login shell or ~/.config/fish exists,
 # install.sh writes conf.d/bgrun.fish, one line adding PREFIX/bin. Both
-# are in the manifest: --uninstall takes them out again.
+# are in the manifest: --uninstall takes them out again, and removes a
+# bgrun.fish only if its first line is still this script's. A user's own
+# bgrun.fish is left alone; --force sets it aside as bgrun.fish.bgrun-saved
+# and --uninstall puts it back. PREFIX/bin is single-quoted in both lines,
+# so any HOME works.
 #
 # Where things go (DATA is $XDG_DATA_HOME, else ~/.local/share):
 #   PREFIX/bin/NAME                                    the commands
@@ -87,6 +91,18 @@ listed() { # listed ENTRY: is it in the manifest?
   return 1
 }
 
+# PREFIX/bin quoted for sh (bash, zsh) and for fish, so that any HOME works:
+# single quotes, with ' written '\'' for sh and \\ and \' for fish.
+sh_quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+fish_quote() { local s=${1//\\/\\\\}; printf "'%s'" "${s//\'/\\\'}"; }
+
+# The first line of conf.d/bgrun.fish: what says the file is this script's.
+fish_mark="# bgrun: its commands for fish, ssh commands too (./install.sh --uninstall removes this file)"
+fish_ours() { # fish_ours FILE: is it a file this script wrote (its first line)?
+  [ -f "$1" ] && [ ! -L "$1" ] && [ "$(head -n 1 -- "$1")" = "$fish_mark" ]
+}
+exists() { [ -e "$1" ] || [ -L "$1" ]; } # a dangling symlink exists too
+
 # The lines that put PREFIX/bin on PATH for every shell, ssh commands too.
 rc_begin="# >>> bgrun: its commands for every shell, ssh commands too (./install.sh --uninstall removes this) >>>"
 rc_end="# <<< bgrun <<<"
@@ -124,9 +140,20 @@ if [ -n "$uninstall" ]; then
   done
   files=()
   for e in "${entries[@]}"; do
-    case $e in "file "*) files+=("${e#file }") ;; esac
+    case $e in
+      # A user's own bgrun.fish (put there since) stays.
+      "file "*/fish/conf.d/bgrun.fish) ! fish_ours "${e#file }" || files+=("${e#file }") ;;
+      "file "*) files+=("${e#file }") ;;
+    esac
   done
   [ ${#files[@]} -eq 0 ] || rm -f -- "${files[@]}"
+  # A user's file that --force set aside goes back where it was.
+  for e in "${entries[@]}"; do
+    case $e in
+      "saved "*) f=${e#saved }
+        if exists "$f.bgrun-saved" && ! exists "$f"; then mv -- "$f.bgrun-saved" "$f"; fi ;;
+    esac
+  done
   rm -f -- "$manifest"
   # Directories this script made, deepest first, if nothing else is in them.
   for e in "${entries[@]}"; do
@@ -184,7 +211,7 @@ done
 clashes=()
 for p in "${plan[@]}"; do
   IFS=$'\t' read -r src dest _ <<<"$p"
-  if [ -e "$dest" ] && ! listed "file $dest" && ! cmp -s "$src" "$dest"; then
+  if exists "$dest" && ! listed "file $dest" && ! cmp -s "$src" "$dest"; then
     clashes+=("$dest")
   fi
 done
@@ -225,11 +252,12 @@ case ${login_shell##*/} in
   *) rc= ;;
 esac
 case ":/usr/local/bin:/usr/bin:/bin:" in *":$prefix/bin:"*) rc= ;; esac
-path_line="case \":\$PATH:\" in *\":$prefix/bin:\"*) ;; *) PATH=\"$prefix/bin:\$PATH\"; export PATH ;; esac"
+bin_sh=$(sh_quote "$prefix/bin")
+path_line="case \":\$PATH:\" in *:$bin_sh:*) ;; *) PATH=$bin_sh:\$PATH; export PATH ;; esac"
 if [ -n "$rc" ] && ! grep -qsxF -- "$rc_begin" "$rc"; then
   if [ -n "$modify_path" ]; then
     { printf '%s\n%s\n%s\n' "$rc_begin" "$path_line" "$rc_end"; cat -- "$rc" 2>/dev/null || true; } >"$rc.bgrun-tmp"
-    if [ -f "$rc" ]; then cat "$rc.bgrun-tmp" >"$rc"; rm -f -- "$rc.bgrun-tmp"; else mv -- "$rc.bgrun-tmp" "$rc"; fi
+    if [ -f "$rc" ] || [ -L "$rc" ]; then cat "$rc.bgrun-tmp" >"$rc"; rm -f -- "$rc.bgrun-tmp"; else mv -- "$rc.bgrun-tmp" "$rc"; fi
     add "rc $rc"
     save_manifest
     echo "bgrun: added $prefix/bin to PATH at the top of $rc, for ssh commands (ssh host run make)"
@@ -240,20 +268,27 @@ if [ -n "$rc" ] && ! grep -qsxF -- "$rc_begin" "$rc"; then
 fi
 
 # Fish reads ~/.config/fish/conf.d/*.fish in every shell, ssh commands too.
-fish_line="contains -- $prefix/bin \$PATH; or set -gx PATH $prefix/bin \$PATH"
+bin_fish=$(fish_quote "$prefix/bin")
+fish_line="contains -- $bin_fish \$PATH; or set -gx PATH $bin_fish \$PATH"
 case ":/usr/local/bin:/usr/bin:/bin:" in *":$prefix/bin:"*) fish_user= ;; esac
 if [ -n "$fish_user" ]; then
   if [ -z "$modify_path" ]; then
     echo "note: for fish, ssh commands included, put this line in $fish_conf:"
     echo "  $fish_line"
-  elif [ -e "$fish_conf" ] && ! listed "file $fish_conf" && [ -z "$force" ]; then
+  elif exists "$fish_conf" && ! fish_ours "$fish_conf" && [ -z "$force" ]; then
     echo "note: $fish_conf exists and was not installed by this script: left alone (--force replaces it)"
   else
     [ -d "${fish_conf%/*}" ] || mkdirs "${fish_conf%/*}"
     add "file $fish_conf"
+    if exists "$fish_conf" && ! fish_ours "$fish_conf"; then
+      # --force: the user's file is set aside (fish reads only *.fish) and
+      # --uninstall puts it back.
+      add "saved $fish_conf"
+      mv -f -- "$fish_conf" "$fish_conf.bgrun-saved"
+      echo "bgrun: your $fish_conf is kept as $fish_conf.bgrun-saved (--uninstall puts it back)"
+    fi
     save_manifest
-    printf '%s\n%s\n' "# bgrun: its commands for fish, ssh commands too (./install.sh --uninstall removes this file)" \
-      "$fish_line" >"$fish_conf.bgrun-tmp"
+    printf '%s\n%s\n' "$fish_mark" "$fish_line" >"$fish_conf.bgrun-tmp"
     mv -f -- "$fish_conf.bgrun-tmp" "$fish_conf"
     echo "bgrun: added $prefix/bin to fish's PATH in $fish_conf, for ssh commands (ssh host run make)"
   fi
@@ -268,9 +303,9 @@ echo "  manifest         $manifest (./install.sh --uninstall removes what it lis
 case ":$PATH:" in
   *":$prefix/bin:"*) ;;
   *) if [ -n "$rc" ] && grep -qsxF -- "$rc_begin" "$rc"; then
-       echo "note: new shells find the commands (the lines at the top of $rc); in this one: export PATH=\"$prefix/bin:\$PATH\""
+       echo "note: new shells find the commands (the lines at the top of $rc); in this one: export PATH=$bin_sh:\$PATH"
      else
-       echo "note: $prefix/bin is not on your PATH; add it (export PATH=\"$prefix/bin:\$PATH\")"
+       echo "note: $prefix/bin is not on your PATH; add it (export PATH=$bin_sh:\$PATH)"
      fi ;;
 esac
 if [ ! -r /usr/share/bash-completion/bash_completion ] && [ ! -r /etc/bash_completion ]; then

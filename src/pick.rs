@@ -5,6 +5,12 @@
 //! the newest job right under it (skim's reverse layout). Skim's info line
 //! is hidden (its second counter, the cursor's row and horizontal scroll,
 //! meant nothing to a reader); a header says how many jobs and the order.
+//!
+//! Typing sorts the rows by how well they match, best first, so that a
+//! job's exact name comes first and Enter opens it (among `b250`
+//! and `b425`, `b250` matches both fuzzily). An empty query matches every
+//! row equally and skim breaks ties by input order: newest first. The
+//! header's count is of all the jobs, not of the rows a filter leaves.
 
 use bgrun::PickRow;
 use skim::prelude::*;
@@ -38,10 +44,9 @@ pub fn pick(rows: Vec<PickRow>, preview_below: bool) -> Result<Option<usize>, St
         .prompt("log> ".to_string())
         .preview(String::new())
         .preview_window(layout)
-        .no_sort(true)
         .reverse(true)
         .no_info(true)
-        .header(format!("{n}, newest first; type to filter, Enter shows the log, Esc cancels"))
+        .header(format!("{n}, newest first; type to filter (best match first), Enter shows the log, Esc cancels"))
         .build()
         .map_err(|e| e.to_string())?;
     let out = Skim::run_items(opts, items).map_err(|e| e.to_string())?;

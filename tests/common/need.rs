@@ -108,13 +108,10 @@ fn a_test_not_run_for_a_reason_of_several_lines_is_counted_once_on_one_line() {
 fn advice_that_needs_root_says_as_root_and_what_it_changes_and_never_sudo() {
     let advice = as_root("remounts /dev/pts for the whole machine", "mount -o remount,gid=5 /dev/pts");
     let install = apt_get("tmux");
-    if nix::unistd::geteuid().is_root() {
-        assert_eq!(advice, "mount -o remount,gid=5 /dev/pts");
-        assert_eq!(install, "apt-get install tmux");
-    } else {
-        assert_eq!(advice, "as root (remounts /dev/pts for the whole machine): mount -o remount,gid=5 /dev/pts");
-        assert_eq!(install, "as root (installs packages on this machine): apt-get install tmux");
-    }
+    // Root reads what it changes too.
+    assert_eq!(advice, "as root (remounts /dev/pts for the whole machine): mount -o remount,gid=5 /dev/pts");
+    assert_eq!(install, "as root (installs packages on this machine): apt-get install tmux");
+    assert!(!second_user_advice().contains("USER"), "a placeholder for the user: {}", second_user_advice());
     // Every piece of advice the helpers and the tests give, as written in
     // their source: no sudo (the reader may have none), no cargo as root.
     let dir = super::repo().join("tests");
@@ -165,16 +162,13 @@ fn package_of(tool: &str) -> &str {
     }
 }
 
-/// Advice for what only root can do, runnable as given by whoever reads
-/// it: `command` alone when the tests run as root; else "as root (WHAT IT
-/// CHANGES): command", never `sudo` (the reader may have none) and never
-/// cargo as root (it would leave root-owned files in target/).
+/// Advice for what only root can do: "as root (WHAT IT CHANGES):
+/// command", whoever reads it (root too: the command changes the machine,
+/// and the reader should know what before running it); never `sudo` (the
+/// reader may have none) and never cargo as root (it would leave
+/// root-owned files in target/).
 pub fn as_root(changes: &str, command: &str) -> String {
-    if nix::unistd::geteuid().is_root() {
-        command.to_string()
-    } else {
-        format!("as root ({changes}): {command}")
-    }
+    format!("as root ({changes}): {command}")
 }
 
 /// The command that installs Debian `packages` (as root, said so).
@@ -349,10 +343,17 @@ fn second_ids() -> Result<(u32, u32), (String, String)> {
         (Some(uid), Some(gid)) => Ok((uid, gid)),
         _ => Err((
             "a second user id, and this user has no subordinate ids in /etc/subuid and /etc/subgid".into(),
-            as_root(
-                "gives the user subordinate ids 100000-165535 in /etc/subuid and /etc/subgid",
-                "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER",
-            ),
+            second_user_advice(),
         )),
     }
+}
+
+/// How to give this user (named) subordinate ids for a second user.
+fn second_user_advice() -> String {
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
+    let name = me.map_or_else(|| nix::unistd::getuid().to_string(), |u| u.name);
+    as_root(
+        &format!("gives {name} subordinate ids 100000-165535 in /etc/subuid and /etc/subgid"),
+        &format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"),
+    )
 }

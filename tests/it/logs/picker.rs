@@ -219,3 +219,29 @@ fn enter_when_the_filter_matches_nothing_says_so_and_shows_no_log() {
     assert_eq!(sel, "");
     tmux.wait_screen("the message", |s| s.contains("no job matches 'qqqxyz'"));
 }
+
+#[test]
+fn typing_a_jobs_exact_name_in_the_picker_puts_it_first_and_enter_shows_its_log() {
+    let env = Env::new();
+    // "b250", typed, also matches b425's row fuzzily (b…2…5…0 in its id's
+    // date), and b425 is the newer.
+    let ids: Vec<String> = ["b250", "b425"].iter().map(|n| env.start(&["--name", n, "true"])).collect();
+    for id in &ids {
+        env.wait_ended(id, SOON);
+    }
+    let Some(tmux) = Tmux::new(&env) else { return };
+    tmux.start_runlog();
+    tmux.wait_prompt(2);
+    let first = |s: &str| rows(s).first().and_then(|r| r.split_whitespace().nth(1).map(str::to_string));
+    assert_eq!(first(&tmux.screen()), Some(ids[1].clone()), "not newest first before typing");
+
+    tmux.keys(&["-l", "b250"]);
+    // Both rows stay (the filter is fuzzy); the typed one comes first.
+    tmux.wait_screen("the filter to take the name", |s| s.contains("log> b250") && rows(s).len() == 2);
+    tmux.wait_screen("the typed job first", |s| first(s).as_deref() == Some(ids[0].as_str()));
+    tmux.keys(&["Enter"]);
+
+    let (code, sel) = tmux.result();
+    assert_eq!(code, 0, "runlog exited with {code}; printed: {sel}");
+    assert_eq!(sel, env.shown_log(&ids[0]), "Enter showed another job's log than the one typed");
+}

@@ -92,7 +92,11 @@ fn need_namespaces() -> bool {
         .args(["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "true"])
         .output()
         .is_ok_and(|o| o.status.success());
-    need(ok, "unshare cannot make user and pid namespaces here", "sysctl -w kernel.unprivileged_userns_clone=1")
+    let to_run = as_root(
+        "lets every user of this machine make user namespaces, until the next boot",
+        "sysctl -w kernel.unprivileged_userns_clone=1",
+    );
+    need(ok, "unshare cannot make user and pid namespaces here", &to_run)
 }
 
 // --- liveness ------------------------------------------------------------------
