@@ -139,11 +139,13 @@ fn a_removed_underscore_two_never_names_an_underscore_twenty() {
         one_line_error(&env.run(front, &args), 1, &[two.as_str(), "removed"], &format!("{front} {args:?}"));
     }
     assert!(env.job_dir(&twenty).is_dir(), "{twenty} was removed");
-    let never = format!("{base}_3");
+    // An id never given (nor removed) is not a prefix of `_30` either.
+    let (never, thirty) = (format!("{base}_3"), format!("{base}_30"));
+    plant(&env.job_dir(&base), &env.store, thirty.as_ref(), |_| {});
     let out = env.run("runlog", &[&never, "--no-follow"]);
-    one_line_error(&out, 1, &[never.as_str()], "runlog of an id never given, with no prefix match");
+    one_line_error(&out, 1, &[never.as_str(), "no job"], "runlog of an id never given");
     let out = env.run("runlog", &[&base[..base.len() - 2], "--no-follow"]);
-    one_line_error(&out, 1, &["matches 2 jobs"], "a short prefix still matches");
+    one_line_error(&out, 1, &["matches 3 jobs"], "a short prefix still matches");
 }
 
 #[test]
