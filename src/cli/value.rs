@@ -63,6 +63,9 @@ pub fn parse_name(s: &str) -> Result<String, String> {
     if s == "." || s == ".." {
         return Err(format!("'{s}' cannot be a name"));
     }
+    if s.starts_with('-') {
+        return Err("a name cannot start with '-'".into());
+    }
     if s.contains('/') {
         return Err("a name cannot contain '/'".into());
     }
@@ -349,10 +352,10 @@ mod tests {
 
     #[test]
     fn names_that_would_escape_the_store_are_refused() {
-        for s in ["", ".", "..", "a/b", "a\0b", &"x".repeat(10_000)] {
+        for s in ["", ".", "..", "a/b", "a\0b", &"x".repeat(10_000), "--", "-x"] {
             assert!(parse_name(s).is_err(), "{s:?} was accepted");
         }
-        assert!(parse_name("build").is_ok());
+        assert!(parse_name("build").is_ok() && parse_name("a-b").is_ok());
     }
 
     #[test]

@@ -34,7 +34,10 @@ use out::clean;
 /// flag or argument and what it needs, exit 2; `--help` and `--version`
 /// print and exit 0.
 pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
-    let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    // Each word as clap sees it (lossy) and as it is shown (escaped).
+    let words: Vec<(String, String)> =
+        args.iter().skip(1).map(|a| (a.to_string_lossy().into_owned(), out::clean_os(a))).collect();
+    let shown = |word: &str| words.iter().find(|(w, _)| w == word).map_or_else(|| clean(word), |(_, s)| s.clone());
     T::try_parse_from(args).map_err(|e| {
         use clap::error::ErrorKind::*;
         use clap::error::{ContextKind, ContextValue};
@@ -64,11 +67,15 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
             UnknownArgument => {
                 let flag = named(ContextKind::InvalidArg).unwrap_or_default();
                 // `-la` is reported as `-l`: name the word as typed.
-                let typed = words.iter().find(|w| w.starts_with(&flag) && w.starts_with('-')).unwrap_or(&flag);
+                let typed = words
+                    .iter()
+                    .find(|(w, _)| w.starts_with(&flag) && w.starts_with('-'))
+                    .map_or_else(|| clean(&flag), |(_, s)| s.clone());
                 let front = T::command().get_name().to_string();
                 // A typo gets the flag it is near; the `--` hint is only
                 // for a word near no flag.
-                let hint = match (near(ContextKind::SuggestedArg), front.as_str(), words.first().map(String::as_str)) {
+                let hint = match (near(ContextKind::SuggestedArg), front.as_str(), words.first().map(|w| w.0.as_str()))
+                {
                     (Some(flag), ..) => format!("; did you mean {}?", clean(&flag)),
                     (None, "run", _) => "; to run a command starting with '-', put -- before it".into(),
                     (None, "job", Some("run")) => {
@@ -76,13 +83,13 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
                     }
                     _ => " (see --help)".into(),
                 };
-                Fail::new(Exit::Usage, format!("unknown flag {}{hint}", clean(typed)))
+                Fail::new(Exit::Usage, format!("unknown flag {}{hint}", cut(&typed)))
             }
             InvalidSubcommand => {
                 let word = named(ContextKind::InvalidSubcommand).unwrap_or_default();
                 let hint = near(ContextKind::SuggestedSubcommand)
                     .map_or(" (see --help)".into(), |s| format!("; did you mean {}?", clean(&s)));
-                Fail::new(Exit::Usage, format!("unrecognized subcommand '{}'{hint}", clean(&word)))
+                Fail::new(Exit::Usage, format!("unrecognized subcommand '{}'{hint}", cut(&shown(&word))))
             }
             _ => {
                 let text = e.render().to_string();
@@ -91,10 +98,7 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
                 // A huge value (a 10,000-character --name) is shown cut, so
                 // the error stays one readable line.
                 if let Some(ContextValue::String(v)) = e.get(ContextKind::InvalidValue) {
-                    if v.chars().count() > 40 {
-                        let cut: String = v.chars().take(40).collect();
-                        first = first.replacen(v.as_str(), &format!("{cut}…"), 1);
-                    }
+                    first = first.replacen(v.as_str(), &cut(v), 1);
                 }
                 // A closed set of values (`--state`) is listed.
                 if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
@@ -106,6 +110,15 @@ pub fn parse<T: clap::Parser>(args: Vec<OsString>) -> Res<T> {
             }
         }
     })
+}
+
+/// A word shown in an error, cut at 40 characters (a 100 KB mistyped flag
+/// stays one readable line).
+fn cut(word: &str) -> String {
+    match word.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &word[..i]),
+        None => word.to_string(),
+    }
 }
 
 pub fn usage(msg: impl Into<String>) -> Fail {

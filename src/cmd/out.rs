@@ -134,5 +134,19 @@ pub fn clean(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
+/// A word the user typed, made safe as [`clean`] does, with the bytes that
+/// are not UTF-8 shown as `\xNN` rather than lost.
+pub fn clean_os(s: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut text = String::new();
+    for chunk in s.as_bytes().utf8_chunks() {
+        text.push_str(&clean(chunk.valid()));
+        for b in chunk.invalid() {
+            text.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    text
+}
+
 /// Human-readable bytes: `512 B`, `3.4 KiB`, `12.0 MiB`.
 pub use crate::store::human_bytes;

@@ -1,5 +1,6 @@
 //! What the user typed → a job (an exact id, else the newest job of that
-//! name, else a unique id prefix), of bgrun's own or, where a front also
+//! name, else a unique id prefix; a removed job's id is an error, and a
+//! word shaped as a whole id is never a prefix), of bgrun's own or, where a front also
 //! shows the old run scripts' jobs, of either kind; and every job with its
 //! state.
 
@@ -37,24 +38,44 @@ pub fn report_damaged(front: &str, damaged: &[store::Damaged]) {
 }
 
 /// What the user typed, to one job: an exact id, else a name (the newest
-/// job of that name), else a unique id prefix.
+/// job of that name), else a unique id prefix. A removed job's id is an
+/// error, never another job's.
 pub fn resolve(store: &Store, query: &str) -> Res<Job> {
+    if let Some(job) = exact(store, query)? {
+        return Ok(job);
+    }
+    removed(store, query)?;
+    let (mut jobs, _) = store.list()?;
+    let keys: Vec<(&str, &str)> = jobs.iter().map(|j| (j.id.as_str(), j.meta.name.as_str())).collect();
+    let i = one(store, query, store::match_job(&keys, query), |i| &jobs[i].id)?;
+    Ok(jobs.swap_remove(i))
+}
+
+/// The job of exactly that id; a damaged entry of that id is an error.
+fn exact(store: &Store, query: &str) -> Res<Option<Job>> {
     if query.is_empty() {
         return Err(Fail::from("an empty job id".to_string()));
     }
-    match store.get(query) {
-        Ok(Some(job)) => return Ok(job),
-        Ok(None) => {}
-        Err(d) => return Err(Fail::from(format!("job {}: damaged: {}", clean(&d.id), clean(&d.reason)))),
+    store.get(query).map_err(|d| Fail::from(format!("job {}: damaged: {}", clean(&d.id), clean(&d.reason))))
+}
+
+/// A removed job's id names no other job: an error saying so.
+fn removed(store: &Store, query: &str) -> Res<()> {
+    if store.id_removed(query) {
+        return Err(Fail::from(format!("job {} was removed", clean(query))));
     }
-    let (mut jobs, _) = store.list()?;
-    let keys: Vec<(&str, &str)> = jobs.iter().map(|j| (j.id.as_str(), j.meta.name.as_str())).collect();
-    match store::match_job(&keys, query) {
-        store::JobMatch::One(i) => Ok(jobs.swap_remove(i)),
+    Ok(())
+}
+
+/// The one job a match found, or the error: none, or several (listed,
+/// newest first).
+fn one<'a>(store: &Store, query: &str, m: store::JobMatch, id: impl Fn(usize) -> &'a String) -> Res<usize> {
+    match m {
+        store::JobMatch::One(i) => Ok(i),
         store::JobMatch::NoMatch => Err(Fail::from(format!("no job '{}' in {}", clean(query), store.root().display()))),
         store::JobMatch::Ambiguous(matches) => {
             let n = matches.len();
-            let names: Vec<&str> = matches.iter().rev().take(10).map(|&i| jobs[i].id.as_str()).collect();
+            let names: Vec<String> = matches.iter().rev().take(10).map(|&i| clean(id(i))).collect();
             Err(Fail::from(format!(
                 "'{}' matches {n} jobs: {}{}",
                 clean(query),
@@ -73,36 +94,35 @@ pub enum Found {
 
 /// What the user typed, to a job of either kind, by the rules of
 /// [`resolve`] over both: an exact id, else the newest job of that name
-/// (by start time, whichever its kind), else a unique id prefix (one of
-/// each kind is ambiguous). A damaged entry of that id is an error.
+/// (by start time, whichever its kind), else a unique id prefix (a prefix
+/// that fits several jobs of either kind is an error listing them).
 pub fn resolve_any(store: &Store, query: &str) -> Res<Found> {
-    let job = resolve(store, query);
-    if matches!(&job, Err(e) if e.msg.contains("damaged")) || matches!(&job, Ok(j) if j.id == query) {
-        return job.map(|j| Found::Job(Box::new(j)));
+    if let Some(job) = exact(store, query)? {
+        return Ok(Found::Job(Box::new(job)));
     }
-    let Some(old) = resolve_legacy(store, query) else { return job.map(|j| Found::Job(Box::new(j))) };
-    let Ok(job) = job else { return Ok(Found::Legacy(old)) };
-    let (job_named, old_named) = (job.meta.name == query, old.name == query);
-    match (old.id == query, job_named, old_named) {
-        (true, ..) | (false, false, true) => Ok(Found::Legacy(old)),
-        (false, true, false) => Ok(Found::Job(Box::new(job))),
-        (false, true, true) if old.started > job.started => Ok(Found::Legacy(old)),
-        (false, true, true) => Ok(Found::Job(Box::new(job))),
-        (false, false, false) => {
-            Err(Fail::from(format!("'{}' matches 2 jobs: {}, {}", clean(query), clean(&job.id), clean(&old.id))))
-        }
+    let mut old = store.legacy();
+    if let Some(i) = old.iter().position(|l| l.id == query) {
+        return Ok(Found::Legacy(old.swap_remove(i)));
     }
+    removed(store, query)?;
+    let (jobs, _) = store.list()?;
+    let mut all: Vec<Found> = jobs.into_iter().map(|j| Found::Job(Box::new(j))).collect();
+    all.extend(old.into_iter().map(Found::Legacy));
+    // Oldest first, so that the newest of a name is the last.
+    all.sort_by_key(|f| match f {
+        Found::Job(j) => j.started,
+        Found::Legacy(l) => l.started,
+    });
+    let keys: Vec<(&str, &str)> = all.iter().map(key).map(|(i, n)| (i.as_str(), n.as_str())).collect();
+    let i = one(store, query, store::match_job(&keys, query), |i| key(&all[i]).0)?;
+    Ok(all.swap_remove(i))
 }
 
-/// A job of the old run scripts by what the user typed, by the same rules
-/// as [`resolve`]: exact id, else the newest of that name, else a unique
-/// prefix.
-pub fn resolve_legacy(store: &Store, query: &str) -> Option<store::Legacy> {
-    let mut old = store.legacy();
-    let keys: Vec<(&str, &str)> = old.iter().map(|l| (l.id.as_str(), l.name.as_str())).collect();
-    match store::match_job(&keys, query) {
-        store::JobMatch::One(i) => Some(old.swap_remove(i)),
-        _ => None,
+/// A job's id and name, whichever its kind.
+fn key(f: &Found) -> (&String, &String) {
+    match f {
+        Found::Job(j) => (&j.id, &j.meta.name),
+        Found::Legacy(l) => (&l.id, &l.name),
     }
 }
 

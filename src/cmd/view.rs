@@ -175,12 +175,15 @@ pub fn queue_notes(jobs: &[(Job, State)]) -> std::collections::HashMap<String, S
 }
 
 /// Each queued job's place in its named queue (1 for the next to start),
-/// by id: the order they were queued in, per queue and place.
+/// by id: the order they were queued in (by the clock, whatever each
+/// launch's time zone), per queue and place.
 pub fn queue_places(jobs: &[(Job, State)]) -> std::collections::HashMap<String, usize> {
     let mut places = std::collections::HashMap::new();
     let mut seen: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
     let mut queued: Vec<&Job> = jobs.iter().filter(|(_, s)| *s == State::Queued).map(|(j, _)| j).collect();
-    queued.sort_by(|a, b| a.meta.queued_at.cmp(&b.meta.queued_at).then_with(|| a.id.cmp(&b.id)));
+    // By the instant, not the text: each launch writes its own local offset.
+    let when = |j: &Job| j.meta.queued_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    queued.sort_by(|a, b| when(a).cmp(&when(b)).then_with(|| a.id.cmp(&b.id)));
     for j in queued {
         if let Some(q) = &j.meta.queue {
             let n = seen.entry((q.as_str(), j.meta.place.as_deref().unwrap_or(""))).or_insert(0);

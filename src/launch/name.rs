@@ -36,7 +36,7 @@ pub fn default_name(argv: &[OsString]) -> String {
     let interpreter = ["python", "python3", "node", "bash", "sh", "zsh", "ruby", "perl", "deno", "bun"]
         .iter()
         .any(|i| prog == *i || (prog.starts_with("python3.") && *i == "python3"));
-    if let Some(text) = shell_c_string(&prog, argv) {
+    if let Some(text) = shell_c_string(&prog, argv).filter(|t| !t.trim().is_empty()) {
         return shell_name(&text);
     }
     if interpreter {
@@ -52,18 +52,27 @@ pub fn default_name(argv: &[OsString]) -> String {
     }
 }
 
-/// The string a shell runs with `-c` (also `-ec`, `-lc`, `-x -c`), when
-/// `prog` is sh, bash, zsh or dash.
+/// The string a shell runs with `-c` (also `-ec`, `-lc`, `-x -c`, past
+/// `-o OPTION`, `+e` and `--`), when `prog` is sh, bash, zsh or dash.
 fn shell_c_string(prog: &str, argv: &[OsString]) -> Option<String> {
     if !["sh", "bash", "zsh", "dash"].contains(&prog) {
         return None;
     }
     let mut has_c = false;
-    for a in &argv[1..] {
-        let a = a.to_string_lossy();
-        match a.strip_prefix('-') {
+    let mut words = argv[1..].iter().map(|a| a.to_string_lossy());
+    while let Some(a) = words.next() {
+        if a == "--" {
+            // The end of the options: the string, if any, is next.
+            return words.next().filter(|_| has_c).map(|s| s.into_owned());
+        }
+        match a.strip_prefix('-').or_else(|| a.strip_prefix('+')) {
             Some(long) if long.starts_with('-') && long.len() > 1 => {} // --norc, --login
-            Some(flags) if !flags.starts_with('-') && !flags.is_empty() => has_c |= flags.contains('c'),
+            Some(flags) if !flags.starts_with(['-', '+']) && !flags.is_empty() => {
+                has_c |= a.starts_with('-') && flags.contains('c');
+                if flags.contains('o') {
+                    words.next(); // -o pipefail, +o errexit
+                }
+            }
             _ => return has_c.then(|| a.into_owned()),
         }
     }
@@ -228,6 +237,13 @@ mod tests {
             (&["bash", "-c"], "bash"),
             (&["sh", "script.sh", "-c"], "script"),
             (&["bash", "--norc", "-c", "pytest"], "pytest"),
+            (&["bash", "-c", "--", "python3 -c 1"], "python3"),
+            (&["bash", "-o", "pipefail", "-c", "make | tee log"], "make"),
+            (&["bash", "-euo", "pipefail", "+x", "-c", "cargo test"], "cargo"),
+            (&["bash", "+e", "-c", "pytest"], "pytest"),
+            (&["sh", "-c", ""], "sh"),
+            (&["bash", "-c", "  "], "bash"),
+            (&["bash", "-c", "--"], "bash"),
         ] {
             assert_eq!(default_name(&argv(words)), name, "{words:?}");
         }

@@ -6,7 +6,8 @@
 //! after that through `.ids/ID`, the empty file its removal leaves (made
 //! under the store lock held exclusively, while every launch holds it
 //! shared), so a removed `_2` is never given again and the ids taken
-//! within a second are always `NAME_TS`, `_2`, … `_m` with no gap. The
+//! within a second are always `NAME_TS`, `_2`, … `_m` with no gap. An old
+//! run script's job (`ID.log`, `ID.pid`) takes its id too. The
 //! first free one is found by doubling then halving (a handful of `stat`s
 //! however many launches share the second), and the rename that publishes
 //! the job, which fails on a taken name, settles a race: the loser tries
@@ -57,11 +58,36 @@ pub fn first_free(from: u64, taken: impl Fn(u64) -> bool) -> u64 {
     hi
 }
 
+/// Has `word` the whole shape of an id (`NAME_YYYYMMDD_HHMMSS`, or that
+/// and `_N`)? Such a word names a job only exactly: every `…_N` id starts
+/// with its `NAME_TS`, and `…_2` begins `…_20` to `…_29`.
+pub fn has_id_shape(word: &str) -> bool {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = word.rsplitn(4, '_').collect();
+    let stamped = |p: &[&str]| p.len() >= 3 && digits(p[0], 6) && digits(p[1], 8) && !p[2].is_empty();
+    stamped(&parts)
+        || (parts.len() == 4 && digits(parts[0], parts[0].len()) && !parts[0].is_empty() && stamped(&parts[1..]))
+}
+
 impl Store {
-    /// Is `id` a job's, or a removed job's?
+    /// Was `id` a job's that has been removed (kept in `.ids`, its
+    /// directory gone)?
+    pub fn id_removed(&self, id: &str) -> bool {
+        if id.is_empty() || id.starts_with('.') || id.contains('/') {
+            return false;
+        }
+        fs::symlink_metadata(self.root.join(IDS).join(id)).is_ok() && fs::symlink_metadata(self.root.join(id)).is_err()
+    }
+
+    /// Is `id` a job's, a removed job's, or an old run script's job's
+    /// (`ID.log`, `ID.pid`)? The last two looks are made only for an id
+    /// otherwise free.
     pub(super) fn id_taken(&self, id: &str) -> bool {
         let seen = |p: PathBuf| fs::symlink_metadata(p).is_ok();
-        seen(self.root.join(IDS).join(id)) || seen(self.root.join(id))
+        seen(self.root.join(IDS).join(id))
+            || seen(self.root.join(id))
+            || seen(self.root.join(format!("{id}.log")))
+            || seen(self.root.join(format!("{id}.pid")))
     }
 
     /// Keeps `id` in `.ids`; an error names the job that cannot be
@@ -90,6 +116,24 @@ mod tests {
         assert_eq!(nth("true_20261206_143432", 1), "true_20261206_143432");
         assert_eq!(nth("true_20261206_143432", 2), "true_20261206_143432_2");
         assert_eq!(nth("true_20261206_143432", 13), "true_20261206_143432_13");
+    }
+
+    #[test]
+    fn only_a_word_with_the_whole_shape_of_an_id_has_it() {
+        for w in ["w_20261206_143432", "w_20261206_143432_2", "a_b_20261206_143432_13", "--_20261206_143432"] {
+            assert!(has_id_shape(w), "{w}");
+        }
+        for w in [
+            "w_20261206",
+            "w_2026",
+            "_20261206_143432",
+            "w_20261206_14343",
+            "w_20261206_143432_",
+            "w_20261206_143432_x",
+            "w",
+        ] {
+            assert!(!has_id_shape(w), "{w}");
+        }
     }
 
     #[test]

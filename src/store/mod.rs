@@ -309,13 +309,17 @@ pub enum JobMatch {
 
 /// The rules every front resolves a job by: the job with that exact id,
 /// else the newest job of that name, else the one job whose id starts with
-/// the word.
+/// the word, unless the word has the whole shape of an id
+/// ([`ids::has_id_shape`]).
 pub fn match_job(jobs: &[(&str, &str)], word: &str) -> JobMatch {
     if let Some(i) = jobs.iter().position(|(id, _)| *id == word) {
         return JobMatch::One(i);
     }
     if let Some(i) = jobs.iter().rposition(|(_, name)| *name == word) {
         return JobMatch::One(i);
+    }
+    if ids::has_id_shape(word) {
+        return JobMatch::NoMatch;
     }
     let matches: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].0.starts_with(word)).collect();
     match matches.len() {
@@ -339,5 +343,13 @@ mod tests {
         assert_eq!(match_job(&jobs, "build_"), JobMatch::Ambiguous(vec![0, 2]));
         assert_eq!(match_job(&jobs, "x"), JobMatch::NoMatch);
         assert_eq!(match_job(&[], ""), JobMatch::NoMatch);
+    }
+
+    #[test]
+    fn a_word_with_the_whole_shape_of_an_id_never_matches_by_prefix() {
+        let jobs = [("w_20261206_143432_2", "w"), ("w_20261206_143432_20", "w")];
+        assert_eq!(match_job(&jobs, "w_20261206_143432"), JobMatch::NoMatch);
+        assert_eq!(match_job(&jobs[1..], "w_20261206_143432_2"), JobMatch::NoMatch);
+        assert_eq!(match_job(&jobs, "w_20261206_1434"), JobMatch::Ambiguous(vec![0, 1]));
     }
 }

@@ -134,6 +134,26 @@ fn a_typo_gets_the_nearest_subcommand_or_flag_and_a_word_near_nothing_gets_the_o
 }
 
 #[test]
+fn a_huge_or_non_utf8_mistyped_word_is_shown_cut_and_escaped_on_one_line() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let huge = format!("--{}", "a".repeat(100_000));
+    let bad = std::ffi::OsStr::from_bytes(b"--nam\xffe");
+    let sub = std::ffi::OsStr::from_bytes(b"l\xffst");
+    for (front, args, shown) in [
+        ("run", vec![huge.as_ref(), "true".as_ref()], "aaaa…"),
+        ("runs", vec![huge.as_ref()], "aaaa…"),
+        ("run", vec![bad, "true".as_ref()], "--nam\\xffe"),
+        ("job", vec![sub], "l\\xffst"),
+    ] {
+        let out = env.cmd(front).args(&args).output().expect("running the binary");
+        one_line_naming(&out, shown);
+        assert!(!stderr(&out).contains('\u{fffd}'), "{front}: {}", stderr(&out));
+    }
+    assert!(env.jobs().is_empty(), "a job was started");
+}
+
+#[test]
 fn a_negative_duration_is_refused_naming_its_flag() {
     let env = Env::new();
     usage_error(&env, "job", &["run", "--timeout", "-5m", "true"], &["--timeout", "-5m"]);
@@ -207,7 +227,7 @@ fn negative_huge_and_fractional_durations_are_refused_and_clean_removes_nothing(
 fn names_that_are_not_plain_file_names_are_refused_naming_the_flag() {
     let env = jobs();
     let long = "x".repeat(10_000);
-    for name in [".", "..", "a/b", "/", "", long.as_str()] {
+    for name in [".", "..", "a/b", "/", "", long.as_str(), "--", "-x"] {
         let out = env.cli(&["run", "true", "--name", name]);
         one_line_naming(&out, "--name");
     }

@@ -297,6 +297,27 @@ fn a_paused_queue_starts_nothing_until_it_is_resumed() {
 }
 
 #[test]
+fn queue_places_follow_the_order_of_queueing_when_launches_had_different_time_zones() {
+    let q = queues();
+    q.job_ok(&["queue", "tz", "--pause"]);
+    let in_tz = |tz: &str| {
+        let out = q.cmd("run").env("TZ", tz).args(["-q", "tz", "true"]).output().expect("run");
+        assert!(out.status.success(), "run -q tz under TZ={tz}: {}", stderr(&out));
+        stdout(&out).split_whitespace().next().expect("run printed an id").to_string()
+    };
+    let (first, second) = (in_tz("Asia/Tokyo"), in_tz("UTC"));
+    for (id, place) in [(&first, "1st"), (&second, "2nd")] {
+        let text = q.job_ok(&["status", id]);
+        assert!(text.contains(&format!("queued {place} in tz")), "{id} is not {place}: {text}");
+        let runs = stdout(&q.run("runs", &[]));
+        let row = runs.lines().find(|l| l.contains(id.as_str())).unwrap_or_default();
+        assert!(row.contains(&format!("{place} in tz")), "{id} is not {place} in runs: {runs}");
+    }
+    q.job_ok(&["queue", "tz", "--resume"]);
+    q.wait_state(&second, &["done"]);
+}
+
+#[test]
 fn job_status_of_a_queued_job_shows_when_it_was_queued_its_place_and_a_paused_queue_and_no_start() {
     let q = queues();
     q.job_ok(&["queue", "gpu", "--pause"]);

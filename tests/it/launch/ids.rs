@@ -87,3 +87,81 @@ fn fifty_launches_at_once_from_a_shell_loop_get_fifty_ids_with_short_suffixes() 
     wait_until(SOON, "50 jobs to end", || env.jobs().iter().all(|j| j["state"] == "done"));
     assert_eq!(store_entries(&env).len(), 50, "the store holds more than the jobs");
 }
+
+#[test]
+fn a_removed_jobs_id_names_no_other_job_when_its_sibling_of_the_same_second_runs() {
+    let env = Env::new();
+    let run_utc = |name: &str, cmd: &[&str]| {
+        let mut args = vec!["--name", name];
+        args.extend(cmd);
+        id_and_pid(env.cmd("run").env("TZ", "UTC").args(&args).output().expect("run")).0
+    };
+    within_one_second(
+        |name| vec![run_utc(name, &["true"]), run_utc(name, &["sleep", "300"])],
+        |ids| {
+            let (gone, sibling) = (&ids[0], &ids[1]);
+            assert_eq!(*sibling, format!("{gone}_2"));
+            env.wait_ended(gone, SOON);
+            ok(&env.run("runrm", &[gone]), "runrm of the ended job");
+            for (front, args) in [
+                ("job", vec!["stop", gone.as_str()]),
+                ("runrm", vec![gone.as_str()]),
+                ("runlog", vec![gone.as_str(), "--no-follow"]),
+                ("job", vec!["wait", gone.as_str(), "--timeout", "1"]),
+            ] {
+                let out = env.run(front, &args);
+                one_line_error(&out, 1, &[gone.as_str(), "removed"], &format!("{front} {args:?}"));
+                assert!(
+                    !stdout(&out).contains(sibling.as_str()),
+                    "{front} {args:?} acted on {sibling}: {}",
+                    stdout(&out)
+                );
+                assert_eq!(env.state(sibling), "running", "{front} {args:?} touched {sibling}");
+            }
+            let out = env.run("run", &["--after", gone, "true"]);
+            assert_eq!(code(&out), 2, "--after a removed id: {}", stderr(&out));
+            assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
+            ok(&env.run("job", &["stop", sibling]), "stopping the sibling");
+        },
+    );
+}
+
+#[test]
+fn a_removed_underscore_two_never_names_an_underscore_twenty() {
+    let env = Env::new();
+    let base = env.start(&["--name", "w", "true"]);
+    env.wait_ended(&base, SOON);
+    let (two, twenty) = (format!("{base}_2"), format!("{base}_20"));
+    plant(&env.job_dir(&base), &env.store, two.as_ref(), |_| {});
+    ok(&env.run("runrm", &[&two]), "runrm of _2");
+    plant(&env.job_dir(&base), &env.store, twenty.as_ref(), |_| {});
+    for (front, args) in [("runlog", vec![two.as_str(), "--no-follow"]), ("runrm", vec![two.as_str()])] {
+        one_line_error(&env.run(front, &args), 1, &[two.as_str(), "removed"], &format!("{front} {args:?}"));
+    }
+    assert!(env.job_dir(&twenty).is_dir(), "{twenty} was removed");
+    // An id never given (nor removed) is not a prefix of `_30` either.
+    let (never, thirty) = (format!("{base}_3"), format!("{base}_30"));
+    plant(&env.job_dir(&base), &env.store, thirty.as_ref(), |_| {});
+    let out = env.run("runlog", &[&never, "--no-follow"]);
+    one_line_error(&out, 1, &[never.as_str(), "no job"], "runlog of an id never given");
+    let out = env.run("runlog", &[&base[..base.len() - 2], "--no-follow"]);
+    one_line_error(&out, 1, &["matches 3 jobs"], "a short prefix still matches");
+}
+
+#[test]
+fn a_launch_never_takes_the_id_of_an_old_run_scripts_job_of_its_second() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.store).expect("making the store");
+    // The old script's jobs of this second and the next few, as `.log`
+    // for some and `.pid` for the others.
+    let now = chrono::Local::now();
+    let planted: Vec<String> =
+        (0..4).map(|s| format!("make_{}", (now + chrono::Duration::seconds(s)).format("%Y%m%d_%H%M%S"))).collect();
+    for (i, id) in planted.iter().enumerate() {
+        let ext = if i % 2 == 0 { "log" } else { "pid" };
+        std::fs::write(env.store.join(format!("{id}.{ext}")), "").expect("planting an old script's job");
+    }
+    let id = env.start(&["--name", "make", "true"]);
+    assert!(!planted.contains(&id), "{id} is an old script's job's id too");
+    assert!(planted.iter().any(|p| id == format!("{p}_2")), "{id} is not the _2 of its second");
+}

@@ -367,3 +367,17 @@ fn a_name_finds_the_newest_job_of_that_name_an_old_scripts_one_included() {
     assert!(env.jobs().is_empty(), "the newer bgrun job was removed");
     assert!(env.store.join(format!("{old}.log")).exists(), "the older old-script job stays");
 }
+
+#[test]
+fn a_prefix_that_fits_one_bgrun_job_and_two_old_scripts_ones_is_an_error_listing_all_three() {
+    let env = Env::new();
+    let mine = env.start(&["--name", "lb", "true"]);
+    env.wait_ended(&mine, SOON);
+    let older = old_script_job(&env, "lb", chrono::Duration::hours(1), "Command: make\n");
+    let newer = old_script_job(&env, "lb", chrono::Duration::hours(-1), "Command: make\n");
+    for (front, args) in [("runlog", &["lb_", "--no-follow"][..]), ("job", &["status", "lb_"]), ("runrm", &["lb_"])] {
+        let out = env.run(front, args);
+        one_line_error(&out, 1, &["matches 3 jobs", &mine, &older, &newer], &format!("{front} {args:?}"));
+    }
+    assert!(env.job_dir(&mine).is_dir() && env.store.join(format!("{newer}.log")).exists(), "runrm removed a job");
+}
