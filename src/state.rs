@@ -238,6 +238,21 @@ pub fn watcher_gone(job: &Job, boot: &str) -> bool {
     }
 }
 
+/// Does the job's watcher stay for processes of the job left after its
+/// end (`watch::linger`; only under `--log-max`): an end recorded, seen
+/// from where it ran, the watcher proven alive (pid and start time) with
+/// processes below it?
+/// Such a job is not removed (its log is still written to) and `job stop`
+/// ends those processes.
+pub fn lingering(job: &Job, boot: &str) -> bool {
+    let m = &job.meta;
+    if job.end.is_none() || m.log_max.is_none() || job.is_slurm() || here(job, boot) != Some(true) {
+        return false;
+    }
+    matches!((m.watcher_pid, m.watcher_start),
+        (Some(p), Some(s)) if proc::leader_lives(p, s) && !proc::descendants(p, &|_| false).is_empty())
+}
+
 /// Does a job of the old scripts still run? Its pid must be alive and have
 /// started when the pid file was written (within a few seconds), so that a
 /// pid reused since is not taken for it.

@@ -23,6 +23,15 @@ pub fn keep_note(front: &str, kept: usize) {
     }
 }
 
+/// The note for jobs left alone because their watcher stays for processes
+/// of theirs that still run (`state::lingering`).
+pub fn linger_note(front: &str, kept: usize) {
+    if kept > 0 {
+        let s = if kept == 1 { "" } else { "s" };
+        warn(&format!("{front}: kept {kept} ended job{s} whose processes still run (job stop ID ends them)"));
+    }
+}
+
 /// What a removal did: jobs removed (or, in a dry run, that would be), the
 /// bytes freed, and whether any could not be.
 #[derive(Default)]

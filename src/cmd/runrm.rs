@@ -2,10 +2,13 @@
 //! job is removed only once `status` says it ended or it is known to be
 //! lost, and neither can turn back into running. A job `elsewhere` (another
 //! host or pid namespace: not known to have ended) only with `--force`.
+//! Nor, even with `--force`, an ended job whose watcher stays for its
+//! processes that still run (`state::lingering`): its log is still
+//! written to; `job stop` ends them.
 
 use super::out::{clean, warn, Out};
 use super::parse;
-use super::removal::{awaited, keep_note, remove_each, report, sweep_leftovers};
+use super::removal::{awaited, keep_note, linger_note, remove_each, report, sweep_leftovers};
 use super::resolve::{load_all, resolve_any, Found};
 use super::view::elsewhere;
 use crate::cli;
@@ -23,7 +26,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     let mut doomed: Vec<Job> = Vec::new();
     // The old run scripts' jobs: their .log and .pid files.
     let mut old: Vec<Legacy> = Vec::new();
-    let (mut failed, mut kept) = (false, 0);
+    let (mut failed, mut kept, mut lingering) = (false, 0, 0);
     if a.jobs.is_empty() {
         let all = load_all(&store, "runrm")?;
         // What a queued job waits for (`--after`) stays, or it would be skipped.
@@ -33,6 +36,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                 State::Running | State::Queued => {}
                 _ if awaited.contains(&job.id) => {}
                 State::Elsewhere if !a.force => kept += 1,
+                _ if state::lingering(&job, &boot) => lingering += 1,
                 _ => doomed.push(job),
             }
         }
@@ -49,6 +53,9 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
                         failed = true;
                     } else if st == State::Elsewhere && !a.force {
                         warn(&format!("runrm: {}: {}; --force removes it", job.id, elsewhere(&job)));
+                        failed = true;
+                    } else if state::lingering(&job, &boot) {
+                        warn(&format!("runrm: {}: its processes still run; job stop {} ends them", job.id, job.id));
                         failed = true;
                     } else if !doomed.iter().any(|d| d.id == job.id) {
                         doomed.push(job);
@@ -79,6 +86,7 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     }
     let mut tally = remove_each(&store, &doomed, &old, a.dry_run, a.jobs.is_empty(), "runrm", &mut out)?;
     keep_note("runrm", kept);
+    linger_note("runrm", lingering);
     if a.jobs.is_empty() {
         tally.freed += sweep_leftovers(&store, a.dry_run, &mut out)?;
     }

@@ -31,9 +31,12 @@
 //! Its parts: this file (the watcher's life and its supervision of the
 //! job), `finish` (recording an end: the watcher's, the Slurm step's, and a
 //! queued job's that never ran), `message` (what a notification says),
-//! `slurm_step` (the watcher's Slurm variant: the batch step on the node).
+//! `slurm_step` (the watcher's Slurm variant: the batch step on the node),
+//! `linger` (staying, once the end is recorded, while processes of the
+//! job are left: the cap, a stop, a SIGTERM).
 
 mod finish;
+mod linger;
 mod message;
 pub mod slurm_step;
 
@@ -132,45 +135,10 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let ending = Ending { state, outcome, output_from, once: false, cap, on_end, reason: None };
     let code = finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending);
     if let Some((cap, _)) = left {
-        keep_capping(&dir, cap, &staged.log);
+        linger::keep_capping(&dir, cap, &staged.log);
     }
     code
 }
-
-/// Once the end is recorded, the cap holds while any process of the job is
-/// left (a background child still writing): the watcher stays, looking at
-/// the log as it did, until none is (another job's watcher and its tree
-/// aside), or it is sent SIGTERM. Which processes hold the log open for
-/// writing is not known (no count of writers is kept by the kernel); the
-/// job's processes are the ones that got it, and a subreaper sees them all.
-fn keep_capping(dir: &Path, mut cap: Cap, log: &File) {
-    let me = proc::my_pid();
-    let mut look = Instant::now();
-    cap.resync(dir);
-    loop {
-        // Listed before the look at the log: once none is left, that look
-        // was after the last write.
-        let listed = Instant::now() >= look;
-        let gone = listed && proc::descendants(me, &another_watcher).is_empty();
-        if listed {
-            look = Instant::now() + LINGER_LOOK;
-        }
-        let _ = cap.check(log, dir);
-        if gone {
-            return;
-        }
-        match proc::next_wake(Some(Instant::now() + cap.tick())) {
-            Wake::Terminated => return,
-            // No child left: list again now (nothing can be below us).
-            Wake::NoChildren => look = Instant::now(),
-            Wake::Reaped(..) | Wake::StopRequest | Wake::Deadline => {}
-        }
-    }
-}
-
-/// How often a watcher that stays for its job's leftovers lists them (a
-/// walk of /proc: kept rarer than the cap's looks).
-const LINGER_LOOK: Duration = Duration::from_millis(500);
 
 /// What ends a job besides itself.
 pub struct Bounds {
@@ -320,7 +288,7 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
 /// Proven by its mark, then by the meta.json of the directory it works in
 /// naming it with its start time. Neither it nor its tree is this job's:
 /// never signalled by this job's stop, never counted in its usage.
-fn another_watcher(p: proc::Proc) -> bool {
+pub(super) fn another_watcher(p: proc::Proc) -> bool {
     proc::marked_watcher(p.pid) && proc::cwd_of(p.pid).and_then(|d| store::watcher_of(&d)) == Some((p.pid, p.start))
 }
 

@@ -1,6 +1,7 @@
 //! `job stop ID…`: ask the watcher to stop its job (TERM, the grace, then
 //! KILL); with the watcher gone, stop the job's processes here, but only
-//! those proven to be the job's.
+//! those proven to be the job's. An ended job whose watcher stays for
+//! processes it left (`state::lingering`) has those ended the same way.
 
 use crate::cli;
 use crate::cmd::follow::wait_all;
@@ -46,6 +47,17 @@ pub(super) fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
                 code = Exit::Error;
                 continue;
             }
+        }
+        if st.ended() && state::lingering(&job, &boot) {
+            let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
+            match stop_leftovers(&job, a.force) {
+                Ok(()) => out.line(&format!("{}: ended: {how}; stopped its remaining processes", job.id))?,
+                Err(e) => {
+                    warn(&format!("job: {}: ended: {how}; {e}", job.id));
+                    code = Exit::Error;
+                }
+            }
+            continue;
         }
         if st.ended() {
             let how = job.end.as_ref().map_or(st.as_str().to_string(), store::describe_end);
@@ -94,6 +106,30 @@ pub(super) fn stop(store: &Store, a: cli::JobStop) -> Res<Exit> {
     }
     out.flush()?;
     Ok(code)
+}
+
+/// Ends the processes an ended job left, for which its watcher stays
+/// (`state::lingering`): asks the watcher, as for a running job (the stop
+/// request, then SIGUSR1 to the watcher proven by its start time), and
+/// waits for it to leave (it does once none is left: SIGTERM, the grace,
+/// SIGKILL). The recorded end stays as it was.
+fn stop_leftovers(job: &Job, force: bool) -> Result<(), String> {
+    let m = &job.meta;
+    let (Some(pid), Some(start)) = (m.watcher_pid, m.watcher_start) else {
+        return Err("meta.json records no watcher".into());
+    };
+    store::request_stop(&job.dir, force)?;
+    if !proc::signal_leader(proc::Proc { pid, start }, proc::SIGUSR1) && proc::leader_lives(pid, start) {
+        return Err(format!("could not signal its watcher (pid {pid})"));
+    }
+    let until = std::time::Instant::now() + watch::GRACE + Duration::from_secs(10);
+    while proc::leader_lives(pid, start) {
+        if std::time::Instant::now() > until {
+            return Err("its remaining processes still run after the stop request".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// Stops a job whose watcher is gone, once its own process is proven to be

@@ -2,10 +2,12 @@
 //! following one or several jobs until they end, exiting as the worst,
 //! and the job's raw bytes kept exact while the terminal sees them
 //! escaped. Submodules: `header` (the log header), `cap` (`--log-max`),
+//! `linger` (the watcher that stays for what an ended job left running),
 //! `picker` (runlog's fuzzy picker).
 
 mod cap;
 mod header;
+mod linger;
 mod picker;
 
 use crate::common::*;

@@ -1,0 +1,102 @@
+//! The watcher once the job's end is recorded, while processes of the job
+//! are left (a background child still writing): with `--log-max` it stays,
+//! so that the cap holds, until none is left (another job's watcher and its
+//! tree aside). The recorded end stays the job's own process's. While it
+//! stays, the leftovers are ended as a running job's tree is: on a stop
+//! request (`job stop` on the ended job: SIGTERM, the grace, SIGKILL; at
+//! once with `--force`), or on a SIGTERM to the watcher itself (a shutdown,
+//! a user's `kill`), which is noted in the log. The cap keeps holding while
+//! they end, so the watcher never leaves a writer uncapped behind it.
+//!
+//! Which processes hold the log open for writing is not known (no count of
+//! writers is kept by the kernel); the job's processes are the ones that
+//! got it, and a subreaper sees them all.
+
+use super::{another_watcher, GRACE};
+use crate::proc::{self, Wake};
+use crate::store::{self, Cap};
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often a watcher that stays for its job's leftovers lists them (a
+/// walk of /proc: kept rarer than the cap's looks).
+const LINGER_LOOK: Duration = Duration::from_millis(500);
+
+/// How often it lists them while ending them.
+const ENDING_LOOK: Duration = Duration::from_millis(20);
+
+/// Stays while any process of the job is left (see the module's header).
+pub(super) fn keep_capping(dir: &Path, mut cap: Cap, log: &File) {
+    let me = proc::my_pid();
+    let mut look = Instant::now();
+    // While ending the leftovers: when SIGKILL is due, and when it went
+    // out (then the watcher leaves after a while whatever is left: a
+    // process in uninterruptible sleep is beyond any signal).
+    let mut ending: Option<(Instant, Option<Instant>)> = None;
+    cap.resync(dir);
+    loop {
+        // Listed before the look at the log: once none is left, that look
+        // was after the last write.
+        let listed = Instant::now() >= look;
+        let gone = listed && proc::descendants(me, &another_watcher).is_empty();
+        if listed {
+            look = Instant::now() + if ending.is_some() { ENDING_LOOK } else { LINGER_LOOK };
+        }
+        let _ = cap.check(log, dir);
+        if gone || ending.is_some_and(|(_, k)| k.is_some_and(|k| k.elapsed() > Duration::from_secs(5))) {
+            return;
+        }
+        if let Some((kill_at, None)) = ending.filter(|(at, _)| Instant::now() >= *at) {
+            proc::signal_tree(me, None, proc::SIGKILL, &another_watcher);
+            ending = Some((kill_at, Some(Instant::now())));
+        }
+        let mut until = (Instant::now() + cap.tick()).min(look);
+        if let Some((kill_at, None)) = ending {
+            until = until.min(kill_at);
+        }
+        let kill = || store::stop_request(dir).as_deref() == Some("kill");
+        match proc::next_wake(Some(until)) {
+            Wake::Terminated => {
+                if store::stop_request(dir).is_none() {
+                    let msg = "the watcher was sent SIGTERM (a shutdown, a kill): ending the job's remaining processes";
+                    let _ = store::append_note(log, &store::log_path(dir), msg);
+                }
+                ending = end_leftovers(me, ending, kill());
+                look = Instant::now();
+            }
+            Wake::StopRequest if store::stop_request(dir).is_some() => {
+                ending = end_leftovers(me, ending, kill());
+                look = Instant::now();
+            }
+            // No child left: list again now (nothing can be below us).
+            Wake::NoChildren => look = Instant::now(),
+            Wake::Reaped(..) | Wake::StopRequest | Wake::Deadline => {}
+        }
+    }
+}
+
+/// Signals what is left of the job: SIGTERM with the grace to run, or
+/// SIGKILL at once (`kill`, or a kill asked while the grace runs).
+/// Returns when SIGKILL is due and when it went out.
+fn end_leftovers(
+    me: i32,
+    ending: Option<(Instant, Option<Instant>)>,
+    kill: bool,
+) -> Option<(Instant, Option<Instant>)> {
+    match ending {
+        None if kill => {
+            proc::signal_tree(me, None, proc::SIGKILL, &another_watcher);
+            Some((Instant::now(), Some(Instant::now())))
+        }
+        None => {
+            proc::signal_tree(me, None, proc::SIGTERM, &another_watcher);
+            Some((Instant::now() + GRACE, None))
+        }
+        Some((at, None)) if kill => {
+            proc::signal_tree(me, None, proc::SIGKILL, &another_watcher);
+            Some((at, Some(Instant::now())))
+        }
+        e => e,
+    }
+}

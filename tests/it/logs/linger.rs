@@ -1,0 +1,95 @@
+//! The watcher that stays, once a job's end is recorded, for processes the
+//! job left running (`--log-max`: the cap holds while they write). Such a
+//! job is not removed, `job stop` ends what it left, and a SIGTERM to the
+//! watcher ends it too, with a note, before the watcher leaves.
+
+use super::*;
+use crate::common::*;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(60);
+
+/// A capped job whose own process ends at once (`done`) and leaves a
+/// writer behind (64 KiB every 50 ms, until it is ended); returns the
+/// job's id and the writer's pid once it writes.
+fn left_writer(env: &Env) -> (String, i32) {
+    let pidfile = env.root.join("writer.pid");
+    let script = format!(
+        "sh -c 'while :; do head -c 65536 /dev/zero | tr \"\\0\" y; echo; sleep 0.05; done' & echo $! > '{}'",
+        pidfile.display()
+    );
+    let id = env.start(&["--log-max", "64K", "sh", "-c", &script]);
+    assert_eq!(env.wait_ended(&id, SOON)["state"], "done");
+    let mut pid = 0;
+    wait_until(SOON, "the writer's pid", || {
+        pid = fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    assert!(pid_alive(pid.into()), "the writer is not running");
+    (id, pid)
+}
+
+fn watcher_of(env: &Env, id: &str) -> i32 {
+    int(&meta_at(&env.job_dir(id))["watcher_pid"])
+}
+
+#[test]
+fn runrm_and_job_clean_keep_an_ended_job_whose_background_writer_runs_and_remove_it_once_stopped() {
+    let env = Env::new();
+    let (id, writer) = left_writer(&env);
+    let by_id = env.run("runrm", &[&id]);
+    assert_eq!(code(&by_id), 1, "runrm {id}: {}", stderr(&by_id));
+    let err = stderr(&by_id);
+    assert!(err.contains(&id) && err.contains("its processes still run; job stop"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let all = env.run("runrm", &[]);
+    assert!(all.status.success(), "runrm: {}", stderr(&all));
+    assert!(stderr(&all).contains("kept 1 ended job whose processes still run"), "{}", stderr(&all));
+    let clean = env.run("job", &["clean", "--all"]);
+    assert!(clean.status.success(), "job clean: {}", stderr(&clean));
+    assert!(stderr(&clean).contains("kept 1 ended job whose processes still run"), "{}", stderr(&clean));
+    assert!(env.job_dir(&id).join("meta.json").exists(), "the job was removed while its writer ran");
+    assert!(pid_alive(writer.into()), "a removal ended the writer");
+
+    let stop = env.run("job", &["stop", &id]);
+    assert!(stop.status.success(), "job stop: {}", stderr(&stop));
+    assert!(stdout(&stop).contains("ended: done (exit 0); stopped its remaining processes"), "{}", stdout(&stop));
+    let rm = env.run("runrm", &[&id]);
+    assert!(rm.status.success(), "runrm {id} once stopped: {}", stderr(&rm));
+    assert!(!env.job_dir(&id).exists(), "the job is still there once stopped");
+}
+
+#[test]
+fn job_stop_of_an_ended_job_ends_the_writer_it_left_and_keeps_its_end() {
+    for force in [false, true] {
+        let env = Env::new();
+        let (id, writer) = left_writer(&env);
+        let watcher = watcher_of(&env, &id);
+        let args: &[&str] = if force { &["stop", "--force", &id] } else { &["stop", &id] };
+        let stop = env.run("job", args);
+        assert!(stop.status.success(), "job {args:?}: {}", stderr(&stop));
+        assert!(stdout(&stop).contains("stopped its remaining processes"), "{}", stdout(&stop));
+        assert!(!pid_alive(writer.into()), "job {args:?} returned with the writer running");
+        wait_until(SOON, "the watcher to leave", || !pid_alive(watcher.into()));
+        assert_eq!(env.state(&id), "done", "the recorded end changed");
+        let again = env.run("job", &["stop", &id]);
+        assert!(stdout(&again).contains("already ended: done"), "{}", stdout(&again));
+    }
+}
+
+#[test]
+fn sigterm_to_the_staying_watcher_ends_the_writer_with_a_note_and_the_log_stays_capped() {
+    let env = Env::new();
+    let (id, writer) = left_writer(&env);
+    let watcher = watcher_of(&env, &id);
+    kill(watcher, libc::SIGTERM);
+    wait_until(SOON, "the writer to end", || !pid_alive(writer.into()));
+    wait_until(SOON, "the watcher to leave", || !pid_alive(watcher.into()));
+    let log = fs::read(env.job_dir(&id).join("log")).expect("reading the log");
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.contains("the watcher was sent SIGTERM"), "no note in the log");
+    let disk = fs::metadata(env.job_dir(&id).join("log")).map_or(0, |m| m.blocks() * 512);
+    assert!(disk <= (64 << 10) + 2 * 65536, "the log takes {disk} bytes on disk, over --log-max 64K");
+    assert_eq!(env.state(&id), "done", "the recorded end changed");
+}
