@@ -57,6 +57,9 @@ pub struct View<'a> {
     pub slurm_job_id: Option<u64>,
     /// The node a Slurm job runs or ran on (also its `host`).
     pub node: Option<&'a str>,
+    /// An ended job whose watcher stays for processes of the job that
+    /// still run (`state::lingering`).
+    pub lingering: bool,
 }
 
 pub fn view(job: &Job, state: State) -> View<'_> {
@@ -102,8 +105,20 @@ pub fn view(job: &Job, state: State) -> View<'_> {
         backend: if job.is_slurm() { "slurm" } else { "local" },
         slurm_job_id: slurm.and_then(|s| s.id),
         node,
+        lingering: lingering(job),
     }
 }
+
+/// Does the ended job's watcher stay for processes of the job that still
+/// run? Asked of /proc only for a capped job (the only kind whose watcher
+/// stays), so a listing pays nothing for the others.
+pub fn lingering(job: &Job) -> bool {
+    job.end.is_some() && job.meta.log_max.is_some() && state::lingering(job, &crate::proc::boot_id())
+}
+
+/// What the text views add to an ended job's state while processes of the
+/// job still run.
+pub const LINGERING: &str = " (processes still running)";
 
 /// Slurm's words on a job: why it waits, or how Slurm ended it.
 fn reason(job: &Job, state: State) -> Option<String> {
@@ -223,11 +238,8 @@ pub fn summary_noted(out: &Out, job: &Job, state: State, note: &str) -> String {
         State::Elsewhere => ("◌", "36"),
     };
     let what = match (&job.end, state) {
-        (Some(e), State::Done) => {
-            let _ = e;
-            "done".to_string()
-        }
-        (Some(e), _) => store::describe_end(e),
+        (Some(_), State::Done) => "done".to_string() + if lingering(job) { LINGERING } else { "" },
+        (Some(e), _) => store::describe_end(e) + if lingering(job) { LINGERING } else { "" },
         (None, State::Elsewhere) => format!("elsewhere on {}", clean(&job.meta.host)),
         (None, State::Queued) if job.is_slurm() => match reason(job, state) {
             Some(r) => format!("queued ({r})"),

@@ -4,7 +4,7 @@ use crate::cli;
 use crate::cmd::env;
 use crate::cmd::out::{clean, human_bytes, Out};
 use crate::cmd::resolve::{load_all, resolve_any, Found};
-use crate::cmd::view::{queue_notes, queue_places, summary, view};
+use crate::cmd::view::{queue_notes, queue_places, summary, view, LINGERING};
 use crate::exit::{Exit, Res};
 use crate::state;
 use crate::store::{self, State, Store};
@@ -40,7 +40,7 @@ pub(super) fn status(store: &Store, a: cli::JobStatus) -> Res<Exit> {
     }
     let v = view(&job, st);
     let state = match &job.end {
-        Some(e) => store::describe_end(e),
+        Some(e) => store::describe_end(e) + if v.lingering { LINGERING } else { "" },
         None if waits.note.is_empty() => st.as_str().to_string(),
         None => format!("{} {}", st.as_str(), clean(&waits.note)),
     };

@@ -1,7 +1,8 @@
 //! The watcher that stays, once a job's end is recorded, for processes the
 //! job left running (`--log-max`: the cap holds while they write). Such a
-//! job is not removed, `job stop` ends what it left, and a SIGTERM to the
-//! watcher ends it too, with a note, before the watcher leaves.
+//! job is not removed, its state says processes remain, `job stop` ends
+//! what it left, and a SIGTERM to the watcher ends it too, with a note,
+//! before the watcher leaves.
 
 use super::*;
 use crate::common::*;
@@ -61,11 +62,16 @@ fn runrm_and_job_clean_keep_an_ended_job_whose_background_writer_runs_and_remove
 }
 
 #[test]
-fn job_stop_of_an_ended_job_ends_the_writer_it_left_and_keeps_its_end() {
+fn job_stop_of_an_ended_job_says_processes_remain_then_ends_the_writer_it_left_and_keeps_its_end() {
     for force in [false, true] {
         let env = Env::new();
         let (id, writer) = left_writer(&env);
         let watcher = watcher_of(&env, &id);
+        assert_eq!(env.job(&id)["lingering"], true, "runs --json does not say processes remain");
+        let listed = stdout(&env.run("runs", &[]));
+        assert!(listed.contains("done (processes still running)"), "{listed}");
+        let status = stdout(&env.run("job", &["status", &id]));
+        assert!(status.contains("done (exit 0) (processes still running)"), "{status}");
         let args: &[&str] = if force { &["stop", "--force", &id] } else { &["stop", &id] };
         let stop = env.run("job", args);
         assert!(stop.status.success(), "job {args:?}: {}", stderr(&stop));
@@ -73,6 +79,9 @@ fn job_stop_of_an_ended_job_ends_the_writer_it_left_and_keeps_its_end() {
         assert!(!pid_alive(writer.into()), "job {args:?} returned with the writer running");
         wait_until(SOON, "the watcher to leave", || !pid_alive(watcher.into()));
         assert_eq!(env.state(&id), "done", "the recorded end changed");
+        assert_eq!(env.job(&id)["lingering"], false, "runs --json says processes remain once stopped");
+        let listed = stdout(&env.run("runs", &[]));
+        assert!(!listed.contains("processes still running"), "{listed}");
         let again = env.run("job", &["stop", &id]);
         assert!(stdout(&again).contains("already ended: done"), "{}", stdout(&again));
     }
