@@ -86,7 +86,7 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
         let Some(i) = jobs.iter_mut().position(|j| {
             let st = state::of(j, &boot);
             queued = st == State::Queued;
-            !st.ended()
+            !settled(j, st)
         }) else {
             return true;
         };
@@ -123,6 +123,13 @@ pub fn wait_all(jobs: &mut [Job], timeout: Option<Duration>) -> bool {
             Some(w) => w.wait(left),
         }
     }
+}
+
+/// Has the job ended for good? A Slurm job's provisional end (an empty
+/// squeue answer, see `store::FORGOTTEN`) is waited past: the true one may
+/// replace it.
+pub fn settled(job: &Job, st: State) -> bool {
+    st.ended() && !(job.is_slurm() && job.end.as_ref().is_some_and(store::End::provisional))
 }
 
 /// Reads the job's log on from `*pos` (where `f` is) into `buf`, and
@@ -178,7 +185,7 @@ const ASK_EVERY: Duration = Duration::from_secs(2);
 /// asked at most every `ASK_EVERY`.
 fn polled_state(job: &mut Job, boot: &str, asked: &mut Option<(Instant, State)>) -> State {
     let _ = job.reread_end();
-    if let Some(e) = &job.end {
+    if let Some(e) = job.end.as_ref().filter(|e| !e.provisional()) {
         return e.state;
     }
     match asked {
@@ -251,7 +258,7 @@ pub fn show_log(job: &mut Job, tail: Option<usize>, follow: bool, out: &mut Out)
             shown.clear();
         }
         out.flush()?;
-        if !follow || st.ended() {
+        if !follow || settled(job, st) {
             return Ok(st);
         }
         if job.is_slurm() {

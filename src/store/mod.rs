@@ -23,6 +23,7 @@
 //! ├── .rm-*            a job being removed: renamed out of sight first
 //! ├── .keys/HEX        idempotency keys: symlink to the job id
 //! ├── .ids/ID          the id of a removed job (empty): never given again
+//! ├── .notify/K        flock: a slot to send a skipped job's notification
 //! └── .queues/NAME@PLACE/   one queue on one host (see `queue`)
 //!     ├── lock         flock: held by whoever decides what starts
 //!     ├── conf         "slots N" and "paused" (absent: 1 slot, running)
@@ -72,6 +73,7 @@ mod marks;
 mod queue;
 mod read;
 mod record;
+mod sends;
 mod write;
 
 pub use crate::files::io_err;
@@ -98,6 +100,7 @@ use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
 }

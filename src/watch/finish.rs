@@ -72,7 +72,8 @@ pub fn finish(
 /// A job that never left its queue (`Meta::is_queued`) has no time of its
 /// own (its footer says it ran 0 s), keeps its meta.json as it was queued,
 /// and is notified from a detached process of its own: whoever ends it
-/// holds its queue's lock and may be any front.
+/// holds its queue's lock and may be any front. A few such processes send
+/// at once, the others wait their turn (a chain skipped whole).
 pub fn record(
     store: &Store,
     dir: &Path,
@@ -128,9 +129,12 @@ pub fn record(
     let (Some(topic), Some(cfg)) = (&meta.notify_topic, ntfy) else { return Ok(Some(end)) };
     if queued {
         let (m, d, e, c, t) = (meta.clone(), dir.to_path_buf(), end.clone(), cfg.clone(), topic.clone());
+        let s = store.clone();
         let _ = proc::detach(move |hs| {
             proc::close_fds_except(&[hs.fd()]);
             hs.send("ok");
+            // A skipped chain's many senders take turns (`store::sends`).
+            let _slot = s.send_slot();
             let _ = store::record_notified(&d, &publish(&c, &message(&m, &t, &e, 0.0, &[])));
             0
         });

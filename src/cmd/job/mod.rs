@@ -6,7 +6,7 @@ mod queue;
 mod status;
 mod stop;
 
-use super::follow::{follow_many, show_legacy_log, show_log, wait_all};
+use super::follow::{follow_many, settled, show_legacy_log, show_log, wait_all};
 use super::launch_args::{self, Checked};
 use super::out::{clean, warn, Out};
 use super::resolve::{load_all, resolve, resolve_any, Found};
@@ -143,8 +143,13 @@ fn wait(store: &Store, ids: &[String], timeout: Option<Duration>) -> Res<Exit> {
     }
     if !wait_all(&mut jobs, timeout) {
         let boot = proc::boot_id();
-        let running: Vec<String> =
-            jobs.iter_mut().filter_map(|j| (!state::of(j, &boot).ended()).then(|| j.id.clone())).collect();
+        let running: Vec<String> = jobs
+            .iter_mut()
+            .filter_map(|j| {
+                let st = state::of(j, &boot);
+                (!settled(j, st)).then(|| j.id.clone())
+            })
+            .collect();
         warn(&format!("job: timed out waiting for {} (still running)", running.join(", ")));
         return Ok(Exit::WaitTimeout);
     }

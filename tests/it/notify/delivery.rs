@@ -303,11 +303,69 @@ fn a_watcher_that_gave_back_its_memory_still_records_the_end_stops_times_out_and
     ] {
         let job = env.wait_ended(id, SOON);
         assert_eq!(job["state"], state, "{job}");
-        assert_eq!(wait_notified(&env, id)["state"], "sent", "{id}");
+        let notify = wait_notified(&env, id);
+        assert_eq!(notify["state"], "sent", "{id}: {notify}");
         let footer = format!("=== {state}");
         assert!(env.log(id).lines().any(|l| l.starts_with(&footer)), "no footer in the log of {id}: {}", env.log(id));
         let req = server.request_for(id);
         assert!(req.title().contains(title), "{id}: {}", req.title());
     }
     assert_eq!(env.job(&ending)["exit_code"], 3);
+}
+
+/// A loopback ntfy server that holds each request `hold` before answering
+/// 200, counting the connections open at once: (requests, most at once).
+fn counting_server(hold: Duration) -> (String, Arc<Mutex<(usize, usize)>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("the port"));
+    let counts = Arc::new(Mutex::new((0usize, 0usize)));
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = counts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (c, open) = (c.clone(), open.clone());
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                {
+                    let mut k = c.lock().expect("the counts");
+                    k.1 = k.1.max(now);
+                }
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = read_request_text(&mut conn);
+                std::thread::sleep(hold);
+                c.lock().expect("the counts").0 += 1;
+                open.fetch_sub(1, Ordering::SeqCst);
+                let _ = conn.write_all(OK_200.as_bytes());
+            });
+        }
+    });
+    (url, counts)
+}
+
+#[test]
+fn a_skipped_chain_of_notifying_jobs_sends_a_few_notifications_at_a_time_and_every_one_arrives() {
+    let env = Env::new();
+    let (url, counts) = counting_server(Duration::from_millis(300));
+    let vars = [("NTFY_TOPIC", "bgrun-tests")];
+    let gate = env.root.join("gate");
+    let wait_gate = format!("while [ ! -e '{}' ]; do sleep 0.02; done; exit 3", gate.display());
+    let head = started(&call(&env, &url, &vars, "run", &["-q", "qa", "sh", "-c", &wait_gate]));
+    let (mut prev, mut chain) = (head, Vec::new());
+    for _ in 0..30 {
+        prev = started(&call(&env, &url, &vars, "run", &["-n", "-q", "qa", "--after", &prev, "true"]));
+        chain.push(prev.clone());
+    }
+    fs::write(&gate, "").expect("opening the gate");
+    // Read from the store, not `runs`: a skipped job has no watcher, and
+    // `runs` takes a missing one for a notifier that died.
+    for id in &chain {
+        let notified = env.store.join(id).join("notified");
+        wait_until(SOON, &format!("job {id}'s notification"), || notified.exists());
+        let outcome = fs::read_to_string(&notified).expect("reading notified");
+        assert_eq!(outcome, "sent\n", "{id}");
+    }
+    let (sent, most) = *counts.lock().expect("the counts");
+    assert_eq!(sent, chain.len(), "every skipped job's notification arrived");
+    assert!(most <= 4, "{most} notifications were sent at once");
 }

@@ -185,3 +185,50 @@ fn readers_racing_to_record_a_slurm_jobs_end_record_it_once() {
         assert!(left.is_empty(), "round {round}: temporary records left: {left:?}");
     }
 }
+
+#[test]
+fn job_wait_keeps_waiting_past_an_empty_squeue_answer_and_returns_the_true_exit() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let fake = c.root.join("fake-bin");
+    std::fs::create_dir(&fake).expect("making the fake squeue's directory");
+    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v squeue"]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let (honest, asked) = (c.root.join("honest"), c.root.join("asked"));
+    // Empty answers until `honest` exists, then the real ones; each empty
+    // answer leaves a line in `asked`.
+    let script = format!(
+        "#!/bin/sh\n[ -e '{}' ] && exec '{real}' \"$@\"\necho >> '{}'\nexit 0\n",
+        honest.display(),
+        asked.display()
+    );
+    write(&fake.join("squeue"), &script);
+    std::fs::set_permissions(fake.join("squeue"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let (id, sid) = c.submit(&["--sbatch", "--hold", "sh", "-c", "echo ran; exit 3"]);
+    c.wait_state(&id, "queued", SOON);
+    let mut waiter = c.cmd("job").args(["wait", &id]).env("PATH", &path).spawn().expect("starting job wait");
+    let status = c.job_dir(&id).join("status");
+    wait_until(SOON, "the empty answer to be recorded as a provisional end", || status.exists());
+    // Asked again and again after the provisional end, and still waiting.
+    let answers = || std::fs::read_to_string(&asked).map_or(0, |s| s.lines().count());
+    wait_until(SOON, "job wait to ask Slurm again", || answers() >= 3);
+    assert!(waiter.try_wait().unwrap().is_none(), "job wait returned on the provisional end");
+    std::fs::write(&honest, "").unwrap();
+    release(sid);
+    let deadline = std::time::Instant::now() + SOON;
+    let code = loop {
+        if let Some(s) = waiter.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "job wait never returned");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(1), "job wait reports the true failure");
+    let j = c.wait_state(&id, "failed", SOON);
+    assert_eq!(j["exit_code"], 3, "{j}");
+}
