@@ -333,9 +333,16 @@ fn a_stop_never_signals_a_stranger_that_took_a_dead_watchers_pid() {
         set -- $out; id=$1; pid=$2
         w=$(sed -n 's/.*"watcher_pid": *\([0-9]*\).*/\1/p' "$RUN_DIR/$id/meta.json")
         [ -n "$w" ] || exit 11
+        # The watcher's start time, in clock ticks: the stranger must start
+        # at a later tick, or no start time could tell the two apart.
+        ws=$(sed 's/.*) //' /proc/$w/stat | cut -d' ' -f20)
         kill -KILL "$w"
         for t in $(seq 400); do [ -e /proc/$w ] || break; sleep 0.01; done
         [ -e /proc/$w ] && exit 12
+        for t in $(seq 1000); do
+            now=$(sh -c 'sed "s/.*) //" /proc/$$/stat | cut -d" " -f20')
+            [ "$now" -gt "$ws" ] && break
+        done
         s=""
         for t in $(seq 100); do
             echo $((w - 1)) >/proc/sys/kernel/ns_last_pid
