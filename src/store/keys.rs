@@ -47,6 +47,13 @@ impl Store {
             };
             if let Some(pid) = target.strip_prefix(".pending.") {
                 let claimant_alive = pid.parse().map(alive).unwrap_or(false);
+                // A claimant seen gone may have finished its launch (the key
+                // then names its job) just before it exited: only a claim
+                // that still names it after it is proven gone is stranded.
+                let still = files::read_link_in(&dir, &name).is_ok_and(|t| t.to_string_lossy() == target);
+                if !claimant_alive && !still {
+                    continue;
+                }
                 if !claimant_alive {
                     return Err(format!(
                         "key '{key}': claimed by a launch that did not finish; remove {} to reuse it",
@@ -114,6 +121,26 @@ mod tests {
     use std::fs;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    #[test]
+    fn a_claimant_that_finished_its_launch_and_exited_while_looked_at_leaves_its_job_not_an_error() {
+        let root = std::env::temp_dir().join(format!("bgrun-keys-done-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let store = Store::at(root.clone());
+        // Another launch's claim, as its launcher leaves it.
+        let dir = store.keys_dir(true).unwrap();
+        files::symlink_in(".pending.1", &dir, &Store::key_name("k")).unwrap();
+        // Between reading that claim and checking its launcher, the launch
+        // finishes (the key names its job) and the launcher exits.
+        let finished = |_| {
+            store.set_key("k", "job_1").unwrap();
+            false
+        };
+        let claim = store.claim_key("k", &finished).unwrap();
+        assert!(matches!(claim, Claim::Taken(ref id) if id == "job_1"));
+        let _ = fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn of_threads_released_at_once_on_one_key_exactly_one_claims_it_and_the_rest_get_its_job() {
