@@ -1,9 +1,9 @@
-//! The cap on a job's log (`--log-max`). The job writes straight into its
-//! log; its watcher looks at the space the log takes (every `Cap::tick`:
-//! 2 to 50 ms, shorter while the log grows fast) and, past the cap, frees
-//! the oldest output by punching a hole in the file
-//! (`fallocate(PUNCH_HOLE | KEEP_SIZE)`). It keeps looking once the end is
-//! recorded, while any process of the job is left to write.
+//! The cap on a job's log (`--log-max`). The job's output reaches its log
+//! through its watcher (`watch::pump`), which calls `Cap::check` after
+//! every chunk it copies; past the cap, the oldest output is freed by
+//! punching a hole in the file (`fallocate(PUNCH_HOLE | KEEP_SIZE)`). A
+//! Slurm step, whose job writes straight into its log, calls it every
+//! `Cap::tick` (2 to 50 ms, shorter while the log grows fast) instead.
 //!
 //! Why a hole and not `COLLAPSE_RANGE`: a hole keeps every offset where it
 //! was, so the job's appends, a follower's position and `tail -f` are never
@@ -102,6 +102,11 @@ impl Cap {
         Cap { max, start, end: start, punched: start, last_bytes: 0, tick: MIN_TICK, sees_holes: true }
     }
 
+    /// The cap, in bytes.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
     /// Bytes dropped so far.
     pub fn dropped(&self) -> u64 {
         self.end - self.start
@@ -141,7 +146,7 @@ impl Cap {
     /// written, on a full disk, means no punch: a reader would show zeros);
     /// a failed punch is tried again next time.
     ///
-    /// A log that the job cut short since (`: > /dev/stdout`, or a rewrite
+    /// A log that the job cut short since (`: > …/log`, or a rewrite
     /// through a descriptor of its own that truncated it) no longer holds
     /// the dropped range: the record is emptied, so that readers show what
     /// the file holds now.

@@ -12,9 +12,10 @@
 //! writers is kept by the kernel); the job's processes are the ones that
 //! got it, and a subreaper sees them all.
 
+use super::pump::Pump;
 use super::{another_watcher, GRACE};
 use crate::proc::{self, Wake};
-use crate::store::{self, Cap};
+use crate::store;
 use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,41 +28,43 @@ const LINGER_LOOK: Duration = Duration::from_millis(500);
 const ENDING_LOOK: Duration = Duration::from_millis(20);
 
 /// Stays while any process of the job is left (see the module's header).
-pub(super) fn keep_capping(dir: &Path, mut cap: Cap, log: &File) {
+pub(super) fn keep_capping(dir: &Path, log: &File, pump: &Pump) {
     let me = proc::my_pid();
     let mut look = Instant::now();
     // While ending the leftovers: when SIGKILL is due, and when it went
     // out (then the watcher leaves after a while whatever is left: a
     // process in uninterruptible sleep is beyond any signal).
     let mut ending: Option<(Instant, Option<Instant>)> = None;
-    cap.resync(dir);
+    let mut terminated = false;
     loop {
-        // Listed before the look at the log: once none is left, that look
-        // was after the last write.
         let listed = Instant::now() >= look;
         let gone = listed && proc::descendants(me, &another_watcher).is_empty();
         if listed {
             look = Instant::now() + if ending.is_some() { ENDING_LOOK } else { LINGER_LOOK };
         }
-        let _ = cap.check(log, dir);
         if gone || ending.is_some_and(|(_, k)| k.is_some_and(|k| k.elapsed() > Duration::from_secs(5))) {
+            // What the last of them wrote (the pump copies the rest).
+            let _held = pump.drained();
+            if terminated {
+                let msg = "the watcher was sent SIGTERM (a shutdown, a kill): ended the job's remaining processes";
+                let _ = store::append_note(log, &store::log_path(dir), msg);
+            }
             return;
         }
         if let Some((kill_at, None)) = ending.filter(|(at, _)| Instant::now() >= *at) {
             proc::signal_tree(me, None, proc::SIGKILL, &another_watcher);
             ending = Some((kill_at, Some(Instant::now())));
         }
-        let mut until = (Instant::now() + cap.tick()).min(look);
+        let mut until = look;
         if let Some((kill_at, None)) = ending {
             until = until.min(kill_at);
         }
         let kill = || store::stop_request(dir).as_deref() == Some("kill");
         match proc::next_wake(Some(until)) {
             Wake::Terminated => {
-                if store::stop_request(dir).is_none() {
-                    let msg = "the watcher was sent SIGTERM (a shutdown, a kill): ending the job's remaining processes";
-                    let _ = store::append_note(log, &store::log_path(dir), msg);
-                }
+                // Said once they are ended, after all they wrote: then
+                // no drop of the cap can take the note away.
+                terminated |= store::stop_request(dir).is_none();
                 ending = end_leftovers(me, ending, kill());
                 look = Instant::now();
             }

@@ -4,8 +4,9 @@
 //! end: log footer, then `status`, then `ended_at` and what the job used
 //! in meta.json) and only then, if asked, publishes to ntfy (`message`):
 //! the record of a job's end never waits on the network.
-//! With `--log-max` it also looks at the log's size every `Cap::tick`
-//! and drops its oldest output past the cap (see `store::cap`). Once the
+//! With `--log-max` the job writes into a pipe that a thread of the
+//! watcher copies into the log, dropping its oldest output past the cap
+//! (`pump`, `store::cap`). Once the
 //! job has run for `SHED_AFTER`, it gives back the memory of its launcher
 //! that waiting does not use (`proc::shed`).
 //!
@@ -33,11 +34,13 @@
 //! queued job's that never ran), `message` (what a notification says),
 //! `slurm_step` (the watcher's Slurm variant: the batch step on the node),
 //! `linger` (staying, once the end is recorded, while processes of the
-//! job are left: the cap, a stop, a SIGTERM).
+//! job are left: the cap, a stop, a SIGTERM), `pump` (a capped job's
+//! output, copied).
 
 mod finish;
 mod linger;
 mod message;
+mod pump;
 pub mod slurm_step;
 
 pub use finish::{finish, record, Ending};
@@ -45,6 +48,7 @@ pub use finish::{finish, record, Ending};
 use crate::ntfy;
 use crate::proc::{self, Handshake, Wake};
 use crate::store::{self, Cap, Meta, Outcome, Staged, State, Store};
+use pump::Pump;
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -85,11 +89,35 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     // Where the job's own output will start: at 0, or after the header of
     // a log that holds one (queued by an older version).
     let output_from = staged.log.metadata().map_or(0, |m| m.len());
-    let log = staged.log.as_raw_fd();
-    let mut job = match proc::fork_job(&program, &argv, log, env.as_deref(), cwd.as_deref()) {
+    // A capped job writes into a pipe that the watcher copies (`pump`).
+    let pipe = match meta.log_max.map(|_| proc::output_pipe()).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            store.discard(&staged);
+            hs.send(&format!("err {e}"));
+            return 1;
+        }
+    };
+    let out = pipe.as_ref().map_or(staged.log.as_raw_fd(), |(_, w)| w.as_raw_fd());
+    let mut job = match proc::fork_job(&program, &argv, out, env.as_deref(), cwd.as_deref()) {
         Ok(j) => j,
         Err(e) => {
             store.discard(&staged);
+            hs.send(&format!("err {e}"));
+            return 1;
+        }
+    };
+    let pipe = pipe.map(|(r, _)| r);
+    let started_pump = match (pipe, meta.log_max) {
+        (Some(r), Some(max)) => Some(Pump::start(r, &staged.log, &staged.dir, Cap::new(max, output_from))),
+        _ => None,
+    };
+    let (pump, mut held) = match started_pump.transpose() {
+        Ok(p) => p.map_or((None, None), |(p, h)| (Some(p), Some(h))),
+        Err(e) => {
+            store.discard(&staged);
+            drop(job); // the job sees no "go" and exits without running
+            let _ = proc::next_wake(None);
             hs.send(&format!("err {e}"));
             return 1;
         }
@@ -110,6 +138,10 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
             return 1;
         }
     };
+    if let Some(h) = held.as_mut() {
+        h.moved_to(&dir);
+    }
+    drop(held);
     proc::mark_watcher(&dir);
     if let Some(key) = &meta.key {
         if let Err(e) = store.set_key(key, &meta.id) {
@@ -127,15 +159,20 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
         }
     }
 
-    let mut cap = meta.log_max.map(|max| Cap::new(max, output_from));
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let bounds = Bounds { deadline, slurm: None };
-    let (state, outcome) = supervise(&dir, job.pid, bounds, cap.as_mut(), &staged.log);
-    let left = cap.as_ref().map(|c| (c.clone(), meta.log_max));
+    let (state, outcome) = supervise(&dir, job.pid, bounds, None, &staged.log);
+    // What the job wrote before it ended comes before the footer.
+    let mut held = pump.as_ref().map(Pump::drained);
+    let cap = held.as_ref().map(|h| h.cap.clone());
     let ending = Ending { state, outcome, output_from, once: false, cap, on_end, reason: None };
     let code = finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending);
-    if let Some((cap, _)) = left {
-        linger::keep_capping(&dir, cap, &staged.log);
+    if let Some(h) = held.as_mut() {
+        h.cap.resync(&dir);
+    }
+    drop(held);
+    if let Some(p) = &pump {
+        linger::keep_capping(&dir, &staged.log, p);
     }
     code
 }
