@@ -452,3 +452,36 @@ fn clean_defaults_to_seven_days_and_all_removes_every_job_that_is_not_running() 
     assert_eq!(env.ids(), vec![running.clone()]);
     assert_eq!(env.state(&running), "running");
 }
+
+// --- a damaged status on a running job ---------------------------------------------------------
+
+#[test]
+fn a_running_job_whose_status_file_is_damaged_is_never_removed() {
+    let env = Env::new();
+    // The job runs and its watcher holds the end's lock; a `status` file
+    // that is not a status (empty, garbage, a link: planted, or a torn
+    // write) says nothing of how it ended, as a damaged meta.json says
+    // nothing (that job is kept while its pid lives).
+    for (round, damage) in ["", "garbage\n", "link"].into_iter().enumerate() {
+        let id = env.start(&["--name", &format!("alive{round}"), "sleep", "600"]);
+        let pid = int(&meta(&env, &id)["pid"]);
+        let status = env.job_dir(&id).join("status");
+        if damage == "link" {
+            std::os::unix::fs::symlink("/etc/hostname", &status).expect("planting a link");
+        } else {
+            write(&status, damage);
+        }
+        for args in [vec![id.as_str()], vec![], vec!["--force"]] {
+            let out = env.run("runrm", &args);
+            assert!(
+                env.job_dir(&id).join("log").exists(),
+                "runrm {args:?} removed the running job {id} (status {damage:?}, pid {pid} alive: {}): {}{}",
+                pid_alive(pid.into()),
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        assert!(pid_alive(pid.into()));
+        kill(pid, libc::SIGKILL);
+    }
+}

@@ -366,3 +366,40 @@ fn a_stop_never_signals_a_stranger_that_took_a_dead_watchers_pid() {
     assert!(text.contains("stranger S"), "the stranger holding the watcher's pid was signalled: {text}");
     assert!(text.contains("stop 0") && !text.contains("job alive"), "{text}{}", stderr(&out));
 }
+
+/// The parent pid of process `pid`, from /proc (none once it is gone).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn stopping_a_driver_job_never_signals_what_a_job_it_started_left_running() {
+    let env = Env::new();
+    // The driver starts an inner job (no cap) that leaves a background
+    // process and ends at once; the inner watcher records `done` and
+    // leaves, and the kernel gives its leftover to the nearest subreaper
+    // above it: the driver's watcher. The leftover is the inner job's
+    // (its session, its log), not the driver's.
+    let left = env.root.join("leftover.pid");
+    let inner = format!("sleep 600 & echo \\$! > '{}'; exit 0", left.display());
+    let script = format!("'{}' --name inner sh -c \"{inner}\" || exit 9; exec sleep 600", bin("run").display());
+    let outer = the_id(&env.run("job", &["run", &script, "--name", "driver"]));
+    let mut pid = 0;
+    wait_until(SOON, "the inner job's leftover to start", || {
+        pid = fs::read_to_string(&left).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    let inner = env.jobs().iter().find(|j| j["name"] == "inner").map(|j| j["id"].as_str().unwrap().to_string());
+    let inner = inner.expect("the inner job is listed");
+    assert_eq!(env.wait_ended(&inner, SOON)["state"], "done");
+    let outer_watcher = int(&meta(&env, &outer)["watcher_pid"]);
+    wait_until(SOON, "the inner job's leftover to be re-parented to the driver's watcher", || {
+        parent_of(pid) == Some(outer_watcher)
+    });
+    let out = env.run("job", &["stop", &outer]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.wait_ended(&outer, SOON)["state"], "stopped");
+    assert!(pid_alive(pid.into()), "job stop {outer} killed {pid}, a process the inner job {inner} left running");
+    kill(pid, libc::SIGKILL);
+}

@@ -232,3 +232,70 @@ fn job_wait_keeps_waiting_past_an_empty_squeue_answer_and_returns_the_true_exit(
     let j = c.wait_state(&id, "failed", SOON);
     assert_eq!(j["exit_code"], 3, "{j}");
 }
+
+/// A directory holding a `squeue` that answers, naming no job (a
+/// controller's hiccup), and a PATH that finds it first; each answer
+/// leaves a line in `asked`.
+fn empty_squeue(c: &Cluster) -> (String, std::path::PathBuf) {
+    let fake = c.root.join("fake-bin");
+    let asked = c.root.join("asked");
+    std::fs::create_dir(&fake).expect("making the fake squeue's directory");
+    write(&fake.join("squeue"), &format!("#!/bin/sh\necho >> '{}'\nexit 0\n", asked.display()));
+    std::fs::set_permissions(fake.join("squeue"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default()), asked)
+}
+
+#[test]
+fn an_empty_squeue_answer_never_lets_runrm_remove_a_slurm_job_that_is_running() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let (path, _) = empty_squeue(&c);
+    let (id, sid) = c.submit(&["sh", "-c", "echo up; sleep 600"]);
+    c.wait_output(&id, "up");
+    for args in [vec![], vec![id.as_str()]] {
+        let out = c.cmd("runrm").args(&args).env("PATH", &path).output().expect("running runrm");
+        assert!(
+            c.job_dir(&id).join("log").exists(),
+            "runrm {args:?} removed {id} while Slurm runs it (squeue now: {}): {}{}",
+            squeue_state(sid),
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    assert_eq!(c.job_json(&id)["state"], "running");
+}
+
+#[test]
+fn on_an_empty_squeue_answer_job_stop_and_job_wait_never_take_a_running_slurm_job_for_ended() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let (path, asked) = empty_squeue(&c);
+    let (id, sid) = c.submit(&["sh", "-c", "echo up; sleep 600"]);
+    c.wait_output(&id, "up");
+    let mut waiter = c.cmd("job");
+    waiter.args(["wait", &id]).env("PATH", &path);
+    waiter.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut waiter = waiter.spawn().expect("starting job wait");
+    let answers = || std::fs::read_to_string(&asked).map_or(0, |s| s.lines().count());
+    let mut waited = None;
+    wait_until(SOON, "job wait to ask Slurm three times or return", || {
+        waited = waiter.try_wait().unwrap();
+        waited.is_some() || answers() >= 3
+    });
+    let _ = waiter.kill();
+    let _ = waiter.wait();
+    assert!(waited.is_none(), "job wait returned ({waited:?}) while Slurm runs the job: {}", squeue_state(sid));
+    let out = c.cmd("job").args(["stop", &id]).env("PATH", &path).output().expect("running job stop");
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    let said_ended = out.status.success() && said.contains("already ended");
+    assert!(
+        !said_ended,
+        "job stop said the running job had ended and stopped nothing (squeue now: {}): {}",
+        squeue_state(sid),
+        said
+    );
+}
