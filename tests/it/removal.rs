@@ -485,3 +485,27 @@ fn a_running_job_whose_status_file_is_damaged_is_never_removed() {
         kill(pid, libc::SIGKILL);
     }
 }
+
+#[test]
+fn runrm_never_removes_the_log_that_a_process_the_job_left_running_still_writes() {
+    let env = Env::new();
+    // No cap: the watcher leaves with the main process, and the job's
+    // background child goes on writing into the log. Removing the job
+    // then frees nothing (the file lives on, unlinked, growing where no
+    // one sees it), though runrm says it freed the log's size.
+    let left = env.root.join("left.pid");
+    let script = format!("(while :; do echo tick; sleep 0.02; done) & echo $! > '{}'; exit 0", left.display());
+    let id = env.start(&["--name", "leaves", "sh", "-c", &script]);
+    assert_eq!(env.wait_ended(&id, SOON)["state"], "done");
+    let mut pid = 0;
+    wait_until(SOON, "the background child to start", || {
+        pid = fs::read_to_string(&left).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    let out = env.run("runrm", &[&id]);
+    let kept = env.job_dir(&id).join("log").exists();
+    let alive = pid_alive(pid.into());
+    kill(pid, libc::SIGKILL);
+    assert!(alive, "the background child ended by itself");
+    assert!(kept, "runrm removed {id} while its process {pid} still writes its log: {}{}", stdout(&out), stderr(&out));
+}

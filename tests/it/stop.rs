@@ -403,3 +403,25 @@ fn stopping_a_driver_job_never_signals_what_a_job_it_started_left_running() {
     assert!(pid_alive(pid.into()), "job stop {outer} killed {pid}, a process the inner job {inner} left running");
     kill(pid, libc::SIGKILL);
 }
+
+#[test]
+fn a_watcher_sent_sigint_sigquit_sigusr2_or_sigalrm_still_records_its_jobs_end() {
+    let env = Env::new();
+    // usage.md: "Only a SIGKILL to the watcher leaves a job `lost`".
+    let mut lost = Vec::new();
+    for (sig, name) in
+        [(libc::SIGINT, "INT"), (libc::SIGQUIT, "QUIT"), (libc::SIGUSR2, "USR2"), (libc::SIGALRM, "ALRM")]
+    {
+        let gate = env.root.join(format!("gate-{name}"));
+        let script = format!("while [ ! -e '{}' ]; do sleep 0.02; done; echo finished", gate.display());
+        let id = env.start(&["--name", name, "sh", "-c", &script]);
+        let watcher = int(&meta(&env, &id)["watcher_pid"]);
+        kill(watcher, sig);
+        write(&gate, "");
+        let j = env.wait_ended(&id, SOON);
+        if j["state"] == "lost" {
+            lost.push(format!("SIG{name} (log: {:?})", env.log(&id)));
+        }
+    }
+    assert!(lost.is_empty(), "the job was left lost after its watcher got: {}", lost.join(", "));
+}
