@@ -299,3 +299,94 @@ fn on_an_empty_squeue_answer_job_stop_and_job_wait_never_take_a_running_slurm_jo
         said
     );
 }
+
+/// Cancels a Slurm job when dropped (the test's end, passed or not).
+struct Cancel(std::path::PathBuf);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(&self.0) {
+            let id = text.trim().split(';').next().unwrap_or_default().to_string();
+            if !id.is_empty() {
+                let _ = Command::new("scancel").arg(id).output();
+            }
+        }
+    }
+}
+
+/// A PATH whose `sbatch` submits, then is slow to answer (a busy
+/// controller), writing the Slurm id it got into the returned file first;
+/// and that file's guard, which cancels the Slurm job.
+fn slow_sbatch(c: &Cluster) -> (String, std::path::PathBuf, Cancel) {
+    let fake = c.root.join("fake-bin");
+    std::fs::create_dir(&fake).expect("making the fake sbatch's directory");
+    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v sbatch"]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let sid = c.root.join("sid");
+    let script =
+        format!("#!/bin/sh\nout=$('{real}' \"$@\") || exit $?\necho \"$out\" > '{}'\nexec sleep 600\n", sid.display());
+    write(&fake.join("sbatch"), &script);
+    std::fs::set_permissions(fake.join("sbatch"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    (path, sid.clone(), Cancel(sid))
+}
+
+/// Starts `front args…` with `path`, and SIGKILLs it once sbatch has
+/// accepted the job.
+fn killed_after_sbatch(c: &Cluster, path: &str, sid: &std::path::Path, front: &str, args: &[&str]) {
+    let mut launcher = c
+        .cmd(front)
+        .args(args)
+        .env("PATH", path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the launcher");
+    wait_until(SOON, "sbatch to accept the job", || sid.exists());
+    let _ = launcher.kill();
+    let _ = launcher.wait();
+}
+
+#[test]
+fn a_slurm_job_whose_launcher_died_after_sbatch_accepted_it_is_never_removed_while_its_step_runs() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    // The launcher dies while sbatch is slow to answer (SIGKILL, the OOM
+    // killer, a closed terminal's SIGHUP), before it could write the
+    // job's `slurm_id`.
+    let (path, sid, _cancel) = slow_sbatch(&c);
+    killed_after_sbatch(&c, &path, &sid, "run", &["--slurm", "--name", "orphaned", "sh", "-c", "echo up; sleep 600"]);
+    let id = c.jobs().iter().find_map(|j| j["id"].as_str().map(String::from)).expect("the job is listed");
+    c.wait_output(&id, "up");
+    let state = c.job_json(&id)["state"].clone();
+    let out = c.run("runrm", &[]);
+    assert!(
+        c.job_dir(&id).join("log").exists(),
+        "runrm removed {id} (shown {state}) while its step runs here: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_key_whose_slurm_launcher_died_after_sbatch_accepted_its_job_gives_that_job() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let (path, sid, _cancel) = slow_sbatch(&c);
+    killed_after_sbatch(&c, &path, &sid, "job", &["run", "--slurm", "--key", "sk", "echo up; sleep 600"]);
+    let id = c.jobs().iter().find_map(|j| j["id"].as_str().map(String::from)).expect("the job is listed");
+    c.wait_output(&id, "up");
+    let out = c.run("job", &["run", "--key", "sk", "echo up; sleep 600"]);
+    assert!(
+        out.status.success() && stdout(&out).trim() == id,
+        "the key's job {id} runs, yet job run --key said: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
