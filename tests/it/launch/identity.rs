@@ -334,3 +334,22 @@ fn a_key_whose_launcher_was_killed_after_starting_its_job_gives_that_job_not_an_
     }
     assert!(hits.is_empty(), "the retry failed while the killed launch's job holds the key:\n{}", hits.join("\n"));
 }
+
+#[test]
+fn a_key_naming_a_job_that_no_longer_exists_never_answers_with_that_missing_job() {
+    let env = Env::new();
+    let out = env.run("job", &["run", "--key", "k1", "--wait", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    // The job's directory is gone and its key is left: a runrm killed
+    // between removing the directory and releasing the key (the release
+    // comes after), or a directory removed by hand.
+    std::fs::remove_dir_all(env.job_dir(&id)).expect("removing the job's directory");
+    let out = env.run("job", &["run", "--key", "k1", "echo again"]);
+    let printed = stdout(&out).trim().to_string();
+    assert!(
+        !(out.status.success() && printed == id),
+        "job run --key exited 0 printing {id}, a job that no longer exists, and started nothing: {}",
+        stderr(&out)
+    );
+}
