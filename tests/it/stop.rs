@@ -425,3 +425,44 @@ fn a_watcher_sent_sigint_sigquit_sigusr2_or_sigalrm_still_records_its_jobs_end()
     }
     assert!(lost.is_empty(), "the job was left lost after its watcher got: {}", lost.join(", "));
 }
+
+#[test]
+fn a_process_of_the_job_that_dresses_as_another_jobs_watcher_is_still_stopped_with_its_job() {
+    let env = Env::new();
+    // The mark another job's watcher carries (usage.md): named
+    // `bgrun-watcher`, leading its own session, working in a directory
+    // whose meta.json names it with its start time. A process of this job
+    // can put all three on: a copy of `sleep` named bgrun-watcher, setsid,
+    // and a directory of its own, outside the store, with such a meta.json.
+    let fake = env.root.join("fake");
+    let pidfile = env.root.join("dressed.pid");
+    let script = format!(
+        r#"set -e
+        mkdir -p '{fake}/bin' '{fake}/x_20250101_000000'
+        cp "$(command -v sleep)" '{fake}/bin/bgrun-watcher'
+        cd '{fake}/x_20250101_000000'
+        setsid '{fake}/bin/bgrun-watcher' 600 &
+        p=$!
+        st=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f20)
+        sed -e "s/\"watcher_pid\": [0-9]*/\"watcher_pid\": $p/" -e "s/\"watcher_start\": [0-9]*/\"watcher_start\": $st/" \
+            -e 's/"id": "[^"]*"/"id": "x_20250101_000000"/' "$RUN_DIR/$(basename "$(dirname "$(readlink /proc/$$/fd/1)")")/meta.json" > meta.json
+        echo $p > '{pid}'
+        exec sleep 600"#,
+        fake = fake.display(),
+        pid = pidfile.display()
+    );
+    let id = env.start(&["--name", "dressed", "sh", "-c", &script]);
+    let mut pid = 0;
+    wait_until(SOON, "the dressed process to start", || {
+        pid = fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim(), "bgrun-watcher");
+    let out = env.run("job", &["stop", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.wait_ended(&id, SOON)["state"], "stopped");
+    wait_watcher_gone(&env, &id);
+    let alive = pid_alive(pid.into());
+    kill(pid, libc::SIGKILL);
+    assert!(!alive, "job stop {id} left {pid} running: a process of the job marked as another job's watcher");
+}
