@@ -26,8 +26,8 @@ pub use signal::{
 };
 pub use spawn::{close_fds_except, detach, fork_job, in_grandchild, Handshake};
 pub use wait::{
-    become_step, become_watcher, cwd_of, hold_term, mark_watcher, marked_watcher, next_wake, settle_watcher,
-    term_pending, term_waiting, ChildEnd, Wake,
+    become_step, become_watcher, cwd_of, has_children, hold_term, mark_watcher, marked_watcher, next_wake,
+    settle_watcher, term_pending, term_waiting, ChildEnd, Wake,
 };
 
 use std::ffi::{CString, OsStr};

@@ -128,6 +128,21 @@ pub fn reaped_usage() -> (u64, f64, f64) {
 /// Reaps one ended child, if any, without waiting: its pid and wait(2)'s
 /// status; its usage is added up unless it is another job's watcher. None
 /// if no child has ended; Err(errno) if there is no child (or wait fails).
+/// Has this process a child left (running, or ended and not reaped)?
+pub fn has_children() -> bool {
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid for waitid to fill; WNOWAIT
+        // reaps nothing.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        match (r, nix::errno::Errno::last()) {
+            (0, _) => return true,
+            (_, nix::errno::Errno::EINTR) => continue,
+            _ => return false,
+        }
+    }
+}
+
 pub fn reap_one() -> Result<Option<(i32, i32)>, nix::errno::Errno> {
     loop {
         // SAFETY: a zeroed siginfo_t is valid for waitid to fill.

@@ -1,16 +1,20 @@
 //! The watcher once the job's end is recorded, while processes of the job
-//! are left (a background child still writing): with `--log-max` it stays,
-//! so that the cap holds, until none is left (another job's watcher and its
-//! tree aside). The recorded end stays the job's own process's. While it
+//! are left (a background child, a daemon it started): it stays until none
+//! is left (another job's watcher and its tree aside), so that they stay
+//! the job's: under `--log-max` the cap holds while they write, a removal
+//! keeps the job (its log is still written), and a stop of a job that
+//! started this one never reaches them (they stay below this watcher, not
+//! the other's). The recorded end stays the job's own process's. While it
 //! stays, the leftovers are ended as a running job's tree is: on a stop
 //! request (`job stop` on the ended job: SIGTERM, the grace, SIGKILL; at
 //! once with `--force`), or on a SIGTERM to the watcher itself (a shutdown,
-//! a user's `kill`), which is noted in the log. The cap keeps holding while
-//! they end, so the watcher never leaves a writer uncapped behind it.
+//! a user's `kill`), which is noted in the log.
 //!
 //! Which processes hold the log open for writing is not known (no count of
 //! writers is kept by the kernel); the job's processes are the ones that
-//! got it, and a subreaper sees them all.
+//! got it, and a subreaper sees them all. It lists them again only when one
+//! of its children ends (a subreaper has a descendant exactly while it has
+//! a child, but for other jobs' watchers), and every `LINGER_LOOK`.
 
 use super::pump::Pump;
 use super::{another_watcher, GRACE};
@@ -20,15 +24,15 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How often a watcher that stays for its job's leftovers lists them (a
-/// walk of /proc: kept rarer than the cap's looks).
-const LINGER_LOOK: Duration = Duration::from_millis(500);
+/// How often a watcher that stays for its job's leftovers lists them when
+/// none of its children ended (a walk of /proc).
+const LINGER_LOOK: Duration = Duration::from_secs(30);
 
 /// How often it lists them while ending them.
 const ENDING_LOOK: Duration = Duration::from_millis(20);
 
 /// Stays while any process of the job is left (see the module's header).
-pub(super) fn keep_capping(dir: &Path, log: &File, pump: &Pump) {
+pub(super) fn stay(dir: &Path, log: &File, pump: Option<&Pump>) {
     let me = proc::my_pid();
     let mut look = Instant::now();
     // While ending the leftovers: when SIGKILL is due, and when it went
@@ -44,7 +48,7 @@ pub(super) fn keep_capping(dir: &Path, log: &File, pump: &Pump) {
         }
         if gone || ending.is_some_and(|(_, k)| k.is_some_and(|k| k.elapsed() > Duration::from_secs(5))) {
             // What the last of them wrote (the pump copies the rest).
-            let _held = pump.drained();
+            let _held = pump.map(Pump::drained);
             if terminated {
                 let msg = "the watcher was sent SIGTERM (a shutdown, a kill): ended the job's remaining processes";
                 let _ = store::append_note(log, &store::log_path(dir), msg);
@@ -72,9 +76,9 @@ pub(super) fn keep_capping(dir: &Path, log: &File, pump: &Pump) {
                 ending = end_leftovers(me, ending, kill());
                 look = Instant::now();
             }
-            // No child left: list again now (nothing can be below us).
-            Wake::NoChildren => look = Instant::now(),
-            Wake::Reaped(..) | Wake::StopRequest | Wake::Deadline => {}
+            // A child ended, or none is left: list again now.
+            Wake::NoChildren | Wake::Reaped(..) => look = Instant::now(),
+            Wake::StopRequest | Wake::Deadline => {}
         }
     }
 }

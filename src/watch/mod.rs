@@ -85,6 +85,7 @@ pub struct Plan {
 pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end } = plan;
     proc::become_watcher();
+    watching_in(store);
     proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd()]);
     // Where the job's own output will start: at 0, or after the header of
     // a log that holds one (queued by an older version).
@@ -162,6 +163,9 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let bounds = Bounds { deadline, slurm: None };
     let (state, outcome) = supervise(&dir, job.pid, bounds, None, &staged.log);
+    // Processes it left: the watcher stays for them (`linger`), and says
+    // so in meta.json, so that a listing asks only such jobs' watchers.
+    meta.left_processes = proc::has_children();
     // What the job wrote before it ended comes before the footer.
     let mut held = pump.as_ref().map(Pump::drained);
     let cap = held.as_ref().map(|h| h.cap.clone());
@@ -171,9 +175,7 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
         h.cap.resync(&dir);
     }
     drop(held);
-    if let Some(p) = &pump {
-        linger::keep_capping(&dir, &staged.log, p);
-    }
+    linger::stay(&dir, &staged.log, pump.as_ref());
     code
 }
 
@@ -325,8 +327,26 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
 /// Proven by its mark, then by the meta.json of the directory it works in
 /// naming it with its start time. Neither it nor its tree is this job's:
 /// never signalled by this job's stop, never counted in its usage.
+/// A job of this store only: a process of this job dressed as another
+/// job's watcher (the name, a session, a meta.json of its own making
+/// outside the store) is still this job's.
 pub(super) fn another_watcher(p: proc::Proc) -> bool {
-    proc::marked_watcher(p.pid) && proc::cwd_of(p.pid).and_then(|d| store::watcher_of(&d)) == Some((p.pid, p.start))
+    if !proc::marked_watcher(p.pid) {
+        return false;
+    }
+    let Some(dir) = proc::cwd_of(p.pid) else { return false };
+    let in_store = STORE_ROOT.get().is_none_or(|root| dir.parent() == Some(root.as_path()));
+    in_store && store::watcher_of(&dir) == Some((p.pid, p.start))
+}
+
+/// The store this watcher's job is in (set once, as it starts).
+static STORE_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the store this watcher's job is in: another job's watcher found
+/// below is one of its jobs.
+pub fn watching_in(store: &Store) {
+    let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    let _ = STORE_ROOT.set(root);
 }
 
 /// Why Slurm sent SIGTERM: its time limit (or our `--timeout`) ran out, or

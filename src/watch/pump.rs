@@ -112,6 +112,7 @@ impl Held<'_> {
     pub fn moved_to(&mut self, dir: &Path) {
         self.0.log_path = store::log_path(dir);
         self.0.dir = dir.to_path_buf();
+        store::prepare_spare(dir);
     }
 }
 
@@ -120,6 +121,25 @@ fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 impl Inner {
+    /// Writes the first `n` bytes of the buffer to the log. On a full disk
+    /// (the job's own writes may fill it) the cap's drop is made first, once,
+    /// and the write tried again: the newest output is kept.
+    fn write(&mut self, n: usize) -> Result<(), String> {
+        let (mut at, mut freed) = (0, false);
+        while at < n {
+            match (&self.log).write(&self.buf[at..n]) {
+                Ok(k) => at += k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && !freed => {
+                    freed = true;
+                    self.cap.check(&self.log, &self.dir)?;
+                }
+                Err(e) => return Err(format!("writing the log: {e}")),
+            }
+        }
+        Ok(())
+    }
+
     /// Copies up to `chunks` chunks, looking at the cap after each; stops
     /// early when the pipe is empty or every writer is gone.
     fn copy(&mut self, chunks: usize) {
@@ -133,7 +153,7 @@ impl Inner {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let wrote = (&self.log).write_all(&self.buf[..n]).map_err(|e| format!("writing the log: {e}"));
+            let wrote = self.write(n);
             if let Err(e) = wrote.and_then(|()| self.cap.check(&self.log, &self.dir)) {
                 if !self.failed {
                     let _ = store::append_note(&self.log, &self.log_path, &format!("{e}; trying again"));

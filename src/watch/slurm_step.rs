@@ -42,6 +42,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     // while the step starts is taken at the fork below, never its death.
     proc::hold_term();
     let store = Store::at(root.into());
+    watch::watching_in(&store);
     let job = match store.get(id) {
         Ok(Some(j)) => j,
         Ok(None) => {
@@ -60,6 +61,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         return 0;
     }
     let dir = job.dir.clone();
+    let had_slurm_id = job.slurm.as_ref().is_some_and(|s| s.id.is_some());
     let mut meta = job.meta;
     let status = match store::open_reserved_status(&dir) {
         Ok(f) => f,
@@ -106,6 +108,18 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     let node = proc::hostname();
     if let Err(e) = store::record_node(&dir, &node) {
         eprintln!("bgrun: {e}");
+    }
+    // A launcher killed once sbatch accepted the job, before it recorded
+    // the Slurm id or named the job in its key: this step, which proves
+    // Slurm has the job, records both.
+    let sid = std::env::var("SLURM_JOB_ID").ok().and_then(|s| s.parse::<u64>().ok());
+    if let Some(sid) = sid.filter(|_| !had_slurm_id) {
+        if let Err(e) = store::record_slurm_id(&dir, sid) {
+            eprintln!("bgrun: {e}");
+        }
+    }
+    if let Some(key) = &meta.key {
+        store.adopt_pending_key(key, id);
     }
     // Asked from a grandchild: squeue's own memory and CPU time must not be
     // counted as the job's (the step's children are the job's processes).
