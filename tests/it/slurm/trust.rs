@@ -390,3 +390,32 @@ fn a_key_whose_slurm_launcher_died_after_sbatch_accepted_its_job_gives_that_job(
         stderr(&out)
     );
 }
+
+#[test]
+fn a_slurm_job_writing_as_fast_as_it_can_never_passes_its_log_cap_by_more_than_a_local_jobs_bound() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    // A local job's log passes its cap by at most a chunk and a block
+    // (logs.md, test logs::cap::a_job_writing_as_fast_as_it_can_…): its
+    // output goes through its watcher. A Slurm step's job writes straight
+    // into the log, and the step looks at it every few milliseconds.
+    let (id, _) = c.submit(&["--log-max", "1M", "sh", "-c", "echo up; head -c 300M /dev/zero | tr '\\0' y"]);
+    let (log, status) = (c.job_dir(&id).join("log"), c.job_dir(&id).join("status"));
+    // (Not `wait_output`: the cap may drop "up" at once.)
+    wait_until(SOON, "the job to start writing", || std::fs::metadata(&log).map_or(0, |m| m.len()) > 0);
+    let (mut most, mut samples) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !status.exists() {
+        assert!(std::time::Instant::now() < deadline, "the job did not end within 120 s");
+        most = most.max(std::fs::metadata(&log).map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512));
+        samples += 1;
+    }
+    assert!(samples > 20, "only {samples} samples");
+    let bound = (1 << 20) + (64 << 10) + 8192;
+    assert!(
+        most <= bound,
+        "the log took {most} bytes on disk under --slurm --log-max 1M (a local job's bound: {bound})"
+    );
+}
