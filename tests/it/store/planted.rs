@@ -198,3 +198,30 @@ fn a_link_planted_at_a_watchers_temporary_name_in_a_job_directory_is_never_follo
     }
     assert!(through.is_empty(), "the watcher wrote through links planted at {}", through.join(", "));
 }
+
+#[test]
+fn a_link_planted_in_place_of_a_running_jobs_directory_is_never_written_through() {
+    let env = Env::new();
+    let victim = env.root.join("victim");
+    fs::create_dir(&victim).expect("making the outside directory");
+    write(&victim.join("keep"), "precious\n");
+    let gate = env.root.join("gate");
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.02; done; seq 1 100000; echo", gate.display());
+    let id = env.start(&["--log-max", "64K", "sh", "-c", &script]);
+    let watcher = int(&meta(&env, &id)["watcher_pid"]);
+    // The running job's directory moved aside, a link to a directory
+    // outside the store in its place.
+    fs::rename(env.job_dir(&id), env.root.join("moved")).expect("moving the job's directory");
+    std::os::unix::fs::symlink(&victim, env.job_dir(&id)).expect("planting the link");
+    write(&gate, "");
+    wait_until(SOON, "the watcher to leave", || !Path::new(&format!("/proc/{watcher}")).exists());
+    let mut names: Vec<String> =
+        fs::read_dir(&victim).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["keep"],
+        "the watcher wrote into {} through the link planted as its job's directory",
+        victim.display()
+    );
+}
