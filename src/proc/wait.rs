@@ -83,13 +83,19 @@ pub fn term_pending(d: std::time::Duration) -> bool {
 /// the log it holds open is there anyway). Another watcher it is
 /// re-parented to knows it by both: the name, then the meta.json found
 /// through /proc/PID/cwd, naming it with its start time.
-pub fn mark_watcher(dir: &Path) {
+/// Returns whether it works in `dir` (else in `/`).
+pub fn mark_watcher(dir: &Path) -> bool {
     let name = std::ffi::CString::new(WATCHER_NAME).expect("no NUL in a literal");
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
-    if std::env::set_current_dir(dir).is_err() {
+    // Entered by a descriptor opened without following a link.
+    let (parent, name) = (dir.parent().unwrap_or(Path::new("/")), dir.file_name().and_then(|n| n.to_str()));
+    let opened = crate::files::open_dir(parent).and_then(|p| crate::files::open_dir_in(&p, name.unwrap_or(".")));
+    let entered = opened.is_ok_and(|d| nix::unistd::fchdir(&d).is_ok());
+    if !entered {
         let _ = std::env::set_current_dir("/");
     }
+    entered
 }
 
 /// After the job is started: the watcher ignores hangups.

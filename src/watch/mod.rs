@@ -55,6 +55,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The job's directory as its watcher names it once it works there.
+const OWN_DIR: &str = "/proc/self/cwd";
+
 /// How long a job has between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(3);
 
@@ -139,11 +142,14 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
             return 1;
         }
     };
+    // From here on the watcher names its job's directory through its own
+    // working directory: were the directory moved and a link planted in
+    // its place, its writes still go into it, never through the link.
+    let dir = if proc::mark_watcher(&dir) { PathBuf::from(OWN_DIR) } else { dir };
     if let Some(h) = held.as_mut() {
         h.moved_to(&dir);
     }
     drop(held);
-    proc::mark_watcher(&dir);
     if let Some(key) = &meta.key {
         if let Err(e) = store.set_key(key, &meta.id) {
             note(&staged, &dir, &format!("could not record key: {e}"));
