@@ -245,12 +245,14 @@ pub fn output_pipe() -> Result<(File, std::os::fd::OwnedFd), String> {
     Ok((File::from(r), w))
 }
 
-/// Sleeps until `f` (a pipe) can be read, or its writers are all gone.
-pub fn wait_readable(f: &File) {
+/// Sleeps until `f` (a pipe) can be read, or its writers are all gone
+/// (true), or `within` has passed (false).
+pub fn wait_readable(f: &File, within: std::time::Duration) -> bool {
     use std::os::fd::AsRawFd;
     let mut p = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd; no timeout. EINTR just returns.
-    unsafe { libc::poll(&mut p, 1, -1) };
+    let ms = within.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd. EINTR returns as a timeout would.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
 pub fn my_pid() -> i32 {

@@ -32,15 +32,21 @@ const LINGER_LOOK: Duration = Duration::from_secs(30);
 const ENDING_LOOK: Duration = Duration::from_millis(20);
 
 /// Stays while any process of the job is left (see the module's header).
-pub(super) fn stay(dir: &Path, log: &File, pump: Option<&Pump>) {
+pub(super) fn stay(dir: &Path, log: &File, pump: Option<&Pump>, deadline: Option<Instant>) {
     let me = proc::my_pid();
     let mut look = Instant::now();
     // While ending the leftovers: when SIGKILL is due, and when it went
     // out (then the watcher leaves after a while whatever is left: a
     // process in uninterruptible sleep is beyond any signal).
     let mut ending: Option<(Instant, Option<Instant>)> = None;
-    let mut terminated = false;
+    let (mut terminated, mut timed_out) = (false, false);
     loop {
+        // The job's `--timeout` bounds what it left running too.
+        if ending.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
+            timed_out = true;
+            ending = end_leftovers(me, ending, false);
+            look = Instant::now();
+        }
         let listed = Instant::now() >= look;
         let gone = listed && proc::descendants(me, &another_watcher).is_empty();
         if listed {
@@ -52,6 +58,9 @@ pub(super) fn stay(dir: &Path, log: &File, pump: Option<&Pump>) {
             if terminated {
                 let msg = "the watcher was sent SIGTERM (a shutdown, a kill): ended the job's remaining processes";
                 let _ = store::append_note(log, &store::log_path(dir), msg);
+            } else if timed_out {
+                let _ =
+                    store::append_note(log, &store::log_path(dir), "--timeout: ended the job's remaining processes");
             }
             return;
         }
@@ -62,6 +71,9 @@ pub(super) fn stay(dir: &Path, log: &File, pump: Option<&Pump>) {
         let mut until = look;
         if let Some((kill_at, None)) = ending {
             until = until.min(kill_at);
+        }
+        if let Some(d) = deadline.filter(|_| ending.is_none()) {
+            until = until.min(d);
         }
         let kill = || store::stop_request(dir).as_deref() == Some("kill");
         match proc::next_wake(Some(until)) {

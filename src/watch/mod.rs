@@ -181,7 +181,7 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
         h.cap.resync(&dir);
     }
     drop(held);
-    linger::stay(&dir, &staged.log, pump.as_ref());
+    linger::stay(&dir, &staged.log, pump.as_ref(), deadline);
     code
 }
 

@@ -8,6 +8,9 @@
 //! got a CPU in time (under load it let a 10 MiB cap reach 155 MiB).
 //! A job without a cap writes straight into its log; nothing is copied.
 //!
+//! While the pipe is quiet it looks at the cap every `Cap::tick` too: a
+//! job may write its log by its path.
+//!
 //! The main thread takes the pump's lock to record the end: it first
 //! copies what the job wrote before it ended (what the pipe holds), so
 //! the footer comes after it; meanwhile any process of the job left
@@ -87,9 +90,15 @@ impl Pump {
         std::thread::Builder::new()
             .stack_size(256 << 10)
             .spawn(move || loop {
-                proc::wait_readable(&poll);
+                let tick = lock(&shared).cap.tick();
+                let readable = proc::wait_readable(&poll, tick);
                 let mut g = lock(&shared);
-                g.copy(16);
+                if readable {
+                    g.copy(16);
+                } else {
+                    // A writer by the log's path, not through the pipe.
+                    g.look();
+                }
                 if g.eof {
                     return;
                 }
@@ -155,11 +164,24 @@ impl Inner {
             };
             let wrote = self.write(n);
             if let Err(e) = wrote.and_then(|()| self.cap.check(&self.log, &self.dir)) {
-                if !self.failed {
-                    let _ = store::append_note(&self.log, &self.log_path, &format!("{e}; trying again"));
-                }
-                self.failed = true;
+                self.trouble(&e);
             }
         }
+    }
+
+    /// Looks at the cap with nothing copied: for a job that writes its log
+    /// by its path (every `Cap::tick` while the pipe is quiet).
+    fn look(&mut self) {
+        if let Err(e) = self.cap.check(&self.log, &self.dir) {
+            self.trouble(&e);
+        }
+    }
+
+    /// Said once in the log (tried again at every chunk or look).
+    fn trouble(&mut self, e: &str) {
+        if !self.failed {
+            let _ = store::append_note(&self.log, &self.log_path, &format!("{e}; trying again"));
+        }
+        self.failed = true;
     }
 }
