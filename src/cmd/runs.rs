@@ -11,7 +11,10 @@ use crate::store::{Legacy, State};
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
-    let a: cli::Runs = parse(args)?;
+    let a: cli::Runs = parse(args.clone())?;
+    if let Some(done) = super::remote::on_many("runs", a.on.as_ref().map(|d| &d.0[..]), &args, a.json) {
+        return done;
+    }
     if let Some(which) = a.complete_ids {
         return complete_ids(which);
     }

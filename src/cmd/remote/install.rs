@@ -1,0 +1,1 @@
+//! `job install DEST`: puts this machine's binaries on a host.
