@@ -270,6 +270,19 @@ pub enum JobCmd {
         after_help = "Examples:\n  job queue                    # every queue on this host\n  job queue gpu                # its running and queued jobs\n  job queue gpu --slots 2\n  job queue gpu --pause\n  job queue gpu --resume"
     )]
     Queue(JobQueue),
+    /// Put this machine's bgrun on a host over ssh, in its ~/.local/bin (same architecture only)
+    #[command(after_help = "Copies the five commands to DEST's ~/.local/bin (replacing what is there), and the\n\
+man pages and completions found here, through one ssh connection (tar on the far side).\n\
+Refused when DEST's architecture (uname -m) is not this machine's.\n\n\
+Examples:\n  job install gpu1\n  job install me@build-server")]
+    Install(JobInstall),
+}
+
+#[derive(Args, Debug)]
+pub struct JobInstall {
+    /// The host: anything ssh takes (a Host of ~/.ssh/config, host, user@host)
+    #[arg(value_name = "DEST", value_parser = crate::remote::parse_dest)]
+    pub dest: String,
 }
 
 #[derive(Args, Debug)]

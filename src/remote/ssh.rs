@@ -29,8 +29,8 @@ const MAX_EARLY_LINES: usize = 50;
 /// `-T` (no terminal), BatchMode (no prompt on a terminal that is not
 /// there) and, unless the configuration for `dest` sets them, a connect
 /// timeout and keep-alives (a dropped connection is noticed within a
-/// minute), then the fixed remote command.
-pub fn command(ssh_words: &[String], dest: &str) -> Command {
+/// minute), then `remote`, a fixed command string.
+pub fn command(ssh_words: &[String], dest: &str, remote: &str) -> Command {
     let (program, words) = ssh_words.split_first().map_or(("ssh", &[][..]), |(p, w)| (p.as_str(), w));
     let mut c = Command::new(program);
     c.args(words).args(["-T", "-o", "BatchMode=yes"]);
@@ -41,7 +41,7 @@ pub fn command(ssh_words: &[String], dest: &str) -> Command {
     if !set.contains(&"serveraliveinterval") {
         c.args(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3"]);
     }
-    c.args(["--", dest, REMOTE_COMMAND]);
+    c.args(["--", dest, remote]);
     c
 }
 
@@ -138,7 +138,7 @@ pub fn call(
         c.arg0("runs").arg(SERVE_WORD);
         c
     } else {
-        command(ssh_words, dest)
+        command(ssh_words, dest, REMOTE_COMMAND)
     };
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().map_err(|e| {

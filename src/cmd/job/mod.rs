@@ -38,6 +38,8 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         JobCmd::Retry(r) => retry(&store, r),
         JobCmd::Clean(c) => clean::clean(&store, c),
         JobCmd::Queue(q) => queue::queue(&store, q),
+        // Routed before the store is opened (`elsewhere`).
+        JobCmd::Install(i) => super::remote::install::install(&i.dest),
     }
 }
 
@@ -61,6 +63,7 @@ fn elsewhere(cmd: &JobCmd, mut args: Vec<OsString>) -> Option<Res<Exit>> {
         JobCmd::Wait(w) => on_ids("job", &w.ids, &args),
         JobCmd::Retry(r) => on_ids("job", std::slice::from_ref(&r.id), &args),
         JobCmd::Queue(_) => None,
+        JobCmd::Install(i) => Some(super::remote::install::install(&i.dest)),
     }
 }
 

@@ -5,7 +5,7 @@
 //! local`, an unqualified id), or when this process is itself a front run
 //! for a remote call (its `--on` was the caller's). The transport and the
 //! protocol are `crate::remote`'s; `serve` is the entry point the far side
-//! runs; `install` puts this machine's binaries on a host.
+//! runs; `install` puts this machine's binaries on a host (`job install`).
 
 pub mod install;
 pub mod serve;
@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 const MAX_ANSWER: u64 = 256 << 20;
 
 /// `RUN_SSH`, split into words as `sh` would (no expansion); `ssh`.
-fn ssh_words() -> Res<Vec<String>> {
+pub(super) fn ssh_words() -> Res<Vec<String>> {
     match super::env("RUN_SSH") {
         None => Ok(vec!["ssh".into()]),
         Some(s) => match crate::cli::parse_words(&s) {
