@@ -1,6 +1,7 @@
 complete -c run -l topic -d 'Notify this ntfy topic when the job ends (implies -n)' -r
 complete -c run -l name -d 'Name the job (default: the command\'s basename)' -r
 complete -c run -l min-duration -d 'With -n: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)' -r
+complete -c run -l on -d 'Start it on this host over ssh (a Host of ~/.ssh/config, host or user@host; local: here); prints DEST:ID' -r
 complete -c run -l log-max -d 'Cap the log\'s disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first' -r
 complete -c run -s q -l queue -d 'Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)' -r
 complete -c run -l after -d 'Start only after these jobs have ended done (skipped if one does not)' -r

@@ -9,6 +9,7 @@ lost\t''
 skipped\t''
 elsewhere\t''"
 complete -c runs -s n -l last -d 'Only the last N jobs (the newest)' -r
+complete -c runs -l on -d 'List these hosts\' jobs over ssh, asked at once (ssh destinations; local: here; all: local and $RUN_HOSTS)' -r
 complete -c runs -l complete-ids -d 'For the shell completions: print the ids and names of the jobs a command can act on (all, active: running or queued, ended), one a line' -r -f -a "all\t''
 active\t''
 ended\t''"

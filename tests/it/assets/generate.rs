@@ -358,6 +358,12 @@ fn description(name: &str) -> Vec<String> {
              --timeout ran out first (the jobs keep running)."],
         "job-retry" => &["job retry starts a new job with the command, working directory, name, timeout, context and \
              notification settings of an earlier one (not its key), and prints the new id."],
+        "job-install" => &["job install DEST copies this machine's five commands to DEST's ~/.local/bin (replacing \
+             what is there), with the man pages and completions found here, through one ssh connection (tar \
+             unpacks them there), so that run --on DEST and DEST:ID work without building bgrun on DEST. It is \
+             refused, and nothing is copied, when DEST's architecture (uname -m) is not this machine's. The \
+             binaries are linked statically where glibc's archives were installed at build time; a bgrun that is \
+             not is copied only to a host whose glibc is as new."],
         "job-clean" => {
             &["job clean removes jobs that ended more than 7 days ago (--older-than to change it; --all for every \
              job that is not running), printing each id removed. A running job is never removed."]
