@@ -57,7 +57,7 @@ fn ctrl_c_ends_a_remote_follower_on_both_sides_and_never_the_job() {
     let env = Env::new();
     let Some(hosts) = Hosts::start(&env, &[BASH]) else { return };
     let h1 = &hosts.hosts[0];
-    let id = first_word(&hosts.run(&env, "run", &["--on", "h1", "sh", "-c", "while :; do echo tick; sleep 1; done"]));
+    let id = first_word(&hosts.run(&env, "run", &["--on", "h1", "sh", "-c", "echo tick; exec sleep 600"]));
     let (mut child, _out) = follow(&hosts, &env, &id);
     assert_eq!(remote_followers(h1).len(), 1, "one follower on h1");
     // Ctrl-C: SIGINT to the terminal's foreground group (runlog and ssh).
@@ -76,7 +76,7 @@ fn a_dropped_connection_ends_a_remote_follower_with_a_message_and_the_job_goes_o
     let env = Env::new();
     let Some(hosts) = Hosts::start(&env, &[BASH]) else { return };
     let h1 = &hosts.hosts[0];
-    let id = first_word(&hosts.run(&env, "run", &["--on", "h1", "sh", "-c", "while :; do echo tick; sleep 1; done"]));
+    let id = first_word(&hosts.run(&env, "run", &["--on", "h1", "sh", "-c", "echo tick; exec sleep 600"]));
     let (mut child, mut out) = follow(&hosts, &env, &id);
     // The link goes: the sshd processes of the connection are killed.
     let sessions = hosts.sessions(0);

@@ -162,3 +162,19 @@ fn bad_destinations_and_ids_of_several_hosts_are_refused_before_anything_starts(
     }
     assert!(!env.store.exists(), "nothing was made");
 }
+
+#[test]
+fn a_job_here_whose_name_holds_a_colon_is_still_this_machines() {
+    let env = Env::new();
+    let id = env.start(&["--name", "h1:nightly", "true"]);
+    env.wait_ended(&id, SOON);
+    // RUN_SSH fails: asking h1 would be an error.
+    for (front, args) in [("job", vec!["status", "h1:nightly"]), ("runlog", vec!["h1:nightly", "--no-follow"])] {
+        let out = env.cmd(front).args(&args).env("RUN_SSH", "false").output().unwrap();
+        assert!(out.status.success(), "{front} {args:?}: {out:?}");
+        assert!(stdout(&out).contains(&id) || stdout(&out).contains("=== true"), "{front}: {}", stdout(&out));
+    }
+    let out = env.cmd("job").args(["status", "h1:other"]).env("RUN_SSH", "false").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("job: h1: "), "another id goes to h1: {out:?}");
+}
