@@ -132,6 +132,10 @@ pub struct Runs {
         default_missing_value = "all"
     )]
     pub complete_ids: Option<CompleteIds>,
+    /// For the shell completions: print the destinations `--on` takes
+    /// (local, all, RUN_HOSTS, the Host names of ~/.ssh/config), one a line
+    #[arg(long, hide = true, conflicts_with_all = ["json", "complete_ids"])]
+    pub complete_hosts: bool,
 }
 
 /// Which jobs `runs --complete-ids` offers: what `job stop` and `job wait`

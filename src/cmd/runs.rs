@@ -15,6 +15,9 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     if let Some(done) = super::remote::on_many("runs", a.on.as_ref().map(|d| &d.0[..]), &args, a.json) {
         return done;
     }
+    if a.complete_hosts {
+        return super::remote::complete_hosts();
+    }
     if let Some(which) = a.complete_ids {
         return complete_ids(which);
     }

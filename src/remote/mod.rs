@@ -137,6 +137,25 @@ pub fn split_qualified(word: &str) -> Option<(&str, &str)> {
     (parse_dest(dest).is_ok() && !id.is_empty()).then_some((dest, id))
 }
 
+/// The `Host` names of an ssh configuration's text: each word of a
+/// `Host` line that is a plain destination (no pattern: `*`, `?`, `!`).
+pub fn config_hosts(text: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let (key, rest) = line.split_once(|c: char| c.is_whitespace() || c == '=').unwrap_or((line, ""));
+        if !key.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        for w in rest.trim_start_matches(|c: char| c.is_whitespace() || c == '=').split_whitespace() {
+            if !w.contains(['*', '?', '!']) && parse_dest(w).is_ok() {
+                v.push(w.to_string());
+            }
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +179,12 @@ mod tests {
         assert_eq!(expand(&on("h2,all"), Some("h1,h2")).unwrap(), ["h2", "local", "h1"]);
         assert_eq!(expand(&on("all"), None).unwrap(), ["local"]);
         assert!(expand(&on("all"), Some("h1,-x")).is_err());
+    }
+
+    #[test]
+    fn the_hosts_of_an_ssh_config_are_its_host_names_not_its_patterns() {
+        let text = "Host gpu1 gpu2\n  HostName 10.0.0.1\nhost=build\nHost *.lab !bad\nMatch host x\n  # Host no\n";
+        assert_eq!(config_hosts(text), ["gpu1", "gpu2", "build"]);
     }
 
     #[test]

@@ -256,3 +256,31 @@ fn ask(words: &[String], front: &str, dest: &str, args: &[OsString]) -> Answer {
     let err = err.lock().map(|v| v.clone()).unwrap_or_default();
     Answer { dest: dest.into(), out, err, result }
 }
+
+/// `runs --complete-hosts`, for the shell completions: `local`, `all`,
+/// the hosts of RUN_HOSTS, then the `Host` names of ~/.ssh/config (not
+/// its patterns), one a line, each once. Quiet on any trouble.
+pub fn complete_hosts() -> Res<Exit> {
+    let mut hosts: Vec<String> = vec![LOCAL.into(), remote::ALL.into()];
+    if let Some(h) = super::env("RUN_HOSTS") {
+        hosts.extend(remote::parse_on(h.trim()).unwrap_or_default());
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let mut text = String::new();
+        let config = std::path::Path::new(&home).join(".ssh/config");
+        if let Ok(f) = std::fs::File::open(config) {
+            let _ = f.take(1 << 20).read_to_string(&mut text);
+        }
+        hosts.extend(remote::config_hosts(&text));
+    }
+    let mut out = Out::new();
+    let mut seen = Vec::new();
+    for h in hosts {
+        if !seen.contains(&h) {
+            out.line(&h)?;
+            seen.push(h);
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
