@@ -18,10 +18,7 @@ pub fn wait_tethered(mut child: Child) -> io::Result<i32> {
     // SAFETY: as above.
     let pidfd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as i32) });
     let mut watching = true;
-    loop {
-        if !watching {
-            break;
-        }
+    while watching {
         let mut fds = [
             libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: pidfd.as_ref().map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 },

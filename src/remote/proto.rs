@@ -119,8 +119,12 @@ fn line(r: &mut impl BufRead, total: &mut usize) -> Result<String, String> {
     String::from_utf8(b).map_err(|_| "not a bgrun request".into())
 }
 
+fn number(r: &mut impl BufRead, total: &mut usize) -> Result<usize, String> {
+    line(r, total)?.parse().map_err(|_| "a length that is not a number".to_string())
+}
+
 fn count(r: &mut impl BufRead, total: &mut usize) -> Result<usize, String> {
-    let n: usize = line(r, total)?.parse().map_err(|_| "a length that is not a number".to_string())?;
+    let n = number(r, total)?;
     if n > MAX_COUNT {
         return Err(format!("{n} fields (at most {MAX_COUNT})"));
     }
@@ -128,7 +132,7 @@ fn count(r: &mut impl BufRead, total: &mut usize) -> Result<usize, String> {
 }
 
 fn field(r: &mut impl BufRead, total: &mut usize) -> Result<Vec<u8>, String> {
-    let n = count(r, total)?;
+    let n = number(r, total)?;
     if n > MAX_FIELD || *total + n > MAX_TOTAL {
         return Err(format!("a request over {MAX_TOTAL} bytes, or a field over {MAX_FIELD}"));
     }
@@ -163,7 +167,7 @@ mod tests {
         let e = |s: &[u8]| Request::read(&mut &s[..]).unwrap_err();
         assert_eq!(e(b"bgrun-remote 99\n"), "the caller speaks protocol 99, this bgrun 1");
         assert_eq!(e(b"hello\n"), "not a bgrun request");
-        assert!(e(b"bgrun-remote 1\n99999999999\n").contains("fields"));
+        assert!(e(b"bgrun-remote 1\n0\n3\nrun99999999999\n").contains("fields"));
         assert!(e(format!("bgrun-remote 1\n{}\n", MAX_FIELD + 1).as_bytes()).contains("over"));
         assert_eq!(parse_header(&header()), Some((PROTOCOL, env!("CARGO_PKG_VERSION").into())));
         assert_eq!(parse_header("bgrun-remote x"), None);

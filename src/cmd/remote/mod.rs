@@ -241,7 +241,14 @@ fn ask(words: &[String], front: &str, dest: &str, args: &[OsString]) -> Answer {
     let req = request(dest, front, args);
     let err = Arc::new(Mutex::new(Vec::new()));
     let sink = err.clone();
-    let live = move |l: &str| sink.lock().map(|mut v| v.push(l.to_string())).unwrap_or_default();
+    // At most 1,000 lines kept of what a host says on stderr.
+    let live = move |l: &str| {
+        if let Ok(mut v) = sink.lock() {
+            if v.len() < 1000 {
+                v.push(l.to_string());
+            }
+        }
+    };
     let mut s = match ssh::call(words, dest, &req, live) {
         Ok(s) => s,
         Err(t) => return Answer::failed(dest, &t.line(&clean(dest))),

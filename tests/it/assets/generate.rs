@@ -492,7 +492,7 @@ fn exit_meaning(e: Exit) -> &'static str {
     }
 }
 
-const ENVIRONMENT: [(&str, &str); 10] = [
+const ENVIRONMENT: [(&str, &str); 12] = [
     ("RUN_DIR", "The job store's directory. Default: $XDG_DATA_HOME/run, else ~/.local/share/run."),
     ("XDG_DATA_HOME", "Where the store is when RUN_DIR is not set: $XDG_DATA_HOME/run (an absolute path)."),
     ("NTFY_TOPIC", "The ntfy topic for run -n and job run --notify when none is given."),
@@ -503,6 +503,12 @@ const ENVIRONMENT: [(&str, &str); 10] = [
     ("NTFY_MIN_DURATION", "Notify only for jobs that ran at least this long (as --min-duration; say 2m)."),
     ("NTFY_TIMEOUT", "Seconds for one try to publish a notification (default 10, at most 300; three tries)."),
     ("NO_COLOR", "When set and not empty, output to a terminal has no colour."),
+    (
+        "RUN_SSH",
+        "The ssh command for --on DEST and DEST:ID (default ssh), split into words as sh would: \
+     RUN_SSH='ssh -F ~/.ssh/lab'.",
+    ),
+    ("RUN_HOSTS", "The hosts --on all names besides this machine, comma-separated: RUN_HOSTS=gpu1,gpu2."),
 ];
 
 /// The store layout drawn in the header of src/store/mod.rs, in ASCII.
