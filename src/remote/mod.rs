@@ -66,6 +66,15 @@ pub fn qualify(id: &str) -> String {
     }
 }
 
+/// A job named as `DEST:ID` to the front that answers for DEST (`run --on
+/// DEST --after DEST:ID`): `ID`. Any other word as it is.
+pub fn unqualify(word: &str) -> &str {
+    match (on(), split_qualified(word)) {
+        (Some(me), Some((dest, id))) if dest == me => id,
+        _ => word,
+    }
+}
+
 /// The word that names this machine in `--on`.
 pub const LOCAL: &str = "local";
 /// The word that names this machine and every host of `RUN_HOSTS`.

@@ -64,6 +64,9 @@ fn jobs_start_list_wait_stop_retry_and_clean_on_other_hosts_as_they_do_here() {
 
     // job wait: the same exit codes as here.
     assert_eq!(hosts.run(&env, "job", &["wait", &ok]).status.code(), Some(0));
+    // --after a job of the same host, named as this machine names it.
+    let then = first_word(&hosts.run(&env, "run", &["--on", "h1", "--name", "then", "--after", &ok, "true"]));
+    assert_eq!(hosts.run(&env, "job", &["wait", &then]).status.code(), Some(0));
     let waited = hosts.run(&env, "job", &["wait", &bad]);
     assert_eq!(waited.status.code(), Some(1), "{waited:?}");
     assert!(stderr(&waited).contains("h2: job: bad_"), "{}", stderr(&waited));
@@ -97,7 +100,7 @@ fn jobs_start_list_wait_stop_retry_and_clean_on_other_hosts_as_they_do_here() {
     assert_eq!(listed_one(&hosts.run(&env, "job", &["status", &long, "--json"]))["state"], "stopped");
     let retried = stdout(&hosts.run(&env, "job", &["retry", &ok, "--wait"])).trim().to_string();
     assert!(retried.starts_with("h1:ok_") && retried != ok, "{retried}");
-    assert_eq!(ids_in(&h1.store).len(), 2);
+    assert_eq!(ids_in(&h1.store).len(), 3);
 
     // A job that is not there: one line naming the host, exit 1.
     let missing = hosts.run(&env, "job", &["status", "h1:nothing_here"]);
