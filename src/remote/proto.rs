@@ -2,11 +2,13 @@
 //!
 //! The entry point's answer starts with one line, before it reads
 //! anything: `bgrun-remote PROTOCOL VERSION`. Then the front's own output.
+//! (The request starts with another word, so that a far program that
+//! echoes its input, `cat`, is never taken for an answer.)
 //!
 //! The request, on the entry point's stdin:
 //!
 //! ```text
-//! bgrun-remote PROTOCOL\n
+//! bgrun-request PROTOCOL\n
 //! LEN\nON          the destination ids are qualified with (empty: local)
 //! LEN\nFRONT       run, runs, runlog, runrm or job
 //! N\n              then N arguments: LEN\nBYTES each
@@ -25,6 +27,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 /// the other side cannot read.
 pub const PROTOCOL: u32 = 1;
 const MAGIC: &str = "bgrun-remote";
+const ASK: &str = "bgrun-request";
 /// The most one field (an argument, a variable) may take.
 const MAX_FIELD: usize = 1 << 20;
 /// The most arguments or variables.
@@ -47,6 +50,11 @@ pub fn parse_header(line: &str) -> Option<(u32, String)> {
     Some((p, w.next().unwrap_or("?").to_string()))
 }
 
+/// Is `line` the first line of a request (a far program echoing it)?
+pub fn is_request(line: &str) -> bool {
+    line.starts_with(ASK) && line[ASK.len()..].starts_with(' ')
+}
+
 /// What the entry point is asked to run.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request {
@@ -58,7 +66,7 @@ pub struct Request {
 
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = format!("{MAGIC} {PROTOCOL}\n").into_bytes();
+        let mut b = format!("{ASK} {PROTOCOL}\n").into_bytes();
         let field = |b: &mut Vec<u8>, f: &[u8]| {
             let _ = writeln!(b, "{}", f.len());
             b.extend_from_slice(f);
@@ -85,8 +93,8 @@ impl Request {
         let mut total = 0usize;
         let first = line(r, &mut total)?;
         match first.split_once(' ') {
-            Some((MAGIC, p)) if p == PROTOCOL.to_string() => {}
-            Some((MAGIC, p)) => return Err(format!("the caller speaks protocol {p}, this bgrun {PROTOCOL}")),
+            Some((ASK, p)) if p == PROTOCOL.to_string() => {}
+            Some((ASK, p)) => return Err(format!("the caller speaks protocol {p}, this bgrun {PROTOCOL}")),
             _ => return Err("not a bgrun request".into()),
         }
         let text = |b: Vec<u8>| String::from_utf8(b).map_err(|_| "a field is not UTF-8".to_string());
@@ -165,10 +173,14 @@ mod tests {
     #[test]
     fn garbage_and_other_protocols_are_refused_with_a_reason() {
         let e = |s: &[u8]| Request::read(&mut &s[..]).unwrap_err();
-        assert_eq!(e(b"bgrun-remote 99\n"), "the caller speaks protocol 99, this bgrun 1");
+        assert_eq!(e(b"bgrun-request 99\n"), "the caller speaks protocol 99, this bgrun 1");
+        assert_eq!(e(b"bgrun-remote 1\n"), "not a bgrun request");
+        // What a far `cat` would echo is no answer.
+        let req = Request { on: String::new(), front: "runs".into(), args: vec![], vars: vec![] };
+        assert_eq!(parse_header(&String::from_utf8_lossy(&req.encode())), None);
         assert_eq!(e(b"hello\n"), "not a bgrun request");
-        assert!(e(b"bgrun-remote 1\n0\n3\nrun99999999999\n").contains("fields"));
-        assert!(e(format!("bgrun-remote 1\n{}\n", MAX_FIELD + 1).as_bytes()).contains("over"));
+        assert!(e(b"bgrun-request 1\n0\n3\nrun99999999999\n").contains("fields"));
+        assert!(e(format!("bgrun-request 1\n{}\n", MAX_FIELD + 1).as_bytes()).contains("over"));
         assert_eq!(parse_header(&header()), Some((PROTOCOL, env!("CARGO_PKG_VERSION").into())));
         assert_eq!(parse_header("bgrun-remote x"), None);
     }

@@ -8,8 +8,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// The command every login shell (bash, zsh, fish, dash) parses the same
 /// way: no quoting of ours, the arguments go on stdin. `runs` is looked
@@ -24,6 +25,9 @@ const CONNECT_TIMEOUT_S: u32 = 10;
 const MAX_BEFORE_HEADER: u64 = 64 * 1024;
 /// The most stderr lines kept before the header (a failing ssh says one).
 const MAX_EARLY_LINES: usize = 50;
+/// How long the far side may take to answer once ssh is connected (a
+/// login shell's start-up included): past it, the call is ended.
+const HEADER_WAIT_S: u64 = 60;
 
 /// The ssh command for `dest`: `ssh_words` (RUN_SSH, or `ssh`), then
 /// `-T` (no terminal), BatchMode (no prompt on a terminal that is not
@@ -77,7 +81,11 @@ fn configured(program: &str, words: &[String], dest: &str) -> Vec<&'static str> 
 /// One call under way: the answer's stream (past its header), the
 /// process, and the stream to it (kept open: closing it ends the call).
 pub struct Session {
-    child: Child,
+    child: Arc<Mutex<Child>>,
+    /// Told when the header is read or given up on; the watchdog kills
+    /// the call when it hears nothing within [`HEADER_WAIT_S`].
+    answered: Option<mpsc::Sender<()>>,
+    timed_out: Arc<AtomicBool>,
     pub out: BufReader<ChildStdout>,
     _stdin: Option<ChildStdin>,
     err: Option<JoinHandle<Vec<String>>>,
@@ -97,6 +105,8 @@ pub enum Trouble {
     Garbage(String),
     /// The process could not even start.
     Spawn(String),
+    /// Nothing came within [`HEADER_WAIT_S`].
+    Silent,
 }
 
 impl Trouble {
@@ -118,6 +128,7 @@ impl Trouble {
                  to put this version there: {install}"
             ),
             Trouble::Spawn(e) => format!("{dest}: {e}"),
+            Trouble::Silent => format!("{dest}: no answer within {HEADER_WAIT_S} s; the call was ended"),
         }
     }
 }
@@ -145,19 +156,44 @@ pub fn call(
         let what = c.get_program().to_string_lossy().into_owned();
         Trouble::Spawn(format!("running {what}: {e}"))
     })?;
-    let mut stdin = child.stdin.take();
-    // A peer that is gone makes this fail (EPIPE): what ssh says explains it.
-    if let Some(s) = stdin.as_mut() {
-        let _ = s.write_all(&req.encode()).and_then(|_| s.flush());
-    }
     let seen = Arc::new(AtomicBool::new(false));
     let err = child.stderr.take().map(|e| {
         let seen = seen.clone();
         std::thread::spawn(move || relay(e, &seen, live))
     });
+    let mut stdin = child.stdin.take();
     let out = BufReader::new(child.stdout.take().expect("stdout was piped"));
-    let mut s = Session { child, out, _stdin: stdin, err, seen };
-    match s.header() {
+    let child = Arc::new(Mutex::new(child));
+    // The watchdog: the child is killed only while the call has not
+    // answered, so before anything reaps it (its pid is still its own).
+    let (answered, heard) = mpsc::channel::<()>();
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let (watched, flag) = (child.clone(), timed_out.clone());
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = heard.recv_timeout(Duration::from_secs(HEADER_WAIT_S)) {
+            if let Ok(mut c) = watched.lock() {
+                // Still unanswered now that the child is ours to touch?
+                if let Err(mpsc::TryRecvError::Empty) = heard.try_recv() {
+                    flag.store(true, Ordering::Release);
+                    let _ = c.kill();
+                }
+            }
+        }
+    });
+    // A peer that is gone makes this fail (EPIPE): what ssh says explains it.
+    if let Some(s) = stdin.as_mut() {
+        let _ = s.write_all(&req.encode()).and_then(|_| s.flush());
+    }
+    let mut s = Session { child, answered: Some(answered), timed_out, out, _stdin: stdin, err, seen };
+    let header = s.header();
+    // Under the child's lock: the watchdog is done with it after this.
+    if let Ok(_guard) = s.child.lock() {
+        drop(s.answered.take());
+    }
+    if s.timed_out.load(Ordering::Acquire) {
+        return Err(Trouble::Silent);
+    }
+    match header {
         Ok(()) => Ok(s),
         Err(said) => Err(s.trouble(said)),
     }
@@ -223,6 +259,8 @@ impl Session {
                     return Ok(());
                 }
                 Some((p, v)) => return Err(format!("\0{p} {v}")),
+                // Our own request, echoed: nothing will answer it.
+                None if proto::is_request(&line) => return Err(line.trim().chars().take(200).collect()),
                 None if said.is_empty() => said = line.trim().chars().take(200).collect(),
                 None => {}
             }
@@ -236,7 +274,7 @@ impl Session {
             return Trouble::Version(p.parse().unwrap_or(0), v.to_string());
         }
         drop(self._stdin.take());
-        let status = self.child.wait().ok();
+        let status = self.wait();
         let early = self.err.take().and_then(|h| h.join().ok()).unwrap_or_default();
         let last = early.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
         match status.and_then(|s| s.code()) {
@@ -253,10 +291,16 @@ impl Session {
     /// ssh's own (255: the connection failed), the last thing ssh said.
     pub fn finish(mut self) -> (Option<ExitStatus>, Option<String>) {
         drop(self._stdin.take());
-        let status = self.child.wait().ok();
+        let status = self.wait();
         let early = self.err.take().and_then(|h| h.join().ok()).unwrap_or_default();
         let said = early.last().cloned();
         (status, said)
+    }
+}
+
+impl Session {
+    fn wait(&self) -> Option<ExitStatus> {
+        self.child.lock().ok().and_then(|mut c| c.wait().ok())
     }
 }
 
@@ -265,7 +309,7 @@ impl Drop for Session {
         drop(self._stdin.take());
         // Our own child: gone once its stdin closes, reaped here.
         if self.err.is_some() {
-            let _ = self.child.wait();
+            let _ = self.wait();
         }
     }
 }

@@ -133,6 +133,8 @@ fn another_version_or_garbage_from_the_far_side_is_one_clear_line_never_a_wrong_
         ("cat > /dev/null & echo 'bgrun-remote 99 9.9.9'; echo '[]'", "version 9.9.9 (remote protocol 99)"),
         ("echo 'Welcome!'; echo '[{\"id\": \"forged\"}]'", "the answer is not bgrun's (it said: Welcome!)"),
         ("echo 'runs: unexpected argument' >&2; exit 2", "it said: runs: unexpected argument"),
+        // A program that echoes the request back is not answering it.
+        ("exec cat", "the answer is not bgrun's (it said: bgrun-request 1)"),
     ];
     for (body, says) in cases {
         script(tools, "runs", body);
