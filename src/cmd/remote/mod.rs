@@ -166,8 +166,9 @@ struct Answer {
 /// `--on DEST[,DEST…]` of a front that lists or removes (`runs`, `job
 /// list`, `runrm`, `job clean`): every host is asked at once, one
 /// connection each; the answers are printed in the order given (JSON
-/// arrays joined into one). A host that fails is one line; the others are
-/// still printed, and the exit status is then 1.
+/// arrays joined into one; a removal's lines prefixed `DEST: `). A host
+/// that fails is one line; the others are still printed, and the exit
+/// status is then 1.
 pub fn on_many(front: &str, on: Option<&[String]>, args: &[OsString], json: bool) -> Option<Res<Exit>> {
     let on = on.filter(|_| !remote::serving())?;
     let dests = match remote::expand(on, super::env("RUN_HOSTS").as_deref()) {
@@ -182,6 +183,7 @@ pub fn on_many(front: &str, on: Option<&[String]>, args: &[OsString], json: bool
 
 fn gather(front: &str, dests: &[String], args: &[OsString], json: bool) -> Res<Exit> {
     let words = ssh_words()?;
+    let removal = front == "runrm" || (front == "job" && args.get(1).is_some_and(|a| a == "clean"));
     let answers: Vec<Answer> = std::thread::scope(|scope| {
         let asks: Vec<_> = dests.iter().map(|d| scope.spawn(|| ask(&words, front, d, args))).collect();
         asks.into_iter().zip(dests).map(|(h, d)| h.join().unwrap_or_else(|_| Answer::failed(d, "lost"))).collect()
@@ -204,6 +206,14 @@ fn gather(front: &str, dests: &[String], args: &[OsString], json: bool) -> Res<E
                     code = Exit::Error;
                 }
             },
+            // A removal's lines (`removed ID`) name no host: each gets its own.
+            Ok(c) if removal && a.dest != LOCAL => {
+                for line in a.out.split_inclusive(|&b| b == b'\n') {
+                    out.bytes(format!("{}: ", clean(&a.dest)).as_bytes())?;
+                    out.bytes(line)?;
+                }
+                code = worse(code, c);
+            }
             Ok(c) => {
                 out.bytes(&a.out)?;
                 code = worse(code, c);

@@ -111,6 +111,7 @@ fn jobs_start_list_wait_stop_retry_and_clean_on_other_hosts_as_they_do_here() {
     // Clean up there.
     let rm = hosts.run(&env, "runrm", &["--on", "h1"]);
     assert!(rm.status.success(), "{rm:?}");
+    assert!(stdout(&rm).lines().any(|l| l.starts_with("h1: removed ok_")), "{}", stdout(&rm));
     assert_eq!(ids_in(&h1.store), Vec::<String>::new());
     let clean = hosts.run(&env, "job", &["clean", "--on", "h2", "--all"]);
     assert!(clean.status.success(), "{clean:?}");
