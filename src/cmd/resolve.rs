@@ -131,7 +131,9 @@ fn key(f: &Found) -> (&String, &String) {
 pub fn after_ids(store: &Store, words: Vec<Vec<String>>) -> Res<Vec<String>> {
     let mut ids: Vec<String> = Vec::new();
     for w in words.into_iter().flatten() {
-        let job = resolve(store, &w).map_err(|e| Fail::new(crate::exit::Exit::Usage, format!("--after: {}", e.msg)))?;
+        // `run --on DEST --after DEST:ID`: the job there.
+        let w = crate::remote::unqualify(&w);
+        let job = resolve(store, w).map_err(|e| Fail::new(crate::exit::Exit::Usage, format!("--after: {}", e.msg)))?;
         if !ids.contains(&job.id) {
             ids.push(job.id);
         }

@@ -18,7 +18,10 @@ use crate::store::{Job, Legacy, State, Store};
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
-    let a: cli::Runrm = parse(args)?;
+    let a: cli::Runrm = parse(args.clone())?;
+    if let Some(done) = super::remote::on_many("runrm", a.on.as_ref().map(|d| &d.0[..]), &args, false) {
+        return done;
+    }
     let store = super::open_store()?;
     super::catch_up(&store, "runrm");
     let mut out = Out::new();

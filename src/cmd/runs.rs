@@ -11,7 +11,13 @@ use crate::store::{Legacy, State};
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
-    let a: cli::Runs = parse(args)?;
+    let a: cli::Runs = parse(args.clone())?;
+    if let Some(done) = super::remote::on_many("runs", a.on.as_ref().map(|d| &d.0[..]), &args, a.json) {
+        return done;
+    }
+    if a.complete_hosts {
+        return super::remote::complete_hosts();
+    }
     if let Some(which) = a.complete_ids {
         return complete_ids(which);
     }

@@ -60,6 +60,9 @@ pub struct View<'a> {
     /// An ended job whose watcher stays for processes of the job that
     /// still run (`state::lingering`).
     pub lingering: bool,
+    /// The host it was asked on (`--on DEST`); absent for this machine's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<&'static str>,
 }
 
 pub fn view(job: &Job, state: State) -> View<'_> {
@@ -106,6 +109,7 @@ pub fn view(job: &Job, state: State) -> View<'_> {
         slurm_job_id: slurm.and_then(|s| s.id),
         node,
         lingering: lingering(job),
+        on: crate::remote::on(),
     }
 }
 
@@ -272,7 +276,7 @@ pub fn summary_noted(out: &Out, job: &Job, state: State, note: &str) -> String {
     format!(
         "{} {} ({pid}) - {}{took}{}{notified}  {}",
         out.paint(color, mark),
-        clean(&job.id),
+        clean(&crate::remote::qualify(&job.id)),
         out.paint(color, &what),
         peak.unwrap_or_default(),
         clean(&job.meta.command)

@@ -6,7 +6,8 @@
 //! processes proven to be the job's (pidfds); `spawn`: detaching the
 //! watcher and forking the job; `wait`: the watcher's wait (reaping, its
 //! signals, a deadline); `shed`: giving back the launcher's memory that a
-//! waiting watcher does not use.
+//! waiting watcher does not use; `tether`: the remote entry point's wait,
+//! which ends its front when the caller's connection ends.
 //!
 //! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
 //! reused after a wrap-around or a reboot has another start time or another
@@ -18,6 +19,7 @@
 mod shed;
 mod signal;
 mod spawn;
+mod tether;
 mod wait;
 
 pub use shed::shed;
@@ -25,6 +27,7 @@ pub use signal::{
     descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
 };
 pub use spawn::{close_fds_except, detach, fork_job, in_grandchild, Handshake};
+pub use tether::wait_tethered;
 pub use wait::{
     become_step, become_watcher, cwd_of, has_children, hold_term, mark_watcher, marked_watcher, next_wake,
     settle_watcher, term_pending, term_waiting, ChildEnd, Wake,

@@ -15,6 +15,8 @@
 //!   picker.
 //! - `removal`: runrm and job clean.
 //! - `queue`: queues, slots and --after.
+//! - `remote`: the same commands on other hosts over ssh (`--on`,
+//!   `DEST:ID`), against real sshd hosts in namespaces.
 //! - `notify`: ntfy notifications and their secrets.
 //! - `slurm`: the Slurm backend.
 //! - `store`: where the store is, its modes, full disks, damaged and
@@ -34,6 +36,7 @@ mod launch;
 mod logs;
 mod notify;
 mod queue;
+mod remote;
 mod removal;
 mod slurm;
 mod state;
