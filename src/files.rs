@@ -275,3 +275,68 @@ pub fn open_rw_in(dir: &File, name: &str) -> io::Result<File> {
     fchmod(&f, Mode::S_IRUSR | Mode::S_IWUSR)?;
     Ok(f)
 }
+
+/// Removes the directory `name` in `parent` and everything in it, never
+/// following a link, however deep it goes: no recursion and two open
+/// directories at a time. A subdirectory that is not empty has its
+/// entries moved up into the top directory (under fresh names) and is then
+/// removed, until the top is empty (a tree planted thousands of levels
+/// deep would take the recursive way past the descriptor limit or the
+/// stack). Returns the first error that stops it.
+pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<()> {
+    use nix::errno::Errno;
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+    let top = open_dir_in(parent, name)?;
+    let mut fresh = 0u64;
+    loop {
+        let list = entries(&top)?;
+        if list.is_empty() {
+            break;
+        }
+        for (entry, kind) in list {
+            let entry = entry.as_os_str();
+            if kind != Kind::Dir {
+                match unlinkat(&top, entry, UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(Errno::ENOENT) => continue,
+                    // Listed as a file, a directory now: taken next round.
+                    Err(Errno::EISDIR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match unlinkat(&top, entry, UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => continue,
+                Err(Errno::ENOTEMPTY | Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let sub = match nix::fcntl::openat(
+                &top,
+                entry,
+                nix::fcntl::OFlag::O_RDONLY
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_NOFOLLOW
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) {
+                Ok(fd) => File::from(fd),
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for (child, _) in entries(&sub)? {
+                loop {
+                    fresh += 1;
+                    let up = format!(".up-{fresh}");
+                    let flags = nix::fcntl::RenameFlags::RENAME_NOREPLACE;
+                    match nix::fcntl::renameat2(&sub, child.as_os_str(), &top, up.as_str(), flags) {
+                        Ok(()) | Err(Errno::ENOENT) => break,
+                        Err(Errno::EEXIST) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

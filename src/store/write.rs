@@ -6,7 +6,7 @@
 use super::job::{meta_bytes, read_job, Job, Meta, META_MAX};
 use super::read::disk_usage;
 use super::Store;
-use crate::files::{io_err, write_atomic};
+use crate::files::{self, io_err, write_atomic};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -230,11 +230,14 @@ impl Store {
             return Ok(size);
         }
         // A finished job's watcher may still be recording its notification:
-        // a file appearing mid-removal is removed on the next pass.
-        let mut res = fs::remove_dir_all(&hidden);
+        // a file appearing mid-removal is removed on the next pass. However
+        // deep a tree planted in it, no recursion (`remove_tree_in`).
+        let root = files::open_dir(&self.root).map_err(|e| io_err("removing", &path, e))?;
+        let name = hidden.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let mut res = files::remove_tree_in(&root, &name);
         for _ in 0..5 {
             match &res {
-                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = fs::remove_dir_all(&hidden),
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = files::remove_tree_in(&root, &name),
                 _ => break,
             }
         }
