@@ -344,6 +344,8 @@ fn a_key_naming_a_job_that_no_longer_exists_never_answers_with_that_missing_job(
     // The job's directory is gone and its key is left: a runrm killed
     // between removing the directory and releasing the key (the release
     // comes after), or a directory removed by hand.
+    // (Once its watcher is gone: it writes meta.json after the end.)
+    wait_watcher_gone(&env, &id);
     std::fs::remove_dir_all(env.job_dir(&id)).expect("removing the job's directory");
     let out = env.run("job", &["run", "--key", "k1", "echo again"]);
     let printed = stdout(&out).trim().to_string();
