@@ -72,15 +72,23 @@ pub fn queue_of(store: &Store, meta: &Meta) -> QueueDir {
 }
 
 /// Publishes a staged job as queued, adds it to its queue's index, and
-/// starts what can start (perhaps this job). On failure nothing is left.
+/// starts what this launch can start (perhaps this job), under one hold
+/// of the queue's lock. On failure nothing is left.
 pub fn enqueue(store: &Store, staged: Staged, meta: &mut Meta) -> Result<PathBuf, String> {
     let q = queue_of(store, meta);
+    let lock = match lock_to_change(&q) {
+        Ok(l) => l,
+        Err(e) => {
+            store.discard(&staged);
+            return Err(format!("{e}; the job was not queued"));
+        }
+    };
     let published = (|| {
-        let _lock = q.lock()?;
         // The entry first, under the id the job will most likely get: a
         // launcher killed before it publishes leaves an entry naming no
         // job (or another one), which the next decision drops; one killed
-        // after leaves a job that is queued and indexed.
+        // after leaves a job that is queued and indexed (under a suffixed
+        // id, its base's entry: the next decision finds it, `suffixed`).
         let ns = chrono::Local::now().timestamp_nanos_opt().unwrap_or(0);
         let base = meta.id.clone();
         let entry = q.add_waiting(ns, &base)?;
@@ -91,18 +99,21 @@ pub fn enqueue(store: &Store, staged: Staged, meta: &mut Meta) -> Result<PathBuf
                 return Err(e);
             }
         };
-        if meta.id != base {
-            // The id was taken: a suffixed one, indexed under the same time.
-            let added = q.add_waiting(ns, &meta.id);
-            q.remove_waiting(&entry);
-            if let Err(e) = added {
+        if meta.id == base {
+            return Ok((dir, entry));
+        }
+        // The id was taken: a suffixed one, indexed under the same time.
+        let added = q.add_waiting(ns, &meta.id);
+        q.remove_waiting(&entry);
+        match added {
+            Ok(entry) => Ok((dir, entry)),
+            Err(e) => {
                 let _ = store.remove(&meta.id);
-                return Err(e);
+                Err(e)
             }
         }
-        Ok(dir)
     })();
-    let dir = match published {
+    let (dir, entry) = match published {
         Ok(d) => d,
         Err(e) => {
             store.discard(&staged);
@@ -111,17 +122,23 @@ pub fn enqueue(store: &Store, staged: Staged, meta: &mut Meta) -> Result<PathBuf
     };
     // Its status lock goes with the staged files: a starter takes it.
     drop(staged);
-    after_end(store);
+    let ended = decide_locked(store, &q, &mut Seen::default(), Some((&entry, &meta.id)));
+    drop(lock);
+    if matches!(ended, Decided::Ended) {
+        // A job ended without running: others, in any queue, may follow.
+        after_end(store);
+    }
     Ok(dir)
 }
 
 /// Starts whatever should be running in this place's queues and is not:
 /// there is no daemon, so every front catches the queues up after opening
 /// the store (a killed watcher or a reboot leaves that to the next
-/// command). Cheap when nothing waits. A front waits for a queue's lock
-/// at most `READER_WAIT`: a decider that is stopped or hung never blocks
-/// it; it answers without deciding for that queue. Returns the names of
-/// the queues it could not decide for (the front says so on stderr).
+/// command). Cheap when nothing waits. A front waits for the queues' locks
+/// at most `READER_WAIT` in all: a decider that is stopped or hung never
+/// blocks it; it answers without deciding for that queue. Returns the
+/// names of the queues it could not decide for (the front says so on
+/// stderr).
 pub fn catch_up(store: &Store) -> Vec<String> {
     catch_up_as(store, Who::Reader)
 }
@@ -132,15 +149,41 @@ pub fn after_end(store: &Store) {
     catch_up_as(store, Who::Decider);
 }
 
-/// How long a reader waits for a queue's lock before answering without
-/// deciding: a decision takes milliseconds.
+/// How long a reader waits for the queues' locks before answering without
+/// deciding, in all (one held lock or many): a decision takes
+/// milliseconds.
 pub const READER_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a command that changes a queue (`run -q`, `job queue
+/// --slots/--pause/--resume`, `job stop` of a queued job) waits for its
+/// lock before giving up with an error naming the queue and the holder.
+pub const WRITER_WAIT: Duration = Duration::from_secs(5);
+
+/// The queue's lock for a command that changes the queue: within
+/// `WRITER_WAIT`, else an error naming the queue and, where /proc/locks
+/// tells, the process holding it.
+fn lock_to_change(q: &QueueDir) -> Result<std::fs::File, String> {
+    if let Some(l) = q.lock_within(WRITER_WAIT)? {
+        return Ok(l);
+    }
+    let which = if q.name.is_empty() { "the queue of --after jobs".to_string() } else { format!("queue {}", q.name) };
+    let holder = q
+        .lock_inode()
+        .and_then(|(dev, ino)| proc::flock_holder(dev, ino))
+        .map(|(pid, comm)| format!(" (process {pid}, {comm}; a stopped one goes on with `kill -CONT {pid}`)"))
+        .unwrap_or_default();
+    Err(format!(
+        "{which}: another command has held its lock for {} s{holder}, {}",
+        WRITER_WAIT.as_secs(),
+        q.path().join("lock").display()
+    ))
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Who {
     /// Waits for each queue's lock for as long as it takes.
     Decider,
-    /// Waits at most `READER_WAIT`.
+    /// Waits `READER_WAIT` at most, for all the queues.
     Reader,
 }
 
@@ -150,9 +193,10 @@ fn catch_up_as(store: &Store, who: Who) -> Vec<String> {
     if queues.is_empty() {
         return busy;
     }
-    let place = proc::place();
-    let mine: Vec<QueueDir> = queues.into_iter().filter(|q| q.place == place).collect();
+    let (place, old) = (proc::place(), proc::old_place());
+    let mine: Vec<QueueDir> = queues.into_iter().filter(|q| q.place == place || q.place == old).collect();
     let mut seen = Seen::default();
+    let until = std::time::Instant::now() + READER_WAIT;
     // A job that ends without running (skipped) may decide another's fate
     // in another queue: go round again while a round ends any, so a
     // chain is skipped to its end in one catch-up. Each productive round
@@ -160,7 +204,11 @@ fn catch_up_as(store: &Store, who: Who) -> Vec<String> {
     loop {
         let mut ended = false;
         for q in &mine {
-            match decide(store, q, &mut seen, who) {
+            let wait = match who {
+                Who::Decider => None,
+                Who::Reader => Some(until.saturating_duration_since(std::time::Instant::now())),
+            };
+            match decide(store, q, &mut seen, wait) {
                 Decided::Ended => ended = true,
                 Decided::Busy if !busy.contains(&q.name) => busy.push(q.name.clone()),
                 Decided::Busy => {}
@@ -191,62 +239,88 @@ enum Decided {
     Nothing,
 }
 
-/// Does the job in a slot hold it: while it is seen running, and while it
-/// is being started (still `queued`, its reserved status locked by the
-/// process starting it: the decider, then the watcher it forked, until
-/// the watcher publishes it running). The lock proves the starter alive:
-/// the kernel releases it when the last process holding it dies.
+/// Does the job in a slot hold it: while it is seen running (or may be
+/// running where it cannot be checked from here: another pid namespace
+/// of this machine), and while it is being started (still `queued`, its
+/// reserved status locked by the process starting it: the decider, then
+/// the watcher it forked, until the watcher publishes it running). The
+/// lock proves the starter alive: the kernel releases it when the last
+/// process holding it dies.
 fn holds_slot(store: &Store, id: &str, boot: &str) -> bool {
     let Ok(Some(mut job)) = store.get(id) else { return false };
     match state::of(&mut job, boot) {
-        State::Running => true,
+        State::Running | State::Elsewhere => true,
         State::Queued => job.being_started(),
         _ => false,
     }
 }
 
-/// One decision for one queue (see the module's header).
-fn decide(store: &Store, q: &QueueDir, seen: &mut Seen, who: Who) -> Decided {
+/// One decision for one queue (see the module's header), with its lock
+/// (waited for at most `wait`; for ever without).
+fn decide(store: &Store, q: &QueueDir, seen: &mut Seen, wait: Option<Duration>) -> Decided {
     if !q.has_waiting() {
         return Decided::Nothing;
     }
-    let lock = match who {
-        Who::Decider => q.lock().map(Some),
-        Who::Reader => q.lock_within(READER_WAIT),
+    let lock = match wait {
+        None => q.lock().map(Some),
+        Some(w) => q.lock_within(w),
     };
     let _lock = match lock {
         Ok(Some(l)) => l,
         Ok(None) => return Decided::Busy,
         Err(_) => return Decided::Nothing,
     };
+    decide_locked(store, q, seen, None)
+}
+
+/// One decision, the queue's lock held. `launched`: the entry and id of
+/// a job just queued, when that launch is all that changed for this
+/// decider: in the queue of `--after` jobs (no slots) only that job is
+/// judged; in a named queue the index is walked only if a slot is free.
+/// Whatever else is owed (a killed watcher's slot) is any other
+/// command's catch-up.
+fn decide_locked(store: &Store, q: &QueueDir, seen: &mut Seen, launched: Option<(&str, &str)>) -> Decided {
     let conf = if q.name.is_empty() { Conf { slots: u32::MAX, paused: false } } else { q.conf() };
     let boot = proc::boot_id();
     let mut taken: Vec<u32> = Vec::new();
     for (k, id) in q.slots() {
-        if holds_slot(store, &id, &boot) {
-            taken.push(k);
-        } else {
-            q.free_slot(k);
+        match id {
+            // Planted (not a link): never used, never removed.
+            None => taken.push(k),
+            Some(id) if holds_slot(store, &id, &boot) => taken.push(k),
+            Some(_) => q.free_slot(k),
         }
     }
-    if conf.paused {
+    if conf.paused || taken.len() as u64 >= u64::from(conf.slots) {
         return Decided::Nothing;
     }
+    let waiting = match launched {
+        Some((entry, id)) if q.name.is_empty() => vec![(entry.to_string(), id.to_string())],
+        _ => q.waiting(),
+    };
+    let ns = proc::pid_ns();
     let mut ended = false;
-    for (entry, id) in q.waiting() {
+    let mut indexed: Option<std::collections::HashSet<String>> = None;
+    for (entry, id) in waiting {
         if taken.len() as u64 >= u64::from(conf.slots) {
             break;
         }
         let mut job = match store.get(&id) {
-            Ok(Some(j)) => j,
-            Ok(None) => {
+            Ok(Some(j)) if j.end.is_none() && j.meta.is_queued() => j,
+            Ok(_) => {
+                // Naming no job, or one that is not queued: a launcher
+                // killed before it indexed the suffixed id it got.
+                let ids = indexed.get_or_insert_with(|| q.waiting().into_iter().map(|(_, id)| id).collect());
+                suffixed(store, q, &entry, &id, ids);
                 q.remove_waiting(&entry);
                 continue;
             }
             Err(_) => continue,
         };
-        if job.end.is_some() || !job.meta.is_queued() {
-            q.remove_waiting(&entry);
+        // Queued in this boot from another pid namespace of this machine
+        // (a container): its environment and working directory are
+        // there; a command there starts it.
+        if job.meta.boot_id == boot && job.meta.pid_ns.is_some() && job.meta.pid_ns != ns {
             continue;
         }
         seen.states.insert(id.clone(), Deps::Wait);
@@ -297,6 +371,25 @@ fn decide(store: &Store, q: &QueueDir, seen: &mut Seen, who: Who) -> Decided {
         Decided::Ended
     } else {
         Decided::Nothing
+    }
+}
+
+/// An entry whose id names no queued job may stand for a job published
+/// under a suffixed id (`ID_2`, …) by a launcher killed before it indexed
+/// that id: each such job of this queue, queued and indexed under no
+/// entry, is indexed under the entry's time (its place in the queue).
+fn suffixed(store: &Store, q: &QueueDir, entry: &str, base: &str, indexed: &mut std::collections::HashSet<String>) {
+    let Some(ns) = entry.split_once('.').and_then(|(ns, _)| ns.parse::<i64>().ok()) else { return };
+    // Ids of removed jobs may come between: a bounded look, made only for
+    // an entry that names no queued job.
+    for n in 2..=100 {
+        let Ok(Some(job)) = store.get(&store::nth_id(base, n)) else { continue };
+        let id = job.id.clone();
+        let here = queue_of(store, &job.meta);
+        let stranded = job.end.is_none() && job.meta.is_queued() && here.path() == q.path();
+        if stranded && !indexed.contains(&id) && q.add_waiting(ns, &id).is_ok() {
+            indexed.insert(id);
+        }
     }
 }
 
@@ -368,13 +461,15 @@ fn state_of(store: &Store, id: &str, boot: &str) -> Option<State> {
 pub fn stop_queued(store: &Store, job: &mut Job) -> Result<Option<End>, String> {
     let q = queue_of(store, &job.meta);
     let end = {
-        let _lock = q.lock()?;
+        let _lock = lock_to_change(&q)?;
         job.reread()?;
         if job.end.is_some() || !job.meta.is_queued() {
             return Ok(None);
         }
         start::end_unrun(store, job, State::Stopped, "stopped while queued")?
     };
-    after_end(store);
+    // What the end lets start or skip; a queue busy past `READER_WAIT` is
+    // left to the next command, as a reader leaves it.
+    catch_up(store);
     Ok(Some(end))
 }

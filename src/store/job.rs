@@ -295,6 +295,15 @@ impl Job {
     pub fn being_started(&self) -> bool {
         self.end_lock().is_some_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
     }
+    /// Is the notification of a job that never ran still being sent: its
+    /// log locked by the detached process sending it (see
+    /// `watch::record`), which holds it until it has recorded the outcome
+    /// (`notified`), waiting for a sending slot included? The kernel drops
+    /// the lock when that process dies.
+    pub fn notifying(&self) -> bool {
+        open_nofollow(&self.dir.join("log"))
+            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+    }
     /// The range of the log dropped by its cap, if any (see `cap`).
     pub fn dropped(&self) -> Option<(u64, u64)> {
         self.meta.log_max?;

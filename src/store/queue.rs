@@ -73,33 +73,52 @@ impl Store {
         found
     }
 
-    /// The links (or other non-directories) planted where a directory of
-    /// the queues should be (`.queues`, `NAME@PLACE`, its `wait` and
-    /// `run`): never followed, each named here for the listing to report.
-    pub fn planted_queue_links(&self) -> Vec<PathBuf> {
+    /// What is planted or damaged in the queues: a link (or any
+    /// non-directory) where a directory should be (`.queues`,
+    /// `NAME@PLACE`, its `wait` and `run`: never followed), and an entry
+    /// of `run/` that is not a slot's link (never used as a slot, never
+    /// removed); each with what it means, for the listing to report.
+    pub fn planted_queue_links(&self) -> Vec<(PathBuf, String)> {
         let mut bad = Vec::new();
+        let not_dir = "not a directory (a link is never followed): the queue's jobs wait until it is removed";
         let Ok(root) = files::open_dir(&self.root) else { return bad };
         let qs = match files::open_dir_in(&root, QUEUES) {
             Ok(d) => d,
-            Err(e) if e.kind() == ErrorKind::InvalidData => return vec![self.queues_root()],
+            Err(e) if misplaced(&e) => return vec![(self.queues_root(), not_dir.to_string())],
             Err(_) => return bad,
         };
         for (n, kind) in files::entries(&qs).unwrap_or_default() {
             let path = self.queues_root().join(&n);
-            if kind == Kind::Link {
-                bad.push(path);
+            if kind != Kind::Dir {
+                if n.to_str().is_some_and(|n| n.contains('@')) {
+                    bad.push((path, not_dir.to_string()));
+                }
                 continue;
             }
-            let (Some(n), Kind::Dir) = (n.to_str(), kind) else { continue };
+            let Some(n) = n.to_str() else { continue };
             let Ok(q) = files::open_dir_in(&qs, n) else { continue };
             for sub in ["wait", "run"] {
-                if files::open_dir_in(&q, sub).is_err_and(|e| e.kind() == ErrorKind::InvalidData) {
-                    bad.push(path.join(sub));
+                match files::open_dir_in(&q, sub) {
+                    Err(e) if misplaced(&e) => bad.push((path.join(sub), not_dir.to_string())),
+                    Ok(run) if sub == "run" => {
+                        for (k, kind) in files::entries(&run).unwrap_or_default() {
+                            if kind != Kind::Link {
+                                let why = "not a slot's link: that slot is not used until it is removed";
+                                bad.push((path.join("run").join(&k), why.to_string()));
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
         bad
     }
+}
+
+/// Is this error of opening a directory a non-directory in its place?
+fn misplaced(e: &io::Error) -> bool {
+    e.kind() == ErrorKind::InvalidData || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 /// The queues' directory in the store's root.
@@ -213,9 +232,17 @@ impl QueueDir {
         (Some(d), names)
     }
 
-    /// Is any job waiting? One open and a few entries read.
+    /// Is any job waiting? One open and the first entry read.
     pub fn has_waiting(&self) -> bool {
-        !self.names("wait").1.is_empty()
+        self.open(Some("wait")).is_ok_and(|d| files::has_entries(&d).unwrap_or(false))
+    }
+
+    /// The device and inode of the queue's lock file: what names it in
+    /// /proc/locks.
+    pub fn lock_inode(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.open(None).and_then(|q| files::open_in(&q, Path::new("lock"))).ok()?.metadata().ok()?;
+        Some((m.dev(), m.ino()))
     }
 
     /// When the index last changed (an entry added or removed), if it
@@ -255,14 +282,19 @@ impl QueueDir {
         }
     }
 
-    /// The taken slots: (slot, id of the job in it).
-    pub fn slots(&self) -> Vec<(u32, String)> {
+    /// The taken slots: (slot, id of the job in it); none for an entry
+    /// that is not a link (planted: that slot is never used, never freed).
+    pub fn slots(&self) -> Vec<(u32, Option<String>)> {
         let (Some(run), names) = self.names("run") else { return vec![] };
-        let mut s: Vec<(u32, String)> = names
+        let mut s: Vec<(u32, Option<String>)> = names
             .into_iter()
             .filter_map(|n| {
                 let k = n.parse().ok()?;
-                let id = files::read_link_in(&run, &n).ok()?.into_string().ok()?;
+                let id = match files::read_link_in(&run, &n) {
+                    Ok(id) => Some(id.into_string().ok()?),
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+                    Err(_) => return None,
+                };
                 Some((k, id))
             })
             .collect();

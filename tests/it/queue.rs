@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+mod stranded;
 mod trust;
 
 const SOON: Duration = Duration::from_secs(30);
