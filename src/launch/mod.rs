@@ -96,6 +96,7 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
         context: spec.context,
         key: spec.key,
         pid_ns: proc::pid_ns(),
+        machine: proc::machine_id().map(str::to_string),
         log_max: spec.log_max,
         backend: if slurm_spec.is_some() { "slurm" } else { "local" }.into(),
         log_header: Some(store::HEADER_IN_META.into()),

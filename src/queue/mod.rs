@@ -52,10 +52,12 @@
 //! job that waits for it.
 
 mod awaited;
+mod mend;
 mod settings;
 mod start;
 
 pub use awaited::Awaited;
+pub use mend::mend;
 
 pub use settings::{configure, summaries};
 
@@ -232,7 +234,8 @@ struct Seen {
 }
 
 enum Decided {
-    /// A job ended without running: others may now be decided.
+    /// A job ended without running (others may now be decided), or one
+    /// was found to decide (`suffixed`): another round.
     Ended,
     /// A reader found the lock held (see `READER_WAIT`).
     Busy,
@@ -311,7 +314,8 @@ fn decide_locked(store: &Store, q: &QueueDir, seen: &mut Seen, launched: Option<
                 // Naming no job, or one that is not queued: a launcher
                 // killed before it indexed the suffixed id it got.
                 let ids = indexed.get_or_insert_with(|| q.waiting().into_iter().map(|(_, id)| id).collect());
-                suffixed(store, q, &entry, &id, ids);
+                // Found: decided in the next round of this catch-up.
+                ended |= suffixed(store, q, &entry, &id, ids);
                 q.remove_waiting(&entry);
                 continue;
             }
@@ -378,8 +382,15 @@ fn decide_locked(store: &Store, q: &QueueDir, seen: &mut Seen, launched: Option<
 /// under a suffixed id (`ID_2`, …) by a launcher killed before it indexed
 /// that id: each such job of this queue, queued and indexed under no
 /// entry, is indexed under the entry's time (its place in the queue).
-fn suffixed(store: &Store, q: &QueueDir, entry: &str, base: &str, indexed: &mut std::collections::HashSet<String>) {
-    let Some(ns) = entry.split_once('.').and_then(|(ns, _)| ns.parse::<i64>().ok()) else { return };
+fn suffixed(
+    store: &Store,
+    q: &QueueDir,
+    entry: &str,
+    base: &str,
+    indexed: &mut std::collections::HashSet<String>,
+) -> bool {
+    let mut found = false;
+    let Some(ns) = entry.split_once('.').and_then(|(ns, _)| ns.parse::<i64>().ok()) else { return false };
     // Ids of removed jobs may come between: a bounded look, made only for
     // an entry that names no queued job.
     for n in 2..=100 {
@@ -389,8 +400,10 @@ fn suffixed(store: &Store, q: &QueueDir, entry: &str, base: &str, indexed: &mut 
         let stranded = job.end.is_none() && job.meta.is_queued() && here.path() == q.path();
         if stranded && !indexed.contains(&id) && q.add_waiting(ns, &id).is_ok() {
             indexed.insert(id);
+            found = true;
         }
     }
+    found
 }
 
 fn skip_reason(id: &str, end: &End) -> String {

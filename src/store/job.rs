@@ -59,6 +59,11 @@ pub struct Meta {
     /// whether its pids can be checked from here.
     #[serde(default)]
     pub pid_ns: Option<u64>,
+    /// The machine id (`/etc/machine-id`) of the machine it was launched
+    /// on: with `boot_id`, what tells this machine after a reboot and a
+    /// host rename from another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// `--log-max` in bytes: the most disk space the log may take.
     #[serde(default)]
     pub log_max: Option<u64>,

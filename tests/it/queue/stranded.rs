@@ -49,3 +49,96 @@ fn a_skipped_jobs_notification_still_on_its_way_shows_pending_not_failed() {
         assert!(!error.contains("ended before notifying"), "{id}: {error}");
     }
 }
+
+#[test]
+fn a_directory_planted_at_a_slot_is_reported_kept_and_never_strands_the_queue() {
+    let q = queues();
+    q.job_ok(&["queue", "p", "--slots", "2"]);
+    let planted = q.queue_dir("p").join("run").join("0");
+    fs::create_dir(&planted).expect("planting a directory at slot 0");
+    let id = q.run_q(&["-q", "p", "true"]);
+    assert_eq!(q.wait_state(&id, &["done"])["slot"], 1, "slot 0 is planted: the job takes slot 1");
+    let out = q.run("runs", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&planted.display().to_string()) && err.contains("not a slot"), "{err}");
+    assert!(planted.is_dir(), "the planted directory was removed");
+}
+
+#[test]
+fn a_file_where_a_queues_wait_directory_belongs_is_reported_with_the_job_it_strands_and_refuses_launches() {
+    let q = queues();
+    q.job_ok(&["queue", "w", "--pause"]);
+    let id = q.run_q(&["-q", "w", "true"]);
+    let wait = q.queue_dir("w").join("wait");
+    fs::remove_dir_all(&wait).expect("removing wait/");
+    write(&wait, "");
+    let out = q.run("runs", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let path = wait.display().to_string();
+    assert!(err.lines().any(|l| l.contains(&path) && l.contains("not a directory")), "{err}");
+    assert!(err.lines().any(|l| l.contains(&id) && l.contains("queue w") && l.contains(&path)), "{err}");
+    assert_eq!(q.state(&id), "queued");
+    let before = q.states().len();
+    let out = q.run("run", &["-q", "w", "true"]);
+    one_line_error(&out, 1, &[&path, "not queued"], "run -q into a queue whose wait/ is a file");
+    assert_eq!(q.states().len(), before, "a refused launch left a job");
+}
+
+#[test]
+fn a_queue_directory_deleted_under_its_jobs_is_made_again_its_jobs_run_in_order_and_never_two_at_once() {
+    let q = queues();
+    let gate = q.file("gate");
+    let head = q.run_q(&["-q", "gone", &format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display())]);
+    let second = q.run_q(&["-q", "gone", "true"]);
+    let third = q.run_q(&["-q", "gone", "true"]);
+    fs::remove_dir_all(q.queue_dir("gone")).expect("deleting the queue's directory");
+    let out = q.run("runs", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    for id in [&second, &third] {
+        assert!(err.lines().any(|l| l.contains(id.as_str()) && l.contains("indexed again")), "{err}");
+    }
+    // The running head keeps its slot: the queue of one runs nothing else.
+    for _ in 0..3 {
+        assert_eq!(q.state(&second), "queued", "a second job ran beside the head");
+    }
+    write(&gate, "");
+    q.wait_state(&head, &["done"]);
+    let (s, t) = (q.wait_state(&second, &["done"]), q.wait_state(&third, &["done"]));
+    assert!(s["started_at"].as_str() < t["started_at"].as_str(), "not in order: {s} {t}");
+}
+
+#[test]
+fn a_queued_job_published_under_a_suffixed_id_whose_launcher_died_before_indexing_it_still_runs() {
+    let q = queues();
+    q.job_ok(&["queue", "sfx", "--pause"]);
+    // Two launches of one name within one second: the queued one gets `_2`.
+    let (base, suffixed) = (0..10)
+        .find_map(|_| {
+            let base = q.run_q(&["--name", "twin", "true"]);
+            let other = q.run_q(&["--name", "twin", "-q", "sfx", "true"]);
+            if other == format!("{base}_2") {
+                return Some((base, other));
+            }
+            q.job_ok(&["stop", &other]);
+            None
+        })
+        .expect("two launches within one second");
+    q.wait_state(&base, &["done"]);
+    // What a launcher killed after publishing and before indexing `_2`
+    // leaves: the entry it made first, under the base id.
+    let wait = q.queue_dir("sfx").join("wait");
+    let entry = fs::read_dir(&wait)
+        .expect("wait/")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|e| e.ends_with(&format!(".{suffixed}")))
+        .expect("the job's entry");
+    let planted = entry.replace(&suffixed, &base);
+    fs::rename(wait.join(&entry), wait.join(&planted)).expect("renaming the entry");
+    // Resuming decides (and no listing mends anything meanwhile).
+    q.job_ok(&["queue", "sfx", "--resume"]);
+    wait_until(SOON, "the suffixed job to start", || !q.meta(&suffixed)["pid"].is_null());
+}
