@@ -77,7 +77,7 @@ fn a_file_where_a_queues_wait_directory_belongs_is_reported_with_the_job_it_stra
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     let path = wait.display().to_string();
-    assert!(err.lines().any(|l| l.contains(&path) && l.contains("not a directory")), "{err}");
+    assert!(err.lines().any(|l| l.contains(&format!("damaged entry {path}: not a directory"))), "{err}");
     assert!(err.lines().any(|l| l.contains(&id) && l.contains("queue w") && l.contains(&path)), "{err}");
     assert_eq!(q.state(&id), "queued");
     let before = q.states().len();
