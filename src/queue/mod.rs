@@ -61,7 +61,7 @@ pub use mend::mend;
 
 pub use settings::{configure, summaries};
 
-use crate::store::{self, Conf, End, Job, Meta, QueueDir, Staged, State, Store};
+use crate::store::{self, Conf, End, Job, Meta, QueueDir, SlotHold, Staged, State, Store};
 use crate::{proc, state};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -119,7 +119,7 @@ pub fn enqueue(store: &Store, staged: Staged, meta: &mut Meta) -> Result<PathBuf
         Ok(d) => d,
         Err(e) => {
             store.discard(&staged);
-            return Err(e);
+            return Err(format!("{e}; the job was not queued"));
         }
     };
     // Its status lock goes with the staged files: a starter takes it.
@@ -131,6 +131,45 @@ pub fn enqueue(store: &Store, staged: Staged, meta: &mut Meta) -> Result<PathBuf
         after_end(store);
     }
     Ok(dir)
+}
+
+/// A slot for a job launched into an idle queue, which then starts at
+/// once as any job launched at once (`launch`), its slot's link named
+/// before it is published (`store::SlotHold`): when the queue is not
+/// paused, no job waits in it (first in, first out) and a slot is free.
+/// None otherwise: the job is queued (`enqueue`). The queue's lock is
+/// held by what this returns.
+pub fn slot_now(store: &Store, meta: &Meta) -> Result<Option<SlotHold>, String> {
+    if meta.queue.is_none() || !meta.after.is_empty() {
+        return Ok(None);
+    }
+    let queue = queue_of(store, meta);
+    let lock = lock_to_change(&queue)?;
+    let conf = queue.conf();
+    if conf.paused || queue.has_waiting() {
+        return Ok(None);
+    }
+    let taken = judge_slots(store, &queue, &proc::boot_id());
+    if taken.len() as u64 >= u64::from(conf.slots) {
+        return Ok(None);
+    }
+    let slot = (0..).find(|k| !taken.contains(k)).unwrap_or(0);
+    Ok(Some(SlotHold { queue, slot, lock }))
+}
+
+/// The queue's taken slots, each judged: one whose job no longer holds it
+/// is freed (the lock held).
+fn judge_slots(store: &Store, q: &QueueDir, boot: &str) -> Vec<u32> {
+    let mut taken: Vec<u32> = Vec::new();
+    for (k, id) in q.slots() {
+        match id {
+            // Planted (not a link): never used, never removed.
+            None => taken.push(k),
+            Some(id) if holds_slot(store, &id, boot) => taken.push(k),
+            Some(_) => q.free_slot(k),
+        }
+    }
+    taken
 }
 
 /// Starts whatever should be running in this place's queues and is not:
@@ -285,15 +324,7 @@ fn decide(store: &Store, q: &QueueDir, seen: &mut Seen, wait: Option<Duration>) 
 fn decide_locked(store: &Store, q: &QueueDir, seen: &mut Seen, launched: Option<(&str, &str)>) -> Decided {
     let conf = if q.name.is_empty() { Conf { slots: u32::MAX, paused: false } } else { q.conf() };
     let boot = proc::boot_id();
-    let mut taken: Vec<u32> = Vec::new();
-    for (k, id) in q.slots() {
-        match id {
-            // Planted (not a link): never used, never removed.
-            None => taken.push(k),
-            Some(id) if holds_slot(store, &id, &boot) => taken.push(k),
-            Some(_) => q.free_slot(k),
-        }
-    }
+    let mut taken = judge_slots(store, q, &boot);
     if conf.paused || taken.len() as u64 >= u64::from(conf.slots) {
         return Decided::Nothing;
     }

@@ -90,7 +90,7 @@ pub use marks::{
     log_path, open_log, open_reserved_status, record_node, record_notified, record_slurm_id, request_stop,
     stop_request, unended_pid,
 };
-pub use queue::{Conf, QueueDir};
+pub use queue::{Conf, QueueDir, SlotHold};
 pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};
 pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, sync_end, write_footer};
 pub use write::{read_env, remove_env, write_after_launch, write_env, write_meta, Staged};

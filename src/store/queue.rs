@@ -29,6 +29,33 @@ pub struct QueueDir {
     root: PathBuf,
 }
 
+/// A slot of a queue given to a job launched at once (`run -q` into an
+/// idle queue): the queue's lock, held by the launcher and then by the
+/// watcher it forks (the same open lock, inherited) until the job is
+/// published with the slot's link naming it. The link is made to name
+/// each id the job is about to be published under, before it is; so
+/// whoever is killed at any moment, the slot names the running job, or a
+/// job that never ran (its watcher died before publishing, so the job
+/// never got its "go"), which the next decision frees.
+#[derive(Debug)]
+pub struct SlotHold {
+    pub queue: QueueDir,
+    pub slot: u32,
+    pub lock: File,
+}
+
+impl SlotHold {
+    /// Makes the slot's link name `id`.
+    pub fn name(&self, id: &str) -> Result<(), String> {
+        self.queue.take_slot(self.slot, id)
+    }
+
+    /// Frees the slot: the job was not published.
+    pub fn free(&self) {
+        self.queue.free_slot(self.slot);
+    }
+}
+
 /// A queue's settings, as `job queue` sets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conf {
@@ -132,6 +159,18 @@ impl QueueDir {
     /// The queue's directory, or `sub` in it, opened from the store's root
     /// without following a link at any level (a link planted at any level
     /// is an error, never followed).
+    /// `sub` (`wait` or `run`), made again if it is missing (its queue's
+    /// directory exists: the lock is held), for a change to it.
+    fn open_to_change(&self, sub: &str) -> io::Result<File> {
+        match self.open(Some(sub)) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.made().map_err(io::Error::other)?;
+                self.open(Some(sub))
+            }
+            r => r,
+        }
+    }
+
     fn open(&self, sub: Option<&str>) -> io::Result<File> {
         let root = files::open_dir(&self.root)?;
         let q = files::open_dir_in(&files::open_dir_in(&root, QUEUES)?, &self.dir_name())?;
@@ -190,7 +229,11 @@ impl QueueDir {
     /// The lock file, opened through the queue's directory (never through
     /// a planted link), made if missing.
     fn lock_file(&self) -> Result<File, String> {
-        let q = self.made()?;
+        // Made only the first time (or when gone): most locks find it all.
+        let q = match self.open(None) {
+            Ok(q) => q,
+            Err(_) => self.made()?,
+        };
         let path = self.path.join("lock");
         let f = files::open_rw_in(&q, "lock").map_err(|e| io_err("opening", &path, e))?;
         Ok(f)
@@ -271,7 +314,7 @@ impl QueueDir {
     pub fn add_waiting(&self, ns: i64, id: &str) -> Result<String, String> {
         let name = format!("{:020}.{id}", ns.max(0));
         let path = self.path.join("wait").join(&name);
-        let wait = self.open(Some("wait")).map_err(|e| io_err("queueing", &path, e))?;
+        let wait = self.open_to_change("wait").map_err(|e| io_err("queueing", &path, e))?;
         files::create_new_in(&wait, &name).map_err(|e| io_err("queueing", &path, e))?;
         Ok(name)
     }
@@ -304,7 +347,7 @@ impl QueueDir {
 
     pub fn take_slot(&self, k: u32, id: &str) -> Result<(), String> {
         let path = self.path.join("run").join(k.to_string());
-        let run = self.open(Some("run")).map_err(|e| io_err("writing", &path, e))?;
+        let run = self.open_to_change("run").map_err(|e| io_err("writing", &path, e))?;
         let _ = files::unlink_in(&run, &k.to_string());
         files::symlink_in(id, &run, &k.to_string()).map_err(|e| io_err("writing", &path, e))
     }

@@ -44,7 +44,7 @@ pub use finish::{finish, record, Ending};
 
 use crate::ntfy;
 use crate::proc::{self, Handshake, Wake};
-use crate::store::{self, Cap, Meta, Outcome, Staged, State, Store};
+use crate::store::{self, Cap, Meta, Outcome, SlotHold, Staged, State, Store};
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -75,13 +75,18 @@ pub struct Plan {
     /// end itself, for `--after`) lets start. A function passed in, so that
     /// the queue, which starts watchers, sits above this module.
     pub on_end: Option<fn(&Store)>,
+    /// A queue's slot taken for a job launched at once (`run -q` into an
+    /// idle queue): its link named before the job is published, its lock
+    /// held until then.
+    pub slot: Option<SlotHold>,
 }
 
 /// The watcher's life; returns its exit status.
 pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
-    let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end } = plan;
+    let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end, slot } = plan;
     proc::become_watcher();
-    proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd()]);
+    let held = slot.as_ref().map_or(-1, |s| s.lock.as_raw_fd());
+    proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd(), held]);
     // Where the job's own output will start: at 0, or after the header of
     // a log that holds one (queued by an older version).
     let output_from = staged.log.metadata().map_or(0, |m| m.len());
@@ -100,9 +105,13 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     meta.pid_start = proc::stat(job.pid).map(|s| s.start);
     meta.watcher_pid = Some(proc::my_pid());
     meta.watcher_start = proc::stat(proc::my_pid()).map(|s| s.start);
-    let dir = match store.publish(&staged, &mut meta) {
+    let named = |id: &str| slot.as_ref().map_or(Ok(()), |s| s.name(id));
+    let dir = match store.publish_with(&staged, &mut meta, named) {
         Ok(d) => d,
         Err(e) => {
+            if let Some(s) = &slot {
+                s.free();
+            }
             store.discard(&staged);
             drop(job); // the job sees no "go" and exits without running
             let _ = proc::next_wake(None);
@@ -110,6 +119,8 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
             return 1;
         }
     };
+    // Published, its slot's link naming it: the queue's lock goes.
+    drop(slot);
     proc::mark_watcher(&dir);
     if let Some(key) = &meta.key {
         if let Err(e) = store.set_key(key, &meta.id) {
