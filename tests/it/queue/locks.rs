@@ -82,3 +82,46 @@ fn a_reader_facing_many_held_queue_locks_waits_one_short_while_in_all() {
     }
     drop(locks);
 }
+
+#[test]
+fn launches_at_one_moment_into_an_idle_queue_of_two_never_give_one_slot_twice() {
+    let q = queues();
+    q.job_ok(&["queue", "idle", "--slots", "2"]);
+    let trace = q.file("trace");
+    let cmd = format!(
+        "echo \"s $(date +%s%N) $RUN_SLOT $$\" >> '{0}'; sleep 0.05; echo \"e $(date +%s%N) $RUN_SLOT $$\" >> '{0}'",
+        trace.display()
+    );
+    for _ in 0..15 {
+        // The queue idle again: each round's first launches start at once.
+        wait_until(SOON, "the queue to be idle", || q.states().iter().all(|(_, s)| s != "queued" && s != "running"));
+        let kids: Vec<_> = (0..4)
+            .map(|_| {
+                q.cmd("run").args(["-q", "idle", &cmd]).stdout(Stdio::null()).spawn().expect("starting run")
+            })
+            .collect();
+        for mut k in kids {
+            assert!(k.wait().expect("waiting for run").success());
+        }
+    }
+    wait_until(SOON, "every job to end", || q.states().iter().all(|(_, s)| s != "queued" && s != "running"));
+    let mut events: Vec<(u128, bool, String, String)> = lines(&trace)
+        .iter()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            Some((w.get(1)?.parse().ok()?, *w.first()? == "s", w.get(2)?.to_string(), w.get(3)?.to_string()))
+        })
+        .collect();
+    assert_eq!(events.iter().filter(|e| e.1).count(), 60, "not every job ran");
+    events.sort_by_key(|e| (e.0, e.1));
+    let mut running: Vec<(String, String)> = Vec::new();
+    for (at, start, slot, pid) in &events {
+        if *start {
+            assert!(!running.iter().any(|(s, _)| s == slot), "at {at}, {pid} started in slot {slot} beside {running:?}");
+            running.push((slot.clone(), pid.clone()));
+            assert!(running.len() <= 2, "at {at}: {running:?} in a queue of two");
+        } else {
+            running.retain(|(_, p)| p != pid);
+        }
+    }
+}
