@@ -28,23 +28,33 @@
 //!    `failed` with the reason; if even that cannot be recorded (a full
 //!    disk), the job keeps its index entry and the next decision tries
 //!    again: a queued job always has its entry.
-//! 4. Who decides: the launcher after queueing; the watcher of every job
-//!    after it has recorded the end (through `watch::Plan::on_end`, a
-//!    function passed in: this module starts watchers, so it sits above
-//!    `watch`, which cannot import it); `job stop` of a queued job; `job
-//!    queue --slots/--resume`; and every front, which says so in one line
-//!    after opening the store (`catch_up`, for all of this place's
-//!    queues), which costs one failed open when no queue exists, and one
-//!    directory read per queue when nothing waits. So a killed
-//!    watcher or a reboot delays the next start until the next command.
-//!    A front waits for a queue's lock at most `READER_WAIT` (a decider
-//!    may be stopped or hung) and then answers without deciding, saying
-//!    so; the others wait for it. A catch-up goes round this place's
+//! 4. Who decides: the launcher, under the lock it queued the job with,
+//!    for what its launch changed only (in the queue of `--after` jobs,
+//!    its own job; in a named queue, the walk if a slot is free), or,
+//!    into an idle queue (not paused, nothing waiting, a slot free), not
+//!    queueing at all: the job is started at once as any job launched at
+//!    once, its slot's link named before it is published (`slot_now`,
+//!    `store::SlotHold`); the watcher of every job after it has recorded
+//!    the end (through `watch::Plan::on_end`, a function passed in: this
+//!    module starts watchers, so it sits above `watch`, which cannot
+//!    import it); `job stop` of a queued job; `job queue
+//!    --slots/--resume`; and every front, which says so in one line after
+//!    opening the store (`catch_up`, for all of this machine's queues),
+//!    which costs one failed open when no queue exists, and one directory
+//!    read per queue when nothing waits. So a killed watcher or a reboot
+//!    delays the next start until the next command. A front waits for the
+//!    queues' locks `READER_WAIT` at most in all (a decider may be stopped
+//!    or hung) and then answers without deciding, saying so; a command
+//!    that changes a queue waits `WRITER_WAIT`, then fails naming the
+//!    holder; watchers wait for it. A catch-up goes round this machine's
 //!    queues until a round ends no job, so a skipped chain is skipped to
-//!    its end, across queues, in one catch-up.
-//! 5. Places: a queue is `NAME@HOST~PIDNS`; a process decides only for its
-//!    own place, so a job starts only on the host and in the pid namespace
-//!    where it was queued, even in a store shared over NFS.
+//!    its end, across queues, in one catch-up. A listing also indexes
+//!    again the queued jobs their queue does not name (`mend`).
+//! 5. Places: a queue is `NAME@MACHINE` (the machine id, which survives
+//!    reboots and host renames); a process decides only for its own
+//!    machine's queues, so a job starts only on the machine where it was
+//!    queued, even in a store shared over NFS; and only in the pid
+//!    namespace it was queued in while that boot lasts.
 //!
 //! A decision reads the index, the slots and the jobs they name: its cost
 //! does not grow with the number of ended jobs in the store, and each

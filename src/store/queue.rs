@@ -6,7 +6,8 @@
 //! ordinary job directories: the index only names them, so a decision
 //! reads the waiting and the running jobs, never the ended ones.
 //!
-//! PLACE is the host and pid namespace the queue belongs to: a store
+//! PLACE is the machine the queue belongs to (its machine id; the host
+//! and pid namespace for a queue made by an earlier version): a store
 //! shared by several hosts keeps one queue per host under each name. The
 //! queue of the jobs that have `--after` and no `--queue` has an empty NAME.
 //! What the entries mean and who changes them is `crate::queue`'s.
@@ -27,6 +28,8 @@ pub struct QueueDir {
     /// The store's root, which every open of the queue's directories
     /// starts from.
     root: PathBuf,
+    /// The queue's directory, once opened (see `open`).
+    opened: std::sync::Arc<std::sync::Mutex<Option<File>>>,
 }
 
 /// A slot of a queue given to a job launched at once (`run -q` into an
@@ -48,6 +51,12 @@ impl SlotHold {
     /// Makes the slot's link name `id`.
     pub fn name(&self, id: &str) -> Result<(), String> {
         self.queue.take_slot(self.slot, id)
+    }
+
+    /// Closes what the queue keeps open: a forked watcher, which closes
+    /// every descriptor it does not know, opens it again when it needs it.
+    pub fn close_dirs(&self) {
+        *self.queue.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Frees the slot: the job was not published.
@@ -77,7 +86,8 @@ impl Store {
     /// The queue `name` of `place` (its directory may not exist yet).
     pub fn queue(&self, name: &str, place: &str) -> QueueDir {
         let path = self.queues_root().join(format!("{name}@{place}"));
-        QueueDir { name: name.to_string(), place: place.to_string(), path, root: self.root.clone() }
+        let opened = Default::default();
+        QueueDir { name: name.to_string(), place: place.to_string(), path, root: self.root.clone(), opened }
     }
 
     /// Every queue in the store, of every place, by name; none (and no
@@ -156,9 +166,6 @@ impl QueueDir {
         format!("{}@{}", self.name, self.place)
     }
 
-    /// The queue's directory, or `sub` in it, opened from the store's root
-    /// without following a link at any level (a link planted at any level
-    /// is an error, never followed).
     /// `sub` (`wait` or `run`), made again if it is missing (its queue's
     /// directory exists: the lock is held), for a change to it.
     fn open_to_change(&self, sub: &str) -> io::Result<File> {
@@ -171,12 +178,21 @@ impl QueueDir {
         }
     }
 
+    /// The queue's directory, or `sub` in it, opened from the store's root
+    /// without following a link at any level (a link planted at any level
+    /// is an error, never followed). The queue's directory, once opened,
+    /// is kept open for the next calls (a command's few looks at one
+    /// queue): `sub` is then one open.
     fn open(&self, sub: Option<&str>) -> io::Result<File> {
-        let root = files::open_dir(&self.root)?;
-        let q = files::open_dir_in(&files::open_dir_in(&root, QUEUES)?, &self.dir_name())?;
+        let mut opened = self.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if opened.is_none() {
+            let root = files::open_dir(&self.root)?;
+            *opened = Some(files::open_dir_in(&files::open_dir_in(&root, QUEUES)?, &self.dir_name())?);
+        }
+        let q = opened.as_ref().expect("opened just above");
         match sub {
-            Some(s) => files::open_dir_in(&q, s),
-            None => Ok(q),
+            Some(s) => files::open_dir_in(q, s),
+            None => q.try_clone(),
         }
     }
 
@@ -192,6 +208,11 @@ impl QueueDir {
         let q = files::make_dir_in(&qs, &self.dir_name()).map_err(|e| io_err("creating", &self.path, e))?;
         for sub in ["wait", "run"] {
             files::make_dir_in(&q, sub).map_err(|e| io_err("creating", &self.path.join(sub), e))?;
+        }
+        // The directory made (perhaps again: deleted under a command that
+        // had it open) is the one the next calls open from.
+        if let Ok(copy) = q.try_clone() {
+            *self.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(copy);
         }
         Ok(q)
     }

@@ -85,7 +85,10 @@ pub struct Plan {
 pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end, slot } = plan;
     proc::become_watcher();
-    let held = slot.as_ref().map_or(-1, |s| s.lock.as_raw_fd());
+    let held = slot.as_ref().map_or(-1, |s| {
+        s.close_dirs();
+        s.lock.as_raw_fd()
+    });
     proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd(), held]);
     // Where the job's own output will start: at 0, or after the header of
     // a log that holds one (queued by an older version).

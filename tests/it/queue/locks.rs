@@ -96,9 +96,7 @@ fn launches_at_one_moment_into_an_idle_queue_of_two_never_give_one_slot_twice() 
         // The queue idle again: each round's first launches start at once.
         wait_until(SOON, "the queue to be idle", || q.states().iter().all(|(_, s)| s != "queued" && s != "running"));
         let kids: Vec<_> = (0..4)
-            .map(|_| {
-                q.cmd("run").args(["-q", "idle", &cmd]).stdout(Stdio::null()).spawn().expect("starting run")
-            })
+            .map(|_| q.cmd("run").args(["-q", "idle", &cmd]).stdout(Stdio::null()).spawn().expect("starting run"))
             .collect();
         for mut k in kids {
             assert!(k.wait().expect("waiting for run").success());
@@ -117,7 +115,10 @@ fn launches_at_one_moment_into_an_idle_queue_of_two_never_give_one_slot_twice() 
     let mut running: Vec<(String, String)> = Vec::new();
     for (at, start, slot, pid) in &events {
         if *start {
-            assert!(!running.iter().any(|(s, _)| s == slot), "at {at}, {pid} started in slot {slot} beside {running:?}");
+            assert!(
+                !running.iter().any(|(s, _)| s == slot),
+                "at {at}, {pid} started in slot {slot} beside {running:?}"
+            );
             running.push((slot.clone(), pid.clone()));
             assert!(running.len() <= 2, "at {at}: {running:?} in a queue of two");
         } else {
