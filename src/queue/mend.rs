@@ -4,15 +4,15 @@
 //! indexes each again under the time it was queued (so it keeps its place
 //! in the queue), or says why it cannot.
 
-use super::{catch_up, queue_of, READER_WAIT};
+use super::{catch_up, queue_of};
 use crate::proc;
 use crate::store::{Job, QueueDir, State, Store};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 /// Indexes again this machine's queued jobs that their queue does not
-/// name, under the queue's lock (a reader's wait at most; a busy queue is
-/// left to the next listing); then starts what that lets start. Returns
+/// name, under the queue's lock (not waited for: a busy queue is left to
+/// the next listing); then starts what that lets start. Returns
 /// one line for each job indexed again or that cannot be.
 pub fn mend(store: &Store, jobs: &[(Job, State)]) -> Vec<String> {
     let (place, old) = (proc::place(), proc::old_place());
@@ -46,7 +46,9 @@ pub fn mend(store: &Store, jobs: &[(Job, State)]) -> Vec<String> {
         let which =
             if q.name.is_empty() { "the queue of --after jobs".to_string() } else { format!("queue {}", q.name) };
         let wait = q.path().join("wait");
-        let _lock = match q.lock_within(READER_WAIT) {
+        // Not waited for: the catch-up before has had the reader's wait;
+        // a queue busy now is mended by the next listing.
+        let _lock = match q.lock_within(std::time::Duration::ZERO) {
             Ok(Some(l)) => l,
             Ok(None) => continue,
             Err(e) => {

@@ -162,8 +162,17 @@ fn misplaced(e: &io::Error) -> bool {
 const QUEUES: &str = ".queues";
 
 impl QueueDir {
-    fn dir_name(&self) -> String {
-        format!("{}@{}", self.name, self.place)
+    /// `NAME@PLACE`, or an error if either could name anything but one
+    /// directory in `.queues` (a `meta.json` planted with a queue of
+    /// `../../x` is never followed out of the store).
+    fn dir_name(&self) -> io::Result<String> {
+        let safe =
+            |s: &str| !s.starts_with('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+        if safe(&self.name) && safe(&self.place) && !self.place.is_empty() {
+            Ok(format!("{}@{}", self.name, self.place))
+        } else {
+            Err(io::Error::new(ErrorKind::InvalidInput, "not a queue's name"))
+        }
     }
 
     /// `sub` (`wait` or `run`), made again if it is missing (its queue's
@@ -187,7 +196,7 @@ impl QueueDir {
         let mut opened = self.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if opened.is_none() {
             let root = files::open_dir(&self.root)?;
-            *opened = Some(files::open_dir_in(&files::open_dir_in(&root, QUEUES)?, &self.dir_name())?);
+            *opened = Some(files::open_dir_in(&files::open_dir_in(&root, QUEUES)?, &self.dir_name()?)?);
         }
         let q = opened.as_ref().expect("opened just above");
         match sub {
@@ -205,7 +214,8 @@ impl QueueDir {
     fn made(&self) -> Result<File, String> {
         let root = files::open_dir(&self.root).map_err(|e| io_err("opening", &self.root, e))?;
         let qs = files::make_dir_in(&root, QUEUES).map_err(|e| io_err("creating", &self.root.join(QUEUES), e))?;
-        let q = files::make_dir_in(&qs, &self.dir_name()).map_err(|e| io_err("creating", &self.path, e))?;
+        let q =
+            self.dir_name().and_then(|n| files::make_dir_in(&qs, &n)).map_err(|e| io_err("creating", &self.path, e))?;
         for sub in ["wait", "run"] {
             files::make_dir_in(&q, sub).map_err(|e| io_err("creating", &self.path.join(sub), e))?;
         }

@@ -73,3 +73,47 @@ fn after_a_reboot_that_renamed_the_host_and_changed_the_pid_namespace_the_queued
     assert_eq!(q.state(&running), "lost");
     assert_eq!(q.state(&queued), "done");
 }
+
+#[test]
+fn a_job_running_in_another_pid_namespace_of_this_machine_keeps_its_slot() {
+    if !isolated("starting a second pid namespace", false) {
+        return;
+    }
+    let q = queues();
+    let gate = q.file("gate");
+    let run = q.cmd("run");
+    let mut c = Command::new("unshare");
+    for (k, v) in run.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    // In its own pid namespace: a job of queue `one` that runs until the
+    // gate opens; the namespace lives until that job has ended and been
+    // recorded (its watcher gone).
+    let inner = format!(
+        "id=$('{run}' -q one sh -c 'while [ ! -e \"{gate}\" ]; do sleep 0.02; done' | cut -d' ' -f1); '{job}' wait \"$id\"",
+        run = bin("run").display(),
+        job = bin("job").display(),
+        gate = gate.display()
+    );
+    let mut ns = c
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", &inner])
+        .spawn()
+        .expect("starting unshare");
+    let mut there = String::new();
+    wait_until(SOON, "the job in the other namespace to start", || {
+        there = q.states().into_iter().map(|(id, _)| id).next().unwrap_or_default();
+        !there.is_empty() && !q.meta(&there)["pid"].is_null()
+    });
+    assert_eq!(q.state(&there), "elsewhere", "seen from this pid namespace");
+    let here = q.run_q(&["-q", "one", "true"]);
+    for _ in 0..3 {
+        assert_eq!(q.state(&here), "queued", "the slot of a job running in another pid namespace was given away");
+    }
+    write(&gate, "");
+    assert!(ns.wait().expect("waiting for unshare").success(), "the job in the other namespace failed");
+    assert_eq!(q.state(&there), "done");
+    q.wait_state(&here, &["done"]);
+}

@@ -142,3 +142,28 @@ fn a_queued_job_published_under_a_suffixed_id_whose_launcher_died_before_indexin
     q.job_ok(&["queue", "sfx", "--resume"]);
     wait_until(SOON, "the suffixed job to start", || !q.meta(&suffixed)["pid"].is_null());
 }
+
+#[test]
+fn a_queued_job_whose_meta_names_a_queue_outside_the_store_makes_nothing_outside_it() {
+    let q = queues();
+    q.job_ok(&["queue", "x", "--pause"]);
+    let id = q.run_q(&["-q", "x", "true"]);
+    // `.queues/../../escaped@PLACE` would be beside the store.
+    let mut m = q.meta(&id);
+    m["queue"] = "../../escaped".into();
+    q.set_meta(&id, &m);
+    let beside = |dir: &Path| {
+        fs::read_dir(dir).map_or(vec![], |d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("escaped"))
+                .collect()
+        })
+    };
+    for (front, args) in [("runs", vec![]), ("job", vec!["status", &id]), ("job", vec!["stop", &id])] {
+        let out = q.run(front, &args);
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    assert_eq!(beside(&q.root), Vec::<String>::new(), "a queue was made outside the store");
+    assert_eq!(beside(&q.store), Vec::<String>::new(), "a queue was made in the store's root");
+}
