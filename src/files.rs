@@ -123,7 +123,12 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> 
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let dest = dir.join(name);
     let res = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        // Made new, never through a link planted at the temporary name
+        // (a watcher's pid, and so that name, is in meta.json): whatever is
+        // there is unlinked first, and O_EXCL refuses one planted since.
+        let _ = fs::remove_file(&tmp);
+        let mut f =
+            OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(bytes)?;
         fs::rename(&tmp, &dest)

@@ -101,6 +101,8 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
             (Some(e), _) => e.state,
             (None, Some(_)) => State::Queued,
             (None, None) if submitting => State::Queued,
+            // Its launcher died once sbatch accepted it, and its step runs.
+            (None, None) if step_recording(job) => State::Running,
             (None, None) => State::Lost,
         };
     };
@@ -146,8 +148,10 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
     };
     // Slurm says the job ended as soon as it signals it: a step that still
     // holds the reserved status is about to record how; its record wins.
+    // Until then it runs: a step alive here is never taken for an end
+    // (an empty or wrong answer from squeue included).
     if step_recording(job) {
-        return state;
+        return State::Running;
     }
     record(job, state, words)
 }
@@ -242,14 +246,14 @@ pub fn watcher_gone(job: &Job, boot: &str) -> bool {
 }
 
 /// Does the job's watcher stay for processes of the job left after its
-/// end (`watch::linger`; only under `--log-max`): an end recorded, seen
-/// from where it ran, the watcher proven alive (pid and start time) with
-/// processes below it?
+/// end (`watch::linger`): an end recorded, seen from where it ran, the
+/// watcher proven alive (pid and start time) with processes below it?
 /// Such a job is not removed (its log is still written to) and `job stop`
 /// ends those processes.
 pub fn lingering(job: &Job, boot: &str) -> bool {
     let m = &job.meta;
-    if job.end.is_none() || m.log_max.is_none() || job.is_slurm() || here(job, boot) != Some(true) {
+    let stays = m.left_processes || m.log_max.is_some();
+    if job.end.is_none() || !stays || job.is_slurm() || here(job, boot) != Some(true) {
         return false;
     }
     matches!((m.watcher_pid, m.watcher_start),

@@ -113,7 +113,7 @@ pub fn view(job: &Job, state: State) -> View<'_> {
 /// run? Asked of /proc only for a capped job (the only kind whose watcher
 /// stays), so a listing pays nothing for the others.
 pub fn lingering(job: &Job) -> bool {
-    job.end.is_some() && job.meta.log_max.is_some() && state::lingering(job, &crate::proc::boot_id())
+    job.end.is_some() && state::lingering(job, &crate::proc::boot_id())
 }
 
 /// What the text views add to an ended job's state while processes of the

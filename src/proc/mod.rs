@@ -26,8 +26,8 @@ pub use signal::{
 };
 pub use spawn::{close_fds_except, detach, fork_job, in_grandchild, Handshake};
 pub use wait::{
-    become_step, become_watcher, cwd_of, hold_term, mark_watcher, marked_watcher, next_wake, settle_watcher,
-    term_pending, term_waiting, ChildEnd, Wake,
+    become_step, become_watcher, cwd_of, has_children, hold_term, mark_watcher, marked_watcher, next_wake,
+    settle_watcher, term_pending, term_waiting, ChildEnd, Wake,
 };
 
 use std::ffi::{CString, OsStr};
@@ -280,6 +280,25 @@ pub fn is_executable(p: &Path) -> bool {
     let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
     // SAFETY: c is a valid NUL-terminated string.
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// A pipe for a capped job's output (`watch::pump`): the end the watcher
+/// reads (close-on-exec, non-blocking) and the end the job writes.
+pub fn output_pipe() -> Result<(File, std::os::fd::OwnedFd), String> {
+    use nix::fcntl::OFlag;
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|e| format!("pipe: {e}"))?;
+    // The job's end blocks: a job that writes faster than the watcher
+    // copies waits, which is what bounds the log.
+    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| format!("pipe: {e}"))?;
+    Ok((File::from(r), w))
+}
+
+/// Sleeps until `f` (a pipe) can be read, or its writers are all gone.
+pub fn wait_readable(f: &File) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd; no timeout. EINTR just returns.
+    unsafe { libc::poll(&mut p, 1, -1) };
 }
 
 pub fn my_pid() -> i32 {

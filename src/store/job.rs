@@ -77,6 +77,10 @@ pub struct Meta {
     /// Bytes the job wrote to its log, dropped ones included.
     #[serde(default)]
     pub log_bytes: Option<u64>,
+    /// Processes of the job were left when its own process ended: its
+    /// watcher stays for them (`watch::linger`, `state::lingering`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left_processes: bool,
     /// `--queue`: the queue the job waits in (none with `--after` alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,

@@ -77,7 +77,7 @@ mod sends;
 mod write;
 
 pub use crate::files::io_err;
-pub use cap::{marker, read_dropped, Cap};
+pub use cap::{marker, prepare_spare, read_dropped, Cap};
 pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
     FORGOTTEN,
@@ -87,8 +87,8 @@ pub use job::{watcher_of, Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_MET
 pub use keys::Claim;
 pub use legacy::Legacy;
 pub use marks::{
-    log_path, open_log, open_reserved_status, record_node, record_notified, record_slurm_id, request_stop,
-    stop_request, unended_pid,
+    damaged_life, log_path, open_log, open_reserved_status, record_node, record_notified, record_slurm_id,
+    request_stop, stop_request, DamagedLife,
 };
 pub use queue::{Conf, QueueDir, SlotHold};
 pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};

@@ -95,8 +95,9 @@ fn sigterm_to_the_staying_watcher_ends_the_writer_with_a_note_and_the_log_stays_
     kill(watcher, libc::SIGTERM);
     wait_until(SOON, "the writer to end", || !pid_alive(writer.into()));
     wait_until(SOON, "the watcher to leave", || !pid_alive(watcher.into()));
-    // The watcher's note goes into the capped log, where the writer's last
-    // output can push it out: its presence is not asserted here.
+    // The note comes after all the writer wrote, where no drop reaches it.
+    let log = stdout(&env.run("runlog", &[&id]));
+    assert!(log.contains("the watcher was sent SIGTERM"), "no note in the log:\n{log}");
     let disk = fs::metadata(env.job_dir(&id).join("log")).map_or(0, |m| m.blocks() * 512);
     assert!(disk <= (64 << 10) + 2 * 65536, "the log takes {disk} bytes on disk, over --log-max 64K");
     assert_eq!(env.state(&id), "done", "the recorded end changed");

@@ -109,6 +109,36 @@ fn a_job_whose_end_cannot_be_written_shows_lost_not_running_forever() {
 }
 
 #[test]
+fn a_capped_log_on_a_disk_that_fills_past_the_cap_still_drops_its_oldest_output_and_keeps_the_newest() {
+    if !isolated("mounting a tmpfs", false) {
+        return;
+    }
+    let mut env = Env::new();
+    let disk = Tmpfs::mount(&env.root.join("disk"), "2m");
+    env.store = disk.at.join("store");
+    let gate = env.root.join("gate");
+    let script = format!(
+        "while [ ! -e '{}' ]; do sleep 0.01; done; i=0; while [ $i -lt 400 ]; do seq 1 2000; i=$((i+1)); done; echo LAST-LINE",
+        gate.display()
+    );
+    let id = env.start(&["--name", "capped", "--log-max", "512K", "sh", "-c", &script]);
+    // The disk holds the cap and two pages more: the log can always be
+    // brought back under its cap by dropping its oldest output.
+    disk.fill_leaving((512 << 10) + 8192);
+    write(&gate, "");
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "done", "{j}");
+    wait_watcher_gone(&env, &id);
+    let shown = runlog(&env, &id);
+    let tail: String = shown.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(
+        shown.contains("LAST-LINE\n") && shown.contains("=== done"),
+        "the newest output and the footer are lost, the oldest kept ({} bytes free): …{tail}",
+        disk.free()
+    );
+}
+
+#[test]
 fn on_a_full_disk_a_queued_job_that_cannot_start_ends_failed_with_why_or_keeps_its_entry_and_never_strands() {
     if !isolated("mounting a tmpfs", false) {
         return;
