@@ -432,10 +432,15 @@ fn suffixed(
 ) -> bool {
     let mut found = false;
     let Some(ns) = entry.split_once('.').and_then(|(ns, _)| ns.parse::<i64>().ok()) else { return false };
-    // Ids of removed jobs may come between: a bounded look, made only for
-    // an entry that names no queued job.
+    // `ID_2`, `ID_3`, … up to the first that names no job (a removed
+    // job's id between is passed by: any queued job left without an entry
+    // is indexed again by the next listing, `mend`).
     for n in 2..=100 {
-        let Ok(Some(job)) = store.get(&store::nth_id(base, n)) else { continue };
+        let job = match store.get(&store::nth_id(base, n)) {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(_) => continue,
+        };
         let id = job.id.clone();
         let here = queue_of(store, &job.meta);
         let stranded = job.end.is_none() && job.meta.is_queued() && here.path() == q.path();
