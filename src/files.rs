@@ -222,6 +222,18 @@ pub fn entries(dir: &File) -> io::Result<Vec<(std::ffi::OsString, Kind)>> {
     Ok(out)
 }
 
+/// Does `dir` hold any entry? Reads only up to the first.
+pub fn has_entries(dir: &File) -> io::Result<bool> {
+    let mut d = nix::dir::Dir::from_fd(dir.try_clone()?.into())?;
+    for e in d.iter() {
+        let name = e?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Removes the entry `name` (not a directory; a link as a name) of `dir`.
 pub fn unlink_in(dir: &File, name: &str) -> io::Result<()> {
     Ok(nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)?)

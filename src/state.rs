@@ -202,7 +202,10 @@ fn here(job: &Job, boot: &str) -> Option<bool> {
     let m = &job.meta;
     let (host, ns) = this_machine();
     let same_boot = !m.boot_id.is_empty() && m.boot_id == boot;
-    if !same_boot && !m.host.is_empty() && m.host != *host {
+    // Another boot of this machine (its machine id; the host name may have
+    // changed): its processes are gone with that boot.
+    let same_machine = m.machine.is_some() && m.machine.as_deref() == proc::machine_id();
+    if !same_boot && !same_machine && !m.host.is_empty() && m.host != *host {
         return None;
     }
     if !same_boot {

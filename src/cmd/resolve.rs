@@ -19,12 +19,16 @@ pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
     if let Some(e) = trouble {
         warn(&format!("{front}: {}; Slurm jobs show their last known state", clean(&e)));
     }
-    Ok(jobs
+    let all: Vec<(Job, State)> = jobs
         .into_iter()
         .zip(states)
         // Removed (by another runrm) while we looked: gone, not lost.
         .filter(|(j, s)| *s != State::Lost || j.dir.exists())
-        .collect())
+        .collect();
+    for line in crate::queue::mend(store, &all) {
+        warn(&format!("{front}: {}", clean(&line)));
+    }
+    Ok(all)
 }
 
 pub fn report_damaged(front: &str, damaged: &[store::Damaged]) {

@@ -143,9 +143,20 @@ fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
     // gone, a `notified` still missing (read again after the check) never
     // comes.
     let notified = job.notified().or_else(|| {
-        let gone = state != State::Lost && state::watcher_gone(job, &crate::proc::boot_id());
+        // A job that never ran is notified by a detached sender of its
+        // own, not by a watcher: gone once it no longer holds the log.
+        let never_ran = job.end.as_ref().is_some_and(|e| e.outcome == store::Outcome::NotRun);
+        let gone = state != State::Lost
+            && if never_ran { !job.notifying() } else { state::watcher_gone(job, &crate::proc::boot_id()) };
         if gone {
-            Some(job.notified().unwrap_or_else(|| "failed: its watcher ended before notifying (watcher gone)".into()))
+            Some(job.notified().unwrap_or_else(|| {
+                (if never_ran {
+                    "failed: its sender ended before notifying"
+                } else {
+                    "failed: its watcher ended before notifying (watcher gone)"
+                })
+                .into()
+            }))
         } else {
             None
         }

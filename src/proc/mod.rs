@@ -168,16 +168,64 @@ pub fn boot_id() -> String {
     String::from_utf8_lossy(&buf[..n]).trim().to_string()
 }
 
-/// Where this process runs, as a queue knows it: the host name (made safe
-/// for a file name) and the pid namespace, `HOST~INODE`. A queued job
-/// starts only where it was queued.
+/// This machine, as a queue knows it (the place of its queues): its
+/// machine id (`/etc/machine-id`, the same across reboots and host
+/// renames, one per installed system), else the host name made safe for
+/// a file name. A queued job starts only on the machine where it was
+/// queued; every pid namespace of the machine shares its queues.
 pub fn place() -> String {
-    let host: String = hostname()
+    machine_id().map(str::to_string).unwrap_or_else(safe_host)
+}
+
+/// The place of a queue made by an earlier version, which named it by
+/// the host and the pid namespace (`HOST~INODE`): still decided here
+/// while it holds jobs.
+pub fn old_place() -> String {
+    format!("{}~{}", safe_host(), pid_ns().map(|n| n.to_string()).unwrap_or_default())
+}
+
+fn safe_host() -> String {
+    hostname()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
         .take(64)
-        .collect();
-    format!("{host}~{}", pid_ns().map(|n| n.to_string()).unwrap_or_default())
+        .collect()
+}
+
+/// The machine id (32 hex digits) of `/etc/machine-id` (or dbus's copy),
+/// read once; none where the system has none.
+pub fn machine_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        ["/etc/machine-id", "/var/lib/dbus/machine-id"].iter().find_map(|path| {
+            let mut buf = [0u8; 64];
+            let n = read_proc(path, &mut buf)?;
+            let id = std::str::from_utf8(&buf[..n]).ok()?.trim();
+            (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+        })
+    })
+    .as_deref()
+}
+
+/// The process holding a flock(2) on the file of device `dev` and inode
+/// `ino`, with its name, as /proc/locks tells (read bounded); none if
+/// unknown (the lock's taker may have passed it on to a child and died).
+pub fn flock_holder(dev: u64, ino: u64) -> Option<(i32, String)> {
+    use std::io::Read;
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let want = format!("{major:02x}:{minor:02x}:{ino}");
+    let mut text = String::new();
+    File::open("/proc/locks").ok()?.take(1 << 20).read_to_string(&mut text).ok()?;
+    let pid = text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // `1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF` (a waiter's
+        // line has `->` after the number).
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str())).then(|| f.get(4)?.parse::<i32>().ok())?
+    })?;
+    let mut comm = [0u8; 64];
+    let n = read_proc(&format!("/proc/{pid}/comm"), &mut comm)?;
+    Some((pid, String::from_utf8_lossy(&comm[..n]).trim().to_string()))
 }
 
 pub fn hostname() -> String {

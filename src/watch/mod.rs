@@ -47,7 +47,7 @@ pub use finish::{finish, record, Ending};
 
 use crate::ntfy;
 use crate::proc::{self, Handshake, Wake};
-use crate::store::{self, Cap, Meta, Outcome, Staged, State, Store};
+use crate::store::{self, Cap, Meta, Outcome, SlotHold, Staged, State, Store};
 use pump::Pump;
 use std::ffi::OsString;
 use std::fs::File;
@@ -82,14 +82,22 @@ pub struct Plan {
     /// end itself, for `--after`) lets start. A function passed in, so that
     /// the queue, which starts watchers, sits above this module.
     pub on_end: Option<fn(&Store)>,
+    /// A queue's slot taken for a job launched at once (`run -q` into an
+    /// idle queue): its link named before the job is published, its lock
+    /// held until then.
+    pub slot: Option<SlotHold>,
 }
 
 /// The watcher's life; returns its exit status.
 pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
-    let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end } = plan;
+    let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end, slot } = plan;
     proc::become_watcher();
     watching_in(store);
-    proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd()]);
+    let slot_fd = slot.as_ref().map_or(-1, |s| {
+        s.close_dirs();
+        s.lock.as_raw_fd()
+    });
+    proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd(), slot_fd]);
     // Where the job's own output will start: at 0, or after the header of
     // a log that holds one (queued by an older version).
     let output_from = staged.log.metadata().map_or(0, |m| m.len());
@@ -132,9 +140,13 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     meta.pid_start = proc::stat(job.pid).map(|s| s.start);
     meta.watcher_pid = Some(proc::my_pid());
     meta.watcher_start = proc::stat(proc::my_pid()).map(|s| s.start);
-    let dir = match store.publish(&staged, &mut meta) {
+    let named = |id: &str| slot.as_ref().map_or(Ok(()), |s| s.name(id));
+    let dir = match store.publish_with(&staged, &mut meta, named) {
         Ok(d) => d,
         Err(e) => {
+            if let Some(s) = &slot {
+                s.free();
+            }
             store.discard(&staged);
             drop(job); // the job sees no "go" and exits without running
             let _ = proc::next_wake(None);
@@ -142,6 +154,8 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
             return 1;
         }
     };
+    // Published, its slot's link naming it: the queue's lock goes.
+    drop(slot);
     // From here on the watcher names its job's directory through its own
     // working directory: were the directory moved and a link planted in
     // its place, its writes still go into it, never through the link.

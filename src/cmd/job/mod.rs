@@ -27,7 +27,17 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         return done;
     }
     let store = super::open_store()?;
-    super::catch_up(&store, "job");
+    // A command that changes a queue takes its lock itself (and decides
+    // under it); a queued launch decides what it changed (`queue::enqueue`).
+    let changes_queues = match &a.cmd {
+        JobCmd::Queue(q) => q.slots.is_some() || q.pause || q.resume,
+        JobCmd::Stop(_) => true,
+        JobCmd::Run(r) => r.start.queue.is_some() || !r.start.after.is_empty(),
+        _ => false,
+    };
+    if !changes_queues {
+        super::catch_up(&store, "job");
+    }
     match a.cmd {
         JobCmd::Run(r) => run(&store, r),
         JobCmd::List(l) => list(&store, l),
