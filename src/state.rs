@@ -252,7 +252,9 @@ pub fn watcher_gone(job: &Job, boot: &str) -> bool {
 /// ends those processes.
 pub fn lingering(job: &Job, boot: &str) -> bool {
     let m = &job.meta;
-    let stays = m.left_processes || m.log_max.is_some();
+    // Whether it has processes left is in meta.json, written just after
+    // the end: until then (no `ended_at` yet), its watcher is asked.
+    let stays = m.left_processes || m.log_max.is_some() || m.ended_at.is_none();
     if job.end.is_none() || !stays || job.is_slurm() || here(job, boot) != Some(true) {
         return false;
     }

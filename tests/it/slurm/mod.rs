@@ -338,9 +338,15 @@ fn a_slurm_jobs_recorded_usage_is_its_own_not_the_steps_squeue_call() {
     // squeue's peak (4 MiB and more) was recorded as the job's.
     let (remote, _) = c.submit(&["true"]);
     let local = c.start(&["true"]);
-    let r = c.wait_state(&remote, "done", SOON);
-    let l = c.wait_state(&local, "done", SOON);
-    let (rk, lk) = (r["max_rss_kib"].as_u64().unwrap(), l["max_rss_kib"].as_u64().unwrap());
+    c.wait_state(&remote, "done", SOON);
+    c.wait_state(&local, "done", SOON);
+    // What each used is written to meta.json just after the end.
+    let (mut r, mut l) = (Value::Null, Value::Null);
+    wait_until(SOON, "what both jobs used in meta.json", || {
+        (r, l) = (c.job_json(&remote), c.job_json(&local));
+        !r["max_rss_kib"].is_null() && !l["max_rss_kib"].is_null()
+    });
+    let (rk, lk) = (r["max_rss_kib"].as_u64().unwrap_or(0), l["max_rss_kib"].as_u64().unwrap_or(0));
     assert!(rk <= lk + 1024, "`true` on Slurm peaked at {rk} KiB, locally at {lk} KiB: {r}");
 }
 
