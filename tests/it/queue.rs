@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+mod hostile;
 mod locks;
 mod place;
 mod stranded;
