@@ -34,3 +34,57 @@ fn a_launch_into_a_queue_whose_directory_was_deleted_under_waiting_jobs_does_not
     q.wait_state(&head, &["done"]);
     assert!(s["started_at"].as_str() < t["started_at"].as_str(), "the later launch passed the waiting job: {s} {t}");
 }
+
+#[test]
+fn a_directory_planted_at_a_queues_lock_under_a_waiting_job_is_reported_by_a_listing() {
+    let q = queues();
+    let gate = q.file("gate");
+    let head = q.run_q(&["-q", "locked", &format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display())]);
+    let second = q.run_q(&["-q", "locked", "true"]);
+    let lock = q.queue_dir("locked").join("lock");
+    fs::remove_file(&lock).expect("removing the lock");
+    fs::create_dir(&lock).expect("planting a directory at the lock");
+    write(&gate, "");
+    q.wait_state(&head, &["done"]);
+    // The head's watcher could not decide; the listing neither: the
+    // second job waits for ever, and whoever looks must be told why.
+    let out = q.run("runs", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(q.state(&second), "queued");
+    assert!(err.contains(&lock.display().to_string()), "runs says nothing of what strands {second}: {err:?}");
+}
+
+#[test]
+fn a_running_job_whose_meta_is_damaged_keeps_its_slot() {
+    let q = queues();
+    let gate = q.file("gate");
+    let head = q.run_q(&["-q", "dmg", &format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display())]);
+    let second = q.run_q(&["-q", "dmg", "true"]);
+    wait_until(SOON, "the head to run", || q.state(&head) == "running");
+    // Its process runs on; only its meta.json is unreadable.
+    write(&q.job_dir(&head).join("meta.json"), "{\"broken");
+    let out = q.run("runs", &[]);
+    let started = !q.meta(&second)["pid"].is_null();
+    write(&gate, "");
+    assert!(!started, "a queue of one started {second} beside {head}, still running: {}", stderr(&out));
+}
+
+#[test]
+fn an_entry_left_in_one_queue_naming_a_job_of_another_never_starts_it_past_its_own_queue() {
+    let q = queues();
+    // What a launcher into `other`, killed between indexing the id it
+    // hoped for and publishing under a suffixed one, leaves when that id
+    // is a job queued in `paused` (two launches of one name in one second).
+    q.job_ok(&["queue", "paused", "--pause"]);
+    let id = q.run_q(&["-q", "paused", "true"]);
+    q.job_ok(&["queue", "other", "--slots", "1"]);
+    write(&q.queue_dir("other").join("wait").join(format!("{:020}.{id}", 1)), "");
+    let out = q.run("runs", &[]);
+    let m = q.meta(&id);
+    assert!(
+        m["pid"].is_null(),
+        "{id} of the paused queue was started by another queue's decision: {m} {}",
+        stderr(&out)
+    );
+}
