@@ -88,3 +88,21 @@ fn an_entry_left_in_one_queue_naming_a_job_of_another_never_starts_it_past_its_o
         stderr(&out)
     );
 }
+
+#[test]
+fn a_paused_queue_whose_conf_cannot_be_read_starts_nothing_and_says_why() {
+    let q = queues();
+    q.job_ok(&["queue", "held", "--pause"]);
+    let id = q.run_q(&["-q", "held", "true"]);
+    let conf = q.queue_dir("held").join("conf");
+    fs::remove_file(&conf).expect("removing conf");
+    fs::create_dir(&conf).expect("planting a directory at conf");
+    let out = q.run("runs", &[]);
+    let m = q.meta(&id);
+    assert!(m["pid"].is_null(), "a paused queue whose conf is unreadable started {id}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&conf.display().to_string()),
+        "runs says nothing of the damaged conf: {}",
+        stderr(&out)
+    );
+}
