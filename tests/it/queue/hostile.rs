@@ -106,3 +106,29 @@ fn a_paused_queue_whose_conf_cannot_be_read_starts_nothing_and_says_why() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_launch_into_a_queue_facing_a_store_lock_held_by_a_stopped_command_gives_up_in_time() {
+    let q = queues();
+    q.job_ok(&["queue", "st", "--pause"]);
+    // What a `runrm` stopped (Ctrl-Z) while it renames a job away holds.
+    let held = fs::File::open(&q.store).expect("opening the store");
+    held.lock().expect("locking the store");
+    let mut child = q.cmd("run").args(["-q", "st", "true"]).spawn().expect("run -q");
+    let started = std::time::Instant::now();
+    let mut ended = None;
+    while started.elapsed() < Duration::from_secs(15) {
+        if let Some(s) = child.try_wait().expect("waiting for run -q") {
+            ended = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waited = started.elapsed();
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(held);
+    assert!(ended.is_some(), "run -q still waits after {waited:?} for a store lock held by a stopped command");
+}
