@@ -132,3 +132,18 @@ fn a_launch_into_a_queue_facing_a_store_lock_held_by_a_stopped_command_gives_up_
     drop(held);
     assert!(ended.is_some(), "run -q still waits after {waited:?} for a store lock held by a stopped command");
 }
+
+#[test]
+fn a_listing_after_a_running_jobs_slot_link_was_deleted_does_not_start_the_next_job_beside_it() {
+    let q = queues();
+    let gate = q.file("gate");
+    let head = q.run_q(&["-q", "link", &format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display())]);
+    let second = q.run_q(&["-q", "link", "true"]);
+    wait_until(SOON, "the head to run", || q.state(&head) == "running");
+    fs::remove_file(q.queue_dir("link").join("run").join("0")).expect("deleting slot 0's link");
+    let out = q.run("runs", &[]);
+    let started = !q.meta(&second)["pid"].is_null();
+    write(&gate, "");
+    q.wait_state(&head, &["done"]);
+    assert!(!started, "runs started {second} beside the running {head} in a queue of one: {}", stderr(&out));
+}
