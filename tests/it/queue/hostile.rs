@@ -147,3 +147,43 @@ fn a_listing_after_a_running_jobs_slot_link_was_deleted_does_not_start_the_next_
     q.wait_state(&head, &["done"]);
     assert!(!started, "runs started {second} beside the running {head} in a queue of one: {}", stderr(&out));
 }
+
+#[test]
+fn a_job_whose_pid_namespace_died_with_it_does_not_hold_its_slot_for_the_rest_of_the_boot() {
+    if !isolated("starting a second pid namespace", false) {
+        return;
+    }
+    let q = queues();
+    let run = q.cmd("run");
+    let mut c = std::process::Command::new("unshare");
+    for (k, v) in run.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    // A container running a queued job, killed whole (its watcher with it).
+    let inner = format!("'{}' -q box sleep 1000 > /dev/null; sleep 1000", bin("run").display());
+    let mut ns = c
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", &inner])
+        .spawn()
+        .expect("starting unshare");
+    let mut there = String::new();
+    wait_until(SOON, "the job in the other namespace to start", || {
+        there = q.states().into_iter().map(|(id, _)| id).next().unwrap_or_default();
+        !there.is_empty() && !q.meta(&there)["pid"].is_null()
+    });
+    let here = q.run_q(&["-q", "box", "true"]);
+    ns.kill().expect("killing the container");
+    ns.wait().expect("reaping it");
+    // Every process of that namespace is gone: nothing can end the job
+    // there, and nothing here may wait for it for the rest of the boot.
+    let mut last = String::new();
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(10), "the job queued here to run", || {
+            last = format!("{}: {}, {}: {}", there, q.state(&there), here, q.state(&here));
+            q.state(&here) == "done"
+        })
+    }));
+    assert!(ran.is_ok(), "stranded behind a job of a dead pid namespace: {last}");
+}
