@@ -187,3 +187,41 @@ fn a_job_whose_pid_namespace_died_with_it_does_not_hold_its_slot_for_the_rest_of
     }));
     assert!(ran.is_ok(), "stranded behind a job of a dead pid namespace: {last}");
 }
+
+#[test]
+fn a_job_queued_in_a_pid_namespace_that_is_gone_is_not_left_queued_for_the_rest_of_the_boot() {
+    if !isolated("starting a second pid namespace", false) {
+        return;
+    }
+    let q = queues();
+    q.job_ok(&["queue", "gone", "--pause"]);
+    let run = q.cmd("run");
+    let mut c = std::process::Command::new("unshare");
+    for (k, v) in run.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    // Queued from a container that then exits.
+    let out = c
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", bin("run").to_str().expect("utf-8"), "-q", "gone"])
+        .arg("true")
+        .output()
+        .expect("run -q in another pid namespace");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).split_whitespace().next().expect("an id").to_string();
+    q.job_ok(&["queue", "gone", "--resume"]);
+    let mut last = String::new();
+    let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(10), "the job to leave `queued`", || {
+            let out = q.run("runs", &[]);
+            last = format!("{} / {}", stdout(&out), stderr(&out));
+            q.state(&id) != "queued"
+        })
+    }));
+    assert!(
+        moved.is_ok(),
+        "{id}, queued from a pid namespace that no longer exists, stays queued with no word why: {last}"
+    );
+}
