@@ -223,3 +223,27 @@ fn a_job_queued_in_a_pid_namespace_that_is_gone_is_not_left_queued_for_the_rest_
         "{id}, queued from a pid namespace that no longer exists, stays queued with no word why: {last}"
     );
 }
+
+#[test]
+fn an_entry_left_in_the_queue_of_after_jobs_naming_a_queued_job_never_starts_it_beside_its_queues_running_job() {
+    let q = queues();
+    let gate = q.file("gate");
+    let head = q.run_q(&["-q", "solo", &format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display())]);
+    let second = q.run_q(&["-q", "solo", "true"]);
+    // A `run --after` makes the queue of --after jobs; its launcher, killed
+    // between indexing the id it hoped for (here `second`'s) and indexing
+    // the suffixed one it got, leaves this entry.
+    let dep = q.run_q(&["--after", &head, "true"]);
+    let after_queue = fs::read_dir(q.store.join(".queues"))
+        .expect(".queues")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('@')))
+        .expect("the queue of --after jobs");
+    write(&after_queue.join("wait").join(format!("{:020}.{second}", 1)), "");
+    let out = q.run("runs", &[]);
+    let started = !q.meta(&second)["pid"].is_null();
+    write(&gate, "");
+    q.wait_state(&dep, &["done"]);
+    assert!(!started, "{second} ran beside {head} in a queue of one, with no slot: {}", stderr(&out));
+}
