@@ -49,7 +49,16 @@ pub(super) enum Decided {
 /// lock proves the starter alive: the kernel releases it when the last
 /// process holding it dies.
 fn holds_slot(store: &Store, id: &str, boot: &str) -> bool {
-    let Ok(Some(mut job)) = store.get(id) else { return false };
+    let mut job = match store.get(id) {
+        Ok(Some(job)) => job,
+        Ok(None) => return false,
+        // Damaged (a meta.json cut short, planted): it holds its slot
+        // while its watcher or its pid may still run it.
+        Err(_) => {
+            let life = store::damaged_life(&store.root().join(id));
+            return life.locked || life.pid.is_some_and(proc::pid_taken);
+        }
+    };
     match state::of(&mut job, boot) {
         State::Running | State::Elsewhere => true,
         State::Queued => job.being_started(),
@@ -112,6 +121,14 @@ pub(super) fn decide_locked(store: &Store, q: &QueueDir, seen: &mut Seen, launch
             }
             Err(_) => continue,
         };
+        // An entry naming a job of another queue (left by a launcher
+        // killed while it indexed): never started from here, past its own
+        // queue's slots or pause; its own queue's index has it (or the
+        // next listing's mending gives it one).
+        if queue_of(store, &job.meta).path() != q.path() {
+            q.remove_waiting(&entry);
+            continue;
+        }
         // Queued in this boot from another pid namespace of this machine
         // (a container): its environment and working directory are
         // there; a command there starts it.

@@ -253,12 +253,30 @@ impl Store {
 
     /// The store's lock (flock on its directory): held shared while a job
     /// takes its id, exclusive while one is judged and renamed away. Best
-    /// effort: where it cannot be had (a read-only store), the rename that
-    /// follows fails anyway.
-    fn lock(&self, exclusive: bool) -> Option<File> {
-        let dir = File::open(&self.root).ok()?;
-        let locked = if exclusive { dir.lock() } else { dir.lock_shared() };
-        locked.ok().map(|()| dir)
+    /// effort where it cannot be had at all (a read-only store: the rename
+    /// that follows fails anyway); waited for `STORE_LOCK_WAIT` at most
+    /// when another command holds it (one stopped with Ctrl-Z holds it for
+    /// ever), then an error.
+    fn lock(&self, exclusive: bool) -> Result<Option<File>, String> {
+        let Ok(dir) = File::open(&self.root) else { return Ok(None) };
+        let deadline = std::time::Instant::now() + STORE_LOCK_WAIT;
+        loop {
+            let tried = if exclusive { dir.try_lock() } else { dir.try_lock_shared() };
+            match tried {
+                Ok(()) => return Ok(Some(dir)),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(format!(
+                        "{}: another command has held the store's lock for {} s (one stopped with Ctrl-Z? `fg` or `kill -CONT` it)",
+                        self.root.display(),
+                        STORE_LOCK_WAIT.as_secs()
+                    ))
+                }
+                Err(fs::TryLockError::Error(_)) => return Ok(None),
+            }
+        }
     }
 
     /// The hidden leftovers of a launch or a removal that was interrupted
@@ -294,6 +312,9 @@ impl Store {
         disk_usage(&self.root)
     }
 }
+
+/// The longest a command waits for the store's lock.
+const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A link planted where a directory of the store should be (`.keys`,
 /// `.ids`, a queue's): never followed, named as damaged by its path.

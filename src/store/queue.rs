@@ -134,6 +134,18 @@ impl Store {
             }
             let Some(n) = n.to_str() else { continue };
             let Ok(q) = files::open_dir_in(&qs, n) else { continue };
+            for (file, kind) in files::entries(&q).unwrap_or_default() {
+                let what = match file.to_str() {
+                    Some("lock") => "not a file (a link is never followed): the queue's jobs wait until it is removed",
+                    Some("conf") => {
+                        "not a file (a link is never followed): the queue is held as paused until it is removed"
+                    }
+                    _ => continue,
+                };
+                if kind != Kind::File {
+                    bad.push((path.join(&file), what.to_string()));
+                }
+            }
             for sub in ["wait", "run"] {
                 match files::open_dir_in(&q, sub) {
                     Err(e) if misplaced(&e) => bad.push((path.join(sub), not_dir.to_string())),
@@ -278,8 +290,13 @@ impl QueueDir {
             .open(None)
             .and_then(|q| files::open_in(&q, Path::new("conf")))
             .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 4096), &mut text));
-        if read.is_err() {
-            return c;
+        match read {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return c,
+            // There but unreadable (a directory, a FIFO, a link planted in
+            // its place): held as paused, never taken for the defaults (a
+            // paused queue would start its jobs); listings report it.
+            Err(_) => return Conf { paused: true, ..c },
         }
         for line in text.lines() {
             match line.split_once(' ') {

@@ -119,7 +119,7 @@ impl Store {
         let meta_path = staged.dir.join("meta.json");
         let meta_file = open_new(&meta_path, false)?;
         let base = meta.id.clone();
-        let _lock = self.lock(false);
+        let _lock = self.lock(false)?;
         // An id is taken only within the second it names; a launch slower
         // than that takes a suffix at once. Which id: see ids.rs. The one
         // found free is written into meta.json, then the rename settles a
@@ -223,7 +223,7 @@ impl Store {
         let path = self.root.join(id);
         let hidden = self.root.join(format!(".rm-{id}-{}", std::process::id()));
         {
-            let _lock = self.lock(true);
+            let _lock = self.lock(true)?;
             if !still(&path) {
                 return Ok(0);
             }
