@@ -14,6 +14,8 @@
 //! - `logs`: runlog and job logs, following, the header, the cap, the
 //!   picker.
 //! - `removal`: runrm and job clean.
+//! - `scale`: stores of many jobs: removal in bulk, the ids of removed
+//!   jobs kept compactly, listings that read only what they show.
 //! - `queue`: queues, slots and --after.
 //! - `notify`: ntfy notifications and their secrets.
 //! - `slurm`: the Slurm backend.
@@ -35,6 +37,7 @@ mod logs;
 mod notify;
 mod queue;
 mod removal;
+mod scale;
 mod slurm;
 mod state;
 mod stop;
