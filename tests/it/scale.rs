@@ -99,6 +99,31 @@ fn removing_every_job_of_a_big_store_keeps_running_elsewhere_and_awaited_jobs_an
     let _ = env.run("job", &["stop", &running]);
 }
 
+#[test]
+fn a_job_queued_after_a_job_while_a_removal_of_every_job_runs_keeps_that_job() {
+    let env = Env::new();
+    let tmpl = ended_template(&env, "tmpl");
+    let running = env.start(&["sleep", "300"]);
+    for attempt in 0..3 {
+        let planted = plant_many(&env, &tmpl, &format!("m{attempt}"), 3000);
+        // Removed last: the listing's newest.
+        let last = planted.last().expect("planted").clone();
+        let mut runrm = env.cmd("runrm").stdout(std::process::Stdio::null()).spawn().expect("runrm");
+        wait_until(SOON, "runrm to remove the first jobs", || !env.store.join(&planted[0]).exists());
+        let queued = env.cmd("run").args(["--after", &last, "--after", &running, "true"]).output().expect("run");
+        runrm.wait().expect("runrm");
+        if !queued.status.success() {
+            // Removed already: too late to tell.
+            continue;
+        }
+        assert!(env.store.join(&last).join("meta.json").exists(), "{last} was removed while a queued job awaited it");
+        let _ = env.run("job", &["stop", &running]);
+        return;
+    }
+    let _ = env.run("job", &["stop", &running]);
+    panic!("the removal always ended before a job could be queued after its last job");
+}
+
 // --- the ids of removed jobs ---------------------------------------------------
 
 /// `NAME_YYYYmmdd_HHMMSS` of an id (without its `_N`).
