@@ -9,8 +9,9 @@
 //! Many jobs (a removal of every finished job) are removed in batches:
 //! one hold of the lock per batch, in which each job is checked, the
 //! batch's ids are kept (one write per name and hour), and each job is
-//! renamed away; the deletions come after the lock is released, so a
-//! launch waits at most one batch's checks and renames, never a deletion.
+//! renamed away; the deletions come after the lock is released (by two
+//! threads), so a launch waits at most one batch's checks and renames,
+//! never a deletion.
 
 use super::job::{read_job_at, Job};
 use super::read::disk_usage;
@@ -88,12 +89,31 @@ impl Store {
                     (&now.meta.started_at, now.meta.pid, now.meta.pid_start) == (&m.started_at, m.pid, m.pid_start)
                 }))
             });
-            for (job, h) in batch.iter().zip(hidden) {
-                let res = h.and_then(|h| match h {
-                    Hidden::Moved(hidden) => delete(&root, &hidden, &job.dir).map(Some),
-                    Hidden::Gone => Ok(Some(0)),
-                    Hidden::Kept => Ok(None),
-                });
+            // The deletions (most of a removal's time: a few unlinks per
+            // job, each waiting on the disk) by two threads.
+            let delete_all = |part: &[(&Job, Result<Hidden, String>)]| -> Vec<Result<Option<u64>, String>> {
+                part.iter()
+                    .map(|(job, h)| match h {
+                        Ok(Hidden::Moved(hidden)) => delete(&root, hidden, &job.dir).map(Some),
+                        Ok(Hidden::Gone) => Ok(Some(0)),
+                        Ok(Hidden::Kept) => Ok(None),
+                        Err(e) => Err(e.clone()),
+                    })
+                    .collect()
+            };
+            let hidden: Vec<(&Job, Result<Hidden, String>)> = batch.iter().zip(hidden).collect();
+            let half = hidden.len().div_ceil(2);
+            let results: Vec<Result<Option<u64>, String>> = if hidden.len() < 16 {
+                delete_all(&hidden)
+            } else {
+                std::thread::scope(|s| {
+                    let second = s.spawn(|| delete_all(&hidden[half..]));
+                    let mut first = delete_all(&hidden[..half]);
+                    first.extend(second.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                    first
+                })
+            };
+            for ((job, _), res) in hidden.iter().zip(results) {
                 if matches!(res, Ok(Some(_))) {
                     // Its key is free again (only if the key still names this job).
                     if let Some(key) = &job.meta.key {
