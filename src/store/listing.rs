@@ -78,10 +78,11 @@ impl Store {
             } else if ft.is_symlink() {
                 scan.damaged.push(damaged("a symbolic link, not a job directory"));
             } else if !ft.is_dir() {
-                // a foreign file, or an old run script's .log or .pid
-                let len = || entry.metadata().map_or(0, |m| m.len());
+                // a foreign file, or an old run script's .log or .pid (only a
+                // pid file's size matters)
                 if let Some(n) = name.to_str().filter(|n| legacy::is_old(n)) {
-                    match legacy::trouble(n, ft, len()) {
+                    let len = if n.ends_with(".pid") { entry.metadata().map_or(0, |m| m.len()) } else { 0 };
+                    match legacy::trouble(n, ft, len) {
                         Some(why) => scan.damaged.push(damaged(why)),
                         None => scan.old.push((id, entry.path())),
                     }
