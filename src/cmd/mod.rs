@@ -20,6 +20,7 @@ pub mod runlog;
 pub mod runrm;
 pub mod runs;
 mod slurm;
+mod summary;
 mod view;
 
 use crate::exit::{Exit, Fail, Res};

@@ -55,16 +55,6 @@ impl Out {
         }
         self.bytes(if first { b"[]\n" } else { b"\n]\n" })
     }
-    /// As `json_lines`, of objects already made by `json_line`.
-    pub fn json_made_lines<'a>(&mut self, lines: impl IntoIterator<Item = &'a [u8]>) -> Res<()> {
-        let mut first = true;
-        for line in lines {
-            self.bytes(if first { b"[\n" } else { b",\n" })?;
-            first = false;
-            self.bytes(line)?;
-        }
-        self.bytes(if first { b"[]\n" } else { b"\n]\n" })
-    }
     pub fn flush(&mut self) -> Res<()> {
         self.w.flush().map_err(out_err)
     }

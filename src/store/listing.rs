@@ -39,6 +39,8 @@ pub struct Scan {
     root: Option<File>,
     /// The job directories' names (UTF-8), in no order.
     pub ids: Vec<String>,
+    /// Their inode numbers, in the same order (what `getdents` gives).
+    pub inos: Vec<u64>,
     /// The entries that cannot be jobs, found by their type alone (links,
     /// old scripts' files that cannot be read, names that are not UTF-8).
     pub damaged: Vec<Damaged>,
@@ -53,7 +55,7 @@ impl Store {
     /// One read of the store's root (none of its jobs' files): an empty
     /// scan if the store does not exist.
     pub fn scan(&self) -> Result<Scan, String> {
-        let mut scan = Scan { root: None, ids: vec![], damaged: vec![], old: vec![], queues: false };
+        let mut scan = Scan { root: None, ids: vec![], inos: vec![], damaged: vec![], old: vec![], queues: false };
         let root = match File::open(&self.root) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(scan),
@@ -91,6 +93,7 @@ impl Store {
                 scan.damaged.push(damaged("a name that is not UTF-8"));
             } else {
                 scan.ids.push(id);
+                scan.inos.push(std::os::unix::fs::DirEntryExt::ino(&entry));
             }
         }
         scan.root = Some(root);

@@ -25,6 +25,8 @@
 //! ├── .ids/NAME_YYYYmmdd_HH  the ids of NAME's removed jobs in that hour,
 //! │                "MMSS N" a line: never given again (older: .ids/ID)
 //! ├── .notify/K        flock: a slot to send a skipped job's notification
+//! ├── .summary         a cache of the ended jobs' `runs --json` lines
+//! │                (see `cmd::summary`): never needed, rebuilt at will
 //! └── .queues/NAME@PLACE/   one queue on one host (see `queue`)
 //!     ├── lock         flock: held by whoever decides what starts
 //!     ├── conf         "slots N" and "paused" (absent: 1 slot, running)
@@ -78,6 +80,7 @@ mod read;
 mod record;
 mod remove;
 mod sends;
+mod summary;
 mod write;
 
 pub use crate::files::io_err;

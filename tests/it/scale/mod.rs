@@ -5,6 +5,8 @@
 //! show giving a full listing's answers; the old scripts' files listed
 //! once each. Behaviour only: the figures are bench/'s.
 
+mod summary;
+
 use crate::common::*;
 use serde_json::Value;
 use std::fs;
