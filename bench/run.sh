@@ -510,7 +510,8 @@ How each figure is made (bench/run.sh, bench/probe.py):
 6. Output: `head -c SIZE /dev/zero` from launch to the recorded end (bgrun:
    `status` appears; nq: lock released; tsp: `tsp -w` returns) vs the same
    command with stdout opened straight on a file; bgrun also under
-   `--log-max 10M` (its watcher punches the oldest output out every 50 ms);
+   `--log-max 10M` (through a pipe its watcher copies into the log, punching
+   the oldest output out past the cap);
    the order rotates per round, and each round starts after a `sync`. The
    plain redirect runs twice in each round, at two places in its order:
    the second against the first ("again") is what the disk alone does to a

@@ -123,7 +123,12 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> 
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let dest = dir.join(name);
     let res = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        // Made new, never through a link planted at the temporary name
+        // (a watcher's pid, and so that name, is in meta.json): whatever is
+        // there is unlinked first, and O_EXCL refuses one planted since.
+        let _ = fs::remove_file(&tmp);
+        let mut f =
+            OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(bytes)?;
         fs::rename(&tmp, &dest)
@@ -217,28 +222,16 @@ pub fn entries(dir: &File) -> io::Result<Vec<(std::ffi::OsString, Kind)>> {
     Ok(out)
 }
 
-/// Removes the entry `name` of the directory `dir`, and all below it if
-/// it is a directory, never following a link (a link is removed as a
-/// name); returns the disk space it held, in bytes. One pass: each entry's
-/// size is read (fstatat) as it is removed.
-pub fn remove_tree_in(dir: &File, name: &std::ffi::OsStr) -> io::Result<u64> {
-    use nix::fcntl::{openat, AtFlags, OFlag};
-    use nix::sys::stat::fstatat;
-    use nix::unistd::{unlinkat, UnlinkatFlags};
-    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    let own = st.st_blocks as u64 * 512;
-    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
-        return Ok(own);
+/// Does `dir` hold any entry? Reads only up to the first.
+pub fn has_entries(dir: &File) -> io::Result<bool> {
+    let mut d = nix::dir::Dir::from_fd(dir.try_clone()?.into())?;
+    for e in d.iter() {
+        let name = e?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            return Ok(true);
+        }
     }
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let sub = File::from(openat(dir, name, flags, nix::sys::stat::Mode::empty())?);
-    let mut freed = own;
-    for (entry, _) in entries(&sub)? {
-        freed += remove_tree_in(&sub, &entry)?;
-    }
-    unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
-    Ok(freed)
+    Ok(false)
 }
 
 /// Removes the entry `name` (not a directory; a link as a name) of `dir`.
@@ -293,4 +286,69 @@ pub fn open_rw_in(dir: &File, name: &str) -> io::Result<File> {
     let f = File::from(openat(dir, name, flags, Mode::S_IRUSR | Mode::S_IWUSR)?);
     fchmod(&f, Mode::S_IRUSR | Mode::S_IWUSR)?;
     Ok(f)
+}
+
+/// Removes the directory `name` in `parent` and everything in it, never
+/// following a link, however deep it goes: no recursion and two open
+/// directories at a time. A subdirectory that is not empty has its
+/// entries moved up into the top directory (under fresh names) and is then
+/// removed, until the top is empty (a tree planted thousands of levels
+/// deep would take the recursive way past the descriptor limit or the
+/// stack). Returns the first error that stops it.
+pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<()> {
+    use nix::errno::Errno;
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+    let top = open_dir_in(parent, name)?;
+    let mut fresh = 0u64;
+    loop {
+        let list = entries(&top)?;
+        if list.is_empty() {
+            break;
+        }
+        for (entry, kind) in list {
+            let entry = entry.as_os_str();
+            if kind != Kind::Dir {
+                match unlinkat(&top, entry, UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(Errno::ENOENT) => continue,
+                    // Listed as a file, a directory now: taken next round.
+                    Err(Errno::EISDIR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match unlinkat(&top, entry, UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => continue,
+                Err(Errno::ENOTEMPTY | Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let sub = match nix::fcntl::openat(
+                &top,
+                entry,
+                nix::fcntl::OFlag::O_RDONLY
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_NOFOLLOW
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) {
+                Ok(fd) => File::from(fd),
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for (child, _) in entries(&sub)? {
+                loop {
+                    fresh += 1;
+                    let up = format!(".up-{fresh}");
+                    let flags = nix::fcntl::RenameFlags::RENAME_NOREPLACE;
+                    match nix::fcntl::renameat2(&sub, child.as_os_str(), &top, up.as_str(), flags) {
+                        Ok(()) | Err(Errno::ENOENT) => break,
+                        Err(Errno::EEXIST) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

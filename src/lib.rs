@@ -18,6 +18,7 @@ pub mod ntfy;
 mod picker;
 mod proc;
 mod queue;
+mod remote;
 mod slurm;
 mod state;
 pub mod store;
@@ -45,6 +46,7 @@ pub fn start(picker: Option<Picker>) -> std::ffi::c_int {
 
 /// Routes on `argv[0]`.
 fn main(picker: Option<Picker>) -> i32 {
+    remote::take_serving();
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let mut name = args
         .first()
@@ -71,6 +73,10 @@ fn main(picker: Option<Picker>) -> i32 {
     // of the five names: hidden from every help.
     if args.get(1).is_some_and(|a| a == launch::STEP_WORD) {
         return watch::slurm_step::main(&args[2..], cmd::launch_args::ntfy_config("job", None));
+    }
+    // The far side of `--on DEST` and `DEST:ID`: hidden too.
+    if args.get(1).is_some_and(|a| a == remote::SERVE_WORD) {
+        return cmd::remote::serve::main();
     }
     let result = match name.as_str() {
         "run" => cmd::run::main(args),

@@ -101,6 +101,8 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
             (Some(e), _) => e.state,
             (None, Some(_)) => State::Queued,
             (None, None) if submitting => State::Queued,
+            // Its launcher died once sbatch accepted it, and its step runs.
+            (None, None) if step_recording(job) => State::Running,
             (None, None) => State::Lost,
         };
     };
@@ -146,8 +148,10 @@ fn of_slurm(job: &mut Job, boot: &str, asked: &Result<HashMap<u64, Row>, String>
     };
     // Slurm says the job ended as soon as it signals it: a step that still
     // holds the reserved status is about to record how; its record wins.
+    // Until then it runs: a step alive here is never taken for an end
+    // (an empty or wrong answer from squeue included).
     if step_recording(job) {
-        return state;
+        return State::Running;
     }
     record(job, state, words)
 }
@@ -198,7 +202,10 @@ fn here(job: &Job, boot: &str) -> Option<bool> {
     let m = &job.meta;
     let (host, ns) = this_machine();
     let same_boot = !m.boot_id.is_empty() && m.boot_id == boot;
-    if !same_boot && !m.host.is_empty() && m.host != *host {
+    // Another boot of this machine (its machine id; the host name may have
+    // changed): its processes are gone with that boot.
+    let same_machine = m.machine.is_some() && m.machine.as_deref() == proc::machine_id();
+    if !same_boot && !same_machine && !m.host.is_empty() && m.host != *host {
         return None;
     }
     if !same_boot {
@@ -239,14 +246,14 @@ pub fn watcher_gone(job: &Job, boot: &str) -> bool {
 }
 
 /// Does the job's watcher stay for processes of the job left after its
-/// end (`watch::linger`; only under `--log-max`): an end recorded, seen
-/// from where it ran, the watcher proven alive (pid and start time) with
-/// processes below it?
+/// end (`watch::linger`): an end recorded, seen from where it ran, the
+/// watcher proven alive (pid and start time) with processes below it?
 /// Such a job is not removed (its log is still written to) and `job stop`
 /// ends those processes.
 pub fn lingering(job: &Job, boot: &str) -> bool {
     let m = &job.meta;
-    if job.end.is_none() || m.log_max.is_none() || job.is_slurm() || here(job, boot) != Some(true) {
+    let stays = m.left_processes || m.log_max.is_some();
+    if job.end.is_none() || !stays || job.is_slurm() || here(job, boot) != Some(true) {
         return false;
     }
     matches!((m.watcher_pid, m.watcher_start),

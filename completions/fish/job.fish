@@ -35,11 +35,13 @@ complete -c job -n "__fish_job_needs_command" -f -a "wait" -d 'Block until jobs 
 complete -c job -n "__fish_job_needs_command" -f -a "retry" -d 'Start a job again with the same command and settings'
 complete -c job -n "__fish_job_needs_command" -f -a "clean" -d 'Remove old finished jobs'
 complete -c job -n "__fish_job_needs_command" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
+complete -c job -n "__fish_job_needs_command" -f -a "install" -d 'Put this machine\'s bgrun on a host over ssh, in its ~/.local/bin (same architecture only)'
 complete -c job -n "__fish_job_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c job -n "__fish_job_using_subcommand run" -l name -d 'Refer to the job by this name' -r
 complete -c job -n "__fish_job_using_subcommand run" -l timeout -d 'End the job after this long (30s, 5m, 1h30m, 2d): SIGTERM, then SIGKILL; 0: no timeout; with --slurm also its time limit' -r
 complete -c job -n "__fish_job_using_subcommand run" -l context -d 'Any JSON value, kept with the job for your own tracking' -r
 complete -c job -n "__fish_job_using_subcommand run" -l key -d 'Idempotency key: if a job with this key exists, print its id and start nothing' -r
+complete -c job -n "__fish_job_using_subcommand run" -l on -d 'Start it on this host over ssh (a Host of ~/.ssh/config, host or user@host; local: here); prints DEST:ID' -r -f -a "(__bgrun_hosts)"
 complete -c job -n "__fish_job_using_subcommand run" -l log-max -d 'Cap the log\'s disk use at SIZE (500K, 10M, 1G; 0: none; default $RUN_LOG_MAX): the oldest output goes first' -r
 complete -c job -n "__fish_job_using_subcommand run" -s q -l queue -d 'Wait for a free slot in this queue (job queue NAME --slots N sets its width; default 1)' -r
 complete -c job -n "__fish_job_using_subcommand run" -l after -d 'Start only after these jobs have ended done (skipped if one does not)' -r
@@ -66,6 +68,7 @@ lost\t''
 skipped\t''
 elsewhere\t''"
 complete -c job -n "__fish_job_using_subcommand list" -s n -l last -d 'Only the last N jobs (the newest)' -r
+complete -c job -n "__fish_job_using_subcommand list" -l on -d 'List these hosts\' jobs over ssh, asked at once (ssh destinations; local: here; all: local and $RUN_HOSTS)' -r -f -a "(__bgrun_hosts)"
 complete -c job -n "__fish_job_using_subcommand list" -l all -d 'Every job, not only this project\'s'
 complete -c job -n "__fish_job_using_subcommand list" -l json -d 'JSON output'
 complete -c job -n "__fish_job_using_subcommand list" -s h -l help -d 'Print help'
@@ -81,6 +84,7 @@ complete -c job -n "__fish_job_using_subcommand wait" -s h -l help -d 'Print hel
 complete -c job -n "__fish_job_using_subcommand retry" -l wait -d 'Wait for the new job to end; exit as `job wait` does'
 complete -c job -n "__fish_job_using_subcommand retry" -s h -l help -d 'Print help'
 complete -c job -n "__fish_job_using_subcommand clean" -l older-than -d 'Remove finished jobs that ended longer ago than this (default 7d)' -r
+complete -c job -n "__fish_job_using_subcommand clean" -l on -d 'Remove on these hosts over ssh (ssh destinations; local: here; all: local and $RUN_HOSTS)' -r -f -a "(__bgrun_hosts)"
 complete -c job -n "__fish_job_using_subcommand clean" -l all -d 'Remove every job that is not running'
 complete -c job -n "__fish_job_using_subcommand clean" -l dry-run -d 'Show what would be removed, remove nothing'
 complete -c job -n "__fish_job_using_subcommand clean" -l force -d 'Also remove jobs with no end recorded that ran on another host or in another pid namespace (state elsewhere), which may still be running there'
@@ -90,16 +94,26 @@ complete -c job -n "__fish_job_using_subcommand queue" -l pause -d 'Start nothin
 complete -c job -n "__fish_job_using_subcommand queue" -l resume -d 'Start again after --pause'
 complete -c job -n "__fish_job_using_subcommand queue" -l json -d 'JSON output'
 complete -c job -n "__fish_job_using_subcommand queue" -s h -l help -d 'Print help'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "run" -d 'Start a background job (prints its id)'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "list" -d 'List jobs of this project (--all: every job)'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "status" -d 'Show a job\'s details, or the system status with no ID'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "logs" -d 'Show a job\'s output'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "stop" -d 'Stop jobs: SIGTERM to everything they started, then SIGKILL'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "wait" -d 'Block until jobs end (exit 0 success, 1 failure, 124 timeout)'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "retry" -d 'Start a job again with the same command and settings'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "clean" -d 'Remove old finished jobs'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
-complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c job -n "__fish_job_using_subcommand install" -s h -l help -d 'Print help'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "run" -d 'Start a background job (prints its id)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "list" -d 'List jobs of this project (--all: every job)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "status" -d 'Show a job\'s details, or the system status with no ID'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "logs" -d 'Show a job\'s output'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "stop" -d 'Stop jobs: SIGTERM to everything they started, then SIGKILL'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "wait" -d 'Block until jobs end (exit 0 success, 1 failure, 124 timeout)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "retry" -d 'Start a job again with the same command and settings'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "clean" -d 'Remove old finished jobs'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "queue" -d 'List queues, or set one\'s width, pause or resume it'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "install" -d 'Put this machine\'s bgrun on a host over ssh, in its ~/.local/bin (same architecture only)'
+complete -c job -n "__fish_job_using_subcommand help; and not __fish_seen_subcommand_from run list status logs stop wait retry clean queue install help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+# Destinations of --on (added by the assets test's generator): what
+# `runs --complete-hosts` prints, after the last comma of a list.
+function __bgrun_hosts
+    set -l pre (commandline -ct | string replace -r '^--on=' '' | string replace -r '[^,]*$' '')
+    for h in (runs --complete-hosts 2>/dev/null)
+        echo $pre$h
+    end
+end
 # Job ids and names (added by the assets test's generator).
 complete -c job -n "__fish_job_using_subcommand stop wait; and not __fish_prev_arg_in --timeout" -f -a "(runs --complete-ids=active 2>/dev/null)"
 complete -c job -n "__fish_job_using_subcommand status logs; and not __fish_prev_arg_in --tail" -f -a "(runs --complete-ids=all 2>/dev/null)"

@@ -29,6 +29,19 @@ fn state_parser() -> impl TypedValueParser<Value = State> {
         .map(|s| State::from_name(&s).expect("the possible values are the states' names"))
 }
 
+/// `--on`: the destinations, as typed (`crate::remote::parse_on`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dests(pub Vec<String>);
+
+fn parse_dests(s: &str) -> Result<Dests, String> {
+    crate::remote::parse_on(s).map(Dests)
+}
+
+/// `--on` of a front that starts one job: one destination.
+fn parse_dest(s: &str) -> Result<Dests, String> {
+    crate::remote::parse_dest(s).map(|d| Dests(vec![d]))
+}
+
 fn runs_about() -> &'static str {
     static ABOUT: OnceLock<String> = OnceLock::new();
     ABOUT.get_or_init(|| format!("List background jobs: {}", state_names()))
@@ -71,6 +84,9 @@ pub struct Run {
     /// With -n: notify only if the job ran at least this long (default $NTFY_MIN_DURATION)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     pub min_duration: Option<Duration>,
+    /// Start it on this host over ssh (a Host of ~/.ssh/config, host or user@host; local: here); prints DEST:ID
+    #[arg(long, value_name = "DEST", value_parser = parse_dest)]
+    pub on: Option<Dests>,
     #[command(flatten)]
     pub start: StartArgs,
     #[command(flatten)]
@@ -101,6 +117,9 @@ pub struct Runs {
     /// Print a JSON array, one object per job
     #[arg(long)]
     pub json: bool,
+    /// List these hosts' jobs over ssh, asked at once (ssh destinations; local: here; all: local and $RUN_HOSTS)
+    #[arg(long, value_name = "DEST[,DEST...]", value_parser = parse_dests)]
+    pub on: Option<Dests>,
     /// For the shell completions: print the ids and names of the jobs a
     /// command can act on (all, active: running or queued, ended), one a line
     #[arg(
@@ -113,6 +132,10 @@ pub struct Runs {
         default_missing_value = "all"
     )]
     pub complete_ids: Option<CompleteIds>,
+    /// For the shell completions: print the destinations `--on` takes
+    /// (local, all, RUN_HOSTS, the Host names of ~/.ssh/config), one a line
+    #[arg(long, hide = true, conflicts_with_all = ["json", "complete_ids"])]
+    pub complete_hosts: bool,
 }
 
 /// Which jobs `runs --complete-ids` offers: what `job stop` and `job wait`
@@ -174,6 +197,9 @@ pub struct Runrm {
     /// namespace (state elsewhere), which may still be running there
     #[arg(long)]
     pub force: bool,
+    /// Remove on these hosts over ssh (ssh destinations; local: here; all: local and $RUN_HOSTS)
+    #[arg(long, value_name = "DEST[,DEST...]", value_parser = parse_dests)]
+    pub on: Option<Dests>,
 }
 
 const JOB_EXAMPLES: &str = "\
@@ -248,6 +274,19 @@ pub enum JobCmd {
         after_help = "Examples:\n  job queue                    # every queue on this host\n  job queue gpu                # its running and queued jobs\n  job queue gpu --slots 2\n  job queue gpu --pause\n  job queue gpu --resume"
     )]
     Queue(JobQueue),
+    /// Put this machine's bgrun on a host over ssh, in its ~/.local/bin (same architecture only)
+    #[command(after_help = "Copies the five commands to DEST's ~/.local/bin (replacing what is there), and the\n\
+man pages and completions found here, through one ssh connection (tar on the far side).\n\
+Refused when DEST's architecture (uname -m) is not this machine's.\n\n\
+Examples:\n  job install gpu1\n  job install me@build-server")]
+    Install(JobInstall),
+}
+
+#[derive(Args, Debug)]
+pub struct JobInstall {
+    /// The host: anything ssh takes (a Host of ~/.ssh/config, host, user@host)
+    #[arg(value_name = "DEST", value_parser = crate::remote::parse_dest)]
+    pub dest: String,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +325,9 @@ pub struct JobRun {
     /// Idempotency key: if a job with this key exists, print its id and start nothing
     #[arg(long, value_name = "KEY", value_parser = parse_key)]
     pub key: Option<String>,
+    /// Start it on this host over ssh (a Host of ~/.ssh/config, host or user@host; local: here); prints DEST:ID
+    #[arg(long, value_name = "DEST", value_parser = parse_dest)]
+    pub on: Option<Dests>,
     #[command(flatten)]
     pub start: StartArgs,
     /// Wait for the job to end; exit as `job wait` does
@@ -362,6 +404,9 @@ pub struct JobList {
     /// JSON output
     #[arg(long)]
     pub json: bool,
+    /// List these hosts' jobs over ssh, asked at once (ssh destinations; local: here; all: local and $RUN_HOSTS)
+    #[arg(long, value_name = "DEST[,DEST...]", value_parser = parse_dests)]
+    pub on: Option<Dests>,
 }
 
 #[derive(Args, Debug)]
@@ -430,4 +475,7 @@ pub struct JobClean {
     /// namespace (state elsewhere), which may still be running there
     #[arg(long)]
     pub force: bool,
+    /// Remove on these hosts over ssh (ssh destinations; local: here; all: local and $RUN_HOSTS)
+    #[arg(long, value_name = "DEST[,DEST...]", value_parser = parse_dests)]
+    pub on: Option<Dests>,
 }

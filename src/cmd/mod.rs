@@ -13,6 +13,7 @@ mod follow;
 pub mod job;
 pub(crate) mod launch_args;
 pub(crate) mod out;
+pub mod remote;
 mod removal;
 mod resolve;
 pub mod run;

@@ -16,22 +16,28 @@ use crate::store::{self, Job, State, Store};
 /// stderr and left out.
 pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
     let (jobs, damaged) = store.list()?;
-    Ok(with_states(front, jobs, &damaged))
+    Ok(with_states(store, front, jobs, &damaged))
 }
 
 /// The jobs listed, each with its state; the damaged entries named on
-/// stderr.
-pub fn with_states(front: &str, mut jobs: Vec<Job>, damaged: &[store::Damaged]) -> Vec<(Job, State)> {
+/// stderr; queued jobs their queue does not name indexed again (see
+/// `queue::mend`).
+pub fn with_states(store: &Store, front: &str, mut jobs: Vec<Job>, damaged: &[store::Damaged]) -> Vec<(Job, State)> {
     report_damaged(front, damaged);
     let (states, trouble) = state::of_all(&mut jobs, &crate::proc::boot_id());
     if let Some(e) = trouble {
         warn(&format!("{front}: {}; Slurm jobs show their last known state", clean(&e)));
     }
-    jobs.into_iter()
+    let all: Vec<(Job, State)> = jobs
+        .into_iter()
         .zip(states)
         // Removed (by another runrm) while we looked: gone, not lost.
         .filter(|(j, s)| *s != State::Lost || j.dir.exists())
-        .collect()
+        .collect();
+    for line in crate::queue::mend(store, &all) {
+        warn(&format!("{front}: {}", clean(&line)));
+    }
+    all
 }
 
 pub fn report_damaged(front: &str, damaged: &[store::Damaged]) {
@@ -156,7 +162,9 @@ fn key(f: &Found) -> (&String, &String) {
 pub fn after_ids(store: &Store, words: Vec<Vec<String>>) -> Res<Vec<String>> {
     let mut ids: Vec<String> = Vec::new();
     for w in words.into_iter().flatten() {
-        let job = resolve(store, &w).map_err(|e| Fail::new(crate::exit::Exit::Usage, format!("--after: {}", e.msg)))?;
+        // `run --on DEST --after DEST:ID`: the job there.
+        let w = crate::remote::unqualify(&w);
+        let job = resolve(store, w).map_err(|e| Fail::new(crate::exit::Exit::Usage, format!("--after: {}", e.msg)))?;
         if !ids.contains(&job.id) {
             ids.push(job.id);
         }

@@ -6,10 +6,14 @@ use super::parse;
 use crate::cli;
 use crate::exit::{Exit, Res};
 use crate::launch::{self, Launched};
+use crate::remote::qualify;
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
-    let a: cli::Run = parse(args)?;
+    let a: cli::Run = parse(args.clone())?;
+    if let Some(done) = super::remote::on_one("run", a.on.as_ref().map(|d| &d.0[..]), &args) {
+        return done;
+    }
     // Every flag, default and check but `--after`, which needs the store.
     let checked = launch_args::run(a)?;
     let store = super::open_store()?;
@@ -24,20 +28,20 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     match launch::start(&store, spec, ntfy)? {
         Launched::Started { id, pid, log } => {
             let mut out = Out::new();
-            out.line(&format!("{id} {pid} {}", log.display()))?;
+            out.line(&format!("{} {pid} {}", qualify(&id), log.display()))?;
             out.flush()?;
         }
         Launched::Queued { id, log } => {
             let mut out = Out::new();
-            out.line(&format!("{id} queued {}", log.display()))?;
+            out.line(&format!("{} queued {}", qualify(&id), log.display()))?;
             out.flush()?;
         }
         Launched::Submitted { id, slurm_id, log } => {
             let mut out = Out::new();
-            out.line(&format!("{id} slurm:{slurm_id} {}", log.display()))?;
+            out.line(&format!("{} slurm:{slurm_id} {}", qualify(&id), log.display()))?;
             out.flush()?;
         }
-        Launched::Existing(id) => Out::new().line(&id)?,
+        Launched::Existing(id) => Out::new().line(&qualify(&id))?,
     }
     Ok(Exit::Ok)
 }

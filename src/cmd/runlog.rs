@@ -13,6 +13,9 @@ use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>, picker: Option<Picker>) -> Res<Exit> {
     let a: cli::Runlog = parse(args.clone())?;
+    if let Some(done) = super::remote::on_ids("runlog", &a.jobs, &args) {
+        return done;
+    }
     let store = super::open_store()?;
     super::catch_up(&store, "runlog");
     if a.jobs.len() > 1 || a.running {

@@ -18,7 +18,10 @@ use crate::store::{Job, Legacy, State, Store};
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
-    let a: cli::Runrm = parse(args)?;
+    let a: cli::Runrm = parse(args.clone())?;
+    if let Some(done) = super::remote::on_many("runrm", a.on.as_ref().map(|d| &d.0[..]), &args, false) {
+        return done;
+    }
     let store = super::open_store()?;
     super::catch_up(&store, "runrm");
     let mut out = Out::new();
@@ -106,13 +109,12 @@ fn remove_damaged(store: &Store, id: &str, dry_run: bool) -> Res<String> {
     let path = store.root().join(id);
     let meta = std::fs::symlink_metadata(&path).map_err(|e| crate::store::io_err("reading", &path, e))?;
     if meta.is_dir() {
-        let pid = crate::store::unended_pid(&path);
-        if pid.is_some_and(crate::proc::pid_taken) {
-            return Err(Fail::from(format!(
-                "{}: damaged, and its pid {} is alive; not removing it",
-                clean(id),
-                pid.unwrap_or(0)
-            )));
+        let life = crate::store::damaged_life(&path);
+        if life.locked {
+            return Err(Fail::from(format!("{}: damaged, and its watcher is running; not removing it", clean(id))));
+        }
+        if let Some(pid) = life.pid.filter(|&p| crate::proc::pid_taken(p)) {
+            return Err(Fail::from(format!("{}: damaged, and its pid {pid} is alive; not removing it", clean(id))));
         }
     }
     if dry_run {

@@ -13,7 +13,13 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
-    let a: cli::Runs = parse(args)?;
+    let a: cli::Runs = parse(args.clone())?;
+    if let Some(done) = super::remote::on_many("runs", a.on.as_ref().map(|d| &d.0[..]), &args, a.json) {
+        return done;
+    }
+    if a.complete_hosts {
+        return super::remote::complete_hosts();
+    }
     if let Some(which) = a.complete_ids {
         return complete_ids(which);
     }
@@ -32,11 +38,11 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
     }
     let (all, old) = match newest.and_then(|n| Some((n, store.newest(&scan, n)?))) {
         Some((n, (jobs, damaged))) => {
-            (with_states("runs", jobs, &damaged), store.legacy_in(&scan, Some(n), |_, _| true))
+            (with_states(&store, "runs", jobs, &damaged), store.legacy_in(&scan, Some(n), |_, _| true))
         }
         None => {
             let (jobs, damaged) = store.list_of(&scan);
-            (with_states("runs", jobs, &damaged), store.legacy_in(&scan, None, |_, _| true))
+            (with_states(&store, "runs", jobs, &damaged), store.legacy_in(&scan, None, |_, _| true))
         }
     };
     // A queued job's place counts every job of its queue, shown or not.
@@ -116,7 +122,9 @@ fn json_all(store: &Store, scan: &Scan, a: &cli::Runs, project: Option<String>) 
         .filter(|id| old.as_ref().is_none_or(|s| !s.covered.contains(*id)))
         .collect();
     let (rows, damaged) = store.read_map(scan, &ids, &|mut job| {
-        if job.is_slurm() {
+        // A Slurm job's state is asked of Slurm once for all; a queued job
+        // (or one started from a queue) is what `queue::mend` looks at.
+        if job.is_slurm() || (job.meta.queued_at.is_some() && job.end.is_none()) {
             return Row::Later(Box::new(job));
         }
         let st = state::of(&mut job, &boot);
@@ -133,7 +141,7 @@ fn json_all(store: &Store, scan: &Scan, a: &cli::Runs, project: Option<String>) 
             Row::Later(job) => later.push(*job),
         }
     }
-    for (job, st) in with_states("runs", later, &damaged) {
+    for (job, st) in with_states(store, "runs", later, &damaged) {
         let m = Made { json: json_line(&view(&job, st)), state: st, shown: wanted(&job, st), settled: false, ino: 0 };
         made.push((summary::key_of(&job), m));
     }

@@ -60,6 +60,9 @@ pub struct View<'a> {
     /// An ended job whose watcher stays for processes of the job that
     /// still run (`state::lingering`).
     pub lingering: bool,
+    /// The host it was asked on (`--on DEST`); absent for this machine's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<&'static str>,
 }
 
 pub fn view(job: &Job, state: State) -> View<'_> {
@@ -106,6 +109,7 @@ pub fn view(job: &Job, state: State) -> View<'_> {
         slurm_job_id: slurm.and_then(|s| s.id),
         node,
         lingering: lingering(job),
+        on: crate::remote::on(),
     }
 }
 
@@ -113,7 +117,7 @@ pub fn view(job: &Job, state: State) -> View<'_> {
 /// run? Asked of /proc only for a capped job (the only kind whose watcher
 /// stays), so a listing pays nothing for the others.
 pub fn lingering(job: &Job) -> bool {
-    job.end.is_some() && job.meta.log_max.is_some() && state::lingering(job, &crate::proc::boot_id())
+    job.end.is_some() && state::lingering(job, &crate::proc::boot_id())
 }
 
 /// What the text views add to an ended job's state while processes of the
@@ -139,9 +143,20 @@ fn notify_view(job: &Job, state: State) -> Option<NotifyView> {
     // gone, a `notified` still missing (read again after the check) never
     // comes.
     let notified = job.notified().or_else(|| {
-        let gone = state != State::Lost && state::watcher_gone(job, &crate::proc::boot_id());
+        // A job that never ran is notified by a detached sender of its
+        // own, not by a watcher: gone once it no longer holds the log.
+        let never_ran = job.end.as_ref().is_some_and(|e| e.outcome == store::Outcome::NotRun);
+        let gone = state != State::Lost
+            && if never_ran { !job.notifying() } else { state::watcher_gone(job, &crate::proc::boot_id()) };
         if gone {
-            Some(job.notified().unwrap_or_else(|| "failed: its watcher ended before notifying (watcher gone)".into()))
+            Some(job.notified().unwrap_or_else(|| {
+                (if never_ran {
+                    "failed: its sender ended before notifying"
+                } else {
+                    "failed: its watcher ended before notifying (watcher gone)"
+                })
+                .into()
+            }))
         } else {
             None
         }
@@ -272,7 +287,7 @@ pub fn summary_noted(out: &Out, job: &Job, state: State, note: &str) -> String {
     format!(
         "{} {} ({pid}) - {}{took}{}{notified}  {}",
         out.paint(color, mark),
-        clean(&job.id),
+        clean(&crate::remote::qualify(&job.id)),
         out.paint(color, &what),
         peak.unwrap_or_default(),
         clean(&job.meta.command)

@@ -96,6 +96,7 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
         context: spec.context,
         key: spec.key,
         pid_ns: proc::pid_ns(),
+        machine: proc::machine_id().map(str::to_string),
         log_max: spec.log_max,
         backend: if slurm_spec.is_some() { "slurm" } else { "local" }.into(),
         log_header: Some(store::HEADER_IN_META.into()),
@@ -118,8 +119,37 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
             program: Some(spec.program.to_string_lossy().into_owned()),
             ..meta
         };
+        // Into an idle queue: started at once, as a job launched at once
+        // (no saved environment, no index entry, one publication).
+        if let Some(hold) = queue::slot_now(store, &meta)? {
+            let mut env = proc::environ();
+            env.retain(|e| {
+                !e.as_encoded_bytes().starts_with(b"RUN_SLOT=") && !e.as_encoded_bytes().starts_with(b"RUN_QUEUE=")
+            });
+            if let Some(q) = &meta.queue {
+                env.push(format!("RUN_QUEUE={q}").into());
+            }
+            env.push(format!("RUN_SLOT={}", hold.slot).into());
+            let meta = Meta { slot: Some(hold.slot), ..meta };
+            return launch_now(store, meta, spec.program, spec.argv, ntfy, Some(env), Some(hold));
+        }
         return start_queued(store, meta);
     }
+    launch_now(store, meta, spec.program, spec.argv, ntfy, None, None)
+}
+
+/// Starts a job at once: its watcher forked, the job published running.
+/// `env`: the job's environment, when not the launcher's; `slot`: its
+/// queue's slot, for a job launched into an idle queue.
+fn launch_now(
+    store: &Store,
+    meta: Meta,
+    program: PathBuf,
+    argv: Vec<std::ffi::OsString>,
+    ntfy: ntfy::Config,
+    env: Option<Vec<std::ffi::OsString>>,
+    slot: Option<store::SlotHold>,
+) -> Res<Launched> {
     if let Some(key) = &meta.key {
         match store.claim_key(key, &proc::pid_taken)? {
             store::Claim::Taken(id) => return Ok(Launched::Existing(id)),
@@ -144,13 +174,14 @@ pub fn start(store: &Store, mut spec: Spec, ntfy: ntfy::Config) -> Res<Launched>
     let plan = watch::Plan {
         staged,
         meta,
-        program: spec.program,
-        argv: spec.argv,
+        program,
+        argv,
         ntfy,
         started: Instant::now(),
-        env: None,
+        env,
         cwd: None,
         on_end: Some(queue::after_end),
+        slot,
     };
     let answer = proc::detach(|hs| watch::run(store, plan, hs));
     let fail = |msg: String| {

@@ -6,7 +6,8 @@
 //! processes proven to be the job's (pidfds); `spawn`: detaching the
 //! watcher and forking the job; `wait`: the watcher's wait (reaping, its
 //! signals, a deadline); `shed`: giving back the launcher's memory that a
-//! waiting watcher does not use.
+//! waiting watcher does not use; `tether`: the remote entry point's wait,
+//! which ends its front when the caller's connection ends.
 //!
 //! Liveness rests on (pid, start time, boot id), not on the pid alone: a pid
 //! reused after a wrap-around or a reboot has another start time or another
@@ -18,6 +19,7 @@
 mod shed;
 mod signal;
 mod spawn;
+mod tether;
 mod wait;
 
 pub use shed::shed;
@@ -25,9 +27,10 @@ pub use signal::{
     descendants, job_tree, signal_leader, signal_proven, signal_tree, tree_left, Proc, SIGKILL, SIGTERM, SIGUSR1,
 };
 pub use spawn::{close_fds_except, detach, fork_job, in_grandchild, Handshake};
+pub use tether::wait_tethered;
 pub use wait::{
-    become_step, become_watcher, cwd_of, hold_term, mark_watcher, marked_watcher, next_wake, settle_watcher,
-    term_pending, term_waiting, ChildEnd, Wake,
+    become_step, become_watcher, cwd_of, has_children, hold_term, mark_watcher, marked_watcher, next_wake,
+    settle_watcher, term_pending, term_waiting, ChildEnd, Wake,
 };
 
 use std::ffi::{CString, OsStr};
@@ -165,16 +168,64 @@ pub fn boot_id() -> String {
     String::from_utf8_lossy(&buf[..n]).trim().to_string()
 }
 
-/// Where this process runs, as a queue knows it: the host name (made safe
-/// for a file name) and the pid namespace, `HOST~INODE`. A queued job
-/// starts only where it was queued.
+/// This machine, as a queue knows it (the place of its queues): its
+/// machine id (`/etc/machine-id`, the same across reboots and host
+/// renames, one per installed system), else the host name made safe for
+/// a file name. A queued job starts only on the machine where it was
+/// queued; every pid namespace of the machine shares its queues.
 pub fn place() -> String {
-    let host: String = hostname()
+    machine_id().map(str::to_string).unwrap_or_else(safe_host)
+}
+
+/// The place of a queue made by an earlier version, which named it by
+/// the host and the pid namespace (`HOST~INODE`): still decided here
+/// while it holds jobs.
+pub fn old_place() -> String {
+    format!("{}~{}", safe_host(), pid_ns().map(|n| n.to_string()).unwrap_or_default())
+}
+
+fn safe_host() -> String {
+    hostname()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
         .take(64)
-        .collect();
-    format!("{host}~{}", pid_ns().map(|n| n.to_string()).unwrap_or_default())
+        .collect()
+}
+
+/// The machine id (32 hex digits) of `/etc/machine-id` (or dbus's copy),
+/// read once; none where the system has none.
+pub fn machine_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        ["/etc/machine-id", "/var/lib/dbus/machine-id"].iter().find_map(|path| {
+            let mut buf = [0u8; 64];
+            let n = read_proc(path, &mut buf)?;
+            let id = std::str::from_utf8(&buf[..n]).ok()?.trim();
+            (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+        })
+    })
+    .as_deref()
+}
+
+/// The process holding a flock(2) on the file of device `dev` and inode
+/// `ino`, with its name, as /proc/locks tells (read bounded); none if
+/// unknown (the lock's taker may have passed it on to a child and died).
+pub fn flock_holder(dev: u64, ino: u64) -> Option<(i32, String)> {
+    use std::io::Read;
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let want = format!("{major:02x}:{minor:02x}:{ino}");
+    let mut text = String::new();
+    File::open("/proc/locks").ok()?.take(1 << 20).read_to_string(&mut text).ok()?;
+    let pid = text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // `1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF` (a waiter's
+        // line has `->` after the number).
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str())).then(|| f.get(4)?.parse::<i32>().ok())?
+    })?;
+    let mut comm = [0u8; 64];
+    let n = read_proc(&format!("/proc/{pid}/comm"), &mut comm)?;
+    Some((pid, String::from_utf8_lossy(&comm[..n]).trim().to_string()))
 }
 
 pub fn hostname() -> String {
@@ -232,6 +283,27 @@ pub fn is_executable(p: &Path) -> bool {
     let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
     // SAFETY: c is a valid NUL-terminated string.
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// A pipe for a capped job's output (`watch::pump`): the end the watcher
+/// reads (close-on-exec, non-blocking) and the end the job writes.
+pub fn output_pipe() -> Result<(File, std::os::fd::OwnedFd), String> {
+    use nix::fcntl::OFlag;
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|e| format!("pipe: {e}"))?;
+    // The job's end blocks: a job that writes faster than the watcher
+    // copies waits, which is what bounds the log.
+    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| format!("pipe: {e}"))?;
+    Ok((File::from(r), w))
+}
+
+/// Sleeps until `f` (a pipe) can be read, or its writers are all gone
+/// (true), or `within` has passed (false).
+pub fn wait_readable(f: &File, within: std::time::Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = within.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd. EINTR returns as a timeout would.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
 pub fn my_pid() -> i32 {

@@ -39,7 +39,9 @@ impl Handshake {
 pub fn detach(in_watcher: impl FnOnce(Handshake) -> i32) -> Result<String, String> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: the process is single-threaded here (no thread is started
-    // before a launch), so the child may run ordinary code.
+    // before a launch; a watcher's pump thread, when a watcher starts the
+    // next queued job, waits on a lock the caller holds and holds none),
+    // so the child may run ordinary code.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(format!("fork: {e}")),
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
@@ -51,7 +53,7 @@ pub fn detach(in_watcher: impl FnOnce(Handshake) -> i32) -> Result<String, Strin
         Ok(nix::unistd::ForkResult::Child) => {
             drop(r);
             let _ = nix::unistd::setsid();
-            reset_signals(&[libc::SIGPIPE, libc::SIGXFSZ]);
+            reset_signals(&DETACHED_IGNORES);
             let _ = redirect_stdio_to_null();
             let code = in_watcher(Handshake(File::from(w)));
             // SAFETY: ends the watcher without running the launcher's
@@ -131,13 +133,35 @@ fn redirect_stdio_to_null() -> Result<(), nix::Error> {
 /// Linux's signals are 1 to 64.
 const NSIG: i32 = 65;
 
+/// The signals a detached process (a watcher) ignores: every one whose
+/// default would end it, but SIGTERM (which a watcher takes as a stop) and
+/// SIGUSR1 (a stop request), which it blocks and waits for, and SIGKILL;
+/// SIGCHLD keeps its default (ignored, the kernel would reap the job
+/// before the watcher sees how it ended). A SIGINT, SIGHUP, SIGQUIT,
+/// SIGUSR2, SIGALRM or real-time signal sent to a watcher by mistake then
+/// never leaves its job `lost` (the job itself gets every signal at its
+/// default). SIGPIPE: the launcher may be gone when it answers; SIGXFSZ:
+/// under `ulimit -f` a write past the limit fails with EFBIG instead.
+const DETACHED_IGNORES: [i32; 56] = {
+    let mut all = [0; 56];
+    let (mut sig, mut n) = (1, 0);
+    while sig < NSIG {
+        let kept = matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD | libc::SIGCONT)
+            || matches!(sig, libc::SIGTERM | libc::SIGUSR1 | libc::SIGWINCH | libc::SIGURG);
+        if !kept {
+            all[n] = sig;
+            n += 1;
+        }
+        sig += 1;
+    }
+    assert!(n == all.len(), "every signal but the eight kept");
+    all
+};
+
 /// Every signal back to its default action, but for `ignored`, and none
 /// blocked: nothing the launcher's parent set (an ignored SIGCHLD would
 /// make the kernel reap the job before the watcher sees how it ended; an
-/// ignored SIGINT would make the job deaf to it) reaches the watcher. The
-/// watcher ignores SIGPIPE (the launcher may be gone when it answers) and
-/// SIGXFSZ (under `ulimit -f` a write past the limit then fails with EFBIG
-/// instead of killing the watcher before it records the end).
+/// ignored SIGINT would make the job deaf to it) reaches the watcher.
 fn reset_signals(ignored: &[i32]) {
     for sig in 1..NSIG {
         // SAFETY: rt_sigaction with a valid action (below).

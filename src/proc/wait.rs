@@ -83,13 +83,19 @@ pub fn term_pending(d: std::time::Duration) -> bool {
 /// the log it holds open is there anyway). Another watcher it is
 /// re-parented to knows it by both: the name, then the meta.json found
 /// through /proc/PID/cwd, naming it with its start time.
-pub fn mark_watcher(dir: &Path) {
+/// Returns whether it works in `dir` (else in `/`).
+pub fn mark_watcher(dir: &Path) -> bool {
     let name = std::ffi::CString::new(WATCHER_NAME).expect("no NUL in a literal");
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
-    if std::env::set_current_dir(dir).is_err() {
+    // Entered by a descriptor opened without following a link.
+    let (parent, name) = (dir.parent().unwrap_or(Path::new("/")), dir.file_name().and_then(|n| n.to_str()));
+    let opened = crate::files::open_dir(parent).and_then(|p| crate::files::open_dir_in(&p, name.unwrap_or(".")));
+    let entered = opened.is_ok_and(|d| nix::unistd::fchdir(&d).is_ok());
+    if !entered {
         let _ = std::env::set_current_dir("/");
     }
+    entered
 }
 
 /// After the job is started: the watcher ignores hangups.
@@ -128,6 +134,21 @@ pub fn reaped_usage() -> (u64, f64, f64) {
 /// Reaps one ended child, if any, without waiting: its pid and wait(2)'s
 /// status; its usage is added up unless it is another job's watcher. None
 /// if no child has ended; Err(errno) if there is no child (or wait fails).
+/// Has this process a child left (running, or ended and not reaped)?
+pub fn has_children() -> bool {
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid for waitid to fill; WNOWAIT
+        // reaps nothing.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        match (r, nix::errno::Errno::last()) {
+            (0, _) => return true,
+            (_, nix::errno::Errno::EINTR) => continue,
+            _ => return false,
+        }
+    }
+}
+
 pub fn reap_one() -> Result<Option<(i32, i32)>, nix::errno::Errno> {
     loop {
         // SAFETY: a zeroed siginfo_t is valid for waitid to fill.

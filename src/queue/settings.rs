@@ -2,7 +2,7 @@
 //! (then start what that lets start), and show its running and waiting
 //! jobs.
 
-use super::{decide, state_of, Seen, Who};
+use super::{decide_locked, lock_to_change, state_of, Seen};
 use crate::proc;
 use crate::store::{Conf, QueueDir, State, Store};
 
@@ -11,19 +11,20 @@ use crate::store::{Conf, QueueDir, State, Store};
 pub fn configure(store: &Store, name: &str, slots: Option<u32>, paused: Option<bool>) -> Result<Conf, String> {
     store.create()?;
     let q = store.queue(name, &proc::place());
-    let conf = {
-        let _lock = q.lock()?;
-        let mut c = q.conf();
-        if let Some(n) = slots {
-            c.slots = n;
-        }
-        if let Some(p) = paused {
-            c.paused = p;
-        }
-        q.set_conf(c)?;
-        c
-    };
-    decide(store, &q, &mut Seen::default(), Who::Decider);
+    let lock = lock_to_change(&q)?;
+    let mut conf = q.conf();
+    if let Some(n) = slots {
+        conf.slots = n;
+    }
+    if let Some(p) = paused {
+        conf.paused = p;
+    }
+    q.set_conf(conf)?;
+    let ended = decide_locked(store, &q, &mut Seen::default(), None);
+    drop(lock);
+    if matches!(ended, super::Decided::Ended) {
+        super::after_end(store);
+    }
     Ok(conf)
 }
 
@@ -39,9 +40,10 @@ pub struct Summary {
 
 /// This place's named queues, or the one named.
 pub fn summaries(store: &Store, only: Option<&str>) -> Vec<Summary> {
-    let place = proc::place();
+    let (place, old) = (proc::place(), proc::old_place());
     let boot = proc::boot_id();
-    let mut qs: Vec<QueueDir> = store.queues().into_iter().filter(|q| q.place == place && !q.name.is_empty()).collect();
+    let mut qs: Vec<QueueDir> =
+        store.queues().into_iter().filter(|q| (q.place == place || q.place == old) && !q.name.is_empty()).collect();
     if let Some(name) = only {
         qs.retain(|q| q.name == name);
         if qs.is_empty() {
@@ -55,6 +57,7 @@ pub fn summaries(store: &Store, only: Option<&str>) -> Vec<Summary> {
             running: q
                 .slots()
                 .into_iter()
+                .filter_map(|(k, id)| Some((k, id?)))
                 .filter(|(_, id)| state_of(store, id, &boot) == Some(State::Running))
                 .collect(),
             waiting: q

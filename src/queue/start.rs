@@ -58,6 +58,7 @@ pub(super) fn start(store: &Store, job: &Job, staged: Staged, slot: Option<u32>)
         env: Some(env),
         cwd: Some(cwd),
         on_end: Some(after_end),
+        slot: None,
     };
     let line = proc::detach(|hs| watch::run(store, plan, hs))?;
     match line.split_once(' ') {

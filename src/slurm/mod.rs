@@ -70,12 +70,14 @@ pub fn submit(args: &[OsString], step: &str) -> Result<u64, String> {
 /// Why the `--sbatch` options `args` are refused, if they are: another
 /// cluster (`-M`, `--clusters`: every later squeue and scancel would ask
 /// the local one about another job) or an array (`-a`, `--array`: the
-/// command would run once per task). Long options are matched as
+/// command would run once per task), or `-W`, `--wait` (the launch would
+/// block until the job ends). Long options are matched as
 /// getopt does, by any prefix.
 pub fn refused_option(args: &[String]) -> Option<String> {
-    const REFUSED: [(&str, char, &str); 2] = [
+    const REFUSED: [(&str, char, &str); 3] = [
         ("clusters", 'M', "another cluster is not supported (squeue and scancel ask the local one)"),
         ("array", 'a', "job arrays are not supported (a job's command runs once)"),
+        ("wait", 'W', "not supported: the launch returns once Slurm has the job (`job wait ID` waits for it)"),
     ];
     // sbatch's short options that take no argument (any other one takes
     // the rest of its word, or the next word).
@@ -106,10 +108,10 @@ pub fn refused_option(args: &[String]) -> Option<String> {
 /// Why the environment (`var`) is refused for a submission, if it is: it
 /// sets sbatch's cluster or array as those options would.
 pub fn refused_env(var: impl Fn(&str) -> Option<OsString>) -> Option<String> {
-    ["SBATCH_CLUSTERS", "SLURM_CLUSTERS", "SBATCH_ARRAY_INX"]
+    ["SBATCH_CLUSTERS", "SLURM_CLUSTERS", "SBATCH_ARRAY_INX", "SBATCH_WAIT"]
         .into_iter()
         .find(|k| var(k).is_some_and(|v| !v.is_empty()))
-        .map(|k| format!("{k} is set: another cluster and job arrays are not supported (unset it)"))
+        .map(|k| format!("{k} is set: another cluster, job arrays and --wait are not supported (unset it)"))
 }
 
 /// `path` as a Slurm filename pattern: `%` doubled (Slurm would expand
@@ -292,7 +294,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clusters_and_arrays_are_refused_in_any_spelling_and_other_options_pass() {
+    fn clusters_arrays_and_wait_are_refused_in_any_spelling_and_other_options_pass() {
         let refused = |a: &[&str]| refused_option(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>()).is_some();
         for bad in [
             &["--clusters=gpu"][..],
@@ -305,10 +307,14 @@ mod tests {
             &["--arr", "1-3"],
             &["-a1-3"],
             &["--qos=x", "-a", "1"],
+            &["--wait"],
+            &["-W"],
+            &["-vW"],
         ] {
             assert!(refused(bad), "{bad:?}");
         }
-        for ok in [&["--qos=long", "--account=lab"][..], &["-A", "a"], &["-J", "aM"], &["-pgpu"], &["--", "-M"]] {
+        let fine = [&["--qos=long", "--account=lab"][..], &["-A", "a"], &["-J", "aM"], &["-pgpu"], &["--", "-M"]];
+        for ok in fine.into_iter().chain([&["--wait-all-nodes=1"][..]]) {
             assert!(!refused(ok), "{ok:?}");
         }
     }

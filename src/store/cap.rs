@@ -1,9 +1,9 @@
-//! The cap on a job's log (`--log-max`). The job writes straight into its
-//! log; its watcher looks at the space the log takes (every `Cap::tick`:
-//! 2 to 50 ms, shorter while the log grows fast) and, past the cap, frees
-//! the oldest output by punching a hole in the file
-//! (`fallocate(PUNCH_HOLE | KEEP_SIZE)`). It keeps looking once the end is
-//! recorded, while any process of the job is left to write.
+//! The cap on a job's log (`--log-max`). The job's output reaches its log
+//! through its watcher (`watch::pump`), which calls `Cap::check` after
+//! every chunk it copies; past the cap, the oldest output is freed by
+//! punching a hole in the file (`fallocate(PUNCH_HOLE | KEEP_SIZE)`). A
+//! Slurm step, whose job writes straight into its log, calls it every
+//! `Cap::tick` (2 to 50 ms, shorter while the log grows fast) instead.
 //!
 //! Why a hole and not `COLLAPSE_RANGE`: a hole keeps every offset where it
 //! was, so the job's appends, a follower's position and `tail -f` are never
@@ -25,7 +25,7 @@
 use crate::files::{open_nofollow, read_small, write_atomic};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,6 +102,11 @@ impl Cap {
         Cap { max, start, end: start, punched: start, last_bytes: 0, tick: MIN_TICK, sees_holes: true }
     }
 
+    /// The cap, in bytes.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
     /// Bytes dropped so far.
     pub fn dropped(&self) -> u64 {
         self.end - self.start
@@ -141,7 +146,7 @@ impl Cap {
     /// written, on a full disk, means no punch: a reader would show zeros);
     /// a failed punch is tried again next time.
     ///
-    /// A log that the job cut short since (`: > /dev/stdout`, or a rewrite
+    /// A log that the job cut short since (`: > …/log`, or a rewrite
     /// through a descriptor of its own that truncated it) no longer holds
     /// the dropped range: the record is emptied, so that readers show what
     /// the file holds now.
@@ -162,7 +167,7 @@ impl Cap {
         let block = m.blksize().clamp(512, 1 << 20);
         let refilled = || self.sees_holes && rewritten(dir, self.start, self.punched, block);
         if self.end > self.start && (m.len() < self.end || refilled()) {
-            write_atomic(dir, "dropped", b"")?;
+            record(dir, b"")?;
             let from = self.start.min(m.len());
             (self.start, self.end, self.punched) = (from, from, from);
         }
@@ -175,7 +180,7 @@ impl Cap {
             return Ok(());
         }
         let cut = line_start(log, to, m.len());
-        write_atomic(dir, "dropped", format!("{} {cut}\n", self.start).as_bytes())?;
+        record(dir, format!("{} {cut}\n", self.start).as_bytes())?;
         self.end = cut;
         punch(log, self.punched, to).map_err(|e| format!("the log cap: punching a hole: {e}"))?;
         self.punched = to;
@@ -184,6 +189,45 @@ impl Cap {
         self.sees_holes = self.sees_holes && !rewritten(dir, self.start, self.punched, block);
         Ok(())
     }
+}
+
+/// The spare record: made ahead, with its block reserved, so that
+/// recording a drop on a disk the job has filled needs no new space (the
+/// drop then frees some, and the next spare takes the old record's block).
+const SPARE: &str = ".dropped.spare";
+
+/// Makes the spare record (or makes it again): never through a link
+/// planted at its name, which is unlinked first.
+pub fn prepare_spare(dir: &Path) {
+    use nix::fcntl::{fallocate, FallocateFlags};
+    let path = dir.join(SPARE);
+    let _ = std::fs::remove_file(&path);
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(&path);
+    if let Ok(f) = made {
+        let _ = fallocate(&f, FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, 4096);
+    }
+}
+
+/// Writes the `dropped` record by rename, into the spare when there is
+/// one (then made again), else by write-temp-then-rename.
+fn record(dir: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let spare = dir.join(SPARE);
+    let opened = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&spare);
+    let Ok(f) = opened.and_then(|f| if f.metadata()?.len() == 0 { Ok(f) } else { Err(io::ErrorKind::Other.into()) })
+    else {
+        return write_atomic(dir, "dropped", bytes);
+    };
+    f.write_all_at(bytes, 0).map_err(|e| format!("writing {}: {e}", spare.display()))?;
+    std::fs::rename(&spare, dir.join("dropped"))
+        .map_err(|e| format!("writing {}: {e}", dir.join("dropped").display()))?;
+    prepare_spare(dir);
+    Ok(())
 }
 
 /// Where the first line that starts at or after `at` starts: `at` if the

@@ -59,6 +59,11 @@ pub struct Meta {
     /// whether its pids can be checked from here.
     #[serde(default)]
     pub pid_ns: Option<u64>,
+    /// The machine id (`/etc/machine-id`) of the machine it was launched
+    /// on: with `boot_id`, what tells this machine after a reboot and a
+    /// host rename from another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// `--log-max` in bytes: the most disk space the log may take.
     #[serde(default)]
     pub log_max: Option<u64>,
@@ -72,6 +77,10 @@ pub struct Meta {
     /// Bytes the job wrote to its log, dropped ones included.
     #[serde(default)]
     pub log_bytes: Option<u64>,
+    /// Processes of the job were left when its own process ended: its
+    /// watcher stays for them (`watch::linger`, `state::lingering`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left_processes: bool,
     /// `--queue`: the queue the job waits in (none with `--after` alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
@@ -294,6 +303,15 @@ impl Job {
     /// alive.
     pub fn being_started(&self) -> bool {
         self.end_lock().is_some_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+    }
+    /// Is the notification of a job that never ran still being sent: its
+    /// log locked by the detached process sending it (see
+    /// `watch::record`), which holds it until it has recorded the outcome
+    /// (`notified`), waiting for a sending slot included? The kernel drops
+    /// the lock when that process dies.
+    pub fn notifying(&self) -> bool {
+        open_nofollow(&self.dir.join("log"))
+            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
     }
     /// The range of the log dropped by its cap, if any (see `cap`).
     pub fn dropped(&self) -> Option<(u64, u64)> {

@@ -34,6 +34,7 @@ impl Store {
         let dir = self.keys_dir(true)?;
         let pending = format!(".pending.{}", std::process::id());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut dead_since = None;
         loop {
             match files::symlink_in(&pending, &dir, &name) {
                 Ok(()) => return Ok(Claim::Mine),
@@ -47,7 +48,21 @@ impl Store {
             };
             if let Some(pid) = target.strip_prefix(".pending.") {
                 let claimant_alive = pid.parse().map(alive).unwrap_or(false);
+                // A claimant seen gone may have finished its launch (the key
+                // then names its job) just before it exited, or been killed
+                // once its watcher (a fork of it) was on its way to name
+                // the job: only a claim that still names it a while after
+                // it is proven gone is stranded.
                 if !claimant_alive {
+                    let gone_since = *dead_since.get_or_insert_with(std::time::Instant::now);
+                    let still = files::read_link_in(&dir, &name).is_ok_and(|t| t.to_string_lossy() == target);
+                    if !still {
+                        continue;
+                    }
+                    if gone_since.elapsed() < STRANDED_AFTER {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
                     return Err(format!(
                         "key '{key}': claimed by a launch that did not finish; remove {} to reuse it",
                         path.display()
@@ -57,6 +72,17 @@ impl Store {
                     return Err(format!("key '{key}': still being launched after 10 s"));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+            // A key left naming a job that is gone (removed by hand, or
+            // a removal killed before it released the key) names nothing:
+            // it is released and claimed again.
+            if target.is_empty() || target.starts_with('.') || target.contains('/') {
+                return Err(format!("key '{key}': {} names {target:?}, not a job", path.display()));
+            }
+            let held = std::fs::symlink_metadata(self.root.join(&target));
+            if held.as_ref().is_err_and(|e| e.kind() == ErrorKind::NotFound) {
+                self.release_key(key, &target);
                 continue;
             }
             return Ok(Claim::Taken(target));
@@ -71,6 +97,17 @@ impl Store {
         let _ = files::unlink_in(&dir, &tmp);
         files::symlink_in(id, &dir, &tmp).map_err(|e| io_err("writing", &path.with_file_name(&tmp), e))?;
         files::rename_in(&dir, &tmp, &name).map_err(|e| io_err("writing", &path, e))
+    }
+
+    /// Names the job `id` in `key` if the key is still claimed by a launch
+    /// in progress (`.pending.PID`): for a Slurm job's step, whose launcher
+    /// may have been killed once sbatch accepted the job.
+    pub fn adopt_pending_key(&self, key: &str, id: &str) {
+        let Ok(dir) = self.keys_dir(false) else { return };
+        let name = Self::key_name(key);
+        if files::read_link_in(&dir, &name).is_ok_and(|t| t.to_string_lossy().starts_with(".pending.")) {
+            let _ = self.set_key(key, id);
+        }
     }
 
     /// Releases a key: after a failed launch, or when its job is removed.
@@ -100,6 +137,11 @@ impl Store {
     }
 }
 
+/// How long a claim whose launcher is gone is given to name its job (the
+/// launcher's watcher names it within milliseconds of its fork) before it
+/// is taken for a launch that did not finish.
+const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The keys' directory in the store's root.
 const KEYS: &str = ".keys";
 
@@ -116,11 +158,33 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn a_claimant_that_finished_its_launch_and_exited_while_looked_at_leaves_its_job_not_an_error() {
+        let root = std::env::temp_dir().join(format!("bgrun-keys-done-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let store = Store::at(root.clone());
+        fs::create_dir_all(root.join("job_1")).unwrap();
+        // Another launch's claim, as its launcher leaves it.
+        let dir = store.keys_dir(true).unwrap();
+        files::symlink_in(".pending.1", &dir, &Store::key_name("k")).unwrap();
+        // Between reading that claim and checking its launcher, the launch
+        // finishes (the key names its job) and the launcher exits.
+        let finished = |_| {
+            store.set_key("k", "job_1").unwrap();
+            false
+        };
+        let claim = store.claim_key("k", &finished).unwrap();
+        assert!(matches!(claim, Claim::Taken(ref id) if id == "job_1"));
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn of_threads_released_at_once_on_one_key_exactly_one_claims_it_and_the_rest_get_its_job() {
         let root = std::env::temp_dir().join(format!("bgrun-keys-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).unwrap();
         let store = Arc::new(Store::at(root.clone()));
+        fs::create_dir_all(root.join("job_1")).unwrap();
         let n = 3;
         for round in 0..200 {
             let key = format!("key-{round}");

@@ -19,7 +19,7 @@
 
 use super::ids::split_id;
 use super::job::{self, Damaged, Job};
-use super::{legacy, planted, Store};
+use super::{legacy, planted, Store, LINK_PLANTED};
 use crate::files::io_err;
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -68,7 +68,7 @@ impl Store {
             let Ok(ft) = entry.file_type() else { continue };
             if name.as_encoded_bytes().first() == Some(&b'.') {
                 if ft.is_symlink() && (name == ".keys" || name == ".ids") {
-                    scan.damaged.push(planted(entry.path()));
+                    scan.damaged.push(planted((entry.path(), LINK_PLANTED.into())));
                 }
                 scan.queues |= name == ".queues";
                 continue;

@@ -61,14 +61,24 @@ pub fn open_log(dir: &Path) -> Result<File, String> {
     opened.map_err(|e| io_err("opening", &path, e))
 }
 
-/// The pid that a damaged job directory names (its `pid` file) while no
-/// end is recorded in it (no `status`): whether that process lives is for
-/// the caller to judge before removing the directory.
-pub fn unended_pid(dir: &Path) -> Option<i32> {
+/// What says whether a damaged job directory may hold a running job:
+/// its watcher holds the reserved status's lock (`locked`), or, with no
+/// end recorded that can be read (a damaged `status` proves nothing: it
+/// may be planted over a running job's), the pid its `pid` file names,
+/// whose life is for the caller to judge.
+pub struct DamagedLife {
+    pub locked: bool,
+    pub pid: Option<i32>,
+}
+
+pub fn damaged_life(dir: &Path) -> DamagedLife {
+    let locked = crate::files::open_nofollow(&dir.join(".status"))
+        .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)));
+    let ended = read_bounded(&dir.join("status"), 4096)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .is_some_and(|t| super::End::parse(&t).is_some());
     let pid = read_bounded(&dir.join("pid"), 64).ok();
     let pid: Option<i32> = pid.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.trim().parse().ok());
-    if dir.join("status").exists() {
-        return None;
-    }
-    pid
+    DamagedLife { locked, pid: pid.filter(|_| !ended) }
 }

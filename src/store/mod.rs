@@ -84,20 +84,21 @@ mod summary;
 mod write;
 
 pub use crate::files::io_err;
-pub use cap::{marker, read_dropped, Cap};
+pub use cap::{marker, prepare_spare, read_dropped, Cap};
 pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
     FORGOTTEN,
 };
+pub use ids::nth as nth_id;
 pub use job::{watcher_of, Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
 pub use keys::Claim;
 pub use legacy::Legacy;
 pub use listing::{Key, Named, Scan};
 pub use marks::{
-    log_path, open_log, open_reserved_status, record_node, record_notified, record_slurm_id, request_stop,
-    stop_request, unended_pid,
+    damaged_life, log_path, open_log, open_reserved_status, record_node, record_notified, record_slurm_id,
+    request_stop, stop_request, DamagedLife,
 };
-pub use queue::{Conf, QueueDir};
+pub use queue::{Conf, QueueDir, SlotHold};
 pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};
 pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, sync_end, write_footer};
 pub use write::{read_env, remove_env, write_after_launch, write_env, write_meta, Staged};
@@ -228,9 +229,12 @@ impl Store {
 
 /// A link planted where a directory of the store should be (`.keys`,
 /// `.ids`, a queue's): never followed, named as damaged by its path.
-fn planted(path: PathBuf) -> Damaged {
+/// What a link where a directory of the store should be is reported as.
+const LINK_PLANTED: &str = "a symbolic link where a directory should be; not followed";
+
+fn planted((path, reason): (PathBuf, String)) -> Damaged {
     let id = path.to_string_lossy().into_owned();
-    Damaged { id, path, reason: "a symbolic link where a directory should be; not followed".into() }
+    Damaged { id, path, reason }
 }
 
 /// Which job a word names, among `jobs` (id and name, oldest first).

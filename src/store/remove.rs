@@ -177,22 +177,25 @@ impl Store {
 }
 
 /// Deletes the entry `hidden` of the store's root (renamed out of sight;
-/// `path`: its name before, for errors), never following a link; returns
-/// the bytes it held.
+/// `path`: its name before, for errors), never following a link, however
+/// deep a tree planted in it (`files::remove_tree_in`); returns the bytes
+/// it held.
 fn delete(root: &File, hidden: &str, path: &Path) -> Result<u64, String> {
-    let mut res = files::remove_tree_in(root, hidden.as_ref());
+    let at = path.with_file_name(hidden);
+    let size = disk_usage(&at);
+    let meta = std::fs::symlink_metadata(&at).map_err(|e| io_err("removing", path, e))?;
+    if !meta.is_dir() {
+        files::unlink_in(root, hidden).map_err(|e| io_err("removing", path, e))?;
+        return Ok(size);
+    }
     // A finished job's watcher may still be recording its notification:
-    // a file appearing mid-removal is removed on the next pass (with what
-    // the first pass freed counted).
-    let mut freed = 0;
+    // a file appearing mid-removal is removed on the next pass.
+    let mut res = files::remove_tree_in(root, hidden);
     for _ in 0..5 {
         match &res {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-                freed += disk_usage(&path.with_file_name(hidden));
-                res = files::remove_tree_in(root, hidden.as_ref());
-            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = files::remove_tree_in(root, hidden),
             _ => break,
         }
     }
-    res.map(|n| n.max(freed)).map_err(|e| io_err("removing", path, e))
+    res.map(|()| size).map_err(|e| io_err("removing", path, e))
 }

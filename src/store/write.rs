@@ -98,6 +98,18 @@ impl Store {
     /// directory and renames it into place. When the id is taken, a short
     /// suffix is added (and `meta.id` updated). Returns the job's directory.
     pub fn publish(&self, staged: &Staged, meta: &mut Meta) -> Result<PathBuf, String> {
+        self.publish_with(staged, meta, |_| Ok(()))
+    }
+
+    /// As `publish`, calling `before(id)` before each try to rename the
+    /// job into place under `id` (a queue slot's link made to name it
+    /// first: see `SlotHold`).
+    pub fn publish_with(
+        &self,
+        staged: &Staged,
+        meta: &mut Meta,
+        before: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<PathBuf, String> {
         if staged.in_place {
             return start_in_place(staged, meta);
         }
@@ -128,6 +140,7 @@ impl Store {
             written.map_err(|e| io_err("writing", &meta_path, e))?;
             written_len = Some(bytes.len());
             let dest = self.root.join(&meta.id);
+            before(&meta.id)?;
             // rename(2) onto an existing non-empty directory, a file or a
             // link fails, so an id taken since the check above is never
             // overwritten. (An empty directory made since would be

@@ -130,8 +130,13 @@ pub fn record(
     if queued {
         let (m, d, e, c, t) = (meta.clone(), dir.to_path_buf(), end.clone(), cfg.clone(), topic.clone());
         let s = store.clone();
+        // The sender keeps the log open and locked until it has recorded
+        // the outcome: what tells a reader that the notification is still
+        // on its way (`Job::notifying`), waiting for a slot included.
+        let _ = log.lock();
+        let keep = std::os::fd::AsRawFd::as_raw_fd(log);
         let _ = proc::detach(move |hs| {
-            proc::close_fds_except(&[hs.fd()]);
+            proc::close_fds_except(&[hs.fd(), keep]);
             hs.send("ok");
             // A skipped chain's many senders take turns (`store::sends`).
             let _slot = s.send_slot();

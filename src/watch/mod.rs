@@ -4,8 +4,9 @@
 //! end: log footer, then `status`, then `ended_at` and what the job used
 //! in meta.json) and only then, if asked, publishes to ntfy (`message`):
 //! the record of a job's end never waits on the network.
-//! With `--log-max` it also looks at the log's size every `Cap::tick`
-//! and drops its oldest output past the cap (see `store::cap`). Once the
+//! With `--log-max` the job writes into a pipe that a thread of the
+//! watcher copies into the log, dropping its oldest output past the cap
+//! (`pump`, `store::cap`). Once the
 //! job has run for `SHED_AFTER`, it gives back the memory of its launcher
 //! that waiting does not use (`proc::shed`).
 //!
@@ -33,23 +34,29 @@
 //! queued job's that never ran), `message` (what a notification says),
 //! `slurm_step` (the watcher's Slurm variant: the batch step on the node),
 //! `linger` (staying, once the end is recorded, while processes of the
-//! job are left: the cap, a stop, a SIGTERM).
+//! job are left: the cap, a stop, a SIGTERM), `pump` (a capped job's
+//! output, copied).
 
 mod finish;
 mod linger;
 mod message;
+mod pump;
 pub mod slurm_step;
 
 pub use finish::{finish, record, Ending};
 
 use crate::ntfy;
 use crate::proc::{self, Handshake, Wake};
-use crate::store::{self, Cap, Meta, Outcome, Staged, State, Store};
+use crate::store::{self, Cap, Meta, Outcome, SlotHold, Staged, State, Store};
+use pump::Pump;
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The job's directory as its watcher names it once it works there.
+const OWN_DIR: &str = "/proc/self/cwd";
 
 /// How long a job has between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -75,21 +82,54 @@ pub struct Plan {
     /// end itself, for `--after`) lets start. A function passed in, so that
     /// the queue, which starts watchers, sits above this module.
     pub on_end: Option<fn(&Store)>,
+    /// A queue's slot taken for a job launched at once (`run -q` into an
+    /// idle queue): its link named before the job is published, its lock
+    /// held until then.
+    pub slot: Option<SlotHold>,
 }
 
 /// The watcher's life; returns its exit status.
 pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
-    let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end } = plan;
+    let Plan { staged, mut meta, program, argv, ntfy, started, env, cwd, on_end, slot } = plan;
     proc::become_watcher();
-    proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd()]);
+    watching_in(store);
+    let slot_fd = slot.as_ref().map_or(-1, |s| {
+        s.close_dirs();
+        s.lock.as_raw_fd()
+    });
+    proc::close_fds_except(&[hs.fd(), staged.log.as_raw_fd(), staged.status.as_raw_fd(), slot_fd]);
     // Where the job's own output will start: at 0, or after the header of
     // a log that holds one (queued by an older version).
     let output_from = staged.log.metadata().map_or(0, |m| m.len());
-    let log = staged.log.as_raw_fd();
-    let mut job = match proc::fork_job(&program, &argv, log, env.as_deref(), cwd.as_deref()) {
+    // A capped job writes into a pipe that the watcher copies (`pump`).
+    let pipe = match meta.log_max.map(|_| proc::output_pipe()).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            store.discard(&staged);
+            hs.send(&format!("err {e}"));
+            return 1;
+        }
+    };
+    let out = pipe.as_ref().map_or(staged.log.as_raw_fd(), |(_, w)| w.as_raw_fd());
+    let mut job = match proc::fork_job(&program, &argv, out, env.as_deref(), cwd.as_deref()) {
         Ok(j) => j,
         Err(e) => {
             store.discard(&staged);
+            hs.send(&format!("err {e}"));
+            return 1;
+        }
+    };
+    let pipe = pipe.map(|(r, _)| r);
+    let started_pump = match (pipe, meta.log_max) {
+        (Some(r), Some(max)) => Some(Pump::start(r, &staged.log, &staged.dir, Cap::new(max, output_from))),
+        _ => None,
+    };
+    let (pump, mut held) = match started_pump.transpose() {
+        Ok(p) => p.map_or((None, None), |(p, h)| (Some(p), Some(h))),
+        Err(e) => {
+            store.discard(&staged);
+            drop(job); // the job sees no "go" and exits without running
+            let _ = proc::next_wake(None);
             hs.send(&format!("err {e}"));
             return 1;
         }
@@ -100,9 +140,13 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
     meta.pid_start = proc::stat(job.pid).map(|s| s.start);
     meta.watcher_pid = Some(proc::my_pid());
     meta.watcher_start = proc::stat(proc::my_pid()).map(|s| s.start);
-    let dir = match store.publish(&staged, &mut meta) {
+    let named = |id: &str| slot.as_ref().map_or(Ok(()), |s| s.name(id));
+    let dir = match store.publish_with(&staged, &mut meta, named) {
         Ok(d) => d,
         Err(e) => {
+            if let Some(s) = &slot {
+                s.free();
+            }
             store.discard(&staged);
             drop(job); // the job sees no "go" and exits without running
             let _ = proc::next_wake(None);
@@ -110,7 +154,16 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
             return 1;
         }
     };
-    proc::mark_watcher(&dir);
+    // Published, its slot's link naming it: the queue's lock goes.
+    drop(slot);
+    // From here on the watcher names its job's directory through its own
+    // working directory: were the directory moved and a link planted in
+    // its place, its writes still go into it, never through the link.
+    let dir = if proc::mark_watcher(&dir) { PathBuf::from(OWN_DIR) } else { dir };
+    if let Some(h) = held.as_mut() {
+        h.moved_to(&dir);
+    }
+    drop(held);
     if let Some(key) = &meta.key {
         if let Err(e) = store.set_key(key, &meta.id) {
             note(&staged, &dir, &format!("could not record key: {e}"));
@@ -127,16 +180,22 @@ pub fn run(store: &Store, plan: Plan, hs: Handshake) -> i32 {
         }
     }
 
-    let mut cap = meta.log_max.map(|max| Cap::new(max, output_from));
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     let bounds = Bounds { deadline, slurm: None };
-    let (state, outcome) = supervise(&dir, job.pid, bounds, cap.as_mut(), &staged.log);
-    let left = cap.as_ref().map(|c| (c.clone(), meta.log_max));
+    let (state, outcome) = supervise(&dir, job.pid, bounds, None, &staged.log);
+    // Processes it left: the watcher stays for them (`linger`), and says
+    // so in meta.json, so that a listing asks only such jobs' watchers.
+    meta.left_processes = proc::has_children();
+    // What the job wrote before it ended comes before the footer.
+    let mut held = pump.as_ref().map(Pump::drained);
+    let cap = held.as_ref().map(|h| h.cap.clone());
     let ending = Ending { state, outcome, output_from, once: false, cap, on_end, reason: None };
     let code = finish(store, &dir, &staged.log, &staged.status, &mut meta, ntfy.as_ref(), ending);
-    if let Some((cap, _)) = left {
-        linger::keep_capping(&dir, cap, &staged.log);
+    if let Some(h) = held.as_mut() {
+        h.cap.resync(&dir);
     }
+    drop(held);
+    linger::stay(&dir, &staged.log, pump.as_ref(), deadline);
     code
 }
 
@@ -288,8 +347,26 @@ pub fn supervise(dir: &Path, job: i32, bounds: Bounds, mut cap: Option<&mut Cap>
 /// Proven by its mark, then by the meta.json of the directory it works in
 /// naming it with its start time. Neither it nor its tree is this job's:
 /// never signalled by this job's stop, never counted in its usage.
+/// A job of this store only: a process of this job dressed as another
+/// job's watcher (the name, a session, a meta.json of its own making
+/// outside the store) is still this job's.
 pub(super) fn another_watcher(p: proc::Proc) -> bool {
-    proc::marked_watcher(p.pid) && proc::cwd_of(p.pid).and_then(|d| store::watcher_of(&d)) == Some((p.pid, p.start))
+    if !proc::marked_watcher(p.pid) {
+        return false;
+    }
+    let Some(dir) = proc::cwd_of(p.pid) else { return false };
+    let in_store = STORE_ROOT.get().is_none_or(|root| dir.parent() == Some(root.as_path()));
+    in_store && store::watcher_of(&dir) == Some((p.pid, p.start))
+}
+
+/// The store this watcher's job is in (set once, as it starts).
+static STORE_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the store this watcher's job is in: another job's watcher found
+/// below is one of its jobs.
+pub fn watching_in(store: &Store) {
+    let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    let _ = STORE_ROOT.set(root);
 }
 
 /// Why Slurm sent SIGTERM: its time limit (or our `--timeout`) ran out, or

@@ -22,6 +22,7 @@
 //! 4. It records the end with link(2), never over an end a reader already
 //!    recorded from Slurm's words; then notifies, from the node.
 
+use super::pump::Pump;
 use crate::store::{self, State, Store};
 use crate::watch;
 use crate::{ntfy, proc, slurm};
@@ -42,6 +43,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     // while the step starts is taken at the fork below, never its death.
     proc::hold_term();
     let store = Store::at(root.into());
+    watch::watching_in(&store);
     let job = match store.get(id) {
         Ok(Some(j)) => j,
         Ok(None) => {
@@ -60,6 +62,7 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         return 0;
     }
     let dir = job.dir.clone();
+    let had_slurm_id = job.slurm.as_ref().is_some_and(|s| s.id.is_some());
     let mut meta = job.meta;
     let status = match store::open_reserved_status(&dir) {
         Ok(f) => f,
@@ -107,6 +110,18 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     if let Err(e) = store::record_node(&dir, &node) {
         eprintln!("bgrun: {e}");
     }
+    // A launcher killed once sbatch accepted the job, before it recorded
+    // the Slurm id or named the job in its key: this step, which proves
+    // Slurm has the job, records both.
+    let sid = std::env::var("SLURM_JOB_ID").ok().and_then(|s| s.parse::<u64>().ok());
+    if let Some(sid) = sid.filter(|_| !had_slurm_id) {
+        if let Err(e) = store::record_slurm_id(&dir, sid) {
+            eprintln!("bgrun: {e}");
+        }
+    }
+    if let Some(key) = &meta.key {
+        store.adopt_pending_key(key, id);
+    }
     // Asked from a grandchild: squeue's own memory and CPU time must not be
     // counted as the job's (the step's children are the job's processes).
     let slurm_id = std::env::var("SLURM_JOB_ID").ok().filter(|_| !proc::term_waiting());
@@ -133,11 +148,30 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
     let deadline = meta.timeout_s.map(|s| started + Duration::from_secs(s));
     // Slurm ended the job (scancel, `job stop`, its time limit) before it
     // could start: recorded so, and not started.
-    let (state, outcome, cap, reason) = if proc::term_waiting() {
+    let (state, outcome, cap, reason, pump) = if proc::term_waiting() {
         let state = watch::slurm_ending(deadline, limit);
-        (state, store::Outcome::NotRun, None, Some("ended by Slurm before it started".to_string()))
+        (state, store::Outcome::NotRun, None, Some("ended by Slurm before it started".to_string()), None)
     } else {
-        let mut job = match proc::fork_job(Path::new(&program), &argv, log.as_raw_fd(), None, None) {
+        // A capped job writes into a pipe the step copies (`pump`).
+        let pipe = meta.log_max.and_then(|_| proc::output_pipe().ok());
+        let out = pipe.as_ref().map_or(log.as_raw_fd(), |(_, w)| w.as_raw_fd());
+        let forked = proc::fork_job(Path::new(&program), &argv, out, None, None);
+        let pumped = match (forked, pipe, meta.log_max) {
+            (Ok(j), Some((r, w)), Some(max)) => {
+                drop(w);
+                match Pump::start(r, &log, &dir, store::Cap::new(max, output_from)) {
+                    Ok((p, mut held)) => {
+                        held.moved_to(&dir);
+                        Ok((j, Some(p)))
+                    }
+                    // The job sees no "go" and exits without running.
+                    Err(e) => Err(e),
+                }
+            }
+            (Ok(j), _, _) => Ok((j, None)),
+            (Err(e), _, _) => Err(e),
+        };
+        let (mut job, pump) = match pumped {
             Ok(j) => j,
             Err(e) => {
                 let _ = store::append_note(&log, &store::log_path(&dir), &format!("could not start the job: {e}"));
@@ -157,11 +191,14 @@ pub fn main(args: &[OsString], ntfy: ntfy::Config) -> i32 {
         };
         job.go();
         drop((program, argv));
-        let mut cap = meta.log_max.map(|max| store::Cap::new(max, output_from));
+        let mut cap = meta.log_max.filter(|_| pump.is_none()).map(|max| store::Cap::new(max, output_from));
         let bounds = watch::Bounds { deadline, slurm: Some(limit) };
         let (state, outcome) = watch::supervise(&dir, job.pid, bounds, cap.as_mut(), &log);
-        (state, outcome, cap, None)
+        (state, outcome, cap, None, pump)
     };
+    // What the job wrote before it ended comes before the footer.
+    let held = pump.as_ref().map(Pump::drained);
+    let cap = cap.or_else(|| held.as_ref().map(|h| h.cap.clone()));
     let ntfy = meta.notify_topic.as_ref().map(|_| ntfy);
     let ending = watch::Ending { state, outcome, output_from, once: true, cap, on_end: None, reason };
     match watch::finish(&store, &dir, &log, &status, &mut meta, ntfy.as_ref(), ending) {

@@ -19,13 +19,15 @@
 //!
 //! The rest is in files by subject: `need` (what a test needs, the
 //! not-run record), `proc` (processes: finding, signalling, waiting,
-//! `Leftovers`), `store` (the store's files read directly), `jobs`
+//! `Leftovers`), `store` (the store's files read directly), `ssh` (several
+//! hosts, each a real sshd in namespaces of its own), `jobs`
 //! (starting jobs as the tests do and reading what the commands print).
 #![allow(dead_code)]
 
 mod jobs;
 mod need;
 mod proc;
+mod ssh;
 mod store;
 
 // Each test binary uses a part (tests/zz_not_run.rs only `need`).
@@ -34,6 +36,8 @@ pub use jobs::*;
 pub use need::*;
 #[allow(unused_imports)]
 pub use proc::*;
+#[allow(unused_imports)]
+pub use ssh::*;
 #[allow(unused_imports)]
 pub use store::*;
 

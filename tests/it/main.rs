@@ -17,6 +17,8 @@
 //! - `scale`: stores of many jobs: removal in bulk, the ids of removed
 //!   jobs kept compactly, listings that read only what they show.
 //! - `queue`: queues, slots and --after.
+//! - `remote`: the same commands on other hosts over ssh (`--on`,
+//!   `DEST:ID`), against real sshd hosts in namespaces.
 //! - `notify`: ntfy notifications and their secrets.
 //! - `slurm`: the Slurm backend.
 //! - `store`: where the store is, its modes, full disks, damaged and
@@ -36,6 +38,7 @@ mod launch;
 mod logs;
 mod notify;
 mod queue;
+mod remote;
 mod removal;
 mod scale;
 mod slurm;

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+mod locks;
+mod place;
+mod stranded;
 mod trust;
 
 const SOON: Duration = Duration::from_secs(30);
@@ -87,6 +90,16 @@ impl Queues {
 
     fn file(&self, name: &str) -> PathBuf {
         self.root.join(name)
+    }
+
+    /// The directory of queue `name` (made by a first command on it).
+    fn queue_dir(&self, name: &str) -> PathBuf {
+        std::fs::read_dir(self.store.join(".queues"))
+            .expect("reading .queues")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}@"))))
+            .expect("the queue's directory")
     }
 }
 
@@ -532,6 +545,8 @@ fn after_a_job_seen_from_another_host_waits_for_its_end_instead_of_skipping() {
     std::fs::remove_file(&status).expect("removing status");
     let mut m = q.meta(&id);
     m["host"] = "otherhost.example".into();
+    // Another host has a machine id of its own: this one's would be this machine.
+    m["machine"] = "0f0f0f0f00004000800000000000000f".into();
     // Another host has its own boot id: the same one would be this machine.
     m["boot_id"] = "0f0f0f0f-0000-4000-8000-000000000000".into();
     q.set_meta(&id, &m);

@@ -452,3 +452,60 @@ fn clean_defaults_to_seven_days_and_all_removes_every_job_that_is_not_running() 
     assert_eq!(env.ids(), vec![running.clone()]);
     assert_eq!(env.state(&running), "running");
 }
+
+// --- a damaged status on a running job ---------------------------------------------------------
+
+#[test]
+fn a_running_job_whose_status_file_is_damaged_is_never_removed() {
+    let env = Env::new();
+    // The job runs and its watcher holds the end's lock; a `status` file
+    // that is not a status (empty, garbage, a link: planted, or a torn
+    // write) says nothing of how it ended, as a damaged meta.json says
+    // nothing (that job is kept while its pid lives).
+    for (round, damage) in ["", "garbage\n", "link"].into_iter().enumerate() {
+        let id = env.start(&["--name", &format!("alive{round}"), "sleep", "600"]);
+        let pid = int(&meta(&env, &id)["pid"]);
+        let status = env.job_dir(&id).join("status");
+        if damage == "link" {
+            std::os::unix::fs::symlink("/etc/hostname", &status).expect("planting a link");
+        } else {
+            write(&status, damage);
+        }
+        for args in [vec![id.as_str()], vec![], vec!["--force"]] {
+            let out = env.run("runrm", &args);
+            assert!(
+                env.job_dir(&id).join("log").exists(),
+                "runrm {args:?} removed the running job {id} (status {damage:?}, pid {pid} alive: {}): {}{}",
+                pid_alive(pid.into()),
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        assert!(pid_alive(pid.into()));
+        kill(pid, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn runrm_never_removes_the_log_that_a_process_the_job_left_running_still_writes() {
+    let env = Env::new();
+    // No cap: the watcher leaves with the main process, and the job's
+    // background child goes on writing into the log. Removing the job
+    // then frees nothing (the file lives on, unlinked, growing where no
+    // one sees it), though runrm says it freed the log's size.
+    let left = env.root.join("left.pid");
+    let script = format!("(while :; do echo tick; sleep 0.02; done) & echo $! > '{}'; exit 0", left.display());
+    let id = env.start(&["--name", "leaves", "sh", "-c", &script]);
+    assert_eq!(env.wait_ended(&id, SOON)["state"], "done");
+    let mut pid = 0;
+    wait_until(SOON, "the background child to start", || {
+        pid = fs::read_to_string(&left).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    let out = env.run("runrm", &[&id]);
+    let kept = env.job_dir(&id).join("log").exists();
+    let alive = pid_alive(pid.into());
+    kill(pid, libc::SIGKILL);
+    assert!(alive, "the background child ended by itself");
+    assert!(kept, "runrm removed {id} while its process {pid} still writes its log: {}{}", stdout(&out), stderr(&out));
+}

@@ -366,3 +366,103 @@ fn a_stop_never_signals_a_stranger_that_took_a_dead_watchers_pid() {
     assert!(text.contains("stranger S"), "the stranger holding the watcher's pid was signalled: {text}");
     assert!(text.contains("stop 0") && !text.contains("job alive"), "{text}{}", stderr(&out));
 }
+
+/// The parent pid of process `pid`, from /proc (none once it is gone).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn stopping_a_driver_job_never_signals_what_a_job_it_started_left_running() {
+    let env = Env::new();
+    // The driver starts an inner job (no cap) that leaves a background
+    // process and ends at once; the inner watcher records `done`. The
+    // leftover is the inner job's (its session, its log), not the
+    // driver's.
+    let left = env.root.join("leftover.pid");
+    let inner = format!("sleep 600 & echo \\$! > '{}'; exit 0", left.display());
+    let script = format!("'{}' --name inner sh -c \"{inner}\" || exit 9; exec sleep 600", bin("run").display());
+    let outer = the_id(&env.run("job", &["run", &script, "--name", "driver"]));
+    let mut pid = 0;
+    wait_until(SOON, "the inner job's leftover to start", || {
+        pid = fs::read_to_string(&left).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    let inner = env.jobs().iter().find(|j| j["name"] == "inner").map(|j| j["id"].as_str().unwrap().to_string());
+    let inner = inner.expect("the inner job is listed");
+    assert_eq!(env.wait_ended(&inner, SOON)["state"], "done");
+    // Its watcher stays for it (were it gone, the leftover would be
+    // re-parented to the driver's watcher, whose stop would take it).
+    let inner_watcher = int(&meta(&env, &inner)["watcher_pid"]);
+    assert_eq!(parent_of(pid), Some(inner_watcher), "the leftover is not below the inner job's watcher");
+    assert_eq!(env.job(&inner)["lingering"], true, "the inner job does not say its processes still run");
+    let out = env.run("job", &["stop", &outer]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.wait_ended(&outer, SOON)["state"], "stopped");
+    assert!(pid_alive(pid.into()), "job stop {outer} killed {pid}, a process the inner job {inner} left running");
+    kill(pid, libc::SIGKILL);
+}
+
+#[test]
+fn a_watcher_sent_sigint_sigquit_sigusr2_or_sigalrm_still_records_its_jobs_end() {
+    let env = Env::new();
+    // usage.md: "Only a SIGKILL to the watcher leaves a job `lost`".
+    let mut lost = Vec::new();
+    for (sig, name) in
+        [(libc::SIGINT, "INT"), (libc::SIGQUIT, "QUIT"), (libc::SIGUSR2, "USR2"), (libc::SIGALRM, "ALRM")]
+    {
+        let gate = env.root.join(format!("gate-{name}"));
+        let script = format!("while [ ! -e '{}' ]; do sleep 0.02; done; echo finished", gate.display());
+        let id = env.start(&["--name", name, "sh", "-c", &script]);
+        let watcher = int(&meta(&env, &id)["watcher_pid"]);
+        kill(watcher, sig);
+        write(&gate, "");
+        let j = env.wait_ended(&id, SOON);
+        if j["state"] == "lost" {
+            lost.push(format!("SIG{name} (log: {:?})", env.log(&id)));
+        }
+    }
+    assert!(lost.is_empty(), "the job was left lost after its watcher got: {}", lost.join(", "));
+}
+
+#[test]
+fn a_process_of_the_job_that_dresses_as_another_jobs_watcher_is_still_stopped_with_its_job() {
+    let env = Env::new();
+    // The mark another job's watcher carries (usage.md): named
+    // `bgrun-watcher`, leading its own session, working in a directory
+    // whose meta.json names it with its start time. A process of this job
+    // can put all three on: a copy of `sleep` named bgrun-watcher, setsid,
+    // and a directory of its own, outside the store, with such a meta.json.
+    let fake = env.root.join("fake");
+    let pidfile = env.root.join("dressed.pid");
+    let script = format!(
+        r#"set -e
+        mkdir -p '{fake}/bin' '{fake}/x_20250101_000000'
+        cp "$(command -v sleep)" '{fake}/bin/bgrun-watcher'
+        cd '{fake}/x_20250101_000000'
+        setsid '{fake}/bin/bgrun-watcher' 600 &
+        p=$!
+        st=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f20)
+        sed -e "s/\"watcher_pid\": [0-9]*/\"watcher_pid\": $p/" -e "s/\"watcher_start\": [0-9]*/\"watcher_start\": $st/" \
+            -e 's/"id": "[^"]*"/"id": "x_20250101_000000"/' "$RUN_DIR/$(basename "$(dirname "$(readlink /proc/$$/fd/1)")")/meta.json" > meta.json
+        echo $p > '{pid}'
+        exec sleep 600"#,
+        fake = fake.display(),
+        pid = pidfile.display()
+    );
+    let id = env.start(&["--name", "dressed", "sh", "-c", &script]);
+    let mut pid = 0;
+    wait_until(SOON, "the dressed process to start", || {
+        pid = fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim(), "bgrun-watcher");
+    let out = env.run("job", &["stop", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.wait_ended(&id, SOON)["state"], "stopped");
+    wait_watcher_gone(&env, &id);
+    let alive = pid_alive(pid.into());
+    kill(pid, libc::SIGKILL);
+    assert!(!alive, "job stop {id} left {pid} running: a process of the job marked as another job's watcher");
+}

@@ -22,9 +22,22 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 pub fn main(args: Vec<OsString>) -> Res<Exit> {
-    let a: cli::Job = parse(args)?;
+    let a: cli::Job = parse(args.clone())?;
+    if let Some(done) = elsewhere(&a.cmd, args) {
+        return done;
+    }
     let store = super::open_store()?;
-    super::catch_up(&store, "job");
+    // A command that changes a queue takes its lock itself (and decides
+    // under it); a queued launch decides what it changed (`queue::enqueue`).
+    let changes_queues = match &a.cmd {
+        JobCmd::Queue(q) => q.slots.is_some() || q.pause || q.resume,
+        JobCmd::Stop(_) => true,
+        JobCmd::Run(r) => r.start.queue.is_some() || !r.start.after.is_empty(),
+        _ => false,
+    };
+    if !changes_queues {
+        super::catch_up(&store, "job");
+    }
     match a.cmd {
         JobCmd::Run(r) => run(&store, r),
         JobCmd::List(l) => list(&store, l),
@@ -35,6 +48,32 @@ pub fn main(args: Vec<OsString>) -> Res<Exit> {
         JobCmd::Retry(r) => retry(&store, r),
         JobCmd::Clean(c) => clean::clean(&store, c),
         JobCmd::Queue(q) => queue::queue(&store, q),
+        // Routed before the store is opened (`elsewhere`).
+        JobCmd::Install(i) => super::remote::install::install(&i.dest),
+    }
+}
+
+/// A subcommand for another host (`--on`, `DEST:ID`): run there.
+fn elsewhere(cmd: &JobCmd, mut args: Vec<OsString>) -> Option<Res<Exit>> {
+    use super::remote::{on_ids, on_many, on_one};
+    let on = |d: &Option<cli::Dests>| d.as_ref().map(|d| d.0.clone());
+    match cmd {
+        JobCmd::Run(r) => on_one("job", on(&r.on).as_deref(), &args),
+        JobCmd::List(l) => {
+            // There, every job: this directory's project means nothing.
+            if !l.all {
+                args.push("--all".into());
+            }
+            on_many("job", on(&l.on).as_deref(), &args, l.json)
+        }
+        JobCmd::Clean(c) => on_many("job", on(&c.on).as_deref(), &args, false),
+        JobCmd::Status(s) => on_ids("job", s.id.as_slice(), &args),
+        JobCmd::Logs(l) => on_ids("job", &l.ids, &args),
+        JobCmd::Stop(s) => on_ids("job", &s.ids, &args),
+        JobCmd::Wait(w) => on_ids("job", &w.ids, &args),
+        JobCmd::Retry(r) => on_ids("job", std::slice::from_ref(&r.id), &args),
+        JobCmd::Queue(_) => None,
+        JobCmd::Install(i) => Some(super::remote::install::install(&i.dest)),
     }
 }
 
@@ -54,7 +93,7 @@ fn run(store: &Store, a: cli::JobRun) -> Res<Exit> {
         }
     };
     let mut out = Out::new();
-    out.line(&id)?;
+    out.line(&crate::remote::qualify(&id))?;
     out.flush()?;
     if !waits {
         return Ok(Exit::Ok);
@@ -193,7 +232,7 @@ fn retry(store: &Store, a: cli::JobRetry) -> Res<Exit> {
     let cfg = launch_args::ntfy_config("job", spec.topic.as_ref());
     let id = started_id(launch::start(store, spec, cfg)?);
     let mut out = Out::new();
-    out.line(&id)?;
+    out.line(&crate::remote::qualify(&id))?;
     out.flush()?;
     if a.wait {
         return wait(store, &[id], None);

@@ -263,3 +263,32 @@ fn runs_complete_ids_prints_nothing_and_succeeds_without_a_store() {
     let help = stdout(&env.run("runs", &["--help"]));
     assert!(!help.contains("complete-ids"), "the hidden flag shows in runs --help");
 }
+
+/// A ~/.ssh/config with two hosts and a pattern.
+fn ssh_config(env: &Env) {
+    std::fs::create_dir_all(env.home.join(".ssh")).expect("making ~/.ssh");
+    write(&env.home.join(".ssh/config"), "Host gpu1 gpu2\n  User me\nHost *.lab\n  User lab\n");
+}
+
+#[test]
+fn completing_on_offers_local_all_run_hosts_and_the_hosts_of_the_ssh_config() {
+    let env = Env::new();
+    ssh_config(&env);
+    let out = env.cmd("runs").arg("--complete-hosts").env("RUN_HOSTS", "build,gpu1").output().unwrap();
+    assert_eq!(stdout(&out), "local\nall\nbuild\ngpu1\ngpu2\n", "{out:?}");
+    let mut got = bash_complete(&env, &["runs", "--on", ""]);
+    got.sort();
+    assert_eq!(got, ["all", "gpu1", "gpu2", "local"]);
+    assert_eq!(bash_complete(&env, &["job", "run", "--on", "gp"]), ["gpu1", "gpu2"]);
+    let mut listed = bash_complete(&env, &["runrm", "--on", "local,g"]);
+    listed.sort();
+    assert_eq!(listed, ["local,gpu1", "local,gpu2"]);
+    if !need_tool("fish") {
+        return;
+    }
+    let mut got = fish_complete(&env, "run --on gp");
+    got.sort();
+    assert_eq!(got, ["gpu1", "gpu2"]);
+    let listed = fish_complete(&env, "job list --on local,gpu");
+    assert!(listed.contains(&"local,gpu2".to_string()), "{listed:?}");
+}

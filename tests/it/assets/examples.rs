@@ -80,7 +80,14 @@ fn masked_line(line: &str, home: &str, host: &str, user: &str) -> String {
             out.push(c);
         }
     }
-    out.replace("N KiB", "N ?iB").replace("N MiB", "N ?iB").replace("N GiB", "N ?iB")
+    // What a loaded machine may show otherwise: `runs` right after the
+    // end's `status` and before meta.json has what the job used (peak
+    // memory), and an id with a suffix where its second was taken.
+    out.replace("N KiB", "N ?iB")
+        .replace("N MiB", "N ?iB")
+        .replace("N GiB", "N ?iB")
+        .replace("done Ns N?  ", "done Ns  ")
+        .replace("_N_N_N", "_N_N")
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //!   `job stop` and `job wait`; `ended`, for `runrm` and `job retry`;
 //!   `all` elsewhere), one a line: bash through a wrapper function registered after clap's, zsh
 //!   as the `_arguments` action of that position, fish as one more
-//!   `complete` line. Everything added is checked against clap's output
+//!   `complete` line. Where `--on` takes destinations, the scripts call
+//!   `runs --complete-hosts` (`local`, `all`, RUN_HOSTS, the `Host` names
+//!   of ~/.ssh/config), after the last comma of a list. Everything added is checked against clap's output
 //!   here, so a change in clap_complete fails the generator, not the user.
 //! - Man pages: clap_mangen writes NAME, SYNOPSIS, DESCRIPTION, OPTIONS and
 //!   the subcommand list; this adds the notes and examples of each
@@ -43,6 +45,17 @@ const JOB_ARGS: [(&str, Option<&str>, &str, &str); 7] = [
     ("job", Some("wait"), "ids", "active"),
     ("job", Some("retry"), "id", "ended"),
 ];
+
+/// The command the completion scripts run for the destinations of `--on`:
+/// `local`, `all`, the hosts of RUN_HOSTS and the `Host` names of
+/// ~/.ssh/config.
+const HOSTS_COMMAND: &str = "runs --complete-hosts";
+
+/// Does the command (or one of its subcommands) take `--on`?
+fn has_on(cmd: &Command) -> bool {
+    let mine = |c: &Command| c.get_arguments().any(|a| a.get_long() == Some("on"));
+    mine(cmd) || cmd.get_subcommands().any(mine)
+}
 
 /// The five commands, as clap defines them.
 pub fn commands() -> Vec<Command> {
@@ -134,6 +147,23 @@ fn clap_script(cmd: &Command, shell: Shell) -> String {
     String::from_utf8(buf).expect("clap_complete writes UTF-8")
 }
 
+const BASH_HOSTS: &str = r#"
+# --- destinations of --on (added by the assets test's generator) ---
+# _bgrun_hosts: if the word being completed follows --on, offer what
+# `HOSTS_COMMAND` prints (after the last comma of a list) and succeed.
+_bgrun_hosts() {
+    [[ ${COMP_WORDS[COMP_CWORD-1]} == --on ]] || return 1
+    local cur=${COMP_WORDS[COMP_CWORD]} pre= h IFS=$'\n'
+    [[ $cur == *,* ]] && pre=${cur%,*},
+    COMPREPLY=()
+    for h in $(HOSTS_COMMAND 2>/dev/null); do
+        [[ $pre$h == "$cur"* ]] && COMPREPLY+=("$pre$h")
+    done
+    return 0
+}
+
+"#;
+
 const BASH_IDS: &str = r#"
 # --- job ids and names (added by the assets test's generator) ---
 # _bgrun_ids WHICH FIRST MAX [OPTION...]: if the word being completed is
@@ -176,12 +206,17 @@ _bgrun_is_job_word() {
 fn bash(cmd: &Command, slots: &[Slot]) -> String {
     let name = cmd.get_name();
     let mut s = clap_script(cmd, Shell::Bash);
-    if slots.is_empty() {
+    if slots.is_empty() && !has_on(cmd) {
         return s;
     }
     let clap_fn = format!("_{name}");
     assert!(s.contains(&format!("\n    complete -F {clap_fn} ")), "clap's bash script for {name} changed shape");
-    s.push_str(&BASH_IDS.replace("IDS_COMMAND", IDS_COMMAND));
+    if has_on(cmd) {
+        s.push_str(&BASH_HOSTS.replace("HOSTS_COMMAND", HOSTS_COMMAND));
+    }
+    if !slots.is_empty() {
+        s.push_str(&BASH_IDS.replace("IDS_COMMAND", IDS_COMMAND));
+    }
     let call = |first: usize, slot: &Slot| {
         let mut c = format!("_bgrun_ids {} {first} {}", slot.which, if slot.many { 0 } else { 1 });
         for o in &slot.value_options {
@@ -191,6 +226,9 @@ fn bash(cmd: &Command, slots: &[Slot]) -> String {
         c
     };
     s.push_str(&format!("_bgrun_{name}() {{\n"));
+    if has_on(cmd) {
+        s.push_str("    _bgrun_hosts && return 0\n");
+    }
     if slots.iter().all(|sl| sl.sub.is_none()) {
         for slot in slots {
             s.push_str(&format!("    {} && return 0\n", call(1, slot)));
@@ -207,6 +245,16 @@ fn bash(cmd: &Command, slots: &[Slot]) -> String {
     s.push_str(&format!("complete -F _bgrun_{name} -o bashdefault -o default {name}\n"));
     s
 }
+
+const ZSH_HOSTS: &str = r#"# Destinations of --on (added by the assets test's generator).
+(( $+functions[_bgrun_hosts] )) ||
+_bgrun_hosts() {
+    local -a hosts
+    hosts=(${(f)"$(_call_program hosts HOSTS_COMMAND 2>/dev/null)"})
+    _values -s , 'destination' $hosts
+}
+
+"#;
 
 const ZSH_IDS: &str = r#"# Job ids and names (added by the assets test's generator).
 # _bgrun_ids WHICH: the jobs the command can act on (all, active, ended);
@@ -226,9 +274,10 @@ _bgrun_ids() {
 fn zsh(cmd: &Command, slots: &[Slot]) -> String {
     let name = cmd.get_name();
     let s = clap_script(cmd, Shell::Zsh);
-    if slots.is_empty() {
+    if slots.is_empty() && !has_on(cmd) {
         return s;
     }
+    let mut hosts = 0;
     let mut replaced = 0;
     let mut out = String::new();
     // The subcommand whose arguments follow: clap writes `(stop)` before
@@ -245,6 +294,10 @@ fn zsh(cmd: &Command, slots: &[Slot]) -> String {
                 && (spec.starts_with(&format!("{} -- ", sl.arg)) || spec.starts_with(&format!("{}:", sl.arg)))
         });
         match slot {
+            _ if line.starts_with("'--on=[") && line.ends_with(":_default' \\\n") => {
+                out.push_str(&line.replace(":_default' \\\n", ":_bgrun_hosts' \\\n"));
+                hosts += 1;
+            }
             Some(slot) if line.starts_with('\'') && line.ends_with(":_default' \\\n") => {
                 out.push_str(&line.replace(":_default' \\\n", &format!(":_bgrun_ids {}' \\\n", slot.which)));
                 replaced += 1;
@@ -255,15 +308,46 @@ fn zsh(cmd: &Command, slots: &[Slot]) -> String {
     assert_eq!(replaced, slots.len(), "clap's zsh script for {name}: job positions not found where expected");
     let last = format!("if [ \"$funcstack[1]\" = \"_{name}\" ]; then");
     let at = out.find(&last).unwrap_or_else(|| panic!("clap's zsh script for {name} changed shape"));
-    out.insert_str(at, &ZSH_IDS.replace("IDS_COMMAND", IDS_COMMAND));
+    assert_eq!(hosts > 0, has_on(cmd), "clap's zsh script for {name}: --on not found where expected");
+    if !slots.is_empty() {
+        out.insert_str(at, &ZSH_IDS.replace("IDS_COMMAND", IDS_COMMAND));
+    }
+    if hosts > 0 {
+        out.insert_str(at, &ZSH_HOSTS.replace("HOSTS_COMMAND", HOSTS_COMMAND));
+    }
     out
 }
 
-/// The fish script: clap's, then a line offering job ids and names where
-/// a job goes.
+const FISH_HOSTS: &str = "# Destinations of --on (added by the assets test's generator): what
+# `HOSTS_COMMAND` prints, after the last comma of a list.
+function __bgrun_hosts
+    set -l pre (commandline -ct | string replace -r '^--on=' '' | string replace -r '[^,]*$' '')
+    for h in (HOSTS_COMMAND 2>/dev/null)
+        echo $pre$h
+    end
+end
+";
+
+/// The fish script: clap's (with the destinations of `--on`), then a line
+/// offering job ids and names where a job goes.
 fn fish(cmd: &Command, slots: &[Slot]) -> String {
     let name = cmd.get_name();
     let mut s = clap_script(cmd, Shell::Fish);
+    if has_on(cmd) {
+        let mut found = 0;
+        s = s
+            .split_inclusive('\n')
+            .map(|l| match l.contains(" -l on -d ") && l.ends_with(" -r\n") {
+                true => {
+                    found += 1;
+                    l.replace(" -r\n", " -r -f -a \"(__bgrun_hosts)\"\n")
+                }
+                false => l.to_string(),
+            })
+            .collect();
+        assert!(found > 0, "clap's fish script for {name}: --on not found where expected");
+        s.push_str(&FISH_HOSTS.replace("HOSTS_COMMAND", HOSTS_COMMAND));
+    }
     if slots.is_empty() {
         return s;
     }
@@ -358,6 +442,12 @@ fn description(name: &str) -> Vec<String> {
              --timeout ran out first (the jobs keep running)."],
         "job-retry" => &["job retry starts a new job with the command, working directory, name, timeout, context and \
              notification settings of an earlier one (not its key), and prints the new id."],
+        "job-install" => &["job install DEST copies this machine's five commands to DEST's ~/.local/bin (replacing \
+             what is there), with the man pages and completions found here, through one ssh connection (tar \
+             unpacks them there), so that run --on DEST and DEST:ID work without building bgrun on DEST. It is \
+             refused, and nothing is copied, when DEST's architecture (uname -m) is not this machine's. The \
+             binaries are linked statically where glibc's archives were installed at build time; a bgrun that is \
+             not is copied only to a host whose glibc is as new."],
         "job-clean" => {
             &["job clean removes jobs that ended more than 7 days ago (--older-than to change it; --all for every \
              job that is not running), printing each id removed. A running job is never removed."]
@@ -402,7 +492,7 @@ fn exit_meaning(e: Exit) -> &'static str {
     }
 }
 
-const ENVIRONMENT: [(&str, &str); 10] = [
+const ENVIRONMENT: [(&str, &str); 12] = [
     ("RUN_DIR", "The job store's directory. Default: $XDG_DATA_HOME/run, else ~/.local/share/run."),
     ("XDG_DATA_HOME", "Where the store is when RUN_DIR is not set: $XDG_DATA_HOME/run (an absolute path)."),
     ("NTFY_TOPIC", "The ntfy topic for run -n and job run --notify when none is given."),
@@ -413,6 +503,12 @@ const ENVIRONMENT: [(&str, &str); 10] = [
     ("NTFY_MIN_DURATION", "Notify only for jobs that ran at least this long (as --min-duration; say 2m)."),
     ("NTFY_TIMEOUT", "Seconds for one try to publish a notification (default 10, at most 300; three tries)."),
     ("NO_COLOR", "When set and not empty, output to a terminal has no colour."),
+    (
+        "RUN_SSH",
+        "The ssh command for --on DEST and DEST:ID (default ssh), split into words as sh would: \
+     RUN_SSH='ssh -F ~/.ssh/lab'.",
+    ),
+    ("RUN_HOSTS", "The hosts --on all names besides this machine, comma-separated: RUN_HOSTS=gpu1,gpu2."),
 ];
 
 /// The store layout drawn in the header of src/store/mod.rs, in ASCII.

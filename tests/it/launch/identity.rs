@@ -289,3 +289,69 @@ fn the_jobs_process_group_exists_when_job_run_returns() {
         kill_group(pid);
     }
 }
+
+#[test]
+fn a_key_whose_launcher_was_killed_after_starting_its_job_gives_that_job_not_an_error() {
+    let env = Env::new();
+    // Each round: a launch killed at some point of its claim, then the
+    // same launch again at once (a CI runner's retry). The killed launch's
+    // watcher (a fork of it) goes on and starts the job when the kill came
+    // after the fork: then the retry must give that job (or wait for it),
+    // never say the key was "claimed by a launch that did not finish" and
+    // advise removing it (which runs the job twice).
+    let mut hits = Vec::new();
+    for round in 0..40u64 {
+        let key = format!("k{round}");
+        let mut first = env
+            .cmd("job")
+            .args(["run", "--key", &key, "sleep 30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting job run");
+        // Not a wait for a condition: where in the launch the kill lands.
+        std::thread::sleep(Duration::from_micros(400 * (round % 20)));
+        let _ = first.kill();
+        let _ = first.wait();
+        let out = env.run("job", &["run", "--key", &key, "sleep 30"]);
+        if out.status.success() {
+            continue;
+        }
+        // The retry failed: that is right only if no job holds the key.
+        let err = stderr(&out);
+        let holder = || env.jobs().into_iter().find(|j| j["key"] == key.as_str());
+        // A watcher forked before the kill publishes its job within
+        // milliseconds; none in 5 s means the kill came before the fork.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut job = holder();
+        while job.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            job = holder();
+        }
+        if let Some(j) = job {
+            hits.push(format!("round {round}: {} ({}), yet: {}", j["id"], j["state"], err.trim()));
+        }
+    }
+    assert!(hits.is_empty(), "the retry failed while the killed launch's job holds the key:\n{}", hits.join("\n"));
+}
+
+#[test]
+fn a_key_naming_a_job_that_no_longer_exists_never_answers_with_that_missing_job() {
+    let env = Env::new();
+    let out = env.run("job", &["run", "--key", "k1", "--wait", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    // The job's directory is gone and its key is left: a runrm killed
+    // between removing the directory and releasing the key (the release
+    // comes after), or a directory removed by hand.
+    // (Once its watcher is gone: it writes meta.json after the end.)
+    wait_watcher_gone(&env, &id);
+    std::fs::remove_dir_all(env.job_dir(&id)).expect("removing the job's directory");
+    let out = env.run("job", &["run", "--key", "k1", "echo again"]);
+    let printed = stdout(&out).trim().to_string();
+    assert!(
+        !(out.status.success() && printed == id),
+        "job run --key exited 0 printing {id}, a job that no longer exists, and started nothing: {}",
+        stderr(&out)
+    );
+}

@@ -95,9 +95,46 @@ fn sigterm_to_the_staying_watcher_ends_the_writer_with_a_note_and_the_log_stays_
     kill(watcher, libc::SIGTERM);
     wait_until(SOON, "the writer to end", || !pid_alive(writer.into()));
     wait_until(SOON, "the watcher to leave", || !pid_alive(watcher.into()));
-    // The watcher's note goes into the capped log, where the writer's last
-    // output can push it out: its presence is not asserted here.
+    // The note comes after all the writer wrote, where no drop reaches it.
+    let log = stdout(&env.run("runlog", &[&id]));
+    assert!(log.contains("the watcher was sent SIGTERM"), "no note in the log:\n{log}");
     let disk = fs::metadata(env.job_dir(&id).join("log")).map_or(0, |m| m.blocks() * 512);
     assert!(disk <= (64 << 10) + 2 * 65536, "the log takes {disk} bytes on disk, over --log-max 64K");
     assert_eq!(env.state(&id), "done", "the recorded end changed");
+}
+
+#[test]
+fn a_jobs_timeout_ends_what_it_left_running_with_a_note() {
+    let env = Env::new();
+    let pidfile = env.root.join("left.pid");
+    let script = format!("sleep 600 & echo $! > '{}'; exit 0", pidfile.display());
+    let out = env.run("job", &["run", &script, "--timeout", "2s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    assert_eq!(env.wait_ended(&id, SOON)["state"], "done");
+    let mut pid = 0;
+    wait_until(SOON, "the leftover's pid", || {
+        pid = fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        pid > 0
+    });
+    wait_until(SOON, "the timeout to end the leftover", || !pid_alive(pid.into()));
+    wait_watcher_gone(&env, &id);
+    let log = stdout(&env.run("runlog", &[&id]));
+    assert!(log.contains("--timeout: ended the job's remaining processes"), "{log}");
+    assert_eq!(env.state(&id), "done", "the recorded end changed");
+}
+
+#[test]
+fn a_capped_job_writing_its_log_by_its_path_is_brought_back_under_the_cap_while_it_runs() {
+    let env = Env::new();
+    // 20 MiB appended by the log's path (not through stdout), then a
+    // wait: the watcher's looks, not the end, must bring it back.
+    let script = "head -c 20000000 /dev/zero | tr '\\0' y >> \"$(echo \"$RUN_DIR\"/*/log)\"; sleep 600";
+    let id = env.start(&["--log-max", "1M", "sh", "-c", script]);
+    let log = env.job_dir(&id).join("log");
+    wait_until(SOON, "the 20 MB to be written", || fs::metadata(&log).map_or(0, |m| m.len()) >= 20_000_000);
+    wait_until(SOON, "the log to be back under its cap while the job runs", || {
+        fs::metadata(&log).map_or(u64::MAX, |m| m.blocks() * 512) <= (1 << 20) + 8192
+    });
+    assert!(!env.job_dir(&id).join("status").exists(), "the job ended");
 }

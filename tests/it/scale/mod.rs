@@ -63,6 +63,8 @@ fn removing_every_job_of_a_big_store_keeps_running_elsewhere_and_awaited_jobs_an
     // A job of another host with no end recorded: maybe alive there.
     let far = plant(&tmpl, &env.store, "far_20250101_000000".as_ref(), |m| {
         m["host"] = "otherhost.example".into();
+        // Another host has a machine id of its own: this one's would be this machine.
+        m["machine"] = "0f0f0f0f00004000800000000000000f".into();
         m["boot_id"] = "0f0f0f0f-0000-4000-8000-000000000000".into();
     });
     fs::remove_file(far.join("status")).expect("removing the planted status");

@@ -232,3 +232,190 @@ fn job_wait_keeps_waiting_past_an_empty_squeue_answer_and_returns_the_true_exit(
     let j = c.wait_state(&id, "failed", SOON);
     assert_eq!(j["exit_code"], 3, "{j}");
 }
+
+/// A directory holding a `squeue` that answers, naming no job (a
+/// controller's hiccup), and a PATH that finds it first; each answer
+/// leaves a line in `asked`.
+fn empty_squeue(c: &Cluster) -> (String, std::path::PathBuf) {
+    let fake = c.root.join("fake-bin");
+    let asked = c.root.join("asked");
+    std::fs::create_dir(&fake).expect("making the fake squeue's directory");
+    write(&fake.join("squeue"), &format!("#!/bin/sh\necho >> '{}'\nexit 0\n", asked.display()));
+    std::fs::set_permissions(fake.join("squeue"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default()), asked)
+}
+
+#[test]
+fn an_empty_squeue_answer_never_lets_runrm_remove_a_slurm_job_that_is_running() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let (path, _) = empty_squeue(&c);
+    let (id, sid) = c.submit(&["sh", "-c", "echo up; sleep 600"]);
+    c.wait_output(&id, "up");
+    for args in [vec![], vec![id.as_str()]] {
+        let out = c.cmd("runrm").args(&args).env("PATH", &path).output().expect("running runrm");
+        assert!(
+            c.job_dir(&id).join("log").exists(),
+            "runrm {args:?} removed {id} while Slurm runs it (squeue now: {}): {}{}",
+            squeue_state(sid),
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    assert_eq!(c.job_json(&id)["state"], "running");
+}
+
+#[test]
+fn on_an_empty_squeue_answer_job_stop_and_job_wait_never_take_a_running_slurm_job_for_ended() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let (path, asked) = empty_squeue(&c);
+    let (id, sid) = c.submit(&["sh", "-c", "echo up; sleep 600"]);
+    c.wait_output(&id, "up");
+    let mut waiter = c.cmd("job");
+    waiter.args(["wait", &id]).env("PATH", &path);
+    waiter.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut waiter = waiter.spawn().expect("starting job wait");
+    let answers = || std::fs::read_to_string(&asked).map_or(0, |s| s.lines().count());
+    let mut waited = None;
+    wait_until(SOON, "job wait to ask Slurm three times or return", || {
+        waited = waiter.try_wait().unwrap();
+        waited.is_some() || answers() >= 3
+    });
+    let _ = waiter.kill();
+    let _ = waiter.wait();
+    assert!(waited.is_none(), "job wait returned ({waited:?}) while Slurm runs the job: {}", squeue_state(sid));
+    let out = c.cmd("job").args(["stop", &id]).env("PATH", &path).output().expect("running job stop");
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    let said_ended = out.status.success() && said.contains("already ended");
+    assert!(
+        !said_ended,
+        "job stop said the running job had ended and stopped nothing (squeue now: {}): {}",
+        squeue_state(sid),
+        said
+    );
+}
+
+/// Cancels a Slurm job when dropped (the test's end, passed or not).
+struct Cancel(std::path::PathBuf);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(&self.0) {
+            let id = text.trim().split(';').next().unwrap_or_default().to_string();
+            if !id.is_empty() {
+                let _ = Command::new("scancel").arg(id).output();
+            }
+        }
+    }
+}
+
+/// A PATH whose `sbatch` submits, then is slow to answer (a busy
+/// controller), writing the Slurm id it got into the returned file first;
+/// and that file's guard, which cancels the Slurm job.
+fn slow_sbatch(c: &Cluster) -> (String, std::path::PathBuf, Cancel) {
+    let fake = c.root.join("fake-bin");
+    std::fs::create_dir(&fake).expect("making the fake sbatch's directory");
+    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v sbatch"]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let sid = c.root.join("sid");
+    let script =
+        format!("#!/bin/sh\nout=$('{real}' \"$@\") || exit $?\necho \"$out\" > '{}'\nexec sleep 600\n", sid.display());
+    write(&fake.join("sbatch"), &script);
+    std::fs::set_permissions(fake.join("sbatch"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    (path, sid.clone(), Cancel(sid))
+}
+
+/// Starts `front args…` with `path`, and SIGKILLs it once sbatch has
+/// accepted the job.
+fn killed_after_sbatch(c: &Cluster, path: &str, sid: &std::path::Path, front: &str, args: &[&str]) {
+    let mut launcher = c
+        .cmd(front)
+        .args(args)
+        .env("PATH", path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the launcher");
+    wait_until(SOON, "sbatch to accept the job", || sid.exists());
+    let _ = launcher.kill();
+    let _ = launcher.wait();
+}
+
+#[test]
+fn a_slurm_job_whose_launcher_died_after_sbatch_accepted_it_is_never_removed_while_its_step_runs() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    // The launcher dies while sbatch is slow to answer (SIGKILL, the OOM
+    // killer, a closed terminal's SIGHUP), before it could write the
+    // job's `slurm_id`.
+    let (path, sid, _cancel) = slow_sbatch(&c);
+    killed_after_sbatch(&c, &path, &sid, "run", &["--slurm", "--name", "orphaned", "sh", "-c", "echo up; sleep 600"]);
+    let id = c.jobs().iter().find_map(|j| j["id"].as_str().map(String::from)).expect("the job is listed");
+    c.wait_output(&id, "up");
+    let state = c.job_json(&id)["state"].clone();
+    let out = c.run("runrm", &[]);
+    assert!(
+        c.job_dir(&id).join("log").exists(),
+        "runrm removed {id} (shown {state}) while its step runs here: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_key_whose_slurm_launcher_died_after_sbatch_accepted_its_job_gives_that_job() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    let (path, sid, _cancel) = slow_sbatch(&c);
+    killed_after_sbatch(&c, &path, &sid, "job", &["run", "--slurm", "--key", "sk", "echo up; sleep 600"]);
+    let id = c.jobs().iter().find_map(|j| j["id"].as_str().map(String::from)).expect("the job is listed");
+    c.wait_output(&id, "up");
+    let out = c.run("job", &["run", "--key", "sk", "echo up; sleep 600"]);
+    assert!(
+        out.status.success() && stdout(&out).trim() == id,
+        "the key's job {id} runs, yet job run --key said: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_slurm_job_writing_as_fast_as_it_can_never_passes_its_log_cap_by_more_than_a_local_jobs_bound() {
+    if !slurm_here() {
+        return;
+    }
+    let c = cluster();
+    // A local job's log passes its cap by at most a chunk and a block
+    // (logs.md, test logs::cap::a_job_writing_as_fast_as_it_can_…): its
+    // output goes through its watcher. A Slurm step's job writes straight
+    // into the log, and the step looks at it every few milliseconds.
+    let (id, _) = c.submit(&["--log-max", "1M", "sh", "-c", "echo up; head -c 300M /dev/zero | tr '\\0' y"]);
+    let (log, status) = (c.job_dir(&id).join("log"), c.job_dir(&id).join("status"));
+    // (Not `wait_output`: the cap may drop "up" at once.)
+    wait_until(SOON, "the job to start writing", || std::fs::metadata(&log).map_or(0, |m| m.len()) > 0);
+    let (mut most, mut samples) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !status.exists() {
+        assert!(std::time::Instant::now() < deadline, "the job did not end within 120 s");
+        most = most.max(std::fs::metadata(&log).map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512));
+        samples += 1;
+    }
+    assert!(samples > 20, "only {samples} samples");
+    let bound = (1 << 20) + (64 << 10) + 8192;
+    assert!(
+        most <= bound,
+        "the log took {most} bytes on disk under --slurm --log-max 1M (a local job's bound: {bound})"
+    );
+}

@@ -269,6 +269,8 @@ fn a_job_of_another_host_is_elsewhere_shown_with_its_host_and_removed_only_with_
         let id = format!("remote{n}_20250101_000000");
         let dir = plant(&env.job_dir(&base), &env.store, OsStr::new(&id), |m| {
             m["host"] = "otherhost.example".into();
+            // Another host has a machine id of its own: this one's would be this machine.
+            m["machine"] = "0f0f0f0f00004000800000000000000f".into();
             m["boot_id"] = "0f0f0f0f-0000-4000-8000-000000000000".into();
         });
         fs::remove_file(dir.join("status")).expect("removing status");

@@ -107,3 +107,85 @@ fn a_job_whose_end_cannot_be_written_shows_lost_not_running_forever() {
     wait_watcher_gone(&env, &id);
     assert_eq!(env.state(&id), "lost");
 }
+
+#[test]
+fn a_capped_log_on_a_disk_that_fills_past_the_cap_still_drops_its_oldest_output_and_keeps_the_newest() {
+    if !isolated("mounting a tmpfs", false) {
+        return;
+    }
+    let mut env = Env::new();
+    let disk = Tmpfs::mount(&env.root.join("disk"), "2m");
+    env.store = disk.at.join("store");
+    let gate = env.root.join("gate");
+    let script = format!(
+        "while [ ! -e '{}' ]; do sleep 0.01; done; i=0; while [ $i -lt 400 ]; do seq 1 2000; i=$((i+1)); done; echo LAST-LINE",
+        gate.display()
+    );
+    let id = env.start(&["--name", "capped", "--log-max", "512K", "sh", "-c", &script]);
+    // The disk holds the cap and two pages more: the log can always be
+    // brought back under its cap by dropping its oldest output.
+    disk.fill_leaving((512 << 10) + 8192);
+    write(&gate, "");
+    let j = env.wait_ended(&id, SOON);
+    assert_eq!(j["state"], "done", "{j}");
+    wait_watcher_gone(&env, &id);
+    let shown = runlog(&env, &id);
+    let tail: String = shown.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(
+        shown.contains("LAST-LINE\n") && shown.contains("=== done"),
+        "the newest output and the footer are lost, the oldest kept ({} bytes free): …{tail}",
+        disk.free()
+    );
+}
+
+#[test]
+fn on_a_full_disk_a_queued_job_that_cannot_start_ends_failed_with_why_or_keeps_its_entry_and_never_strands() {
+    if !isolated("mounting a tmpfs", false) {
+        return;
+    }
+    let mut env = Env::new();
+    let disk = Tmpfs::mount(&env.root.join("disk"), "1m");
+    env.store = disk.at.join("store");
+    let state_of = |id: &str| env.state(id);
+    let mut troubled = 0;
+    for pages in 0..=6u64 {
+        let gate = env.root.join(format!("gate{pages}"));
+        let gated = format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display());
+        let head = env.start(&["-q", "d", "sh", "-c", &gated]);
+        let next = env.start(&["-q", "d", "true"]);
+        disk.fill_leaving(pages * 4096);
+        fs::write(&gate, "").expect("opening the gate");
+        // The head ends; its watcher tries to start the next job on the
+        // full disk, and so does every listing after it.
+        wait_until(SOON, "the head to end", || state_of(&head) != "running");
+        wait_watcher_gone(&env, &head);
+        let now = env.job(&next);
+        troubled += usize::from(now["state"] == "queued" || now["state"] == "failed");
+        if now["state"] == "queued" {
+            let queues = disk.at.join("store").join(".queues");
+            let indexed = fs::read_dir(&queues)
+                .expect(".queues")
+                .flatten()
+                .filter_map(|q| fs::read_dir(q.path().join("wait")).ok())
+                .flat_map(|w| w.flatten())
+                .any(|e| e.file_name().to_string_lossy().ends_with(&format!(".{next}")));
+            assert!(indexed, "with {pages} pages free, {next} is queued without its entry");
+        }
+        fs::remove_file(disk.at.join("filler")).expect("removing the filler");
+        // Room again: the next command starts it, unless it ended already.
+        let mut last = serde_json::Value::Null;
+        wait_until(SOON, "the next job to end", || {
+            last = env.job(&next);
+            !["queued", "running"].contains(&last["state"].as_str().unwrap_or(""))
+        });
+        match last["state"].as_str() {
+            Some("done") => {}
+            Some("failed") => {
+                let reason = last["reason"].as_str().unwrap_or("");
+                assert!(reason.contains("could not start"), "with {pages} pages free: {last}");
+            }
+            _ => panic!("with {pages} pages free: {last}"),
+        }
+    }
+    assert!(troubled > 0, "the disk was never full enough to stop a start");
+}

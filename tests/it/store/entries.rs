@@ -456,3 +456,64 @@ fn no_command_prints_a_raw_control_byte_from_a_planted_entry_a_key_or_the_stores
     }
     assert!(!dir.exists(), "runrm removed the planted job");
 }
+
+#[test]
+fn an_ended_job_holding_a_deeply_nested_foreign_tree_is_removed_whole() {
+    let env = Env::new();
+    let id = finished(&env, "deep");
+    // A foreign tree inside the job's directory, 30,000 directories deep
+    // (made by descriptor: no path is that long).
+    let mut fd = fs::File::open(env.job_dir(&id)).expect("opening the job's directory");
+    let name = c"d";
+    for _ in 0..30_000 {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: mkdirat and openat with a valid descriptor and a C string.
+        let next = unsafe {
+            assert_eq!(libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o700), 0, "mkdirat");
+            libc::openat(fd.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY)
+        };
+        assert!(next >= 0, "openat");
+        // SAFETY: `next` is a descriptor this test just opened.
+        fd = unsafe { fs::File::from_raw_fd(next) };
+    }
+    drop(fd);
+    let out = env.run("runrm", &[&id]);
+    let left: Vec<OsString> = entries(&env.store).into_iter().filter(|n| n != ".ids").collect();
+    // What is left is flattened before anything else walks it (the test's
+    // own clean-up would overflow its stack).
+    for name in &left {
+        flatten(&env.store.join(name));
+    }
+    assert!(
+        out.status.success() && left.is_empty(),
+        "runrm {id}: exit {:?}, left {left:?}: {}",
+        out.status.code(),
+        stderr(&out)
+    );
+}
+
+/// Removes the chain of directories `d/d/d/…` under `dir` with a constant
+/// number of descriptors and no recursion: the grandchild is moved up in
+/// place of its emptied parent, again and again.
+fn flatten(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(top) = fs::File::open(dir) else { return };
+    let (d, x) = (c"d", c"x");
+    loop {
+        // SAFETY: openat, renameat, unlinkat and close on descriptors this
+        // function holds, with C strings.
+        unsafe {
+            let child = libc::openat(top.as_raw_fd(), d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            if child < 0 {
+                return;
+            }
+            let moved = libc::renameat(child, d.as_ptr(), top.as_raw_fd(), x.as_ptr()) == 0;
+            libc::close(child);
+            libc::unlinkat(top.as_raw_fd(), d.as_ptr(), libc::AT_REMOVEDIR);
+            if !moved {
+                return;
+            }
+            libc::renameat(top.as_raw_fd(), x.as_ptr(), top.as_raw_fd(), d.as_ptr());
+        }
+    }
+}

@@ -160,3 +160,68 @@ fn old_script_files_that_are_huge_fifos_or_links_are_named_and_never_read_whole(
         assert!(stdout(&out).contains(&ended), "{front} {args:?} lost the other jobs: {}", stdout(&out));
     }
 }
+
+#[test]
+fn a_link_planted_at_a_watchers_temporary_name_in_a_job_directory_is_never_followed() {
+    let env = Env::new();
+    // The watcher publishes meta.json (the end's times and usage) and,
+    // under a cap, `dropped` by write-temp-then-rename, under the name
+    // `.NAME.PID.tmp`: its pid is in meta.json, so the name is known while
+    // the job runs. A link planted there must not be written through.
+    let victims: Vec<_> = ["meta.json", "dropped"].iter().map(|n| (n, env.root.join(format!("victim-{n}")))).collect();
+    for (_, v) in &victims {
+        write(v, "precious\n");
+        fs::set_permissions(v, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let gate = env.root.join("gate");
+    let script = format!(
+        "while [ ! -e '{}' ]; do sleep 0.02; done; head -c 2000000 /dev/zero | tr '\\0' x; echo",
+        gate.display()
+    );
+    let id = env.start(&["--log-max", "64K", "sh", "-c", &script]);
+    let watcher = int(&meta(&env, &id)["watcher_pid"]);
+    for (name, v) in &victims {
+        std::os::unix::fs::symlink(v, env.job_dir(&id).join(format!(".{name}.{watcher}.tmp"))).expect("planting");
+    }
+    write(&gate, "");
+    // (Not `wait_ended`: a job whose meta.json became the planted link is
+    // no longer listed.)
+    wait_until(SOON, "the watcher to leave", || !Path::new(&format!("/proc/{watcher}")).exists());
+    let mut through = Vec::new();
+    for (name, v) in &victims {
+        let now = fs::read_to_string(v).unwrap_or_default();
+        let mode = fs::metadata(v).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        if (now.as_str(), mode) != ("precious\n", 0o644) {
+            let head: String = now.chars().take(40).collect();
+            through.push(format!(".{name}.{watcher}.tmp (the file outside now: mode {mode:o}, {head:?}…)"));
+        }
+    }
+    assert!(through.is_empty(), "the watcher wrote through links planted at {}", through.join(", "));
+}
+
+#[test]
+fn a_link_planted_in_place_of_a_running_jobs_directory_is_never_written_through() {
+    let env = Env::new();
+    let victim = env.root.join("victim");
+    fs::create_dir(&victim).expect("making the outside directory");
+    write(&victim.join("keep"), "precious\n");
+    let gate = env.root.join("gate");
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.02; done; seq 1 100000; echo", gate.display());
+    let id = env.start(&["--log-max", "64K", "sh", "-c", &script]);
+    let watcher = int(&meta(&env, &id)["watcher_pid"]);
+    // The running job's directory moved aside, a link to a directory
+    // outside the store in its place.
+    fs::rename(env.job_dir(&id), env.root.join("moved")).expect("moving the job's directory");
+    std::os::unix::fs::symlink(&victim, env.job_dir(&id)).expect("planting the link");
+    write(&gate, "");
+    wait_until(SOON, "the watcher to leave", || !Path::new(&format!("/proc/{watcher}")).exists());
+    let mut names: Vec<String> =
+        fs::read_dir(&victim).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["keep"],
+        "the watcher wrote into {} through the link planted as its job's directory",
+        victim.display()
+    );
+}
