@@ -21,6 +21,7 @@ pub mod runlog;
 pub mod runrm;
 pub mod runs;
 mod slurm;
+mod summary;
 mod view;
 
 use crate::exit::{Exit, Fail, Res};

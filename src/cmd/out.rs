@@ -6,6 +6,7 @@
 //! (`runs | head`) ends the command quietly.
 
 use crate::exit::{Exit, Fail, Res};
+use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 use std::io::{self, IsTerminal, Write};
 
 /// Standard output; a closed pipe (`runs | head`) ends the command quietly.
@@ -37,12 +38,22 @@ impl Out {
     /// `v` as pretty JSON and a newline, streamed (a big listing is never
     /// one string in memory).
     pub fn json(&mut self, v: &impl serde::Serialize) -> Res<()> {
-        let mut ser = serde_json::Serializer::with_formatter(&mut self.w, SafeJson(Default::default()));
-        v.serialize(&mut ser).map_err(|e| match e.io_error_kind() {
-            Some(kind) => out_err(io::Error::from(kind)),
-            None => Fail::from(format!("writing JSON: {e}")),
-        })?;
+        let mut ser = serde_json::Serializer::with_formatter(&mut self.w, SafeJson(PrettyFormatter::default()));
+        v.serialize(&mut ser).map_err(json_err)?;
         self.bytes(b"\n")
+    }
+    /// A JSON array of one compact object a line (`[`, the objects each on
+    /// a line of its own, `]`): what a listing of many jobs prints, each
+    /// written as it comes.
+    pub fn json_lines<T: serde::Serialize>(&mut self, items: impl IntoIterator<Item = T>) -> Res<()> {
+        let mut first = true;
+        for item in items {
+            self.bytes(if first { b"[\n" } else { b",\n" })?;
+            first = false;
+            let mut ser = serde_json::Serializer::with_formatter(&mut self.w, SafeJson(CompactFormatter));
+            item.serialize(&mut ser).map_err(json_err)?;
+        }
+        self.bytes(if first { b"[]\n" } else { b"\n]\n" })
     }
     pub fn flush(&mut self) -> Res<()> {
         self.w.flush().map_err(out_err)
@@ -56,11 +67,30 @@ impl Out {
     }
 }
 
-/// Pretty JSON in which no text holds DEL or a C1 control character
-/// (U+0080 to U+009F; a terminal may take U+009B for the start of an escape
-/// sequence): they are written as `\u` escapes, which every JSON reader
-/// decodes to the same text. serde_json already escapes C0 characters.
-struct SafeJson<'a>(serde_json::ser::PrettyFormatter<'a>);
+/// One compact JSON object as `json_lines` writes it, made ahead (by the
+/// threads that read a listing's jobs).
+pub fn json_line(v: &impl serde::Serialize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::with_formatter(&mut bytes, SafeJson(CompactFormatter));
+    // Writing into memory, of types that always serialize.
+    let _ = v.serialize(&mut ser);
+    bytes.shrink_to_fit();
+    bytes
+}
+
+fn json_err(e: serde_json::Error) -> Fail {
+    match e.io_error_kind() {
+        Some(kind) => out_err(io::Error::from(kind)),
+        None => Fail::from(format!("writing JSON: {e}")),
+    }
+}
+
+/// JSON (pretty or compact, as `F` lays it out) in which no text holds DEL
+/// or a C1 control character (U+0080 to U+009F; a terminal may take U+009B
+/// for the start of an escape sequence): they are written as `\u` escapes,
+/// which every JSON reader decodes to the same text. serde_json already
+/// escapes C0 characters.
+struct SafeJson<F>(F);
 
 fn write_without_c1<W: ?Sized + io::Write>(w: &mut W, text: &str) -> io::Result<()> {
     let mut from = 0;
@@ -74,7 +104,7 @@ fn write_without_c1<W: ?Sized + io::Write>(w: &mut W, text: &str) -> io::Result<
     w.write_all(&text.as_bytes()[from..])
 }
 
-impl serde_json::ser::Formatter for SafeJson<'_> {
+impl<F: Formatter> Formatter for SafeJson<F> {
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         write_without_c1(w, fragment)
     }

@@ -41,13 +41,14 @@ pub struct Tally {
     pub failed: bool,
 }
 
-/// Removes each job, then each of the old run scripts' jobs (or with
-/// `dry_run` only names them), one line each; a failure is warned about,
-/// naming the front, and the others go on. With `keep_awaited` (a removal
-/// of every finished job), each job is judged again at the moment it is
-/// removed: one that a job queued since awaits (`--after`) is kept, and
-/// said so; the store's removal itself checks under its lock that the
-/// job is still the one listed.
+/// Removes each job (in batches, see `store::remove`), then each of the
+/// old run scripts' jobs (or with `dry_run` only names them), one line
+/// each; a failure is warned about, naming the front, and the others go
+/// on. With `keep_awaited` (a removal of every finished job), each job is
+/// judged again under the store's lock, just before it is removed: one
+/// that a job queued since awaits (`--after`) is kept, and said so; the
+/// store's removal itself checks under its lock that the job is still the
+/// one listed.
 pub fn remove_each(
     store: &Store,
     jobs: &[Job],
@@ -58,29 +59,32 @@ pub fn remove_each(
     out: &mut Out,
 ) -> Res<Tally> {
     let mut t = Tally::default();
-    let mut awaited = (keep_awaited && !dry_run).then(|| queue::Awaited::read(store));
-    for job in jobs {
-        if awaited.as_mut().is_some_and(|a| a.contains(store, &job.id)) {
-            warn(&format!("{front}: kept {}: a job queued since waits for it (--after)", clean(&job.id)));
-            continue;
-        }
-        if dry_run {
+    if dry_run {
+        for job in jobs {
             out.line(&format!("would remove {}", clean(&job.id)))?;
             t.freed += store::disk_usage(&job.dir);
             t.count += 1;
-            continue;
         }
-        match store.remove_job(job) {
-            Ok(n) => {
-                out.line(&format!("removed {}", clean(&job.id)))?;
+    } else {
+        // Asked under the store's lock, just before each job would go.
+        let mut awaited = keep_awaited.then(|| queue::Awaited::read(store));
+        let keep = |job: &Job| awaited.as_mut().is_some_and(|a| a.contains(store, &job.id));
+        let mut written = Ok(());
+        store.remove_jobs(jobs, keep, |job, res| match res {
+            Ok(Some(n)) => {
+                if written.is_ok() {
+                    written = out.line(&format!("removed {}", clean(&job.id)));
+                }
                 t.freed += n;
                 t.count += 1;
             }
+            Ok(None) => warn(&format!("{front}: kept {}: a job queued since waits for it (--after)", clean(&job.id))),
             Err(e) => {
                 warn(&format!("{front}: {e}"));
                 t.failed = true;
             }
-        }
+        });
+        written?;
     }
     for l in old {
         if dry_run {

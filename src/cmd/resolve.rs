@@ -2,10 +2,13 @@
 //! name, else a unique id prefix; a removed job's id is an error, and a
 //! word shaped as a whole id is never a prefix), of bgrun's own or, where a front also
 //! shows the old run scripts' jobs, of either kind; and every job with its
-//! state.
+//! state. A word is looked up among the jobs it may name, read from the
+//! store's directory by their ids (`Store::named`, `newest_named`), never
+//! by reading every job.
 
 use super::out::{clean, warn};
 use crate::exit::{Fail, Res};
+use crate::launch::id_name;
 use crate::state;
 use crate::store::{self, Job, State, Store};
 
@@ -13,8 +16,14 @@ use crate::store::{self, Job, State, Store};
 /// stderr and left out.
 pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
     let (jobs, damaged) = store.list()?;
-    report_damaged(front, &damaged);
-    let mut jobs = jobs;
+    Ok(with_states(store, front, jobs, &damaged))
+}
+
+/// The jobs listed, each with its state; the damaged entries named on
+/// stderr; queued jobs their queue does not name indexed again (see
+/// `queue::mend`).
+pub fn with_states(store: &Store, front: &str, mut jobs: Vec<Job>, damaged: &[store::Damaged]) -> Vec<(Job, State)> {
+    report_damaged(front, damaged);
     let (states, trouble) = state::of_all(&mut jobs, &crate::proc::boot_id());
     if let Some(e) = trouble {
         warn(&format!("{front}: {}; Slurm jobs show their last known state", clean(&e)));
@@ -28,7 +37,7 @@ pub fn load_all(store: &Store, front: &str) -> Res<Vec<(Job, State)>> {
     for line in crate::queue::mend(store, &all) {
         warn(&format!("{front}: {}", clean(&line)));
     }
-    Ok(all)
+    all
 }
 
 pub fn report_damaged(front: &str, damaged: &[store::Damaged]) {
@@ -49,7 +58,12 @@ pub fn resolve(store: &Store, query: &str) -> Res<Job> {
         return Ok(job);
     }
     removed(store, query)?;
-    let (mut jobs, _) = store.list()?;
+    let scan = store.scan()?;
+    let mut jobs = match store.newest_named(&scan, query, &id_name(query)) {
+        Some(store::Named::Newest(job)) => return Ok(*job),
+        Some(store::Named::Nothing) => store.prefixed(&scan, query),
+        None => store.named(&scan, query, &id_name(query)),
+    };
     let keys: Vec<(&str, &str)> = jobs.iter().map(|j| (j.id.as_str(), j.meta.name.as_str())).collect();
     let i = one(store, query, store::match_job(&keys, query), |i| &jobs[i].id)?;
     Ok(jobs.swap_remove(i))
@@ -104,12 +118,25 @@ pub fn resolve_any(store: &Store, query: &str) -> Res<Found> {
     if let Some(job) = exact(store, query)? {
         return Ok(Found::Job(Box::new(job)));
     }
-    let mut old = store.legacy();
+    let scan = store.scan()?;
+    // The old scripts' jobs this word may name: by id, name or prefix.
+    let mut old = store.legacy_in(&scan, None, |id, name| name == query || id.starts_with(query));
     if let Some(i) = old.iter().position(|l| l.id == query) {
         return Ok(Found::Legacy(old.swap_remove(i)));
     }
     removed(store, query)?;
-    let (jobs, _) = store.list()?;
+    let jobs = match store.newest_named(&scan, query, &id_name(query)) {
+        Some(store::Named::Newest(job)) => {
+            // The newer of the two kinds (an old script's, on a tie, as
+            // the listing puts it after).
+            return Ok(match old.iter().rposition(|l| l.name == query) {
+                Some(i) if old[i].started >= job.started => Found::Legacy(old.swap_remove(i)),
+                _ => Found::Job(job),
+            });
+        }
+        Some(store::Named::Nothing) => store.prefixed(&scan, query),
+        None => store.named(&scan, query, &id_name(query)),
+    };
     let mut all: Vec<Found> = jobs.into_iter().map(|j| Found::Job(Box::new(j))).collect();
     all.extend(old.into_iter().map(Found::Legacy));
     // Oldest first, so that the newest of a name is the last.

@@ -250,7 +250,7 @@ fn start_queued(store: &Store, mut meta: Meta) -> Res<Launched> {
 
 /// The part of a job id that comes from its name: safe in a file name and
 /// never hidden.
-fn id_name(name: &str) -> String {
+pub fn id_name(name: &str) -> String {
     let mut s: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })

@@ -327,7 +327,7 @@ impl Job {
 }
 
 /// An entry of the store that looks like a job but cannot be read as one.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Damaged {
     pub id: String,
     pub path: PathBuf,

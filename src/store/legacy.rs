@@ -6,6 +6,7 @@
 use super::Store;
 use crate::files;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
 
@@ -87,60 +88,71 @@ pub(super) fn trouble(file: &str, ft: fs::FileType, len: u64) -> Option<&'static
     }
 }
 
+/// Is `file` named as an old script's file (`NAME_YYYYmmdd_HHMMSS.log`
+/// or `.pid`)?
+pub(super) fn is_old(file: &str) -> bool {
+    file.rsplit_once('.').is_some_and(|(stem, ext)| (ext == "log" || ext == "pid") && parse_id(stem).is_some())
+}
+
 impl Store {
     /// The old scripts' jobs in the store's directory, oldest first.
     pub fn legacy(&self) -> Vec<Legacy> {
-        let Ok(rd) = fs::read_dir(&self.root) else { return Vec::new() };
+        self.scan().map(|scan| self.legacy_in(&scan, None, |_, _| true)).unwrap_or_default()
+    }
+
+    /// The old scripts' jobs a scan found whose id and name `want`, oldest
+    /// first; with `newest`, only that many of the newest (the others'
+    /// files are not read).
+    pub fn legacy_in(
+        &self,
+        scan: &super::Scan,
+        newest: Option<usize>,
+        want: impl Fn(&str, &str) -> bool,
+    ) -> Vec<Legacy> {
         let mut found: Vec<Legacy> = Vec::new();
-        for entry in rd.flatten() {
-            let Ok(ft) = entry.file_type() else { continue };
-            if !ft.is_file() {
-                continue;
-            }
-            let file = entry.file_name();
-            let Some(file) = file.to_str() else { continue };
+        // Each stem's place in `found`: a pair's second file finds its
+        // first in one look, however many pairs there are.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (file, path) in &scan.old {
             let Some((stem, ext)) = file.rsplit_once('.') else { continue };
-            if ext != "log" && ext != "pid" {
-                continue;
+            let Some((name, started)) = parse_id(stem).filter(|(name, _)| want(stem, name)) else { continue };
+            let i = *index.entry(stem).or_insert_with(|| {
+                found.push(Legacy {
+                    id: stem.to_string(),
+                    command: name.clone(),
+                    name,
+                    log: None,
+                    pid_file: None,
+                    pid: None,
+                    started,
+                    pid_written: None,
+                });
+                found.len() - 1
+            });
+            match ext {
+                "log" => found[i].log = Some(path.clone()),
+                _ => found[i].pid_file = Some(path.clone()),
             }
-            let Some((name, started)) = parse_id(stem) else { continue };
-            let i = match found.iter().position(|l| l.id == stem) {
-                Some(i) => i,
-                None => {
-                    found.push(Legacy {
-                        id: stem.to_string(),
-                        command: name.clone(),
-                        name,
-                        log: None,
-                        pid_file: None,
-                        pid: None,
-                        started,
-                        pid_written: None,
-                    });
-                    found.len() - 1
-                }
-            };
-            let l = &mut found[i];
-            if ext == "log" {
-                l.log = Some(entry.path());
-            } else {
-                l.pid = files::read_bounded(&entry.path(), PID_MAX)
+        }
+        found.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        if let Some(n) = newest {
+            found.drain(..found.len().saturating_sub(n));
+        }
+        for l in &mut found {
+            if let Some(path) = &l.pid_file {
+                l.pid = files::read_bounded(path, PID_MAX)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .and_then(|s| s.trim().parse().ok());
-                l.pid_written = entry.metadata().ok().and_then(|m| {
+                l.pid_written = fs::symlink_metadata(path).ok().and_then(|m| {
                     use std::os::unix::fs::MetadataExt;
                     Some(m.mtime()).filter(|t| *t > 0)
                 });
-                l.pid_file = Some(entry.path());
             }
-        }
-        for l in &mut found {
             if let Some(c) = l.log.as_deref().and_then(command_in) {
                 l.command = c;
             }
         }
-        found.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
         found
     }
 

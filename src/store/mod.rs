@@ -22,8 +22,11 @@
 //! ├── .new-*           a job being made: hidden, renamed into place whole
 //! ├── .rm-*            a job being removed: renamed out of sight first
 //! ├── .keys/HEX        idempotency keys: symlink to the job id
-//! ├── .ids/ID          the id of a removed job (empty): never given again
+//! ├── .ids/NAME_YYYYmmdd_HH  the ids of NAME's removed jobs in that hour,
+//! │                "MMSS N" a line: never given again (older: .ids/ID)
 //! ├── .notify/K        flock: a slot to send a skipped job's notification
+//! ├── .summary         a cache of the ended jobs' `runs --json` lines
+//! │                (see `cmd::summary`): never needed, rebuilt at will
 //! └── .queues/NAME@PLACE/   one queue on one host (see `queue`)
 //!     ├── lock         flock: held by whoever decides what starts
 //!     ├── conf         "slots N" and "paused" (absent: 1 slot, running)
@@ -53,9 +56,10 @@
 //! is still running is for the caller to decide (see `state`).
 //!
 //! Its parts: `job` (what a job directory holds and how it is read),
-//! `end` (the `status` line: states and outcomes), `write` (making,
-//! publishing and removing jobs), `record` (recording a job's end: status,
-//! footer, notes), `keys` (idempotency keys), `marks` (the small files others record
+//! `end` (the `status` line: states and outcomes), `write` (making and
+//! publishing jobs), `remove` (removing them, one or many at once), `ids`
+//! (which id a new job takes; the removed ones kept), `record` (recording
+//! a job's end: status, footer, notes), `keys` (idempotency keys), `marks` (the small files others record
 //! in a job directory: a stop request, the notification's outcome, a
 //! Slurm job's node and id; the paths a watcher or step opens), `read`
 //! (bounded readers of a log's tail), `cap` (`--log-max`: dropping a log's oldest output, and the
@@ -69,11 +73,14 @@ mod ids;
 mod job;
 mod keys;
 mod legacy;
+mod listing;
 mod marks;
 mod queue;
 mod read;
 mod record;
+mod remove;
 mod sends;
+mod summary;
 mod write;
 
 pub use crate::files::io_err;
@@ -86,6 +93,7 @@ pub use ids::nth as nth_id;
 pub use job::{watcher_of, Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
 pub use keys::Claim;
 pub use legacy::Legacy;
+pub use listing::{Key, Named, Scan};
 pub use marks::{
     damaged_life, log_path, open_log, open_reserved_status, record_node, record_notified, record_slurm_id,
     request_stop, stop_request, DamagedLife,
@@ -157,82 +165,6 @@ impl Store {
             Err(e) if e.kind() == ErrorKind::AlreadyExists && self.root.is_dir() => self.check(),
             Err(e) => Err(io_err("creating", &self.root, e)),
         }
-    }
-
-    /// Every job in the store, oldest first, and the entries that look like
-    /// jobs but cannot be read. A big store is read by a few threads.
-    pub fn list(&self) -> Result<(Vec<Job>, Vec<Damaged>), String> {
-        let root = match File::open(&self.root) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((vec![], vec![])),
-            Err(e) => return Err(io_err("reading", &self.root, e)),
-        };
-        let rd = fs::read_dir(&self.root).map_err(|e| io_err("reading", &self.root, e))?;
-        let (mut ids, mut damaged) = (Vec::new(), Vec::new());
-        for entry in rd {
-            let entry = entry.map_err(|e| io_err("reading", &self.root, e))?;
-            let name = entry.file_name();
-            let Ok(ft) = entry.file_type() else { continue };
-            if name.as_encoded_bytes().first() == Some(&b'.') {
-                if ft.is_symlink() && (name == ".keys" || name == ".ids") {
-                    damaged.push(planted((entry.path(), LINK_PLANTED.into())));
-                }
-                continue;
-            }
-            let id = name.to_string_lossy().into_owned();
-            if ft.is_symlink() && name.to_str().and_then(|n| legacy::trouble(n, ft, 0)).is_some() {
-                damaged.push(Damaged {
-                    id,
-                    path: entry.path(),
-                    reason: "an old script's file that is a symbolic link; not followed".into(),
-                });
-            } else if ft.is_symlink() {
-                damaged.push(Damaged { id, path: entry.path(), reason: "a symbolic link, not a job directory".into() });
-            } else if !ft.is_dir() {
-                // a foreign file, or an old run script's .log or .pid
-                let len = || entry.metadata().map_or(0, |m| m.len());
-                if let Some(why) = name.to_str().and_then(|n| legacy::trouble(n, ft, len())) {
-                    damaged.push(Damaged { id, path: entry.path(), reason: why.into() });
-                }
-            } else if name.to_str().is_none() {
-                damaged.push(Damaged { id, path: entry.path(), reason: "a name that is not UTF-8".into() });
-            } else {
-                ids.push(id);
-            }
-        }
-        fn read<'a>(root: &File, root_path: &Path, ids: &'a [String]) -> Vec<(&'a String, Result<Job, String>)> {
-            let mut buf = Vec::new();
-            ids.iter().map(|id| (id, job::read_job_at(root, root_path, id, &mut buf))).collect()
-        }
-        let threads =
-            if ids.len() < 512 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) };
-        let read: Vec<_> = if threads == 1 {
-            read(&root, &self.root, &ids)
-        } else {
-            let chunk = ids.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                let (root, root_path) = (&root, &self.root);
-                let parts: Vec<_> =
-                    ids.chunks(chunk).map(|part| s.spawn(move || read(root, root_path, part))).collect();
-                parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-            })
-        };
-        let mut jobs = Vec::with_capacity(read.len());
-        for (id, r) in read {
-            match r {
-                Ok(job) => jobs.push(job),
-                Err(reason) => {
-                    let path = self.root.join(id);
-                    // Removed while we listed: not damage.
-                    if fs::symlink_metadata(&path).is_ok() {
-                        damaged.push(Damaged { id: id.clone(), path, reason });
-                    }
-                }
-            }
-        }
-        damaged.extend(self.planted_queue_links().into_iter().map(planted));
-        jobs.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
-        Ok((jobs, damaged))
     }
 
     /// One job by exact id.

@@ -1,12 +1,11 @@
 //! The changes the store makes to jobs: a job staged under a hidden name
-//! and published by one rename, its removal by a rename out of sight first
-//! (its end is recorded in `record`). Each file has one writer; nothing is rewritten
+//! and published by one rename (its end is recorded in `record`, its
+//! removal is `remove`'s). Each file has one writer; nothing is rewritten
 //! in place once it is visible (the log is only appended to).
 
-use super::job::{meta_bytes, read_job, Job, Meta, META_MAX};
-use super::read::disk_usage;
+use super::job::{meta_bytes, Meta, META_MAX};
 use super::Store;
-use crate::files::{self, io_err, write_atomic};
+use crate::files::{io_err, write_atomic};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -187,75 +186,6 @@ impl Store {
             .open(&log_path)
             .map_err(|e| io_err("opening", &log_path, e))?;
         Ok(Some(Staged { dir: dir.to_path_buf(), log, status, in_place: true }))
-    }
-
-    /// Removes a job's directory (or a link planted in its place, never
-    /// following it): renamed out of sight first, so no reader sees half of
-    /// it. Returns the bytes freed. The caller has made sure it is not
-    /// running. An entry already gone (another `runrm` got there first)
-    /// frees nothing and is no error.
-    /// Any key that names it is released (its meta.json may be unreadable,
-    /// so the keys are searched).
-    pub fn remove(&self, id: &str) -> Result<u64, String> {
-        let freed = self.remove_if(id, |_| true)?;
-        self.release_keys_naming(id);
-        Ok(freed)
-    }
-
-    /// Removes the job `job` was read from, and only it (checked under the
-    /// store's lock); gone meanwhile, nothing is removed (Ok(0)). Its key,
-    /// if it still names the job, is free again.
-    pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
-        let m = &job.meta;
-        let freed = self.remove_if(&job.id, |dir| {
-            read_job(dir, &job.id).is_ok_and(|now| {
-                (&now.meta.started_at, now.meta.pid, now.meta.pid_start) == (&m.started_at, m.pid, m.pid_start)
-            })
-        })?;
-        // Its key is free again (only if the key still names this job).
-        if let Some(key) = &m.key {
-            self.release_key(key, &job.id);
-        }
-        Ok(freed)
-    }
-
-    fn remove_if(&self, id: &str, still: impl Fn(&Path) -> bool) -> Result<u64, String> {
-        let path = self.root.join(id);
-        let hidden = self.root.join(format!(".rm-{id}-{}", std::process::id()));
-        {
-            let _lock = self.lock(true)?;
-            if !still(&path) {
-                return Ok(0);
-            }
-            // The id stays taken: remembered before the entry goes, so that
-            // no launch can ever be given it again (an id names one job).
-            self.retire_id(id)?;
-            match fs::rename(&path, &hidden) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-                Err(e) => return Err(io_err("removing", &path, e)),
-            }
-        }
-        let size = disk_usage(&hidden);
-        let meta = fs::symlink_metadata(&hidden).map_err(|e| io_err("removing", &path, e))?;
-        if !meta.is_dir() {
-            fs::remove_file(&hidden).map_err(|e| io_err("removing", &path, e))?;
-            return Ok(size);
-        }
-        // A finished job's watcher may still be recording its notification:
-        // a file appearing mid-removal is removed on the next pass. However
-        // deep a tree planted in it, no recursion (`remove_tree_in`).
-        let root = files::open_dir(&self.root).map_err(|e| io_err("removing", &path, e))?;
-        let name = hidden.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        let mut res = files::remove_tree_in(&root, &name);
-        for _ in 0..5 {
-            match &res {
-                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = files::remove_tree_in(&root, &name),
-                _ => break,
-            }
-        }
-        res.map_err(|e| io_err("removing", &path, e))?;
-        Ok(size)
     }
 }
 

@@ -14,6 +14,8 @@
 //! - `logs`: runlog and job logs, following, the header, the cap, the
 //!   picker.
 //! - `removal`: runrm and job clean.
+//! - `scale`: stores of many jobs: removal in bulk, the ids of removed
+//!   jobs kept compactly, listings that read only what they show.
 //! - `queue`: queues, slots and --after.
 //! - `remote`: the same commands on other hosts over ssh (`--on`,
 //!   `DEST:ID`), against real sshd hosts in namespaces.
@@ -38,6 +40,7 @@ mod notify;
 mod queue;
 mod remote;
 mod removal;
+mod scale;
 mod slurm;
 mod state;
 mod stop;

@@ -138,8 +138,7 @@ fn list(store: &Store, a: cli::JobList) -> Res<Exit> {
     let jobs = super::last(jobs, a.last);
     let mut out = Out::new();
     if a.json {
-        let views: Vec<_> = jobs.iter().map(|(j, s)| view(j, *s)).collect();
-        out.json(&views)?;
+        out.json_lines(jobs.iter().map(|(j, s)| view(j, *s)))?;
     } else if jobs.is_empty() {
         let scope = if a.all { String::new() } else { format!(" for {project} (--all for every project)") };
         warn(&format!("no jobs{scope}"));

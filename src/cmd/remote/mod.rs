@@ -226,7 +226,7 @@ fn gather(front: &str, dests: &[String], args: &[OsString], json: bool) -> Res<E
         }
     }
     if json {
-        out.json(&entries)?;
+        out.json_lines(entries.iter())?;
     }
     out.flush()?;
     Ok(code)

@@ -1,0 +1,316 @@
+//! The listing: one read of the store's root (`Scan`), then the jobs read
+//! from their directories (by a few threads in a big store): all of them
+//! (`list`), or only those a command shows or may name (`newest`,
+//! `named`).
+//!
+//! Reading only some jobs gives a full listing's answer because of what an
+//! id is: `NAME_YYYYmmdd_HHMMSS[_N]`, the name of the job (made safe for
+//! a file name: `id_name`) and the local second it started in. So the jobs
+//! a name or an id prefix can name are known from the directory's entries
+//! alone (`named`). And a job's start is its id's second, unless it waited
+//! in a queue (it then starts later than its id says): in a store that has
+//! never had a queue (no `.queues`), the newest jobs are those of the
+//! newest ids, the ties within a second settled by reading that second's
+//! jobs (`newest`). That holds while the jobs were launched under one
+//! offset from UTC: the newest are read and compared, and jobs of
+//! different offsets among them send the caller back to a full listing;
+//! an older job launched under a far earlier offset (a move across time
+//! zones) would go unseen by `newest`, as ids compare by their local time.
+
+use super::ids::split_id;
+use super::job::{self, Damaged, Job};
+use super::{legacy, planted, Store, LINK_PLANTED};
+use crate::files::io_err;
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::path::Path;
+
+/// What a listing orders jobs by: their start, then their id.
+pub type Key = (chrono::DateTime<chrono::FixedOffset>, String);
+
+/// The newest job of a name, or that no job has it.
+pub enum Named {
+    Newest(Box<Job>),
+    Nothing,
+}
+
+/// What one read of the store's root finds.
+pub struct Scan {
+    root: Option<File>,
+    /// The job directories' names (UTF-8), in no order.
+    pub ids: Vec<String>,
+    /// Their inode numbers, in the same order (what `getdents` gives).
+    pub inos: Vec<u64>,
+    /// The entries that cannot be jobs, found by their type alone (links,
+    /// old scripts' files that cannot be read, names that are not UTF-8).
+    pub damaged: Vec<Damaged>,
+    /// The old scripts' regular files (`NAME_TS.log`, `.pid`).
+    pub(super) old: Vec<(String, std::path::PathBuf)>,
+    /// Has the store queues (`.queues`)? Then a job may have started
+    /// later than its id says.
+    pub queues: bool,
+}
+
+impl Store {
+    /// One read of the store's root (none of its jobs' files): an empty
+    /// scan if the store does not exist.
+    pub fn scan(&self) -> Result<Scan, String> {
+        let mut scan = Scan { root: None, ids: vec![], inos: vec![], damaged: vec![], old: vec![], queues: false };
+        let root = match File::open(&self.root) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(scan),
+            Err(e) => return Err(io_err("reading", &self.root, e)),
+        };
+        let rd = fs::read_dir(&self.root).map_err(|e| io_err("reading", &self.root, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| io_err("reading", &self.root, e))?;
+            let name = entry.file_name();
+            let Ok(ft) = entry.file_type() else { continue };
+            if name.as_encoded_bytes().first() == Some(&b'.') {
+                if ft.is_symlink() && (name == ".keys" || name == ".ids") {
+                    scan.damaged.push(planted((entry.path(), LINK_PLANTED.into())));
+                }
+                scan.queues |= name == ".queues";
+                continue;
+            }
+            let id = name.to_string_lossy().into_owned();
+            let damaged = |reason: &str| Damaged { id: id.clone(), path: entry.path(), reason: reason.into() };
+            if ft.is_symlink() && name.to_str().and_then(|n| legacy::trouble(n, ft, 0)).is_some() {
+                scan.damaged.push(damaged("an old script's file that is a symbolic link; not followed"));
+            } else if ft.is_symlink() {
+                scan.damaged.push(damaged("a symbolic link, not a job directory"));
+            } else if !ft.is_dir() {
+                // a foreign file, or an old run script's .log or .pid (only a
+                // pid file's size matters)
+                if let Some(n) = name.to_str().filter(|n| legacy::is_old(n)) {
+                    let len = if n.ends_with(".pid") { entry.metadata().map_or(0, |m| m.len()) } else { 0 };
+                    match legacy::trouble(n, ft, len) {
+                        Some(why) => scan.damaged.push(damaged(why)),
+                        None => scan.old.push((id, entry.path())),
+                    }
+                }
+            } else if name.to_str().is_none() {
+                scan.damaged.push(damaged("a name that is not UTF-8"));
+            } else {
+                scan.ids.push(id);
+                scan.inos.push(std::os::unix::fs::DirEntryExt::ino(&entry));
+            }
+        }
+        scan.root = Some(root);
+        Ok(scan)
+    }
+
+    /// Every job in the store, oldest first, and the entries that look like
+    /// jobs but cannot be read.
+    pub fn list(&self) -> Result<(Vec<Job>, Vec<Damaged>), String> {
+        Ok(self.list_of(&self.scan()?))
+    }
+
+    /// As `list`, from a scan.
+    pub fn list_of(&self, scan: &Scan) -> (Vec<Job>, Vec<Damaged>) {
+        let ids: Vec<&str> = scan.ids.iter().map(String::as_str).collect();
+        let (jobs, damaged) = self.read_some(scan, &ids);
+        (jobs, self.all_damaged(scan, damaged))
+    }
+
+    /// Every damaged entry of a listing: the scan's, those that could not
+    /// be read (`read`), and the links planted in the queues.
+    pub fn all_damaged(&self, scan: &Scan, mut read: Vec<Damaged>) -> Vec<Damaged> {
+        read.splice(0..0, scan.damaged.iter().cloned());
+        read.extend(self.planted_queue_links().into_iter().map(planted));
+        read
+    }
+
+    /// The jobs `ids` of a scan, oldest first (by start, then id), and
+    /// those that cannot be read. A big store is read by a few threads.
+    pub fn read_some(&self, scan: &Scan, ids: &[&str]) -> (Vec<Job>, Vec<Damaged>) {
+        let (jobs, damaged) = self.read_map(scan, ids, &|job| job);
+        (jobs.into_iter().map(|(_, job)| job).collect(), damaged)
+    }
+
+    /// As `read_some`, each job made into what `keep` makes of it as soon
+    /// as it is read (in the thread that read it), with its start: a
+    /// listing of many jobs holds only what it shows of each.
+    pub fn read_map<T: Send>(
+        &self,
+        scan: &Scan,
+        ids: &[&str],
+        keep: &(dyn Fn(Job) -> T + Sync),
+    ) -> (Vec<(Key, T)>, Vec<Damaged>) {
+        let Some(root) = &scan.root else { return (vec![], vec![]) };
+        type Read<'a, T> = Vec<(&'a str, Result<(Key, T), String>)>;
+        fn read<'a, T>(
+            root: &File,
+            root_path: &Path,
+            ids: &[&'a str],
+            keep: &(dyn Fn(Job) -> T + Sync),
+        ) -> Read<'a, T> {
+            let mut buf = Vec::new();
+            let made = |job: Job| ((job.started, job.id.clone()), keep(job));
+            ids.iter().map(|id| (*id, job::read_job_at(root, root_path, id, &mut buf).map(made))).collect()
+        }
+        let threads =
+            if ids.len() < 512 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) };
+        let read: Vec<_> = if threads == 1 {
+            read(root, &self.root, ids, keep)
+        } else {
+            let chunk = ids.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let root_path = &self.root;
+                let parts: Vec<_> =
+                    ids.chunks(chunk).map(|part| s.spawn(move || read(root, root_path, part, keep))).collect();
+                parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+            })
+        };
+        let (mut jobs, mut damaged) = (Vec::with_capacity(read.len()), Vec::new());
+        for (id, r) in read {
+            match r {
+                Ok(job) => jobs.push(job),
+                Err(reason) => {
+                    let path = self.root.join(id);
+                    // Removed while we listed: not damage.
+                    if fs::symlink_metadata(&path).is_ok() {
+                        damaged.push(Damaged { id: id.to_string(), path, reason });
+                    }
+                }
+            }
+        }
+        jobs.sort_by(|a: &(Key, T), b| a.0.cmp(&b.0));
+        (jobs, damaged)
+    }
+
+    /// The newest `n` jobs, oldest first: the last `n` of `list`'s, read
+    /// from the newest ids back (see the top), and the damaged entries
+    /// among those read or scanned. None where the ids cannot tell (a store
+    /// with queues, jobs of different UTC offsets): the caller lists all.
+    pub fn newest(&self, scan: &Scan, n: usize) -> Option<(Vec<Job>, Vec<Damaged>)> {
+        if scan.queues {
+            return None;
+        }
+        // Newest first; the names that are not ids are read whatever.
+        let mut stamped = Vec::new();
+        let mut unstamped: Vec<&str> = Vec::new();
+        for id in &scan.ids {
+            match split_id(id) {
+                Some((_, stamp, k)) => stamped.push((stamp, k, id.as_str())),
+                None => unstamped.push(id),
+            }
+        }
+        let (mut jobs, mut damaged) = self.read_some(scan, &unstamped);
+        let (mut seconds, mut read) = (BySecond::new(stamped, n.saturating_mul(4).saturating_add(64)), 0);
+        // A whole second at a time, until `n` jobs with ids are read.
+        while read < n {
+            let Some(ids) = seconds.next() else { break };
+            let (more, bad) = self.read_some(scan, &ids);
+            read += more.len();
+            jobs.extend(more);
+            damaged.extend(bad);
+        }
+        let offset = |j: &Job| j.started.offset().local_minus_utc();
+        if jobs.iter().any(|j| offset(j) != jobs.first().map_or(0, offset)) {
+            return None;
+        }
+        jobs.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        jobs.drain(..jobs.len().saturating_sub(n));
+        damaged.splice(0..0, scan.damaged.iter().cloned());
+        Some((jobs, damaged))
+    }
+
+    /// The newest job named `word` (`id_name`: as its ids begin), read
+    /// from the newest of those ids back (see the top); whether there is
+    /// none; or None where the ids cannot tell (a store with queues, jobs
+    /// of different UTC offsets among those read).
+    pub fn newest_named(&self, scan: &Scan, word: &str, id_name: &str) -> Option<Named> {
+        if scan.queues {
+            return None;
+        }
+        let (mut stamped, mut unstamped) = (Vec::new(), Vec::new());
+        for id in &scan.ids {
+            match split_id(id) {
+                Some((name, stamp, k)) if name == id_name => stamped.push((stamp, k, id.as_str())),
+                Some(_) => {}
+                None => unstamped.push(id.as_str()),
+            }
+        }
+        let (mut read, _) = self.read_some(scan, &unstamped);
+        // A whole second at a time, until one of the name is read.
+        for ids in BySecond::new(stamped, 64) {
+            let (more, _) = self.read_some(scan, &ids);
+            let found = more.iter().any(|j| j.meta.name == word);
+            read.extend(more);
+            if found {
+                break;
+            }
+        }
+        let offset = |j: &Job| j.started.offset().local_minus_utc();
+        if read.iter().any(|j| offset(j) != read.first().map_or(0, offset)) {
+            return None;
+        }
+        let newest = read
+            .into_iter()
+            .filter(|j| j.meta.name == word)
+            .max_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        Some(newest.map_or(Named::Nothing, |j| Named::Newest(Box::new(j))))
+    }
+
+    /// The jobs whose id starts with `word`, oldest first.
+    pub fn prefixed(&self, scan: &Scan, word: &str) -> Vec<Job> {
+        let ids: Vec<&str> = scan.ids.iter().map(String::as_str).filter(|id| id.starts_with(word)).collect();
+        self.read_some(scan, &ids).0
+    }
+
+    /// The jobs a word may name as a name or a prefix of their ids, oldest
+    /// first: those whose id starts with the word or with the word's
+    /// `id_name` (as a launch makes it) and a time, and those whose
+    /// directory's name is not an id (read whatever). What `match_job`
+    /// finds among them is what it finds among all the jobs.
+    pub fn named(&self, scan: &Scan, word: &str, id_name: &str) -> Vec<Job> {
+        let ids: Vec<&str> = scan
+            .ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| id.starts_with(word) || split_id(id).is_none_or(|(name, _, _)| name == id_name))
+            .collect();
+        self.read_some(scan, &ids).0
+    }
+}
+
+/// Ids (with their time and suffix) a second at a time, newest first:
+/// sorted only as far as they are taken (the newest `first` at once, the
+/// rest if they are reached).
+struct BySecond<'a> {
+    ids: Vec<(&'a str, u64, &'a str)>,
+    sorted: usize,
+    at: usize,
+}
+
+impl<'a> BySecond<'a> {
+    fn new(mut ids: Vec<(&'a str, u64, &'a str)>, first: usize) -> Self {
+        let sorted = ids.len().min(first);
+        if sorted < ids.len() {
+            ids.select_nth_unstable_by(sorted, |a, b| b.cmp(a));
+        }
+        ids[..sorted].sort_unstable_by(|a, b| b.cmp(a));
+        BySecond { ids, sorted, at: 0 }
+    }
+}
+
+impl<'a> Iterator for BySecond<'a> {
+    type Item = Vec<&'a str>;
+
+    /// The ids of the next second back.
+    fn next(&mut self) -> Option<Vec<&'a str>> {
+        let (i, second) = (self.at, self.ids.get(self.at)?.0);
+        let end = |v: &[(&str, u64, &str)], upto: usize| {
+            v[i..upto].iter().position(|s| s.0 != second).map_or(upto, |k| i + k)
+        };
+        let mut stop = end(&self.ids, self.sorted);
+        if stop == self.sorted && self.sorted < self.ids.len() {
+            self.ids[self.sorted..].sort_unstable_by(|a, b| b.cmp(a));
+            self.sorted = self.ids.len();
+            stop = end(&self.ids, self.sorted);
+        }
+        self.at = stop;
+        Some(self.ids[i..stop].iter().map(|s| s.2).collect())
+    }
+}

@@ -1,0 +1,205 @@
+//! Removing jobs. A job's directory (or a link planted in its place, never
+//! followed) is renamed out of sight first (`.rm-ID-PID`), so no reader
+//! sees half of it, and only then deleted; its id is kept in `.ids`
+//! before the rename, so that no launch is ever given it again (see
+//! `ids`). Both steps happen under the store's lock held exclusively,
+//! after checking that the entry is still the job that was judged
+//! removable (a launch holds the lock shared while it takes an id).
+//!
+//! Many jobs (a removal of every finished job) are removed in batches:
+//! one hold of the lock per batch, in which each job is checked, the
+//! batch's ids are kept (one write per name and hour), and each job is
+//! renamed away; the deletions come after the lock is released (by two
+//! threads), so a launch waits at most one batch's checks and renames,
+//! never a deletion.
+
+use super::job::{read_job_at, Job};
+use super::read::disk_usage;
+use super::Store;
+use crate::files::{self, io_err};
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::Path;
+
+/// How many jobs one hold of the lock renames away: a few milliseconds.
+const BATCH: usize = 256;
+
+/// What became of one entry under the lock.
+enum Hidden {
+    /// Renamed out of sight (to this name), to be deleted.
+    Moved(String),
+    /// Gone, or no longer the job that was judged: nothing removed.
+    Gone,
+    /// Left alone, as the caller's rule said.
+    Kept,
+}
+
+impl Store {
+    /// Removes the entry `id` whatever it holds (a damaged entry the user
+    /// named): returns the bytes freed. An entry already gone (another
+    /// `runrm` got there first) frees nothing and is no error. Any key
+    /// that names it is released (its meta.json may be unreadable, so the
+    /// keys are searched).
+    pub fn remove(&self, id: &str) -> Result<u64, String> {
+        let root = files::open_dir(&self.root).map_err(|e| io_err("reading", &self.root, e))?;
+        let hidden = self.hide(&root, &[id], |_, _| Some(true)).pop().unwrap_or(Ok(Hidden::Gone))?;
+        let freed = match hidden {
+            Hidden::Moved(h) => delete(&root, &h, &self.root.join(id))?,
+            Hidden::Gone | Hidden::Kept => 0,
+        };
+        self.release_keys_naming(id);
+        Ok(freed)
+    }
+
+    /// Removes the job `job` was read from, and only it (checked under the
+    /// store's lock); gone meanwhile, nothing is removed (Ok(0)). Its key,
+    /// if it still names the job, is free again. The caller has made sure
+    /// it is not running.
+    pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
+        let mut res = Ok(0);
+        self.remove_jobs(std::slice::from_ref(job), |_| false, |_, r| res = r.map(|n| n.unwrap_or(0)));
+        res
+    }
+
+    /// Removes each of `jobs` as `remove_job` does, in batches (see the
+    /// top), except those `keep` says to keep when asked under the lock,
+    /// just before the job would go. `done` hears of each job, in order,
+    /// outside the lock: the bytes freed, none if kept, or why it could
+    /// not be removed.
+    pub fn remove_jobs<'a>(
+        &self,
+        jobs: &'a [Job],
+        mut keep: impl FnMut(&Job) -> bool,
+        mut done: impl FnMut(&'a Job, Result<Option<u64>, String>),
+    ) {
+        let root = match files::open_dir(&self.root) {
+            Ok(root) => root,
+            Err(e) => return jobs.iter().for_each(|job| done(job, Err(io_err("removing", &job.dir, e.kind().into())))),
+        };
+        let mut buf = Vec::new();
+        for batch in jobs.chunks(BATCH) {
+            let ids: Vec<&str> = batch.iter().map(|j| j.id.as_str()).collect();
+            let hidden = self.hide(&root, &ids, |i, _| {
+                let job = &batch[i];
+                if keep(job) {
+                    return None;
+                }
+                let m = &job.meta;
+                Some(read_job_at(&root, &self.root, &job.id, &mut buf).is_ok_and(|now| {
+                    (&now.meta.started_at, now.meta.pid, now.meta.pid_start) == (&m.started_at, m.pid, m.pid_start)
+                }))
+            });
+            // The deletions (most of a removal's time: a few unlinks per
+            // job, each waiting on the disk) by two threads.
+            let delete_all = |part: &[(&Job, Result<Hidden, String>)]| -> Vec<Result<Option<u64>, String>> {
+                part.iter()
+                    .map(|(job, h)| match h {
+                        Ok(Hidden::Moved(hidden)) => delete(&root, hidden, &job.dir).map(Some),
+                        Ok(Hidden::Gone) => Ok(Some(0)),
+                        Ok(Hidden::Kept) => Ok(None),
+                        Err(e) => Err(e.clone()),
+                    })
+                    .collect()
+            };
+            let hidden: Vec<(&Job, Result<Hidden, String>)> = batch.iter().zip(hidden).collect();
+            let half = hidden.len().div_ceil(2);
+            let results: Vec<Result<Option<u64>, String>> = if hidden.len() < 16 {
+                delete_all(&hidden)
+            } else {
+                std::thread::scope(|s| {
+                    let second = s.spawn(|| delete_all(&hidden[half..]));
+                    let mut first = delete_all(&hidden[..half]);
+                    first.extend(second.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                    first
+                })
+            };
+            for ((job, _), res) in hidden.iter().zip(results) {
+                if matches!(res, Ok(Some(_))) {
+                    // Its key is free again (only if the key still names this job).
+                    if let Some(key) = &job.meta.key {
+                        self.release_key(key, &job.id);
+                    }
+                }
+                done(job, res);
+            }
+        }
+    }
+
+    /// Under one hold of the store's exclusive lock: asks `check` of each
+    /// entry (Some(true): remove it, Some(false): it is no longer the job
+    /// judged, None: keep it), keeps the ids of those to remove in `.ids`,
+    /// then renames each out of sight.
+    fn hide(
+        &self,
+        root: &File,
+        ids: &[&str],
+        mut check: impl FnMut(usize, &Path) -> Option<bool>,
+    ) -> Vec<Result<Hidden, String>> {
+        let _lock = match self.lock(true) {
+            Ok(l) => l,
+            // Held past the wait by another command: nothing is judged.
+            Err(e) => return ids.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let pid = std::process::id();
+        let mut out: Vec<Result<Hidden, String>> = Vec::with_capacity(ids.len());
+        let mut doomed = vec![false; ids.len()];
+        for (i, id) in ids.iter().enumerate() {
+            out.push(Ok(match check(i, &self.root.join(id)) {
+                None => Hidden::Kept,
+                Some(false) => Hidden::Gone,
+                Some(true) => {
+                    doomed[i] = true;
+                    Hidden::Gone
+                }
+            }));
+        }
+        let retired: Vec<&str> = ids.iter().zip(&doomed).filter(|(_, d)| **d).map(|(id, _)| *id).collect();
+        if retired.is_empty() {
+            return out;
+        }
+        // The ids stay taken: remembered before the entries go, so that no
+        // launch can ever be given one again (an id names one job).
+        if let Err(e) = self.retire_ids(&retired) {
+            for (i, id) in ids.iter().enumerate().filter(|(i, _)| doomed[*i]) {
+                out[i] = Err(format!("removing {}: {e}", self.root.join(id).display()));
+            }
+            return out;
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if !doomed[i] {
+                continue;
+            }
+            let hidden = format!(".rm-{id}-{pid}");
+            out[i] = match files::rename_in(root, id, &hidden) {
+                Ok(()) => Ok(Hidden::Moved(hidden)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Hidden::Gone),
+                Err(e) => Err(io_err("removing", &self.root.join(id), e)),
+            };
+        }
+        out
+    }
+}
+
+/// Deletes the entry `hidden` of the store's root (renamed out of sight;
+/// `path`: its name before, for errors), never following a link, however
+/// deep a tree planted in it (`files::remove_tree_in`); returns the bytes
+/// it held.
+fn delete(root: &File, hidden: &str, path: &Path) -> Result<u64, String> {
+    let at = path.with_file_name(hidden);
+    let size = disk_usage(&at);
+    let meta = std::fs::symlink_metadata(&at).map_err(|e| io_err("removing", path, e))?;
+    if !meta.is_dir() {
+        files::unlink_in(root, hidden).map_err(|e| io_err("removing", path, e))?;
+        return Ok(size);
+    }
+    // A finished job's watcher may still be recording its notification:
+    // a file appearing mid-removal is removed on the next pass.
+    let mut res = files::remove_tree_in(root, hidden);
+    for _ in 0..5 {
+        match &res {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = files::remove_tree_in(root, hidden),
+            _ => break,
+        }
+    }
+    res.map(|()| size).map_err(|e| io_err("removing", path, e))
+}
