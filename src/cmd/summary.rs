@@ -8,8 +8,9 @@
 //! naming the format and the store: `ID TAB INODE TAB START_NS TAB STATE
 //! TAB JSON`, JSON being the job's line of `runs --json`. Settled: ended
 //! (not provisionally), local, with `ended_at` recorded, its notification's
-//! outcome recorded if it asked for one, and no log cap (whose watcher may
-//! stay): nothing in its directory changes any more but its removal.
+//! outcome recorded if it asked for one, no log cap and no processes left
+//! (its watcher may stay): nothing in its directory changes any more but
+//! its removal.
 //!
 //! How it is checked: a line counts only if its id is a directory of the
 //! store now, with the inode number the line holds (both from the one read
@@ -62,6 +63,8 @@ pub fn settled(job: &Job, st: State, json: &[u8]) -> bool {
         && !job.is_slurm()
         && m.ended_at.is_some()
         && m.log_max.is_none()
+        // Its watcher stays for processes it left: `lingering` changes.
+        && !m.left_processes
         && (m.notify_topic.is_none() || job.notified().is_some())
         && !job.id.contains(['\t', '\n'])
         && json.len() <= LINE_MAX
