@@ -191,23 +191,34 @@ impl Store {
     /// ever), then an error.
     fn lock(&self, exclusive: bool) -> Result<Option<File>, String> {
         let Ok(dir) = File::open(&self.root) else { return Ok(None) };
-        let deadline = std::time::Instant::now() + STORE_LOCK_WAIT;
-        loop {
-            let tried = if exclusive { dir.try_lock() } else { dir.try_lock_shared() };
-            match tried {
-                Ok(()) => return Ok(Some(dir)),
-                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(format!(
-                        "{}: another command has held the store's lock for {} s (one stopped with Ctrl-Z? `fg` or `kill -CONT` it)",
-                        self.root.display(),
-                        STORE_LOCK_WAIT.as_secs()
-                    ))
-                }
-                Err(fs::TryLockError::Error(_)) => return Ok(None),
+        let tried = if exclusive { dir.try_lock() } else { dir.try_lock_shared() };
+        match tried {
+            Ok(()) => return Ok(Some(dir)),
+            Err(fs::TryLockError::Error(_)) => return Ok(None),
+            Err(fs::TryLockError::WouldBlock) => {}
+        }
+        // Waited for in a thread of its own (blocked in flock, as a waiter
+        // the kernel lists), given up after the wait. The lock is one of
+        // the open file, which both descriptors share: taken after this
+        // gave up, it goes with the thread's descriptor when the thread ends.
+        let Ok(copy) = dir.try_clone() else { return Ok(None) };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let got = if exclusive { copy.lock() } else { copy.lock_shared() };
+            let _ = tx.send(got.is_ok());
+        });
+        match rx.recv_timeout(STORE_LOCK_WAIT) {
+            // Joined before going on: a launch forks next, and a thread
+            // still ending then could leave the child a lock of its own.
+            Ok(got) => {
+                let _ = waiter.join();
+                Ok(got.then_some(dir))
             }
+            Err(_) => Err(format!(
+                "{}: another command has held the store's lock for {} s (one stopped with Ctrl-Z? `fg` or `kill -CONT` it)",
+                self.root.display(),
+                STORE_LOCK_WAIT.as_secs()
+            )),
         }
     }
 
