@@ -218,6 +218,15 @@ fn start_queued(store: &Store, mut meta: Meta) -> Res<Launched> {
     }
     let key = meta.key.clone();
     let queued = (|| {
+        // The jobs it waits for stay until it is indexed, where a removal
+        // (which judges under the exclusive lock) sees that it waits for
+        // them: checked again under the shared lock, held until then.
+        let _hold = if meta.after.is_empty() { None } else { store.hold_shared()? };
+        for id in &meta.after {
+            if matches!(store.get(id), Ok(None)) {
+                return Err(format!("--after {id}: no such job (removed meanwhile?)"));
+            }
+        }
         let staged = store.stage(&meta)?;
         // The environment is read here, at queueing, as at(1) keeps it.
         let env = proc::environ();

@@ -189,6 +189,13 @@ impl Store {
     /// that follows fails anyway); waited for `STORE_LOCK_WAIT` at most
     /// when another command holds it (one stopped with Ctrl-Z holds it for
     /// ever), then an error.
+    /// The store's lock, shared, for a launch that must see the jobs it
+    /// names (`--after`) stay until it is indexed: a removal judges and
+    /// removes under the exclusive one.
+    pub fn hold_shared(&self) -> Result<Option<File>, String> {
+        self.lock(false)
+    }
+
     fn lock(&self, exclusive: bool) -> Result<Option<File>, String> {
         let Ok(dir) = File::open(&self.root) else { return Ok(None) };
         let tried = if exclusive { dir.try_lock() } else { dir.try_lock_shared() };
