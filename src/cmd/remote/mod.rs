@@ -76,6 +76,10 @@ pub fn on_ids(front: &str, ids: &[String], args: &[OsString]) -> Option<Res<Exit
     let mut local = false;
     for word in ids {
         match remote::split_qualified(word).filter(|_| !is_local_job(word)) {
+            // Read there as a flag, never an id (no id or name starts so).
+            Some((_, id)) if id.starts_with('-') => {
+                return Some(Err(super::usage(format!("{}: a job's id or name cannot start with '-'", clean(word)))))
+            }
             Some((d, _)) if d == LOCAL => local = true,
             Some((d, _)) if dest.is_some_and(|x| x != d) => {
                 return Some(Err(super::usage(format!(

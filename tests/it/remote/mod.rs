@@ -152,8 +152,10 @@ fn an_unreachable_host_is_one_line_naming_it_and_the_others_are_still_listed() {
 #[test]
 fn bad_destinations_and_ids_of_several_hosts_are_refused_before_anything_starts() {
     let env = Env::new();
-    let cases: [(&str, &[&str], &str); 5] = [
+    let cases: [(&str, &[&str], &str); 7] = [
         ("runs", &["--on", ""], "an empty list of destinations"),
+        ("runlog", &["h1:--help"], "cannot start with '-'"),
+        ("job", &["stop", "h1:--force"], "cannot start with '-'"),
         ("runs", &["--on=-oProxyCommand=x"], "cannot start with '-'"),
         ("run", &["--on", "a,b", "true"], "--on"),
         ("job", &["wait", "a:x", "b:y"], "several hosts"),
