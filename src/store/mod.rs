@@ -89,7 +89,7 @@ pub use end::{
     describe_end, describe_outcome, human_bytes, human_cpu, human_duration, signal_name, End, Outcome, State, Usage,
     FORGOTTEN,
 };
-pub use ids::nth as nth_id;
+pub use ids::{has_id_shape, nth as nth_id};
 pub use job::{watcher_of, Damaged, Job, Meta, SlurmRec, SlurmSpec, HEADER_IN_META};
 pub use keys::Claim;
 pub use legacy::Legacy;
