@@ -224,8 +224,8 @@ fn json_all(store: &Store, scan: &Scan, a: &cli::Runs, project: Option<String>) 
     out.flush()?;
     if !whole {
         return Err(Fail::from(format!(
-            "runs: {}/.summary changed while it was read: jobs may be missing above; run it again",
-            store.root().display()
+            "runs: {} changed while it was read: jobs may be missing above; run it again",
+            store.summary_path().display()
         )));
     }
     Ok(Exit::Ok)

@@ -19,10 +19,11 @@
 
 use super::ids::split_id;
 use super::job::{self, Damaged, Job};
-use super::{legacy, planted, Store, LINK_PLANTED};
+use super::{legacy, names, planted, Store, LINK_PLANTED};
 use crate::files::io_err;
 use std::fs::{self, File};
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// What a listing orders jobs by: their start, then their id.
@@ -49,18 +50,37 @@ pub struct Scan {
     /// Has the store queues (`.queues`)? Then a job may have started
     /// later than its id says.
     pub queues: bool,
+    /// Are `ids` in `newest`'s order (`age_key`): the names that are not ids
+    /// first, then the ids newest first? (So they are kept in the names'
+    /// cache.)
+    ordered: bool,
+}
+
+/// Where `newest` puts an id: the names that are not ids first, then the
+/// ids newest first (by their second, then suffix, then whole).
+fn age_key(id: &str) -> (bool, std::cmp::Reverse<(String, u64, String)>) {
+    let (stamp, k) = split_id(id).map_or((None, 0), |(_, stamp, k)| (Some(stamp.to_string()), k));
+    (stamp.is_some(), std::cmp::Reverse((stamp.unwrap_or_default(), k, id.to_string())))
 }
 
 impl Store {
     /// One read of the store's root (none of its jobs' files): an empty
     /// scan if the store does not exist.
     pub fn scan(&self) -> Result<Scan, String> {
-        let mut scan = Scan { root: None, ids: vec![], inos: vec![], damaged: vec![], old: vec![], queues: false };
+        let mut scan =
+            Scan { root: None, ids: vec![], inos: vec![], damaged: vec![], old: vec![], queues: false, ordered: false };
         let root = match File::open(&self.root) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(scan),
             Err(e) => return Err(io_err("reading", &self.root, e)),
         };
+        // A big store unchanged since it was last read: its names' cache.
+        let stamp = names::Stamp::of(&root);
+        if let Some(names) = stamp.as_ref().and_then(|s| self.cached_names(&root, s)) {
+            (scan.ids, scan.inos, scan.queues, scan.root) = (names.ids, names.inos, names.queues, Some(root));
+            scan.ordered = true;
+            return Ok(scan);
+        }
         let rd = fs::read_dir(&self.root).map_err(|e| io_err("reading", &self.root, e))?;
         for entry in rd {
             let entry = entry.map_err(|e| io_err("reading", &self.root, e))?;
@@ -94,6 +114,18 @@ impl Store {
             } else {
                 scan.ids.push(id);
                 scan.inos.push(std::os::unix::fs::DirEntryExt::ino(&entry));
+            }
+        }
+        // Kept for the next listing if nothing moved while it was read.
+        if let Some(stamp) =
+            stamp.filter(|s| scan.damaged.is_empty() && scan.old.is_empty() && Some(*s) == names::Stamp::of(&root))
+        {
+            if fs::metadata(&self.root).is_ok_and(|m| (m.dev(), m.ino()) == stamp.file()) {
+                let mut both: Vec<(String, u64)> = scan.ids.drain(..).zip(scan.inos.drain(..)).collect();
+                both.sort_by_cached_key(|(id, _)| age_key(id));
+                (scan.ids, scan.inos) = both.into_iter().unzip();
+                scan.ordered = true;
+                self.save_names(&root, &stamp, &scan.ids, &scan.inos, scan.queues);
             }
         }
         scan.root = Some(root);
@@ -188,16 +220,9 @@ impl Store {
             return None;
         }
         // Newest first; the names that are not ids are read whatever.
-        let mut stamped = Vec::new();
-        let mut unstamped: Vec<&str> = Vec::new();
-        for id in &scan.ids {
-            match split_id(id) {
-                Some((_, stamp, k)) => stamped.push((stamp, k, id.as_str())),
-                None => unstamped.push(id),
-            }
-        }
+        let (unstamped, mut seconds) = by_second(scan, None, n.saturating_mul(4).saturating_add(64));
         let (mut jobs, mut damaged) = self.read_some(scan, &unstamped);
-        let (mut seconds, mut read) = (BySecond::new(stamped, n.saturating_mul(4).saturating_add(64)), 0);
+        let mut read = 0;
         // A whole second at a time, until `n` jobs with ids are read.
         while read < n {
             let Some(ids) = seconds.next() else { break };
@@ -224,17 +249,10 @@ impl Store {
         if scan.queues {
             return None;
         }
-        let (mut stamped, mut unstamped) = (Vec::new(), Vec::new());
-        for id in &scan.ids {
-            match split_id(id) {
-                Some((name, stamp, k)) if name == id_name => stamped.push((stamp, k, id.as_str())),
-                Some(_) => {}
-                None => unstamped.push(id.as_str()),
-            }
-        }
+        let (unstamped, seconds) = by_second(scan, Some(id_name), 64);
         let (mut read, _) = self.read_some(scan, &unstamped);
         // A whole second at a time, until one of the name is read.
-        for ids in BySecond::new(stamped, 64) {
+        for ids in seconds {
             let (more, _) = self.read_some(scan, &ids);
             let found = more.iter().any(|j| j.meta.name == word);
             read.extend(more);
@@ -272,6 +290,70 @@ impl Store {
             .filter(|id| id.starts_with(word) || split_id(id).is_none_or(|(name, _, _)| name == id_name))
             .collect();
         self.read_some(scan, &ids).0
+    }
+}
+
+/// The names of a scan that are not ids, and its ids of the name `name`
+/// (every id if none) a second at a time, newest first: from the order
+/// they are in if they are ordered (the names' cache), else sorted as far
+/// as they are taken (the newest `first` at once).
+fn by_second<'a>(scan: &'a Scan, name: Option<&'a str>, first: usize) -> (Vec<&'a str>, Seconds<'a>) {
+    if scan.ordered {
+        let at = scan.ids.iter().position(|id| split_id(id).is_some()).unwrap_or(scan.ids.len());
+        let unstamped = scan.ids[..at].iter().map(String::as_str).collect();
+        return (unstamped, Seconds::Ordered { ids: &scan.ids, at, name });
+    }
+    let (mut stamped, mut unstamped) = (Vec::new(), Vec::new());
+    for id in &scan.ids {
+        match split_id(id) {
+            Some((n, stamp, k)) if name.is_none_or(|name| name == n) => stamped.push((stamp, k, id.as_str())),
+            Some(_) => {}
+            None => unstamped.push(id.as_str()),
+        }
+    }
+    (unstamped, Seconds::Sorted(BySecond::new(stamped, first)))
+}
+
+/// Ids a second at a time, newest first (see `by_second`).
+enum Seconds<'a> {
+    Sorted(BySecond<'a>),
+    /// Ids in `age_key`'s order, the next at `at`: a second is taken
+    /// whole, its ids of other names left out.
+    Ordered {
+        ids: &'a [String],
+        at: usize,
+        name: Option<&'a str>,
+    },
+}
+
+impl<'a> Iterator for Seconds<'a> {
+    type Item = Vec<&'a str>;
+
+    fn next(&mut self) -> Option<Vec<&'a str>> {
+        let Seconds::Ordered { ids, at, name } = self else {
+            let Seconds::Sorted(s) = self else { return None };
+            return s.next();
+        };
+        let ours = |n: &str| name.is_none_or(|name| name == n);
+        while let Some(id) = ids.get(*at) {
+            *at += 1;
+            // An id of another name is passed over without splitting it.
+            if name.is_some_and(|n| !id.starts_with(n)) {
+                continue;
+            }
+            let Some((_, second, _)) = split_id(id).filter(|(n, _, _)| ours(n)) else { continue };
+            let mut group = vec![id.as_str()];
+            while let Some((id, (n, _, _))) =
+                ids.get(*at).and_then(|id| Some((id, split_id(id)?))).filter(|(_, (_, s, _))| *s == second)
+            {
+                if ours(n) {
+                    group.push(id);
+                }
+                *at += 1;
+            }
+            return Some(group);
+        }
+        None
     }
 }
 

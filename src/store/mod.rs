@@ -25,8 +25,9 @@
 //! ├── .ids/NAME_YYYYmmdd_HH  the ids of NAME's removed jobs in that hour,
 //! │                "MMSS N" a line: never given again (older: .ids/ID)
 //! ├── .notify/K        flock: a slot to send a skipped job's notification
-//! ├── .summary         a cache of the ended jobs' `runs --json` lines
-//! │                (see `cmd::summary`): never needed, rebuilt at will
+//! ├── .cache/       caches, never needed, rebuilt at will:
+//! │   ├── summary      the ended jobs' `runs --json` lines (`cmd::summary`)
+//! │   └── names        the root's job directories, while it has not changed
 //! └── .queues/NAME@PLACE/   one queue on one host (see `queue`)
 //!     ├── lock         flock: held by whoever decides what starts
 //!     ├── conf         "slots N" and "paused" (absent: 1 slot, running)
@@ -64,7 +65,7 @@
 //! Slurm job's node and id; the paths a watcher or step opens), `read`
 //! (bounded readers of a log's tail), `cap` (`--log-max`: dropping a log's oldest output, and the
 //! record readers skip it by), `queue` (the queues' files), `legacy` (the
-//! old run scripts' files). This file: the store's root, the listing, the
+//! old run scripts' files), `names` and `summary` (the caches). This file: the store's root, the listing, the
 //! lock and the sweep of leftovers.
 
 mod cap;
@@ -75,6 +76,7 @@ mod keys;
 mod legacy;
 mod listing;
 mod marks;
+pub mod names;
 mod queue;
 mod read;
 mod record;

@@ -5,6 +5,7 @@
 //! show giving a full listing's answers; the old scripts' files listed
 //! once each. Behaviour only: the figures are bench/'s.
 
+mod names;
 mod summary;
 
 use crate::common::*;
@@ -216,14 +217,15 @@ fn utc(env: &Env, front: &str, args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// A store of many jobs of a few names (two whose ids share their name
-/// part, and jobs sharing a second whose suffixes are not in their start
-/// order), with damaged and foreign entries and the old scripts' files
-/// among the newest; the names used.
-fn crowded_store(env: &Env) -> Vec<&'static str> {
+/// A store of `n` seconds of jobs of a few names (two whose ids share
+/// their name part, and jobs sharing a second whose suffixes are not in
+/// their start order), with damaged and foreign entries among the newest,
+/// and a link and the old scripts' files unless `plain` (whose names
+/// are kept, as a listing reads the directory whatever); the names used.
+fn crowded_store(env: &Env, n: usize, plain: bool) -> Vec<&'static str> {
     let tmpl = ended_template(env, "tmpl");
     let names = ["a", "b", "c b", "c_b"];
-    for i in 0..400 {
+    for i in 0..n {
         let name = names[i % names.len()];
         let t = planted_time(i);
         let base = format!("{}_{}", name.replace(' ', "_"), t.format("%Y%m%d_%H%M%S"));
@@ -240,18 +242,22 @@ fn crowded_store(env: &Env) -> Vec<&'static str> {
     }
     // Damaged, among the newest: a job whose meta.json is not JSON, one
     // with none, a foreign file and directory, a link.
-    let newest = planted_time(400).format("%Y%m%d_%H%M%S");
+    let newest = planted_time(n).format("%Y%m%d_%H%M%S");
     fs::create_dir(env.store.join(format!("a_{newest}"))).expect("mkdir");
     write(&env.store.join(format!("a_{newest}/meta.json")), "{ not json");
     fs::create_dir(env.store.join(format!("b_{newest}"))).expect("mkdir");
     fs::create_dir(env.store.join("foreign")).expect("mkdir");
     write(&env.store.join("notes.txt"), "not a job");
+    if plain {
+        fs::remove_dir_all(&tmpl).expect("removing the template");
+        return names.to_vec();
+    }
     symlink(&tmpl, env.store.join(format!("a_{newest}_2"))).expect("planting a link");
     // The old scripts' files: pairs and lone files, among the newest.
-    for i in [397, 398, 399, 401] {
+    for i in [n - 3, n - 2, n - 1, n + 1] {
         let stem = format!("old_{}", planted_time(i).format("%Y%m%d_%H%M%S"));
         write(&env.store.join(format!("{stem}.log")), &format!("Command: old {i}\n"));
-        if i != 398 {
+        if i != n - 2 {
             write(&env.store.join(format!("{stem}.pid")), "4194305\n");
         }
     }
@@ -298,7 +304,7 @@ fn check_against_full_listing(env: &Env, words: &[&str]) {
 #[test]
 fn runs_n_and_lookups_by_name_or_prefix_give_a_full_listings_answers_on_a_crowded_store() {
     let env = Env::new();
-    let names = crowded_store(&env);
+    let names = crowded_store(&env, 400, false);
     let mut words: Vec<&str> = names.clone();
     // Prefixes: unique, ambiguous, none; an old script's name; a whole id.
     words.extend(["old", "a_20250101_00000", "c_b_20250101_00011", "b_20250101_000", "zz", "a_20250101_000000"]);
@@ -316,7 +322,7 @@ fn runs_n_and_lookups_by_name_or_prefix_give_a_full_listings_answers_on_a_crowde
 #[test]
 fn a_job_that_waited_in_a_queue_and_started_last_is_the_newest_however_old_its_id() {
     let env = Env::new();
-    crowded_store(&env);
+    crowded_store(&env, 400, false);
     // Its id says it was queued first; it started after every other job.
     let tmpl = ended_template(&env, "late");
     let late = "late_20240101_000000";

@@ -1,4 +1,4 @@
-//! The summary of ended jobs (`.summary`): a cache `runs --json` reads
+//! The summary of ended jobs (`.cache/summary`): a cache `runs --json` reads
 //! instead of every settled job's files, which never hides nor invents a
 //! job, however it is damaged.
 
@@ -12,7 +12,7 @@ fn json_text(env: &Env) -> String {
 /// What `runs --json` shows of the store as it is, read from every job
 /// (the summary removed first; the listing writes a new one).
 fn truth(env: &Env) -> String {
-    let _ = fs::remove_file(env.store.join(".summary"));
+    let _ = fs::remove_file(env.store.join(".cache/summary"));
     json_text(env)
 }
 
@@ -37,7 +37,7 @@ fn a_truncated_stale_planted_or_damaged_summary_never_hides_or_invents_a_job() {
     let env = Env::new();
     let tmpl = ended_template(&env, "tmpl");
     let ids = plant_many(&env, &tmpl, "s", 1200);
-    let summary = env.store.join(".summary");
+    let summary = env.store.join(".cache/summary");
     let first = truth(&env);
     let saved = fs::read_to_string(&summary).expect("runs --json of 1,200 ended jobs writes a summary");
     assert!(saved.lines().count() > 1200, "{} lines", saved.lines().count());
