@@ -402,8 +402,22 @@ done
 s_tsp() { TS_SOCKET=$TMP/tsp-fill.sock hf "$1" "$2" 3 "tsp -l"; }
 # (abba's own locals, i and n, would hide a loop variable of those names
 # from the functions it calls: hence sz.)
+# A store's caches (.cache/summary, written by the first `runs --json`;
+# .cache/names, by a listing once the store's directory has been still for
+# 2 s) are made before its rows, as a user's first listings make them: the
+# rows time a store as it stands between two changes.
+settle() {
+    RUN_DIR=$1 "$BIN/runs" --json >/dev/null
+    for ((i = 0; i < 40; i++)); do
+        RUN_DIR=$1 "$BIN/runs" -n 1 >/dev/null
+        [[ -f $1/.cache/names ]] && return
+        sleep 0.5
+    done
+    echo "bench: $1/.cache/names was not written within 20 s" >&2
+}
 for sz in "${scale_sizes[@]}"; do
     runs=$((sz >= 100000 ? SCALE_RUNS_BIG : SCALE_RUNS))
+    settle "$TMP/scale-$sz"
     quiet
     step "9 scale: a store of $sz ended jobs: runs --json, runs -n 20, runlog NAME, peak memory ($runs runs)"
     s_json() { RUN_DIR=$TMP/scale-$sz hf "$1" "$((runs / 2))" 2 "'$BIN/runs' --json"; }

@@ -294,27 +294,39 @@ pub fn open_rw_in(dir: &File, name: &str) -> io::Result<File> {
 /// entries moved up into the top directory (under fresh names) and is then
 /// removed, until the top is empty (a tree planted thousands of levels
 /// deep would take the recursive way past the descriptor limit or the
-/// stack). Returns the first error that stops it.
-pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<()> {
+/// stack). Returns the bytes the removed entries held on the disk (their
+/// blocks), or the first error that stops it.
+pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<u64> {
     use nix::errno::Errno;
+    use nix::sys::stat::fstatat;
     use nix::unistd::{unlinkat, UnlinkatFlags};
     let top = open_dir_in(parent, name)?;
+    let blocks = |st: nix::sys::stat::FileStat| st.st_blocks.max(0) as u64 * 512;
+    let mut bytes = nix::sys::stat::fstat(&top).map_or(0, blocks);
     let mut fresh = 0u64;
     loop {
         let list = entries(&top)?;
         if list.is_empty() {
             break;
         }
+        // Only files listed, all removed: the directory is empty unless a
+        // file came meanwhile (then the removal of the top fails, and the
+        // caller tries again).
+        let mut only_files = true;
         for (entry, kind) in list {
             let entry = entry.as_os_str();
             if kind != Kind::Dir {
+                let size = fstatat(&top, entry, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, blocks);
                 match unlinkat(&top, entry, UnlinkatFlags::NoRemoveDir) {
-                    Ok(()) | Err(Errno::ENOENT) => continue,
+                    Ok(()) => bytes += size,
+                    Err(Errno::ENOENT) => {}
                     // Listed as a file, a directory now: taken next round.
-                    Err(Errno::EISDIR) => continue,
+                    Err(Errno::EISDIR) => only_files = false,
                     Err(e) => return Err(e.into()),
                 }
+                continue;
             }
+            only_files = false;
             match unlinkat(&top, entry, UnlinkatFlags::RemoveDir) {
                 Ok(()) | Err(Errno::ENOENT) => continue,
                 Err(Errno::ENOTEMPTY | Errno::EEXIST) => {}
@@ -346,9 +358,12 @@ pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<()> {
                 }
             }
         }
+        if only_files {
+            break;
+        }
     }
     match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Ok(()) | Err(Errno::ENOENT) => Ok(bytes),
         Err(e) => Err(e.into()),
     }
 }

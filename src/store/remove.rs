@@ -9,8 +9,8 @@
 //! Many jobs (a removal of every finished job) are removed in batches:
 //! one hold of the lock per batch, in which each job is checked, the
 //! batch's ids are kept (one write per name and hour), and each job is
-//! renamed away; the deletions come after the lock is released (by two
-//! threads), so a launch waits at most one batch's checks and renames,
+//! renamed away; the deletions come after the lock is released (by
+//! `DELETERS` threads), so a launch waits at most one batch's checks and renames,
 //! never a deletion.
 
 use super::job::{read_job_at, Job};
@@ -23,6 +23,10 @@ use std::path::Path;
 
 /// How many jobs one hold of the lock renames away: a few milliseconds.
 const BATCH: usize = 256;
+
+/// How many threads delete a batch: the deletions wait on the disk more
+/// than they compute, so more than the cores.
+const DELETERS: usize = 8;
 
 /// What became of one entry under the lock.
 enum Hidden {
@@ -90,7 +94,7 @@ impl Store {
                 }))
             });
             // The deletions (most of a removal's time: a few unlinks per
-            // job, each waiting on the disk) by two threads.
+            // job, each waiting on the disk) by `DELETERS` threads.
             let delete_all = |part: &[(&Job, Result<Hidden, String>)]| -> Vec<Result<Option<u64>, String>> {
                 part.iter()
                     .map(|(job, h)| match h {
@@ -102,15 +106,13 @@ impl Store {
                     .collect()
             };
             let hidden: Vec<(&Job, Result<Hidden, String>)> = batch.iter().zip(hidden).collect();
-            let half = hidden.len().div_ceil(2);
             let results: Vec<Result<Option<u64>, String>> = if hidden.len() < 16 {
                 delete_all(&hidden)
             } else {
+                let part = hidden.len().div_ceil(DELETERS);
                 std::thread::scope(|s| {
-                    let second = s.spawn(|| delete_all(&hidden[half..]));
-                    let mut first = delete_all(&hidden[..half]);
-                    first.extend(second.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-                    first
+                    let parts: Vec<_> = hidden.chunks(part).map(|p| s.spawn(|| delete_all(p))).collect();
+                    parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
                 })
             };
             for ((job, _), res) in hidden.iter().zip(results) {
@@ -185,21 +187,20 @@ impl Store {
 /// deep a tree planted in it (`files::remove_tree_in`); returns the bytes
 /// it held.
 fn delete(root: &File, hidden: &str, path: &Path) -> Result<u64, String> {
-    let at = path.with_file_name(hidden);
-    let size = disk_usage(&at);
-    let meta = std::fs::symlink_metadata(&at).map_err(|e| io_err("removing", path, e))?;
-    if !meta.is_dir() {
-        files::unlink_in(root, hidden).map_err(|e| io_err("removing", path, e))?;
-        return Ok(size);
-    }
     // A finished job's watcher may still be recording its notification:
     // a file appearing mid-removal is removed on the next pass.
-    let mut res = files::remove_tree_in(root, hidden);
-    for _ in 0..5 {
-        match &res {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => res = files::remove_tree_in(root, hidden),
-            _ => break,
+    for _ in 0..6 {
+        match files::remove_tree_in(root, hidden) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+            // A link planted in its place, or a file: removed as it is.
+            Err(e) if e.kind() == ErrorKind::InvalidData => {
+                let size = disk_usage(&path.with_file_name(hidden));
+                files::unlink_in(root, hidden).map_err(|e| io_err("removing", path, e))?;
+                return Ok(size);
+            }
+            Err(e) => return Err(io_err("removing", path, e)),
         }
     }
-    res.map(|()| size).map_err(|e| io_err("removing", path, e))
+    Err(io_err("removing", path, std::io::Error::from_raw_os_error(libc::ENOTEMPTY)))
 }
