@@ -211,13 +211,14 @@ fn a_slot_is_not_free_while_the_watcher_still_records_the_end_of_a_job_whose_pro
 fn a_removal_of_every_finished_job_keeps_one_that_a_job_queued_while_it_ran_waits_for() {
     let q = queues();
     // Many ended jobs (copies of one, each under its own id), so that the
-    // removal is still under way when the job is queued.
+    // removal (batches of 256, deleted by 8 threads) is still under way
+    // when the job is queued.
     let seed = q.run_q(&["true"]);
     q.wait_state(&seed, &["done"]);
     wait_until(SOON, "the seed's watcher to exit", || !pid_alive(q.meta(&seed)["watcher_pid"].as_i64().unwrap_or(0)));
     let mut ids = vec![seed.clone()];
-    for n in 0..400 {
-        let id = format!("{seed}_copy{n:03}");
+    for n in 0..2000 {
+        let id = format!("{seed}_copy{n:04}");
         let dir = q.store.join(&id);
         fs::create_dir(&dir).expect("a job directory");
         for e in fs::read_dir(q.job_dir(&seed)).expect("the seed's files").flatten() {
