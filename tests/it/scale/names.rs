@@ -172,3 +172,124 @@ fn runs_n_and_lookups_by_name_or_prefix_from_the_kept_names_give_a_full_listings
         stderr(&out)
     );
 }
+
+// --- hostile: found attacking the names' cache ---------------------------------
+
+/// `text` (a names file) with its first line's word `i` from the end
+/// replaced by `v` (the lines, and so the hash, left as they are).
+fn head_word(text: &str, i: usize, v: &str) -> String {
+    let (head, body) = text.split_once('\n').expect("a first line");
+    let mut words: Vec<String> = head.split(' ').map(str::to_string).collect();
+    let n = words.len();
+    words[n - i] = v.to_string();
+    format!("{}\n{body}", words.join(" "))
+}
+
+#[test]
+fn a_names_file_whose_queues_flag_is_damaged_is_not_used() {
+    let env = Env::new();
+    crowded_store(&env, 1000, true);
+    // Its id says it was queued first; it started after every other job.
+    let tmpl = ended_template(&env, "late");
+    let late = "late_20240101_000000";
+    plant(&tmpl, &env.store, late.as_ref(), |m| {
+        m["name"] = "late".into();
+        m["queued_at"] = "2024-01-01T00:00:00.000+00:00".into();
+        m["started_at"] = planted_time(5000).to_rfc3339_opts(chrono::SecondsFormat::Millis, false).into();
+    });
+    fs::remove_dir_all(&tmpl).expect("removing the template");
+    let q = env.start(&["-q", "Q", "true"]);
+    env.wait_ended(&q, SOON);
+    fs::remove_dir_all(env.job_dir(&q)).expect("removing the queued job");
+    if !kept(&env) {
+        return;
+    }
+    let saved = fs::read_to_string(names_file(&env)).expect("the names");
+    assert!(saved.lines().next().is_some_and(|h| h.split(' ').rev().nth(1) == Some("1")), "queues kept");
+    assert!(utc(&env, "runs", &["-n", "1"]).contains(late), "from the names as written");
+    // One byte of the first line damaged (1 -> 0): the lines, and their
+    // hash, are intact.
+    write(&names_file(&env), &head_word(&saved, 2, "0"));
+    let newest = utc(&env, "runs", &["-n", "1"]);
+    assert!(newest.contains(late), "a damaged names file was used: runs -n 1 hides {late}:\n{newest}");
+}
+
+/// `text` (a names file) with `lines` put first and its first line's count
+/// and hash made right: what a file planted with care holds.
+fn with_first(text: &str, lines: &[&str]) -> String {
+    let (head, body) = text.split_once('\n').expect("a first line");
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect::<String>() + body;
+    let mut words: Vec<String> = head.split(' ').map(str::to_string).collect();
+    let n = words.len();
+    words[n - 3] = body.lines().count().to_string();
+    words[n - 1] = line_hash(body.as_bytes()).to_string();
+    format!("{}\n{body}", words.join(" "))
+}
+
+#[test]
+fn a_names_file_never_names_a_job_outside_the_store() {
+    let env = Env::new();
+    let tmpl = ended_template(&env, "tmpl");
+    plant_many(&env, &tmpl, "s", 1000);
+    // Another store's job, beside this store.
+    let other = env.root.join("other");
+    fs::create_dir_all(&other).expect("mkdir");
+    let far = "far_20250101_000000";
+    plant(&tmpl, &other, far.as_ref(), |m| m["name"] = "far".into());
+    if !kept(&env) {
+        return;
+    }
+    let saved = fs::read_to_string(names_file(&env)).expect("the names");
+    // No directory entry's name holds a '/': a line naming one is not
+    // a job of this store, planted or not (a planted file may hide a job,
+    // never invent one).
+    let abs = format!("1\t{}", other.join(far).display());
+    for (i, line) in [abs.as_str(), "1\t../other/far_20250101_000000"].iter().enumerate() {
+        write(&names_file(&env), &with_first(&saved, &[line]));
+        let all = utc(&env, "runs", &[]);
+        assert!(!all.contains(far), "#{i}: a job outside the store listed:\n{}", last_lines(&all, 3));
+        let out = env.run("job", &["status", "far"]);
+        assert!(!stdout(&out).contains(far), "#{i}: job status found a job outside the store: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn a_names_file_of_another_format_is_not_used() {
+    let env = Env::new();
+    let tmpl = ended_template(&env, "tmpl");
+    let ids = plant_many(&env, &tmpl, "s", 1000);
+    if !kept(&env) {
+        return;
+    }
+    let saved = fs::read_to_string(names_file(&env)).expect("the names");
+    let hidden = &ids[999];
+    // A file of a later format ("bgrun-names 12"), which this version
+    // cannot know the lines of: here, the newest job left out.
+    let later =
+        without(&saved, |l| l.ends_with(&format!("\t{hidden}"))).replacen("bgrun-names 1 ", "bgrun-names 12 ", 1);
+    write(&names_file(&env), &later);
+    let all = utc(&env, "runs", &[]);
+    assert!(all.contains(hidden.as_str()), "a names file of format 12 was read as format 1: {hidden} hidden");
+}
+
+#[test]
+fn the_temporary_files_of_listings_killed_while_keeping_the_names_do_not_pile_up() {
+    let env = Env::new();
+    let tmpl = ended_template(&env, "tmpl");
+    plant_many(&env, &tmpl, "s", 1000);
+    if !kept(&env) {
+        return;
+    }
+    // What a listing killed while it wrote the names leaves (its pid is
+    // gone), untouched for a day.
+    let left = env.store.join(".cache/.names.4194300.tmp");
+    write(&left, "bgrun-names 1 partial");
+    let status = Command::new("touch").args(["-d", "1 day ago"]).arg(&left).status().expect("touch");
+    assert!(status.success());
+    for args in [&["-n", "1"][..], &["--json"][..], &[][..]] {
+        env.run("runs", args);
+    }
+    let out = env.run("runrm", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!left.exists(), "a day-old .cache/.names.PID.tmp is never removed (listings, runrm's sweep)");
+}
