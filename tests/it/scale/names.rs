@@ -282,14 +282,20 @@ fn the_temporary_files_of_listings_killed_while_keeping_the_names_do_not_pile_up
     }
     // What a listing killed while it wrote the names leaves (its pid is
     // gone), untouched for a day.
-    let left = env.store.join(".cache/.names.4194300.tmp");
-    write(&left, "bgrun-names 1 partial");
-    let status = Command::new("touch").args(["-d", "1 day ago"]).arg(&left).status().expect("touch");
-    assert!(status.success());
+    // (A `.new-summary.PID` in the root, as older versions left it, was
+    // swept by runrm as a `.new-*` leftover; in `.cache/` it is not.)
+    let lefts = [env.store.join(".cache/.names.4194300.tmp"), env.store.join(".cache/.new-summary.4194301")];
+    for left in &lefts {
+        write(left, "partial");
+        let status = Command::new("touch").args(["-d", "1 day ago"]).arg(left).status().expect("touch");
+        assert!(status.success());
+    }
     for args in [&["-n", "1"][..], &["--json"][..], &[][..]] {
         env.run("runs", args);
     }
     let out = env.run("runrm", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!left.exists(), "a day-old .cache/.names.PID.tmp is never removed (listings, runrm's sweep)");
+    for left in &lefts {
+        assert!(!left.exists(), "a day-old {} is never removed (listings, runrm's sweep)", left.display());
+    }
 }
