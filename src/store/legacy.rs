@@ -4,7 +4,7 @@
 //! jobs; never written. Whether one still runs is for `state` to say.
 
 use super::Store;
-use crate::files;
+use crate::files::{self, Kind};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
 use std::collections::HashMap;
 use std::fs;
@@ -72,14 +72,14 @@ const PID_MAX: u64 = 64;
 /// Why the entry `file` of the store's root (`ft`, `len`: what lstat
 /// says), named as an old script's file, cannot be read, if it cannot: it
 /// is then never read, and the listing names it.
-pub(super) fn trouble(file: &str, ft: fs::FileType, len: u64) -> Option<&'static str> {
+pub(super) fn trouble(file: &str, kind: Kind, len: u64) -> Option<&'static str> {
     let (stem, ext) = file.rsplit_once('.')?;
     if (ext != "log" && ext != "pid") || parse_id(stem).is_none() {
         return None;
     }
-    if ft.is_symlink() {
+    if kind == Kind::Link {
         Some("an old script's file that is a symbolic link; not followed")
-    } else if !ft.is_file() {
+    } else if kind != Kind::File {
         Some("an old script's file that is not a regular file; not read")
     } else if ext == "pid" && len > PID_MAX {
         Some("an old script's pid file larger than 64 bytes; not read")

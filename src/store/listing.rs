@@ -20,10 +20,11 @@
 use super::ids::split_id;
 use super::job::{self, Damaged, Job};
 use super::{legacy, names, planted, Store, LINK_PLANTED};
-use crate::files::io_err;
+use crate::files::{io_err, Kind};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// What a listing orders jobs by: their start, then their id.
@@ -56,6 +57,43 @@ pub struct Scan {
     ordered: bool,
 }
 
+/// The entries of the open directory `dir` (not `.` nor `..`): each name,
+/// what it is (asked of the file system where the entry does not say) and
+/// its inode number.
+fn root_entries(dir: &File) -> std::io::Result<Vec<(OsString, Kind, u64)>> {
+    use nix::dir::{Dir, Type};
+    let mut d = Dir::from_fd(dir.try_clone()?.into())?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let kind = match e.file_type() {
+            Some(Type::Directory) => Kind::Dir,
+            Some(Type::File) => Kind::File,
+            Some(Type::Symlink) => Kind::Link,
+            Some(_) => Kind::Other,
+            None => match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Kind::Dir,
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Kind::File,
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Kind::Link,
+                // Gone meanwhile: not listed.
+                Err(nix::errno::Errno::ENOENT) => continue,
+                _ => Kind::Other,
+            },
+        };
+        out.push((OsStr::from_bytes(name).to_os_string(), kind, e.ino()));
+    }
+    Ok(out)
+}
+
+/// The size of the entry `name` of `dir` (0 if it cannot be asked).
+fn size_in(dir: &File, name: &OsStr) -> u64 {
+    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, |st| st.st_size as u64)
+}
+
 /// Where `newest` puts an id: the names that are not ids first, then the
 /// ids newest first (by their second, then suffix, then whole).
 fn age_key(id: &str) -> (bool, std::cmp::Reverse<(String, u64, String)>) {
@@ -81,52 +119,53 @@ impl Store {
             scan.ordered = true;
             return Ok(scan);
         }
-        let rd = fs::read_dir(&self.root).map_err(|e| io_err("reading", &self.root, e))?;
-        for entry in rd {
-            let entry = entry.map_err(|e| io_err("reading", &self.root, e))?;
-            let name = entry.file_name();
-            let Ok(ft) = entry.file_type() else { continue };
+        // Read through the descriptor the stamp is of (never the path
+        // again: it may name another directory by now).
+        for (name, kind, ino) in root_entries(&root).map_err(|e| io_err("reading", &self.root, e))? {
+            let path = || self.root.join(&name);
             if name.as_encoded_bytes().first() == Some(&b'.') {
-                if ft.is_symlink() && (name == ".keys" || name == ".ids") {
-                    scan.damaged.push(planted((entry.path(), LINK_PLANTED.into())));
+                if kind == Kind::Link && (name == ".keys" || name == ".ids") {
+                    scan.damaged.push(planted((path(), LINK_PLANTED.into())));
                 }
                 scan.queues |= name == ".queues";
                 continue;
             }
             let id = name.to_string_lossy().into_owned();
-            let damaged = |reason: &str| Damaged { id: id.clone(), path: entry.path(), reason: reason.into() };
-            if ft.is_symlink() && name.to_str().and_then(|n| legacy::trouble(n, ft, 0)).is_some() {
+            let damaged = |reason: &str| Damaged { id: id.clone(), path: path(), reason: reason.into() };
+            if kind == Kind::Link && name.to_str().and_then(|n| legacy::trouble(n, kind, 0)).is_some() {
                 scan.damaged.push(damaged("an old script's file that is a symbolic link; not followed"));
-            } else if ft.is_symlink() {
+            } else if kind == Kind::Link {
                 scan.damaged.push(damaged("a symbolic link, not a job directory"));
-            } else if !ft.is_dir() {
+            } else if kind != Kind::Dir {
                 // a foreign file, or an old run script's .log or .pid (only a
                 // pid file's size matters)
                 if let Some(n) = name.to_str().filter(|n| legacy::is_old(n)) {
-                    let len = if n.ends_with(".pid") { entry.metadata().map_or(0, |m| m.len()) } else { 0 };
-                    match legacy::trouble(n, ft, len) {
+                    let len = if n.ends_with(".pid") { size_in(&root, &name) } else { 0 };
+                    match legacy::trouble(n, kind, len) {
                         Some(why) => scan.damaged.push(damaged(why)),
-                        None => scan.old.push((id, entry.path())),
+                        None => scan.old.push((id, path())),
                     }
                 }
             } else if name.to_str().is_none() {
                 scan.damaged.push(damaged("a name that is not UTF-8"));
             } else {
                 scan.ids.push(id);
-                scan.inos.push(std::os::unix::fs::DirEntryExt::ino(&entry));
+                scan.inos.push(ino);
             }
         }
         // Kept for the next listing if nothing moved while it was read.
-        if let Some(stamp) =
-            stamp.filter(|s| scan.damaged.is_empty() && scan.old.is_empty() && Some(*s) == names::Stamp::of(&root))
-        {
-            if fs::metadata(&self.root).is_ok_and(|m| (m.dev(), m.ino()) == stamp.file()) {
-                let mut both: Vec<(String, u64)> = scan.ids.drain(..).zip(scan.inos.drain(..)).collect();
-                both.sort_by_cached_key(|(id, _)| age_key(id));
-                (scan.ids, scan.inos) = both.into_iter().unzip();
-                scan.ordered = true;
-                self.save_names(&root, &stamp, &scan.ids, &scan.inos, scan.queues);
-            }
+        let keep = |s: &names::Stamp| {
+            scan.damaged.is_empty()
+                && scan.old.is_empty()
+                && names::worth_keeping(s, &scan.ids)
+                && Some(*s) == names::Stamp::of(&root)
+        };
+        if let Some(stamp) = stamp.filter(keep) {
+            let mut both: Vec<(String, u64)> = scan.ids.drain(..).zip(scan.inos.drain(..)).collect();
+            both.sort_by_cached_key(|(id, _)| age_key(id));
+            (scan.ids, scan.inos) = both.into_iter().unzip();
+            scan.ordered = true;
+            self.save_names(&root, &stamp, &scan.ids, &scan.inos, scan.queues);
         }
         scan.root = Some(root);
         Ok(scan)

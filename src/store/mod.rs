@@ -231,8 +231,9 @@ impl Store {
         }
     }
 
-    /// The hidden leftovers of a launch or a removal that was interrupted
-    /// (`.new-*`, `.rm-*`: no reader ever sees them) and untouched for
+    /// The hidden leftovers of a launch, a removal or a cache's writing
+    /// that was interrupted (`.new-*`, `.rm-*`, `.cache/.*`: no reader
+    /// ever sees them) and untouched for
     /// `min_age`, by then surely abandoned: removed (never followed, if a
     /// link), or with `dry_run` only counted. Returns their names and the
     /// bytes they held.
@@ -254,6 +255,23 @@ impl Store {
             if gone {
                 names.push(name);
                 bytes += size;
+            }
+        }
+        // A cache's temporary file (`.cache/.NAME…`), left by a listing
+        // killed while it wrote the cache: files only, never followed.
+        let cache = files::open_dir(&self.root).and_then(|root| files::open_dir_in(&root, names::CACHE));
+        for (name, kind) in cache.as_ref().map_or(vec![], |dir| files::entries(dir).unwrap_or_default()) {
+            let (Some(name), Ok(dir)) = (name.to_str().filter(|n| n.starts_with('.')), cache.as_ref()) else {
+                continue;
+            };
+            let Ok(st) = nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+            let age = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(st.st_mtime.max(0) as u64);
+            if kind != files::Kind::File || age.elapsed().is_ok_and(|a| a < min_age) || age.elapsed().is_err() {
+                continue;
+            }
+            if dry_run || files::unlink_in(dir, name).is_ok() {
+                names.push(format!("{}/{name}", names::CACHE));
+                bytes += st.st_blocks.max(0) as u64 * 512;
             }
         }
         (names, bytes)

@@ -29,7 +29,7 @@ use super::Store;
 use crate::files;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{Read, Write as _};
+use std::io::{BufRead, Read, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
@@ -73,11 +73,6 @@ impl Stamp {
         ]))
     }
 
-    /// The root's device and inode number.
-    pub fn file(&self) -> (u64, u64) {
-        (self.0[0] as u64, self.0[1] as u64)
-    }
-
     /// Are the root's times old enough that a change now would move them?
     fn settled(&self) -> bool {
         let Ok(now) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) else { return false };
@@ -88,9 +83,10 @@ impl Stamp {
 
 /// A local file system, where a directory's times are this machine's
 /// clock and never cached: ext2/3/4, XFS, Btrfs, tmpfs, F2FS, ZFS,
-/// bcachefs.
+/// bcachefs, overlayfs.
 fn local(root: &File) -> bool {
-    const KNOWN: [i64; 7] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0xF2F5_2010, 0x2FC1_2FC1, 0xCA45_1A4E];
+    const KNOWN: [i64; 8] =
+        [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0xF2F5_2010, 0x2FC1_2FC1, 0xCA45_1A4E, 0x794C_7630];
     nix::sys::statfs::fstatfs(root)
         .is_ok_and(|s| KNOWN.contains(&((s.filesystem_type().0 as u64 & 0xFFFF_FFFF) as i64)))
 }
@@ -103,16 +99,30 @@ pub struct Names {
     pub queues: bool,
 }
 
-/// A hash of the file's lines, a word at a time: enough to tell a damaged
-/// file (not a planted one: the store is its owner's).
-pub fn hash(bytes: &[u8]) -> u64 {
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
+/// A hash of the file's first line (without the hash) and its lines, a
+/// word at a time: enough to tell a damaged file (not a planted one: the
+/// store is its owner's).
+pub fn hash(head: &[u8], body: &[u8]) -> u64 {
     let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-    let h = words.fold(0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64, |h, w| {
-        mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()))
-    });
-    tail.iter().fold(h, |h, &b| mix(h, u64::from(b)))
+    [head, body].iter().fold(0xcbf2_9ce4_8422_2325, |h, part| {
+        let words = part.chunks_exact(8);
+        let tail = words.remainder();
+        let h =
+            words.fold(mix(h, part.len() as u64), |h, w| mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default())));
+        tail.iter().fold(h, |h, &b| mix(h, u64::from(b)))
+    })
+}
+
+/// Is it worth keeping the names `ids` of a root read while it was
+/// `stamp` (see the top)?
+pub fn worth_keeping(stamp: &Stamp, ids: &[String]) -> bool {
+    ids.len() >= FROM && stamp.settled()
+}
+
+/// Could `id` be the name of a job directory of the root? (Never a path
+/// elsewhere, however the file was made.)
+fn entry_name(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && !id.contains(['/', '\0'])
 }
 
 impl Store {
@@ -121,26 +131,31 @@ impl Store {
     pub fn cached_names(&self, root: &File, stamp: &Stamp) -> Option<Names> {
         let dir = files::open_dir_in(root, CACHE).ok()?;
         let file = files::open_in(&dir, NAMES.as_ref()).ok()?;
-        let m = file.metadata().ok()?;
-        if !m.is_file() || m.len() > MAX {
-            return None;
-        }
-        let mut bytes = Vec::with_capacity(m.len() as usize);
-        file.take(MAX).read_to_end(&mut bytes).ok()?;
-        let cut = bytes.iter().position(|&b| b == b'\n')?;
-        let (head, body) = (std::str::from_utf8(&bytes[..cut]).ok()?, &bytes[cut + 1..]);
-        let mut words = head.strip_prefix(FORMAT)?.split(' ').skip(1);
+        let len = file.metadata().ok().filter(|m| m.is_file() && m.len() <= MAX)?.len();
+        // The first line, then the rest only if the stamp is the root's.
+        let mut r = std::io::BufReader::new(file.take(MAX));
+        let mut head = Vec::new();
+        (&mut r).take(512).read_until(b'\n', &mut head).ok()?;
+        let head = std::str::from_utf8(head.strip_suffix(b"\n")?).ok()?;
+        let (hashed, sum) = head.rsplit_once(' ')?;
+        let mut words = hashed.strip_prefix(FORMAT)?.strip_prefix(' ')?.split(' ');
         let mut number = || words.next()?.parse::<i64>().ok();
         let mut got = [0i64; 8];
         for v in &mut got {
             *v = number()?;
         }
-        let (count, queues, sum) = (number()?, number()?, number()?);
-        if got != stamp.0 || sum != hash(body) as i64 || body.last().is_some_and(|&b| b != b'\n') {
+        let (count, queues) = (number()?, number()?);
+        if got != stamp.0 || number().is_some() || !(0..=1).contains(&queues) {
             return None;
         }
-        let body = std::str::from_utf8(body).ok()?;
-        let count = usize::try_from(count).ok().filter(|&c| c <= body.len())?;
+        let mut body = Vec::with_capacity(len as usize);
+        r.read_to_end(&mut body).ok()?;
+        if sum.parse::<i64>().ok()? != hash(hashed.as_bytes(), &body) as i64 || body.last().is_some_and(|&b| b != b'\n')
+        {
+            return None;
+        }
+        let body = std::str::from_utf8(&body).ok()?;
+        let count = usize::try_from(count).ok().filter(|&c| c <= body.len() / 3)?;
         let mut names = Names { ids: Vec::with_capacity(count), inos: Vec::with_capacity(count), queues: queues == 1 };
         // `INODE TAB ID NEWLINE`, by hand: this is most of a listing's time.
         let (b, mut at) = (body.as_bytes(), 0);
@@ -154,8 +169,12 @@ impl Store {
                 return None;
             }
             let end = at + 1 + b[at + 1..].iter().position(|&c| c == b'\n')?;
+            let id = &body[at + 1..end];
+            if !entry_name(id) {
+                return None;
+            }
             names.inos.push(ino);
-            names.ids.push(body[at + 1..end].to_string());
+            names.ids.push(id.to_string());
             at = end + 1;
         }
         (names.ids.len() == count).then_some(names)
@@ -165,7 +184,7 @@ impl Store {
     /// read while it was `stamp`, if that is settled (see the top); a cache
     /// that cannot be written is left unwritten.
     pub fn save_names(&self, root: &File, stamp: &Stamp, ids: &[String], inos: &[u64], queues: bool) {
-        if ids.len() < FROM || !stamp.settled() || ids.iter().any(|id| id.contains(['\n', '\t'])) {
+        if !worth_keeping(stamp, ids) || ids.iter().any(|id| id.contains(['\n', '\t']) || !entry_name(id)) {
             return;
         }
         // Making `.cache` moves the root's times: its names are kept next time.
@@ -185,7 +204,9 @@ impl Store {
         for v in stamp.0 {
             let _ = write!(head, " {v}");
         }
-        let _ = writeln!(head, " {} {} {}", ids.len(), u8::from(queues), hash(body.as_bytes()) as i64);
+        let _ = write!(head, " {} {}", ids.len(), u8::from(queues));
+        let sum = hash(head.as_bytes(), body.as_bytes()) as i64;
+        let _ = writeln!(head, " {sum}");
         let tmp = format!(".{NAMES}.{}.tmp", std::process::id());
         let _ = files::unlink_in(&dir, &tmp);
         let res = files::create_new_in(&dir, &tmp)

@@ -56,10 +56,10 @@ fn same(got: &(String, String), want: &(String, String), what: &str) {
     }
 }
 
-/// The hash of the lines, as the file's first line holds it (the
-/// store's own: `store::names::hash`).
-fn line_hash(bytes: &[u8]) -> i64 {
-    bgrun::store::names::hash(bytes) as i64
+/// The hash a first line of `words` (its last, the hash itself, left out)
+/// and the lines `body` hold: the store's own, `store::names::hash`.
+fn line_hash(words: &[String], body: &str) -> String {
+    (bgrun::store::names::hash(words[..words.len() - 1].join(" ").as_bytes(), body.as_bytes()) as i64).to_string()
 }
 
 /// `text` (a names file) with the lines `drop` leaves out and its first
@@ -70,7 +70,7 @@ fn without(text: &str, drop: impl Fn(&str) -> bool) -> String {
     let mut words: Vec<String> = head.split(' ').map(str::to_string).collect();
     let n = words.len();
     words[n - 3] = kept.lines().count().to_string();
-    words[n - 1] = line_hash(kept.as_bytes()).to_string();
+    words[n - 1] = line_hash(&words, &kept);
     format!("{}\n{kept}", words.join(" "))
 }
 
@@ -222,7 +222,7 @@ fn with_first(text: &str, lines: &[&str]) -> String {
     let mut words: Vec<String> = head.split(' ').map(str::to_string).collect();
     let n = words.len();
     words[n - 3] = body.lines().count().to_string();
-    words[n - 1] = line_hash(body.as_bytes()).to_string();
+    words[n - 1] = line_hash(&words, &body);
     format!("{}\n{body}", words.join(" "))
 }
 
