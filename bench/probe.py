@@ -1056,6 +1056,17 @@ def table(dest):
 
         return check
 
+    def median_round_below(limit):
+        def check(a, b, r):
+            if r is None:
+                return ""
+            m = statistics.median(paired(a, b) or [r])
+            if m <= limit:
+                return "met"
+            return f"**missed**: the rounds' median {m:.2f}× vs {limit:g}×"
+
+        return check
+
     def every_round_below(limit):
         def check(a, b, r):
             if r is None:
@@ -1070,15 +1081,18 @@ def table(dest):
 
     floor = "nohup (floor)"
     row("1 Launch", "`run true`", "launch.run_true", floor, "launch.floor")
-    row("1 Launch", "`run true` vs nq", "launch.run_true", "`nq true`", "launch.nq", "faster than nq", ratio_below(1))
-    row("1 Launch", "`run true` vs tsp", "launch.run_true", "`tsp true`", "launch.tsp", "faster than tsp", ratio_below(1))
+    # The launch targets (issue 24) are on what a script waits for: the loop rows.
+    row("1 Launch", "`run true` vs nq", "launch.run_true", "`nq true`", "launch.nq")
+    row("1 Launch", "`run true` vs tsp", "launch.run_true", "`tsp true`", "launch.tsp")
     row("1 Launch", "`run true` vs nq, both on a tmpfs", "launch.run_true_tmpfs", "`nq true`", "launch.nq_tmpfs")
     row("1 Launch", "`run --name tN true`: a new id each time (no retry)", "launch.run_fresh", "`run true`",
         "launch.run_true")
     row("1 Launch", "`run true`, isolated (50 ms apart) vs nq", "launch.run_isolated", "`nq true`",
-        "launch.nq_isolated", "faster than nq", ratio_below(1))
-    row("1 Launch", "`run true` in a script's loop (per launch) vs nq", "launch.run_loop", "`nq true`",
-        "launch.nq_loop", "faster than nq", ratio_below(1))
+        "launch.nq_isolated")
+    row("1 Launch", "`id=$(run true)` in a script's loop (per launch) vs nq", "launch.run_loop", "`id=$(nq true)`",
+        "launch.nq_loop", "≤ 1.25× nq", ratio_below(1.25 + 1e-9))
+    row("1 Launch", "`id=$(run true)` in a script's loop, both on a tmpfs", "launch.run_loop_tmpfs",
+        "`id=$(nq true)`", "launch.nq_loop_tmpfs", "≤ nq", ratio_below(1 + 1e-9))
     row("1 Launch", "`run true` in a script's loop (per launch) vs tsp", "launch.run_loop", "`tsp true`",
         "launch.tsp_loop")
     row("1 Launch", "`run sleep 60`", "launch.run_sleep", floor, "launch.floor")
@@ -1087,9 +1101,10 @@ def table(dest):
     row("2 Exit → visible", "`status` published, confirmed by `runs --json`", "visible.bgrun",
         "nq lock released", "visible.nq", "< 2 ms", below(2, "ms"), by="pair")
     row("2 Exit → visible", "`status` published, vs nq's record of the exit status", "visible.bgrun",
-        "nq `[exited with status N.]` written", "visible.nq_status", "under nq", ratio_below(1), by="pair")
+        "nq `[exited with status N.]` written", "visible.nq_status", "< 1.5× nq's record", ratio_below(1.5),
+        by="pair")
     row("2 Exit → visible", "polling `runs --json` (until a call returns showing it)", "poll.bgrun",
-        "polling `tsp -s`", "poll.tsp")
+        "polling `tsp -s`", "poll.tsp", "bgrun first", ratio_below(1))
     row("3 Wait wake-up", "`job wait ID` returns", "wake.bgrun", "`tsp -w`", "wake.tsp", "< 20 ms", below(20, "ms"))
     row("3 Wait wake-up", "`job wait ID` vs nq", "wake.bgrun", "`nq -w`", "wake.nq")
     row("3 Wait wake-up", "`job wait ID` of a job already ended", "wake.ended", "`job status ID`", "wake.status")
@@ -1112,7 +1127,7 @@ def table(dest):
     label = f"{size['med'] / 2**30:g} GiB" if size and size["med"] >= 2**30 else (
         f"{size['med'] / 2**20:g} MiB" if size else "")
     row("6 Output", f"{label} to stdout, launch → recorded end", "out.bgrun", "straight to a file", "out.plain",
-        "≤ 1.05× every round", every_round_below(1.05 + 1e-9), by="round")
+        "rounds' median ≤ 1.05×", median_round_below(1.05 + 1e-9), by="round")
     row("6 Output", f"{label} to stdout under `--log-max {CAP}`", "out.bgrun_cap", "straight to a file", "out.plain",
         by="round")
     row("6 Output", f"{label} under `--log-max {CAP}` vs uncapped", "out.bgrun_cap", "uncapped", "out.bgrun",

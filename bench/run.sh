@@ -255,6 +255,15 @@ if shm=$(mktemp -d /dev/shm/bgrun-bench.XXXXXX 2>/dev/null); then
     }
     t_run() { RUN_DIR=$shm/store hf "$1" "$half" "$WARM" "'$BIN/run' true"; }
     abba launch.nq_tmpfs t_nq launch.run_true_tmpfs t_run
+    # And a script's loop there (issue 24's form of the launch target:
+    # `id=$(run true)` against `id=$(nq true)`, at or under nq on a tmpfs).
+    tl_nq() {
+        NQDIR=$shm/nq hf "$1" 3 1 "$(loop 'nq true')"
+        NQDIR=$shm/nq timeout 60 nq -w >/dev/null 2>&1 || true
+    }
+    tl_run() { RUN_DIR=$shm/store hf "$1" 3 1 "$(loop "'$BIN/run' true")"; }
+    abba launch.nq_loop_tmpfs tl_nq launch.run_loop_tmpfs tl_run
+    for key in nq_loop_tmpfs run_loop_tmpfs; do python3 "$PROBE" scale "launch.$key" 0.01; done
     probe stop-bgrun "$shm/store"
     rm -rf "$shm"
 fi
