@@ -23,10 +23,9 @@
 # --queue-only: only section 8, queues (with --quick: a smoke run of it).
 # --scale: add section 9, scale (issue 24), after the others; --scale-only:
 # only section 9. It is behind its own switch because at the issue's sizes
-# it takes about 40 minutes here as bgrun stands: 20 for the --after chain
-# (quadratic today; it stops at SCALE_CHAIN_MAX seconds), 6 for planting
-# 220,000 job directories, 2-7 for `runrm` of 100,000 jobs. With --quick
-# its sizes are small (under 2 minutes, debug binaries included). Its
+# it plants 220,000 job directories and removes them: about 5 minutes here
+# (the --after chain stops at SCALE_CHAIN_MAX seconds in any case). With
+# --quick its sizes are small (under 2 minutes, debug binaries included). Its
 # sizes, each an environment variable (full / --quick):
 #   SCALE_SIZES="10000 100000" / "200 1000"  stores of ended jobs, planted
 #   SCALE_FILL=10000 / 1000, SCALE_BATCH=50  a store filled N launches at a time
