@@ -195,6 +195,13 @@ pub fn make_dir_in(parent: &File, name: &str) -> io::Result<File> {
 /// The entries of the open directory `dir` (not `.` nor `..`), each with
 /// what it is; read through a duplicate of the descriptor.
 pub fn entries(dir: &File) -> io::Result<Vec<(std::ffi::OsString, Kind)>> {
+    Ok(entries_ino(dir)?.into_iter().map(|(name, kind, _)| (name, kind)).collect())
+}
+
+/// As [`entries`], each with its inode number too; what it is asked of the
+/// file system where the entry does not say (an entry gone meanwhile is
+/// left out).
+pub fn entries_ino(dir: &File) -> io::Result<Vec<(std::ffi::OsString, Kind, u64)>> {
     use nix::dir::{Dir, Type};
     use std::os::unix::ffi::OsStrExt;
     let mut d = Dir::from_fd(dir.try_clone()?.into())?;
@@ -214,10 +221,11 @@ pub fn entries(dir: &File) -> io::Result<Vec<(std::ffi::OsString, Kind)>> {
                 Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Kind::Dir,
                 Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Kind::File,
                 Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Kind::Link,
+                Err(nix::errno::Errno::ENOENT) => continue,
                 _ => Kind::Other,
             },
         };
-        out.push((std::ffi::OsStr::from_bytes(name).to_os_string(), kind));
+        out.push((std::ffi::OsStr::from_bytes(name).to_os_string(), kind, e.ino()));
     }
     Ok(out)
 }

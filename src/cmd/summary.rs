@@ -1,4 +1,4 @@
-//! The summary of ended jobs (`.summary` in the store): a cache that makes
+//! The summary of ended jobs (`.cache/summary` in the store): a cache that makes
 //! `runs --json` of a big store one read of the store's directory and one
 //! of a file, instead of two files read per job. It is derived from the
 //! job directories, which stay the truth, and is never needed: without

@@ -20,11 +20,10 @@
 use super::ids::split_id;
 use super::job::{self, Damaged, Job};
 use super::{legacy, names, planted, Store, LINK_PLANTED};
-use crate::files::{io_err, Kind};
-use std::ffi::{OsStr, OsString};
+use crate::files::{self, io_err, Kind};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// What a listing orders jobs by: their start, then their id.
@@ -55,38 +54,6 @@ pub struct Scan {
     /// first, then the ids newest first? (So they are kept in the names'
     /// cache.)
     ordered: bool,
-}
-
-/// The entries of the open directory `dir` (not `.` nor `..`): each name,
-/// what it is (asked of the file system where the entry does not say) and
-/// its inode number.
-fn root_entries(dir: &File) -> std::io::Result<Vec<(OsString, Kind, u64)>> {
-    use nix::dir::{Dir, Type};
-    let mut d = Dir::from_fd(dir.try_clone()?.into())?;
-    let mut out = Vec::new();
-    for e in d.iter() {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let kind = match e.file_type() {
-            Some(Type::Directory) => Kind::Dir,
-            Some(Type::File) => Kind::File,
-            Some(Type::Symlink) => Kind::Link,
-            Some(_) => Kind::Other,
-            None => match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Kind::Dir,
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Kind::File,
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Kind::Link,
-                // Gone meanwhile: not listed.
-                Err(nix::errno::Errno::ENOENT) => continue,
-                _ => Kind::Other,
-            },
-        };
-        out.push((OsStr::from_bytes(name).to_os_string(), kind, e.ino()));
-    }
-    Ok(out)
 }
 
 /// The size of the entry `name` of `dir` (0 if it cannot be asked).
@@ -121,7 +88,7 @@ impl Store {
         }
         // Read through the descriptor the stamp is of (never the path
         // again: it may name another directory by now).
-        for (name, kind, ino) in root_entries(&root).map_err(|e| io_err("reading", &self.root, e))? {
+        for (name, kind, ino) in files::entries_ino(&root).map_err(|e| io_err("reading", &self.root, e))? {
             let path = || self.root.join(&name);
             if name.as_encoded_bytes().first() == Some(&b'.') {
                 if kind == Kind::Link && (name == ".keys" || name == ".ids") {
