@@ -509,3 +509,133 @@ fn runrm_never_removes_the_log_that_a_process_the_job_left_running_still_writes(
     assert!(alive, "the background child ended by itself");
     assert!(kept, "runrm removed {id} while its process {pid} still writes its log: {}{}", stdout(&out), stderr(&out));
 }
+
+// --- hostile trees: what the closing line claims ------------------------------------------
+
+/// The bytes the closing line "removed N jobs, X freed" claims.
+fn claimed_freed(text: &str) -> u64 {
+    let line = text.lines().rev().find(|l| l.contains(" freed")).unwrap_or_else(|| panic!("no closing line: {text}"));
+    let x = line.rsplit(", ").next().unwrap_or_default().trim_end_matches(" freed");
+    let (num, unit) = x.split_once(' ').unwrap_or((x, "B"));
+    let n: f64 = num.parse().unwrap_or_else(|_| panic!("size in {line:?}"));
+    let mult = match unit {
+        "B" => 1.0,
+        "KiB" | "KB" | "K" => 1024.0,
+        "MiB" | "MB" | "M" => 1024.0 * 1024.0,
+        "GiB" | "GB" | "G" => 1024.0 * 1024.0 * 1024.0,
+        u => panic!("unit {u:?} in {line:?}"),
+    };
+    (n * mult) as u64
+}
+
+/// What `path` holds on the disk (blocks), not following links.
+fn blocks_under(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).expect("stat");
+    let own = m.blocks() * 512;
+    if !m.is_dir() {
+        return own;
+    }
+    own + fs::read_dir(path).expect("listing").flatten().map(|e| blocks_under(&e.path())).sum::<u64>()
+}
+
+#[test]
+fn runrm_counts_the_directories_it_frees() {
+    // 500 empty directories planted in an ended job: 2 MiB on most file
+    // systems, which `remove_tree_in` removes without counting (only the
+    // files' blocks and the top's are added up).
+    let env = Env::new();
+    let job = env.start(&["true"]);
+    env.wait_ended(&job, SOON);
+    for i in 0..500 {
+        fs::create_dir(env.job_dir(&job).join(format!("d{i}"))).expect("planting a directory");
+    }
+    let held = blocks_under(&env.job_dir(&job));
+    let out = env.run("runrm", &[&job]);
+    assert!(out.status.success(), "runrm failed: {}", stderr(&out));
+    let claimed = claimed_freed(&stdout(&out));
+    assert!(claimed * 2 >= held, "held {held} bytes, runrm claims {claimed}: {}", stdout(&out));
+}
+
+#[test]
+fn runrm_does_not_claim_a_hard_linked_outside_file_as_freed() {
+    // A hard link to a file outside the store, planted in an ended job:
+    // removing the job frees nothing of it (the outside name keeps it).
+    let env = Env::new();
+    let job = env.start(&["true"]);
+    env.wait_ended(&job, SOON);
+    let outside = env.root.join("precious");
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(&outside, &data).expect("writing the outside file");
+    fs::hard_link(&outside, env.job_dir(&job).join("big")).expect("planting a hard link");
+    let out = env.run("runrm", &[&job]);
+    assert!(out.status.success(), "runrm failed: {}", stderr(&out));
+    assert_eq!(fs::read(&outside).expect("the outside file"), data, "the outside file's content changed");
+    let claimed = claimed_freed(&stdout(&out));
+    assert!(claimed < 1 << 20, "nothing of the 8 MiB was freed, runrm claims {claimed}: {}", stdout(&out));
+}
+
+#[test]
+fn runrm_sweeps_an_abandoned_leftover_however_deep() {
+    // A removal killed while it deleted a deep planted tree leaves a deep
+    // `.rm-*`; the sweep (std's remove_dir_all, recursive: one descriptor
+    // per level) fails at ~1020 levels under the usual 1024 descriptors,
+    // silently, on every later runrm: the leftover stays forever.
+    let env = Env::new();
+    let job = env.start(&["true"]);
+    env.wait_ended(&job, SOON);
+    let left = env.store.join(".rm-true_20250101_000001-4243");
+    fs::create_dir(&left).expect("making a leftover");
+    let mut fd = nix::fcntl::open(&left, nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty()).expect("open");
+    for _ in 0..1500 {
+        nix::sys::stat::mkdirat(&fd, "x", nix::sys::stat::Mode::S_IRWXU).expect("mkdir");
+        fd = nix::fcntl::openat(&fd, "x", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty()).expect("openat");
+    }
+    drop(fd);
+    let out = std::process::Command::new("touch").args(["-d", "1 hour ago"]).arg(&left).output().expect("touch");
+    assert!(out.status.success(), "touch: {}", stderr(&out));
+    let bin = env.cmd("runrm").get_program().to_owned();
+    let mut cmd = env.cmd("runrm");
+    let cmd = {
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg("ulimit -n 1024 && exec \"$0\"").arg(&bin);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.current_dir(&env.root);
+        let _ = &mut cmd;
+        sh
+    };
+    let out = { cmd }.output().expect("running runrm");
+    assert!(out.status.success(), "runrm failed: {}", stderr(&out));
+    assert!(!left.exists(), "the abandoned deep leftover stays: {}", stdout(&out));
+}
+
+#[test]
+fn a_second_runrm_does_not_sweep_a_removal_in_progress() {
+    // The rename out of sight keeps the directory's mtime: a job that ended
+    // an hour ago, being deleted now as `.rm-ID-PID`, looks abandoned to
+    // another runrm's sweep, which deletes it under the first and reports
+    // it "left by an interrupted launch or removal" (and both count it).
+    let env = Env::new();
+    let job = env.start(&["true"]);
+    env.wait_ended(&job, SOON);
+    let dir = env.job_dir(&job);
+    for i in 0..40_000 {
+        fs::write(dir.join(format!("f{i}")), b"x").expect("planting a file");
+    }
+    let out = std::process::Command::new("touch").args(["-d", "1 hour ago"]).arg(&dir).output().expect("touch");
+    assert!(out.status.success(), "touch: {}", stderr(&out));
+    let first = env.cmd("runrm").arg(&job).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runrm");
+    let first = KillOnDrop(first);
+    let hidden = format!(".rm-{job}-{}", first.0.id());
+    wait_until(SOON, "the job to be hidden", || env.store.join(&hidden).exists());
+    let out = env.run("runrm", &[]);
+    let mut first = first;
+    let _ = first.0.wait();
+    let text = stdout(&out);
+    assert!(!text.contains(&hidden), "a removal in progress was swept as abandoned: {text}");
+}
