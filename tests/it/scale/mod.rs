@@ -361,3 +361,26 @@ fn the_old_scripts_files_of_thousands_of_jobs_are_listed_once_each_with_their_co
         assert!(line.contains(&stem) && line.contains(&format!("step {i}  (old run script)")), "{line}");
     }
 }
+
+#[test]
+fn two_runrm_at_once_do_not_both_claim_the_same_jobs() {
+    // Two removals of every job started together: each job is removed
+    // once, yet a job the other got first counts as "removed" (Hidden::Gone
+    // is reported as Ok(Some(0))), so both lines add up to about twice
+    // the store. Seen by hand: "removed 20000 jobs" and "removed 19998
+    // jobs" for a store of 20000.
+    let env = Env::new();
+    let tmpl = ended_template(&env, "tmpl");
+    let n = 3000;
+    plant_many(&env, &tmpl, "many", n);
+    let a = env.cmd("runrm").stdout(std::process::Stdio::piped()).spawn().expect("runrm");
+    let b = env.cmd("runrm").stdout(std::process::Stdio::piped()).spawn().expect("runrm");
+    let (a, b) = (a.wait_with_output().expect("runrm"), b.wait_with_output().expect("runrm"));
+    let count = |o: &std::process::Output| -> usize {
+        let text = stdout(o);
+        let last = text.lines().rev().find(|l| l.starts_with("removed ") && l.contains(" freed")).unwrap_or("");
+        last.split_whitespace().nth(1).and_then(|w| w.parse().ok()).unwrap_or(0)
+    };
+    let (ca, cb) = (count(&a), count(&b));
+    assert!(ca + cb <= n + 1, "{} jobs (the template too), yet the two runrm claim {ca} and {cb}", n + 1);
+}
