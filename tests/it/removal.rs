@@ -639,3 +639,40 @@ fn a_second_runrm_does_not_sweep_a_removal_in_progress() {
     let text = stdout(&out);
     assert!(!text.contains(&hidden), "a removal in progress was swept as abandoned: {text}");
 }
+
+/// `chattr -i` on drop: an immutable planted file must not outlive the test.
+struct Mutable(std::path::PathBuf);
+
+impl Drop for Mutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-R").arg("-i").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_job_runrm_cannot_delete_is_not_left_hidden_half_removed_and_never_swept() {
+    // Something runrm cannot delete in an ended job (here an immutable
+    // file, as root; as a user, a directory of mode 0500 or a bind mount
+    // does the same): runrm fails, yet the job is already renamed out of
+    // sight and its log deleted. It vanishes from `runs`, and every later
+    // runrm's sweep fails silently ("removed 0 jobs", exit 0): the space
+    // is never freed and never named again.
+    let env = Env::new();
+    let job = env.start(&["true"]);
+    env.wait_ended(&job, SOON);
+    let sub = env.job_dir(&job).join("zz");
+    fs::create_dir(&sub).expect("planting a directory");
+    fs::write(sub.join("stuck"), b"x").expect("planting a file");
+    let _guard = Mutable(env.store.clone());
+    let out = std::process::Command::new("chattr").arg("+i").arg(sub.join("stuck")).output().expect("chattr");
+    if !out.status.success() {
+        eprintln!("skipped: chattr +i refused here: {}", stderr(&out));
+        return;
+    }
+    let out = env.run("runrm", &[&job]);
+    assert!(!out.status.success(), "runrm removed an immutable file?");
+    let hidden: Vec<String> =
+        crate::common::store_entries(&env).into_iter().filter(|n| n.starts_with(".rm-")).collect();
+    let listed = env.jobs().iter().any(|j| j["id"] == job.as_str());
+    assert!(listed || hidden.is_empty(), "the job is neither listed nor gone: hidden as {hidden:?}");
+}
