@@ -304,13 +304,23 @@ pub fn open_rw_in(dir: &File, name: &str) -> io::Result<File> {
 /// deep would take the recursive way past the descriptor limit or the
 /// stack). Returns the bytes the removed entries held on the disk (their
 /// blocks), or the first error that stops it.
-pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<u64> {
+pub fn remove_tree_in(parent: &File, name: &str, freed: &mut u64) -> io::Result<()> {
     use nix::errno::Errno;
     use nix::sys::stat::fstatat;
     use nix::unistd::{unlinkat, UnlinkatFlags};
     let top = open_dir_in(parent, name)?;
-    let blocks = |st: nix::sys::stat::FileStat| st.st_blocks.max(0) as u64 * 512;
-    let mut bytes = nix::sys::stat::fstat(&top).map_or(0, blocks);
+    // What an entry frees: its blocks, unless another link keeps them.
+    let blocks = |st: nix::sys::stat::FileStat| {
+        let last = st.st_nlink <= 1 || st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if last {
+            st.st_blocks.max(0) as u64 * 512
+        } else {
+            0
+        }
+    };
+    let size_of =
+        |entry: &std::ffi::OsStr| fstatat(&top, entry, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, blocks);
+    let own = nix::sys::stat::fstat(&top).map_or(0, blocks);
     let mut fresh = 0u64;
     loop {
         let list = entries(&top)?;
@@ -324,9 +334,9 @@ pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<u64> {
         for (entry, kind) in list {
             let entry = entry.as_os_str();
             if kind != Kind::Dir {
-                let size = fstatat(&top, entry, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, blocks);
+                let size = size_of(entry);
                 match unlinkat(&top, entry, UnlinkatFlags::NoRemoveDir) {
-                    Ok(()) => bytes += size,
+                    Ok(()) => *freed += size,
                     Err(Errno::ENOENT) => {}
                     // Listed as a file, a directory now: taken next round.
                     Err(Errno::EISDIR) => only_files = false,
@@ -335,8 +345,13 @@ pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<u64> {
                 continue;
             }
             only_files = false;
+            let size = size_of(entry);
             match unlinkat(&top, entry, UnlinkatFlags::RemoveDir) {
-                Ok(()) | Err(Errno::ENOENT) => continue,
+                Ok(()) => {
+                    *freed += size;
+                    continue;
+                }
+                Err(Errno::ENOENT) => continue,
                 Err(Errno::ENOTEMPTY | Errno::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -371,7 +386,11 @@ pub fn remove_tree_in(parent: &File, name: &str) -> io::Result<u64> {
         }
     }
     match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(bytes),
+        Ok(()) => {
+            *freed += own;
+            Ok(())
+        }
+        Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

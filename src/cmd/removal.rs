@@ -71,14 +71,18 @@ pub fn remove_each(
         let keep = |job: &Job| awaited.as_mut().is_some_and(|a| a.contains(store, &job.id));
         let mut written = Ok(());
         store.remove_jobs(jobs, keep, |job, res| match res {
-            Ok(Some(n)) => {
+            // Removed meanwhile by another command: not this one's to count.
+            Ok(store::Removed::Gone) => {}
+            Ok(store::Removed::Freed(n)) => {
                 if written.is_ok() {
                     written = out.line(&format!("removed {}", clean(&job.id)));
                 }
                 t.freed += n;
                 t.count += 1;
             }
-            Ok(None) => warn(&format!("{front}: kept {}: a job queued since waits for it (--after)", clean(&job.id))),
+            Ok(store::Removed::Kept) => {
+                warn(&format!("{front}: kept {}: a job queued since waits for it (--after)", clean(&job.id)))
+            }
             Err(e) => {
                 warn(&format!("{front}: {e}"));
                 t.failed = true;

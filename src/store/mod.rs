@@ -103,6 +103,7 @@ pub use marks::{
 pub use queue::{Conf, QueueDir, SlotHold};
 pub use read::{disk_usage, header_tail, tail_lines, tail_lines_after, tail_lines_shown, tail_reach, tail_start};
 pub use record::{append_footer, append_note, record_end, record_end_once, record_first_end, sync_end, write_footer};
+pub use remove::Removed;
 pub use write::{read_env, remove_env, write_after_launch, write_env, write_meta, Staged};
 
 use crate::files;
@@ -240,6 +241,7 @@ impl Store {
     pub fn sweep_leftovers(&self, min_age: std::time::Duration, dry_run: bool) -> (Vec<String>, u64) {
         let (mut names, mut bytes) = (Vec::new(), 0);
         let Ok(rd) = fs::read_dir(&self.root) else { return (names, bytes) };
+        let root = files::open_dir(&self.root);
         for entry in rd.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.starts_with(".new-") && !name.starts_with(".rm-") {
@@ -250,8 +252,24 @@ impl Store {
             if m.modified().ok().and_then(|t| t.elapsed().ok()).is_none_or(|age| age < min_age) {
                 continue;
             }
-            let size = disk_usage(&path);
-            let gone = dry_run || if m.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) }.is_ok();
+            // Renamed there by a command still at work (a rename keeps the
+            // directory's time: a job ended long ago looks old at once).
+            let owner = name.rsplit_once('-').and_then(|(_, pid)| pid.parse::<i32>().ok()).filter(|&p| p > 0);
+            if owner.is_some_and(|pid| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(nix::errno::Errno::ESRCH)
+            }) {
+                continue;
+            }
+            let (size, gone) = if dry_run {
+                (disk_usage(&path), true)
+            } else if m.is_dir() {
+                // However deep a tree planted in it: never recursion.
+                let mut freed = 0;
+                let gone = root.as_ref().is_ok_and(|r| files::remove_tree_in(r, &name, &mut freed).is_ok());
+                (freed, gone)
+            } else {
+                (disk_usage(&path), fs::remove_file(&path).is_ok())
+            };
             if gone {
                 names.push(name);
                 bytes += size;
@@ -259,7 +277,7 @@ impl Store {
         }
         // A cache's temporary file (`.cache/.NAME…`), left by a listing
         // killed while it wrote the cache: files only, never followed.
-        let cache = files::open_dir(&self.root).and_then(|root| files::open_dir_in(&root, names::CACHE));
+        let cache = root.as_ref().map_err(|e| e.kind().into()).and_then(|root| files::open_dir_in(root, names::CACHE));
         for (name, kind) in cache.as_ref().map_or(vec![], |dir| files::entries(dir).unwrap_or_default()) {
             let (Some(name), Ok(dir)) = (name.to_str().filter(|n| n.starts_with('.')), cache.as_ref()) else {
                 continue;

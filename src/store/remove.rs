@@ -38,6 +38,17 @@ enum Hidden {
     Kept,
 }
 
+/// What became of one job of a removal in bulk.
+pub enum Removed {
+    /// Removed: the bytes it freed.
+    Freed(u64),
+    /// Kept, as the caller's rule said when asked under the lock.
+    Kept,
+    /// Gone already, or no longer the job judged (another command removed
+    /// it meanwhile): nothing removed here.
+    Gone,
+}
+
 impl Store {
     /// Removes the entry `id` whatever it holds (a damaged entry the user
     /// named): returns the bytes freed. An entry already gone (another
@@ -61,7 +72,13 @@ impl Store {
     /// it is not running.
     pub fn remove_job(&self, job: &Job) -> Result<u64, String> {
         let mut res = Ok(0);
-        self.remove_jobs(std::slice::from_ref(job), |_| false, |_, r| res = r.map(|n| n.unwrap_or(0)));
+        self.remove_jobs(
+            std::slice::from_ref(job),
+            |_| false,
+            |_, r| {
+                res = r.map(|n| if let Removed::Freed(n) = n { n } else { 0 });
+            },
+        );
         res
     }
 
@@ -74,7 +91,7 @@ impl Store {
         &self,
         jobs: &'a [Job],
         mut keep: impl FnMut(&Job) -> bool,
-        mut done: impl FnMut(&'a Job, Result<Option<u64>, String>),
+        mut done: impl FnMut(&'a Job, Result<Removed, String>),
     ) {
         let root = match files::open_dir(&self.root) {
             Ok(root) => root,
@@ -95,18 +112,18 @@ impl Store {
             });
             // The deletions (most of a removal's time: a few unlinks per
             // job, each waiting on the disk) by `DELETERS` threads.
-            let delete_all = |part: &[(&Job, Result<Hidden, String>)]| -> Vec<Result<Option<u64>, String>> {
+            let delete_all = |part: &[(&Job, Result<Hidden, String>)]| -> Vec<Result<Removed, String>> {
                 part.iter()
                     .map(|(job, h)| match h {
-                        Ok(Hidden::Moved(hidden)) => delete(&root, hidden, &job.dir).map(Some),
-                        Ok(Hidden::Gone) => Ok(Some(0)),
-                        Ok(Hidden::Kept) => Ok(None),
+                        Ok(Hidden::Moved(hidden)) => delete(&root, hidden, &job.dir).map(Removed::Freed),
+                        Ok(Hidden::Gone) => Ok(Removed::Gone),
+                        Ok(Hidden::Kept) => Ok(Removed::Kept),
                         Err(e) => Err(e.clone()),
                     })
                     .collect()
             };
             let hidden: Vec<(&Job, Result<Hidden, String>)> = batch.iter().zip(hidden).collect();
-            let results: Vec<Result<Option<u64>, String>> = if hidden.len() < 16 {
+            let results: Vec<Result<Removed, String>> = if hidden.len() < 16 {
                 delete_all(&hidden)
             } else {
                 let part = hidden.len().div_ceil(DELETERS);
@@ -116,7 +133,7 @@ impl Store {
                 })
             };
             for ((job, _), res) in hidden.iter().zip(results) {
-                if matches!(res, Ok(Some(_))) {
+                if matches!(res, Ok(Removed::Freed(_))) {
                     // Its key is free again (only if the key still names this job).
                     if let Some(key) = &job.meta.key {
                         self.release_key(key, &job.id);
@@ -189,9 +206,10 @@ impl Store {
 fn delete(root: &File, hidden: &str, path: &Path) -> Result<u64, String> {
     // A finished job's watcher may still be recording its notification:
     // a file appearing mid-removal is removed on the next pass.
+    let mut freed = 0;
     for _ in 0..6 {
-        match files::remove_tree_in(root, hidden) {
-            Ok(n) => return Ok(n),
+        match files::remove_tree_in(root, hidden, &mut freed) {
+            Ok(()) => return Ok(freed),
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
             // A link planted in its place, or a file: removed as it is.
             Err(e) if e.kind() == ErrorKind::InvalidData => {
@@ -199,8 +217,22 @@ fn delete(root: &File, hidden: &str, path: &Path) -> Result<u64, String> {
                 files::unlink_in(root, hidden).map_err(|e| io_err("removing", path, e))?;
                 return Ok(size);
             }
-            Err(e) => return Err(io_err("removing", path, e)),
+            Err(e) => return Err(put_back(root, hidden, path, e)),
         }
     }
-    Err(io_err("removing", path, std::io::Error::from_raw_os_error(libc::ENOTEMPTY)))
+    Err(put_back(root, hidden, path, std::io::Error::from_raw_os_error(libc::ENOTEMPTY)))
+}
+
+/// A job that could not be deleted whole (something in it that cannot be
+/// removed: a mount, an immutable file, a directory without write
+/// permission) is put back under its id, what is left of it, so that
+/// listings show it (damaged, if its files are gone) and a later `runrm`
+/// can be asked again, rather than left hidden for ever. Its id stays
+/// taken. The error, naming it.
+fn put_back(root: &File, hidden: &str, path: &Path, e: std::io::Error) -> String {
+    let id = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let back = !id.is_empty()
+        && nix::fcntl::renameat2(root, hidden, root, id, nix::fcntl::RenameFlags::RENAME_NOREPLACE).is_ok();
+    let left = if back { "; what is left of it stays" } else { "" };
+    format!("{}{left}", io_err("removing", path, e))
 }

@@ -3,9 +3,11 @@
 //! refused, saying how to fix it.
 
 use crate::common::*;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).expect("reading a mode").permissions().mode() & 0o7777
@@ -148,4 +150,33 @@ fn a_store_owned_by_another_user_is_refused_by_them_saying_how_to_fix_it() {
         assert!(!stdout(&out).contains(&id), "{}", stdout(&out));
     }
     assert_eq!(fs::read_dir(&env.store).expect("the store").count(), 1, "nothing was added");
+}
+
+#[test]
+fn a_user_the_password_file_does_not_name_launches_and_is_named_by_their_uid() {
+    // No USER nor LOGNAME, and a uid /etc/passwd does not hold: glibc would
+    // ask its other NSS modules (systemd's, LDAP's), which a static binary
+    // cannot load (it crashed in getpwuid_r).
+    let root = nix::unistd::geteuid().is_root();
+    if !need(root, "switching to a uid no password file names needs root", "run the tests as root (CI does)") {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.root.join("open");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let store = dir.join("store");
+    let out = Command::new("setpriv")
+        .args(["--reuid", "54321", "--regid", "54321", "--clear-groups", "env", "-i"])
+        .arg(format!("RUN_DIR={}", store.display()))
+        .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+        .args([bin("run").as_os_str(), OsStr::new("true")])
+        .current_dir(&dir)
+        .output()
+        .expect("setpriv");
+    assert!(out.status.success(), "run as uid 54321: {:?} {}", out.status, stderr(&out));
+    let id = stdout(&out).split_whitespace().next().expect("an id").to_string();
+    let meta = fs::read_to_string(store.join(&id).join("meta.json")).expect("its meta.json");
+    assert!(meta.contains("\"user\": \"54321\""), "{meta}");
 }
