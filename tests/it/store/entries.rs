@@ -9,9 +9,8 @@ use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn copy_job(from: &Path, to: &Path) {
@@ -21,32 +20,49 @@ fn copy_job(from: &Path, to: &Path) {
     }
 }
 
-/// Waits for `child` (never leaving it behind: it is killed after 20 s);
-/// returns its exit code and its peak resident memory in KiB.
-fn wait_with_rusage(child: Child) -> (i32, i64) {
-    let pid = child.id() as i32;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d = done.clone();
-    std::thread::spawn(move || {
-        let until = Instant::now() + SOON;
-        while !d.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !d.load(std::sync::atomic::Ordering::SeqCst) {
-            // SAFETY: kill with plain integers; the child is not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid, and wait4 fills it in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child, with valid pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(r, pid, "wait4");
-    std::mem::forget(child); // reaped here, not by std
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    (code, usage.ru_maxrss)
+/// The harness of [`limited`]: forks the command (from this small
+/// process, not from the test binary, whose resident pages a child forked
+/// from it counts as its own peak until it execs), limits its address
+/// space to 1 GiB, its stdout to a file, kills it after 20 s; prints its
+/// exit code and peak resident memory (KiB).
+const HARNESS: &str = r#"
+import os, resource, signal, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
+    os.execv(argv[0], argv)
+signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.alarm(20)
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"#;
+
+/// `front args…` run as `env.cmd` would, its stdout into `printed`, its
+/// address space limited to 1 GiB (an unbounded read would grow until it
+/// hit that, and fail), killed after 20 s: its exit code and peak resident
+/// memory in KiB; None (the test reported not run) without python3.
+fn limited(env: &Env, front: &str, args: &[&str], printed: &Path) -> Option<(i32, i64)> {
+    if !need_tool("python3") {
+        return None;
+    }
+    let like = env.cmd(front);
+    let mut c = std::process::Command::new("python3");
+    for (k, v) in like.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(dir) = like.get_current_dir() {
+        c.current_dir(dir);
+    }
+    c.args(["-c", HARNESS]).arg(printed).arg(like.get_program()).args(args).stdin(Stdio::null());
+    let out = c.output().expect("running python3");
+    let text = stdout(&out);
+    let mut words = text.split_whitespace().map(|w| w.parse::<i64>().expect("a number"));
+    Some((words.next().expect("an exit code") as i32, words.next().expect("a peak")))
 }
 
 fn mkfifo(path: &Path) {
@@ -354,23 +370,8 @@ fn a_pid_file_linked_to_dev_zero_costs_a_listing_nothing() {
     std::os::unix::fs::symlink("/dev/zero", dir.join("pid")).expect("planting a link");
     for args in [vec![], vec!["--json"]] {
         let printed = env.root.join("printed");
-        let mut c = env.cmd("runs");
-        c.args(&args).stdout(fs::File::create(&printed).expect("a file for stdout")).stderr(Stdio::null());
-        // An unbounded read would grow until it hit this (and fail).
-        // SAFETY: setrlimit is async-signal-safe.
-        unsafe {
-            c.pre_exec(|| {
-                let lim = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
-                if libc::setrlimit(libc::RLIMIT_AS, &lim) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
         let started = Instant::now();
-        let child = c.spawn().expect("starting runs");
-        let (code, max_rss_kib) = wait_with_rusage(child);
+        let Some((code, max_rss_kib)) = limited(&env, "runs", &args, &printed) else { return };
         assert_eq!(code, 0, "runs {args:?} failed");
         assert!(started.elapsed() < Duration::from_secs(5), "runs took {:?}", started.elapsed());
         assert!(max_rss_kib < 64 * 1024, "runs {args:?} grew to {max_rss_kib} KiB");
