@@ -192,6 +192,17 @@ impl Env {
             .env_remove("TMUX")
             .current_dir(&self.root)
             .stdin(Stdio::null());
+        if program == "script" {
+            // A terminal's session as a user's is, whatever this test run
+            // inherited (`nohup cargo test` ignores SIGHUP in every child).
+            // SAFETY: signal(2) is async-signal-safe.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                    libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                    Ok(())
+                });
+            }
+        }
         c
     }
 }
