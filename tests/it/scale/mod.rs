@@ -319,12 +319,11 @@ fn runs_n_and_lookups_by_name_or_prefix_give_a_full_listings_answers_on_a_crowde
     );
 }
 
-#[test]
-fn a_job_that_waited_in_a_queue_and_started_last_is_the_newest_however_old_its_id() {
-    let env = Env::new();
-    crowded_store(&env, 400, false);
-    // Its id says it was queued first; it started after every other job.
-    let tmpl = ended_template(&env, "late");
+/// Plants a job whose id says it was queued first and that started after
+/// every other job, and gives the store queues (a job run through one,
+/// then removed): its id.
+fn plant_late(env: &Env) -> &'static str {
+    let tmpl = ended_template(env, "late");
     let late = "late_20240101_000000";
     plant(&tmpl, &env.store, late.as_ref(), |m| {
         m["name"] = "late".into();
@@ -335,8 +334,15 @@ fn a_job_that_waited_in_a_queue_and_started_last_is_the_newest_however_old_its_i
     // A store where jobs have waited has queues.
     let q = env.start(&["-q", "Q", "true"]);
     env.wait_ended(&q, SOON);
-    let q_dir = env.job_dir(&q);
-    fs::remove_dir_all(q_dir).expect("removing the queued job");
+    fs::remove_dir_all(env.job_dir(&q)).expect("removing the queued job");
+    late
+}
+
+#[test]
+fn a_job_that_waited_in_a_queue_and_started_last_is_the_newest_however_old_its_id() {
+    let env = Env::new();
+    crowded_store(&env, 400, false);
+    let late = plant_late(&env);
     let newest = utc(&env, "runs", &["-n", "1"]);
     assert!(newest.contains(late), "{newest}");
     check_against_full_listing(&env, &["late", "a"]);

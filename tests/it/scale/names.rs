@@ -189,18 +189,7 @@ fn head_word(text: &str, i: usize, v: &str) -> String {
 fn a_names_file_whose_queues_flag_is_damaged_is_not_used() {
     let env = Env::new();
     crowded_store(&env, 1000, true);
-    // Its id says it was queued first; it started after every other job.
-    let tmpl = ended_template(&env, "late");
-    let late = "late_20240101_000000";
-    plant(&tmpl, &env.store, late.as_ref(), |m| {
-        m["name"] = "late".into();
-        m["queued_at"] = "2024-01-01T00:00:00.000+00:00".into();
-        m["started_at"] = planted_time(5000).to_rfc3339_opts(chrono::SecondsFormat::Millis, false).into();
-    });
-    fs::remove_dir_all(&tmpl).expect("removing the template");
-    let q = env.start(&["-q", "Q", "true"]);
-    env.wait_ended(&q, SOON);
-    fs::remove_dir_all(env.job_dir(&q)).expect("removing the queued job");
+    let late = plant_late(&env);
     if !kept(&env) {
         return;
     }
