@@ -336,9 +336,9 @@ impl<'a> Iterator for Seconds<'a> {
     type Item = Vec<&'a str>;
 
     fn next(&mut self) -> Option<Vec<&'a str>> {
-        let Seconds::Ordered { ids, at, name } = self else {
-            let Seconds::Sorted(s) = self else { return None };
-            return s.next();
+        let (ids, at, name) = match self {
+            Seconds::Sorted(s) => return s.next(),
+            Seconds::Ordered { ids, at, name } => (ids, at, name),
         };
         let ours = |n: &str| name.is_none_or(|name| name == n);
         while let Some(id) = ids.get(*at) {
